@@ -1,0 +1,57 @@
+//! The library's error type.
+//!
+//! Every error that comes from bad input names the file (when there is one) and the field, row or
+//! constraint at fault, so the binary can print it as one line and exit non-zero.
+
+use std::path::{Path, PathBuf};
+
+/// Errors raised by the moesim library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file was read but its content is not what moesim expects.
+    #[error("{path}: {message}")]
+    BadFile {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong, naming the field, row or column.
+        message: String,
+    },
+    /// A request that cannot be satisfied (bad parameters, infeasible constraints).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// An I/O failure on `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// Bad content in the file at `path`.
+    pub fn bad_file(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        Error::BadFile {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    /// An invalid request that is not tied to one file.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::Invalid(message.into())
+    }
+}
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
