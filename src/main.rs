@@ -1,1 +1,5 @@
-fn main() {}
+//! The `moesim` binary: parse the command line, call the library, map errors to exit codes.
+
+fn main() -> std::process::ExitCode {
+    moesim::cli::main()
+}

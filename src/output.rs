@@ -37,6 +37,16 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |w| w.write_all(bytes).map_err(|e| Error::io(path, e)))
 }
 
+/// Writes a polars table to `path` as Parquet, atomically.
+pub fn write_parquet_frame(path: &Path, frame: &mut polars::prelude::DataFrame) -> Result<()> {
+    write_atomic(path, |w| {
+        polars::prelude::ParquetWriter::new(w)
+            .finish(frame)
+            .map(|_| ())
+            .map_err(|e| Error::bad_file(path, e.to_string()))
+    })
+}
+
 /// The temporary name used while `path` is being written: same folder, so rename is atomic.
 pub fn temp_sibling(path: &Path) -> PathBuf {
     let mut name = path

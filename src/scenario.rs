@@ -1,1 +1,193 @@
-//! (being written)
+//! Scenario files: what to simulate, in TOML.
+//!
+//! A scenario names a model, a cluster, a routing trace (a file or synthetic parameters), the
+//! placement strategies to compare, the batch size, a seed and where outputs go. Unknown keys are
+//! rejected so a typo never silently falls back to a default. Relative paths inside a scenario are
+//! resolved against the scenario file's folder.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::trace::synth::SynthParams;
+
+/// The scenario `moesim run` uses when given no file: `scenarios/quickstart.toml`, compiled in.
+pub const QUICKSTART_TOML: &str = include_str!("../scenarios/quickstart.toml");
+
+/// A parsed scenario.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, used for the report folder and titles.
+    pub name: String,
+    /// Seed for every random choice the run makes.
+    #[serde(default)]
+    pub seed: u64,
+    /// A model preset name (`moesim` lists them in errors) or a path to a HuggingFace config.json.
+    pub model: String,
+    /// A cluster preset name (e.g. `dgx-h100`, `hgx-h800x4`) or a path to a cluster TOML.
+    pub cluster: String,
+    /// Expert-parallel degree: how many of the cluster's GPUs hold experts. Defaults to all.
+    #[serde(default)]
+    pub gpus: Option<usize>,
+    /// Tokens each GPU contributes to one step (the batch, after data-parallel attention).
+    pub tokens_per_gpu: usize,
+    /// Placement strategies to compare, by name.
+    pub placements: Vec<String>,
+    /// Where the routing comes from.
+    pub trace: TraceSource,
+    /// Element sizes of the all-to-all payloads.
+    #[serde(default)]
+    pub comm: CommConfig,
+    /// Where and how results are written.
+    #[serde(default)]
+    pub outputs: OutputConfig,
+}
+
+/// The routing trace of a scenario: a file, or parameters for the synthetic generator.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum TraceSource {
+    /// A trace file in moesim's Parquet format (or any importable format).
+    File(PathBuf),
+    /// Generate the trace with the seeded synthetic generator.
+    Synth(SynthParams),
+}
+
+/// Payload element sizes for dispatch and combine.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommConfig {
+    /// Bytes per hidden element sent to experts (1 for FP8 dispatch, as DeepEP does).
+    #[serde(default = "CommConfig::default_dispatch_bytes")]
+    pub dispatch_bytes_per_elem: u32,
+    /// Bytes per hidden element returned from experts (2 for BF16 combine).
+    #[serde(default = "CommConfig::default_combine_bytes")]
+    pub combine_bytes_per_elem: u32,
+}
+
+impl CommConfig {
+    fn default_dispatch_bytes() -> u32 {
+        1
+    }
+    fn default_combine_bytes() -> u32 {
+        2
+    }
+}
+
+impl Default for CommConfig {
+    fn default() -> Self {
+        CommConfig {
+            dispatch_bytes_per_elem: Self::default_dispatch_bytes(),
+            combine_bytes_per_elem: Self::default_combine_bytes(),
+        }
+    }
+}
+
+/// Output settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Report folder; defaults to `reports/<name>` under the current directory.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file; relative paths inside it become relative to its folder.
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Scenario::parse(&text, base).map_err(|message| Error::bad_file(path, message))
+    }
+
+    /// Parses scenario text; relative trace paths are joined to `base`. The error is a message
+    /// naming the offending key, for the caller to attach the file name to.
+    pub fn parse(text: &str, base: &Path) -> std::result::Result<Scenario, String> {
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            match e.span() {
+                Some(span) => {
+                    let line = text[..span.start].lines().count().max(1);
+                    format!("line {line}: {message}")
+                }
+                None => message,
+            }
+        })?;
+        if let TraceSource::File(file) = &mut scenario.trace
+            && file.is_relative()
+        {
+            *file = base.join(&*file);
+        }
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    /// Checks values serde cannot: non-empty lists, positive sizes.
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.tokens_per_gpu == 0 {
+            return Err("`tokens_per_gpu` must be at least 1".into());
+        }
+        if self.placements.is_empty() {
+            return Err("`placements` must name at least one strategy".into());
+        }
+        if self.gpus == Some(0) {
+            return Err("`gpus` must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The report folder.
+    pub fn output_dir(&self) -> PathBuf {
+        self.outputs
+            .dir
+            .clone()
+            .unwrap_or_else(|| Path::new("reports").join(&self.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+model = "mixtral-8x7b"
+cluster = "dgx-h100"
+tokens_per_gpu = 128
+placements = ["contiguous"]
+[trace]
+file = "x.parquet"
+"#;
+
+    #[test]
+    fn relative_trace_paths_follow_the_scenario_file() {
+        let s = Scenario::parse(MINIMAL, Path::new("scenarios")).unwrap();
+        assert_eq!(s.trace, TraceSource::File("scenarios/x.parquet".into()));
+        assert_eq!(s.comm.dispatch_bytes_per_elem, 1);
+        assert_eq!(s.output_dir(), PathBuf::from("reports/t"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let text = MINIMAL.replace("seed", "").replace("tokens_per_gpu", "seed = 1\ntokns_per_gpu");
+        let err = Scenario::parse(&text, Path::new("")).unwrap_err();
+        assert!(err.contains("tokns_per_gpu"), "{err}");
+        assert!(err.starts_with("line "), "{err}");
+    }
+
+    #[test]
+    fn zero_batch_is_rejected() {
+        let text = MINIMAL.replace("128", "0");
+        let err = Scenario::parse(&text, Path::new("")).unwrap_err();
+        assert!(err.contains("tokens_per_gpu"), "{err}");
+    }
+
+    #[test]
+    fn the_embedded_quickstart_parses() {
+        let s = Scenario::parse(QUICKSTART_TOML, Path::new("scenarios")).unwrap();
+        assert_eq!(s.name, "quickstart");
+        assert!(s.placements.len() >= 2);
+    }
+}

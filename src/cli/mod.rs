@@ -1,1 +1,72 @@
-//! (being written)
+//! The `moesim` command line: clap definitions and wiring, one file per subcommand.
+//!
+//! Exit codes (scripts and CI rely on them): 0 success, 1 bad input or failure, 2 bad usage.
+
+mod run;
+mod trace;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  moesim run scenarios/quickstart.toml          run a scenario, write reports/quickstart/
+  moesim trace import routing.npy -o t.parquet  import an ExFlow / vLLM / SGLang / CSV trace
+  moesim trace stats t.parquet                  per-layer load imbalance, affinity, locality
+  moesim trace stats t.parquet --json           the same as one JSON object, for scripts
+  moesim trace fit t.parquet -o fit.toml        learn a generator from a real trace
+  moesim trace synth --params fit.toml --tokens 1000000 -o long.parquet";
+
+/// moesim: simulate and profile Mixture-of-Experts serving and training.
+///
+/// Turn real routing traces (which token went to which experts, per layer) into load-imbalance
+/// analysis, expert placements and step-time estimates for a model on a GPU cluster.
+#[derive(Debug, Parser)]
+#[command(name = "moesim", version, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import, inspect, generate and convert routing traces.
+    #[command(subcommand)]
+    Trace(trace::TraceCommand),
+    /// Run a scenario end to end and write its report (summary.json, report.md, charts).
+    Run(run::RunArgs),
+}
+
+/// Parses the command line, runs the command and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    let outcome = match cli.command {
+        Command::Trace(command) => command.execute(),
+        Command::Run(args) => args.execute(),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,1 +1,92 @@
-//! (being written)
+//! Reports: what a run writes to disk for people (Markdown, charts) and tools (JSON).
+//!
+//! `report` only reads results; it never computes them.
+
+pub mod charts;
+mod markdown;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::output;
+use crate::runner::RunResult;
+use charts::{ChartLabels, HeatmapPanel, Series};
+
+/// Writes `summary.json`, `report.md` and the charts for `result` into `dir`, returning every
+/// path written. Each file is written atomically.
+pub fn write_report(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut written = Vec::new();
+    let summary = dir.join("summary.json");
+    let mut json = serde_json::to_vec_pretty(result)
+        .map_err(|e| Error::invalid(format!("cannot serialise the summary: {e}")))?;
+    json.push(b'\n');
+    output::write_bytes_atomic(&summary, &json)?;
+    written.push(summary);
+    written.extend(imbalance_chart(result, dir)?);
+    written.extend(gpu_load_heatmap(result, dir)?);
+    let report = dir.join("report.md");
+    output::write_bytes_atomic(&report, markdown::render(result).as_bytes())?;
+    written.push(report);
+    Ok(written)
+}
+
+/// Per-layer imbalance: the trace's expert max/mean and each placement's GPU max/mean.
+fn imbalance_chart(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    let expert: Vec<f64> = result.trace.layers.iter().map(|l| l.max_mean).collect();
+    let per_strategy: Vec<(String, Vec<f64>)> = result
+        .strategies
+        .iter()
+        .map(|s| {
+            (
+                format!("GPU load, {}", s.name),
+                s.layers.iter().map(|l| l.max_mean).collect(),
+            )
+        })
+        .collect();
+    let mut series = vec![Series {
+        name: "expert load",
+        values: &expert,
+    }];
+    series.extend(per_strategy.iter().map(|(name, values)| Series { name, values }));
+    let title = format!("{}: load imbalance per MoE layer", result.scenario);
+    let labels = ChartLabels {
+        title: &title,
+        x: "MoE layer",
+        y: "max / mean load",
+    };
+    charts::line_chart(&dir.join("imbalance"), labels, &series)
+}
+
+/// Per-GPU load (relative to the layer mean) for every layer, one panel per placement.
+fn gpu_load_heatmap(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    let matrices: Vec<(String, Vec<Vec<f64>>)> = result
+        .strategies
+        .iter()
+        .map(|s| {
+            let rows = s
+                .layers
+                .iter()
+                .map(|l| {
+                    let mean = l.gpu_loads.iter().sum::<f64>() / l.gpu_loads.len().max(1) as f64;
+                    l.gpu_loads
+                        .iter()
+                        .map(|&load| if mean > 0.0 { load / mean } else { 0.0 })
+                        .collect()
+                })
+                .collect();
+            (s.name.clone(), rows)
+        })
+        .collect();
+    let panels: Vec<HeatmapPanel> = matrices
+        .iter()
+        .map(|(title, rows)| HeatmapPanel { title, rows })
+        .collect();
+    let title = format!("{}: GPU load / layer mean", result.scenario);
+    let labels = ChartLabels {
+        title: &title,
+        x: "GPU",
+        y: "MoE layer",
+    };
+    charts::heatmap(&dir.join("gpu_load_heatmap"), labels, &panels)
+}

@@ -15,9 +15,21 @@ pub mod fit;
 pub mod synth;
 pub mod validate;
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// Reads a trace from moesim's Parquet format (`.parquet`) or from any format
+/// [`importers::import`] understands, inferring the format and expert count.
+pub fn load(path: &Path) -> Result<Trace> {
+    if path.extension().is_some_and(|e| e == "parquet") {
+        parquet::read_trace(path)
+    } else {
+        importers::import(path, None, None)
+    }
+}
 
 /// A routed expert's id inside one MoE layer.
 pub type ExpertId = u16;

@@ -1,0 +1,36 @@
+//! `moesim trace fit`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::output;
+use crate::trace::{self, fit};
+
+/// Arguments of `moesim trace fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// A token-level trace (Parquet or any importable format).
+    trace: PathBuf,
+    /// Where to write the fitted generator parameters (TOML, for `trace synth --params`).
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+impl FitArgs {
+    pub fn execute(self) -> anyhow::Result<()> {
+        let loaded = trace::load(&self.trace)?;
+        let routing = loaded.tokens().with_context(|| {
+            format!(
+                "{}: holds per-expert loads only; fitting needs token-level routing",
+                self.trace.display()
+            )
+        })?;
+        let params = fit::fit(routing)?;
+        let text = toml::to_string(&params)?;
+        output::write_bytes_atomic(&self.out, text.as_bytes())?;
+        eprintln!("wrote {}", self.out.display());
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! The binary on bad input: one clear error naming the problem, exit 1, no output file left.
+
+mod common;
+
+use common::{assert_fails_with, moesim, moesim_in};
+
+/// Writes an `.npy` file with the given dtype descriptor, shape and raw body.
+fn write_npy(path: &std::path::Path, descr: &str, shape: &str, body: &[u8]) {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(body);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn missing_input_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.parquet");
+    let output = moesim(&["trace", "import", "/no/such/trace.npy", "-o", out.to_str().unwrap()]);
+    assert_fails_with(&output, &["/no/such/trace.npy"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn float_npy_is_rejected_by_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("routing.npy");
+    write_npy(&npy, "<f4", "(2, 1)", &[0u8; 8]);
+    let out = dir.path().join("t.parquet");
+    let output = moesim(&["trace", "import", npy.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_fails_with(&output, &["routing.npy", "<f4"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn expert_id_past_the_model_is_reported_with_row_and_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("routing.npy");
+    // 3 tokens x 2 layers, int64; token 2 at layer 1 routes to expert 9 of an 8-expert model.
+    let ids: [i64; 6] = [0, 1, 2, 3, 4, 9];
+    let body: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&npy, "<i8", "(3, 2)", &body);
+    let out = dir.path().join("t.parquet");
+    let output = moesim(&[
+        "trace", "import", npy.to_str().unwrap(), "-o", out.to_str().unwrap(), "--num-experts", "8",
+    ]);
+    assert_fails_with(&output, &["routing.npy", "9", "row 2", "layer 1"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn truncated_parquet_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.parquet");
+    let status = moesim(&[
+        "trace", "synth", "--experts", "8", "--layers", "2", "--top-k", "2", "--tokens", "1000",
+        "-o", full.to_str().unwrap(),
+    ]);
+    assert!(status.status.success(), "{}", common::stderr(&status));
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = dir.path().join("cut.parquet");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let output = moesim(&["trace", "stats", cut.to_str().unwrap()]);
+    assert_fails_with(&output, &["cut.parquet"]);
+}
+
+#[test]
+fn unknown_scenario_key_is_named_and_no_report_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("typo.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"typo\"\nmodel = \"olmoe-1b-7b\"\ncluster = \"dgx-h100\"\ntokens_per_gpu = 8\n\
+         placements = [\"contiguous\"]\nbatch_sise = 3\n[trace]\nfile = \"x.parquet\"\n",
+    )
+    .unwrap();
+    let output = moesim_in(dir.path(), &["run", scenario.to_str().unwrap()]);
+    assert_fails_with(&output, &["typo.toml", "batch_sise", "line 6"]);
+    assert!(!dir.path().join("reports").exists());
+}
+
+#[test]
+fn validate_lists_every_violation_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("hand.csv");
+    std::fs::write(&csv, "layer,token,expert\n0,0,1\n0,0,1\n0,1,7\n").unwrap();
+    let output = moesim(&["trace", "validate", csv.to_str().unwrap(), "--num-experts", "4"]);
+    assert_eq!(output.status.code(), Some(1));
+    let out = common::stdout(&output);
+    assert!(out.contains("duplicate"), "{out}");
+    assert!(out.contains("7"), "{out}");
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let output = moesim(&["trace", "import"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = moesim(&["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+}

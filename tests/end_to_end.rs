@@ -1,0 +1,111 @@
+//! The binary end to end, as a user runs it: import real traces, summarise them, synthesise,
+//! run the quickstart scenario and check its report.
+
+mod common;
+
+use common::{moesim, moesim_in, shared_data, stderr, stdout};
+use serde_json::Value;
+
+/// Per-layer expert max/mean load of switch-base-32 on bookcorpus (40,800 tokens), computed
+/// independently with numpy: `c = bincount(a[:, l], minlength=32); c.max() / c.mean()`.
+const SWITCH32_MAX_MEAN: [f64; 6] = [3.829020, 4.595294, 4.312941, 3.519216, 4.905882, 8.627451];
+
+#[test]
+fn real_switch_trace_imports_and_its_stats_match_numpy() {
+    let Some(npy) = shared_data("switch-top1/switch-base-32.trace.npy") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("switch32.parquet");
+    let import = moesim(&[
+        "trace", "import", npy.to_str().unwrap(), "-o", parquet.to_str().unwrap(),
+        "--num-experts", "32",
+    ]);
+    assert!(import.status.success(), "{}", stderr(&import));
+
+    let stats = moesim(&["trace", "stats", parquet.to_str().unwrap(), "--json"]);
+    assert!(stats.status.success(), "{}", stderr(&stats));
+    let json: Value = serde_json::from_str(&stdout(&stats)).unwrap();
+    let layers = json["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 6);
+    for (layer, expected) in layers.iter().zip(SWITCH32_MAX_MEAN) {
+        assert_eq!(layer["tokens"], 40800);
+        let max_mean = layer["max_mean"].as_f64().unwrap();
+        assert!((max_mean - expected).abs() < 1e-5, "{max_mean} vs {expected}");
+        for field in ["layer", "cv", "gini", "entropy"] {
+            assert!(layer.get(field).is_some(), "missing {field}");
+        }
+    }
+}
+
+#[test]
+fn sglang_loads_import_as_aggregate_trace() {
+    let Some(json) = shared_data("deepseek-v3-expert-load/prefill_in1024.json") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("loads.parquet");
+    let import = moesim(&["trace", "import", json.to_str().unwrap(), "-o", parquet.to_str().unwrap()]);
+    assert!(import.status.success(), "{}", stderr(&import));
+    let stats = moesim(&["trace", "stats", parquet.to_str().unwrap(), "--json"]);
+    let json: Value = serde_json::from_str(&stdout(&stats)).unwrap();
+    let layers = json["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 61);
+    // DeepSeek-V3's first three layers are dense: no routed load.
+    assert_eq!(layers[0]["entries"].as_f64().unwrap(), 0.0);
+    let max_mean = layers[3]["max_mean"].as_f64().unwrap();
+    assert!(max_mean > 2.0 && max_mean < 14.0, "{max_mean}");
+}
+
+#[test]
+fn synth_is_deterministic_per_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, seed: &str| {
+        let out = dir.path().join(name);
+        let run = moesim(&[
+            "trace", "synth", "--experts", "16", "--layers", "3", "--top-k", "2", "--tokens",
+            "2000", "--zipf", "1.0", "--seed", seed, "-o", out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        std::fs::read(out).unwrap()
+    };
+    assert_eq!(make("a.parquet", "5"), make("b.parquet", "5"));
+    assert_ne!(make("c.parquet", "5"), make("d.parquet", "6"));
+}
+
+#[test]
+fn quickstart_writes_a_complete_deterministic_report() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &str| {
+        let out = dir.path().join(out);
+        let output = moesim_in(
+            std::path::Path::new(root),
+            &["run", "scenarios/quickstart.toml", "--out", out.to_str().unwrap()],
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        out
+    };
+    let first = run("a");
+    for file in [
+        "summary.json",
+        "report.md",
+        "imbalance.png",
+        "imbalance.svg",
+        "gpu_load_heatmap.png",
+        "gpu_load_heatmap.svg",
+    ] {
+        assert!(first.join(file).is_file(), "missing {file}");
+    }
+    let second = run("b");
+    let summary = std::fs::read(first.join("summary.json")).unwrap();
+    assert_eq!(summary, std::fs::read(second.join("summary.json")).unwrap());
+    let json: Value = serde_json::from_slice(&summary).unwrap();
+    let strategies = json["strategies"].as_array().unwrap();
+    let names: Vec<&str> = strategies.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["contiguous", "round-robin"]);
+    for s in strategies {
+        assert_eq!(s["layers"].as_array().unwrap().len(), 16);
+        assert!(s["step_ns"].as_u64().unwrap() > 0);
+    }
+}
