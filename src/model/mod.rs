@@ -258,7 +258,7 @@ impl MoeModel {
                 self.first_moe_layer, self.num_layers
             ));
         }
-        if self.num_expert_groups == 0 || self.num_experts % self.num_expert_groups != 0 {
+        if self.num_expert_groups == 0 || !self.num_experts.is_multiple_of(self.num_expert_groups) {
             return fail(format!(
                 "num_expert_groups ({}) must divide num_experts ({})",
                 self.num_expert_groups, self.num_experts
@@ -389,7 +389,7 @@ impl MoeModel {
     /// The MoE layer pattern, independent of which stack the layer index belongs to.
     fn is_moe_pattern(&self, layer: usize) -> bool {
         layer >= self.first_moe_layer
-            && (layer - self.first_moe_layer) % self.moe_layer_freq.max(1) == 0
+            && (layer - self.first_moe_layer).is_multiple_of(self.moe_layer_freq.max(1))
     }
 }
 
