@@ -138,3 +138,81 @@ fn unknown_strategies_list_the_known_ones() {
         assert_eq!(strategy(name).unwrap().name(), *name);
     }
 }
+
+/// A file of the shared third-party data, or `None` (with a notice) when it is not available.
+fn shared_data(relative: &str) -> Option<std::path::PathBuf> {
+    let Some(root) = std::env::var_os("MOESIM_SHARED_DATA") else {
+        eprintln!("skipping: MOESIM_SHARED_DATA not set");
+        return None;
+    };
+    let path = std::path::Path::new(&root).join(relative);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("skipping: {} not found", path.display());
+        None
+    }
+}
+
+#[test]
+fn exflow_placements_are_valid_placements() {
+    for experts in [8usize, 32, 128] {
+        let Some(path) = shared_data(&format!("exflow-placements/switch-exp{experts}-gpu8.json"))
+        else {
+            return;
+        };
+        let text = std::fs::read_to_string(&path).unwrap();
+        let layers: Vec<Vec<Vec<u16>>> = serde_json::from_str(&text).unwrap();
+        let layers = layers.into_iter().map(layer).collect();
+        let placement = Placement::new(8, experts, experts / 8, layers).unwrap();
+        assert_eq!(placement.num_layers(), 6);
+        // ExFlow places every expert exactly once.
+        assert!((0..experts).all(|e| placement.replicas_of(5, e).len() == 1));
+    }
+}
+
+#[test]
+fn contiguous_deepseek_loads_are_skewed_as_published() {
+    let files = [
+        "decode_in1000out1000",
+        "decode_in2000out100",
+        "prefill_in1024",
+        "prefill_in2000out100",
+        "prefill_in4096",
+        "prefill_in500out1500",
+    ];
+    for file in files {
+        let Some(path) = shared_data(&format!("deepseek-v3-expert-load/{file}.json")) else {
+            return;
+        };
+        let text = std::fs::read_to_string(&path).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let rows: Vec<Vec<f64>> = serde_json::from_value(value["logical_count"].clone()).unwrap();
+        let mut l = ExpertLoads::new(256, rows).unwrap();
+        assert_eq!(l.drop_empty_layers().len(), 58);
+        let request = PlacementRequest {
+            num_nodes: 4,
+            ..PlacementRequest::new(&l, 32)
+        };
+        let placement = Contiguous.place(&request).unwrap();
+        let gpu_loads = placement.gpu_loads(&l).unwrap();
+        let mut imbalance: Vec<f64> = gpu_loads
+            .iter()
+            .enumerate()
+            .map(|(layer, gpus)| {
+                // Without replicas every token lands somewhere: GPU loads sum to the layer's.
+                let total: f64 = gpus.iter().sum();
+                assert!((total - l.layer_total(layer)).abs() < 1e-6 * total);
+                gpus.iter().cloned().fold(0.0, f64::max) / (total / 32.0)
+            })
+            .collect();
+        imbalance.sort_by(f64::total_cmp);
+        // Published: contiguous EP32 leaves the busiest GPU at about 2-5x the mean.
+        let median = imbalance[imbalance.len() / 2];
+        assert!(
+            (1.9..3.0).contains(&median),
+            "{file}: median max/mean {median}"
+        );
+        assert!(imbalance[0] > 1.3, "{file}: min max/mean {}", imbalance[0]);
+    }
+}
