@@ -1,6 +1,6 @@
 //! Custom clusters from TOML files.
 //!
-//! The file is a [`ClusterSpec`](super::ClusterSpec); unknown keys are errors. Example (also
+//! The file is a [`ClusterSpec`]; unknown keys are errors. Example (also
 //! `tests/fixtures/clusters/two-node-a100.toml`):
 //!
 //! ```toml

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 
 /// Size of the message whose transfer time ranks paths: a typical all-to-all chunk (about nine
 /// DeepSeek-V3 tokens of 7 KiB).
-pub const REFERENCE_BYTES: f64 = 65536.0;
+const REFERENCE_BYTES: f64 = 65536.0;
 
 /// Weight of one ns of reference-message time in the integer path cost.
 const TIME_WEIGHT: u64 = 1 << 20;

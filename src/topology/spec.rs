@@ -29,6 +29,8 @@ pub const NIC_LATENCY_NS: u64 = 600;
 pub const SPINE_LATENCY_NS: u64 = 300;
 /// InfiniBand NDR / ConnectX-7: 400 Gb/s = 50 GB/s per NIC and direction.
 pub const NDR_NIC_GBPS: f64 = 50.0;
+/// The most GPUs a cluster may have: routes are precomputed for every GPU pair (4M at this size).
+pub const MAX_GPUS: usize = 2048;
 
 /// A cluster's parameters; see the module docs for the shape built from them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +120,14 @@ impl ClusterSpec {
         ];
         if let Some((field, _)) = counts.iter().find(|(_, v)| *v == 0) {
             return Err(self.error(format!("`{field}` must be at least 1")));
+        }
+        if self.num_gpus() > MAX_GPUS {
+            return Err(self.error(format!(
+                "{} GPUs ({} nodes x {}) exceed the {MAX_GPUS} whose pairwise routes moesim precomputes",
+                self.num_gpus(),
+                self.nodes,
+                self.gpus_per_node
+            )));
         }
         let rates = [
             ("gpu.bf16_tflops", self.gpu.bf16_tflops),

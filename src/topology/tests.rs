@@ -103,6 +103,7 @@ fn preset_sizes() {
         let c = Cluster::preset(name).unwrap();
         assert_eq!((c.num_gpus(), c.num_nodes(), c.name()), (gpus, nodes, name));
     }
+    assert_eq!(Cluster::resolve("hgx-h800x4").unwrap().num_gpus(), 32);
     let c = Cluster::preset_with_nodes("hgx-h200", 3).unwrap();
     assert_eq!((c.num_gpus(), c.name()), (24, "hgx-h200x3"));
     assert_eq!(
@@ -147,6 +148,11 @@ fn bad_preset_names_are_explained() {
     assert!(err.contains("not a machine count"), "{err}");
     let err = Cluster::preset("dgx-h100x0").unwrap_err().to_string();
     assert!(err.contains("at least 1 machine"), "{err}");
+    let err = Cluster::preset("dgx-h100x257").unwrap_err().to_string();
+    assert!(
+        err.contains("2056 GPUs (257 nodes x 8) exceed the 2048"),
+        "{err}"
+    );
 }
 
 #[test]
