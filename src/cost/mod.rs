@@ -1,1 +1,15 @@
-//! (being written)
+//! Cost models: expert compute time (roofline, overridable by calibration), all-to-all time on a
+//! cluster's links, and the analytical per-layer step estimate combining them.
+
+pub mod analytical;
+pub mod comm;
+pub mod compute;
+pub mod traffic;
+
+pub use analytical::{AnalyticalCost, CostOptions, LayerEstimate, LayerInput};
+pub use comm::{CollectiveCost, TrafficMatrix, all_to_all};
+pub use compute::{ComputeCost, RooflineCompute, experts_time_ns};
+pub use traffic::DispatchPlan;
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,347 @@
-//! (being written)
+//! Expert placement: which GPU holds which experts, layer by layer, and the strategies that
+//! decide it.
+//!
+//! A [`Placement`] gives every GPU `slots_per_gpu` expert slots per MoE layer and lists the
+//! logical expert in each used slot. An expert may sit in several slots on different GPUs
+//! (replicas); traffic to it is then assumed to split evenly across them. Strategies implement
+//! [`PlacementStrategy`] and are picked by name with [`strategy`].
+
+mod baseline;
+
+use serde::{Deserialize, Serialize};
+
+pub use baseline::{Contiguous, RoundRobin};
+
+use crate::error::{Error, Result};
+use crate::trace::{ExpertId, ExpertLoads};
+
+/// One MoE layer's placement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerPlacement {
+    /// Per GPU, the logical expert in each used physical slot (at most `slots_per_gpu`).
+    pub gpu_experts: Vec<Vec<ExpertId>>,
+}
+
+/// Where every expert of every MoE layer lives. Valid by construction: every expert has at least
+/// one replica, ids are in range, no GPU holds an expert twice or more experts than it has slots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PlacementFile", into = "PlacementFile")]
+pub struct Placement {
+    num_gpus: usize,
+    num_experts: usize,
+    slots_per_gpu: usize,
+    layers: Vec<LayerPlacement>,
+    /// Per layer, the GPUs holding each expert.
+    replicas: Vec<ReplicaIndex>,
+}
+
+/// The serialized form of a [`Placement`] (its index is rebuilt on load).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlacementFile {
+    num_gpus: usize,
+    num_experts: usize,
+    slots_per_gpu: usize,
+    layers: Vec<LayerPlacement>,
+}
+
+/// The GPUs holding each expert of one layer, CSR: expert `e`'s GPUs are
+/// `gpus[offsets[e]..offsets[e + 1]]`, in ascending order.
+#[derive(Debug, Clone, PartialEq)]
+struct ReplicaIndex {
+    offsets: Vec<usize>,
+    gpus: Vec<usize>,
+}
+
+impl ReplicaIndex {
+    /// Indexes one layer whose ids are already checked to be below `num_experts`.
+    fn new(layer: &LayerPlacement, num_experts: usize) -> ReplicaIndex {
+        let mut counts = vec![0usize; num_experts + 1];
+        for &expert in layer.gpu_experts.iter().flatten() {
+            counts[expert as usize + 1] += 1;
+        }
+        let mut offsets = counts;
+        for e in 0..num_experts {
+            offsets[e + 1] += offsets[e];
+        }
+        let mut next = offsets.clone();
+        let mut gpus = vec![0; offsets[num_experts]];
+        for (gpu, experts) in layer.gpu_experts.iter().enumerate() {
+            for &expert in experts {
+                gpus[next[expert as usize]] = gpu;
+                next[expert as usize] += 1;
+            }
+        }
+        ReplicaIndex { offsets, gpus }
+    }
+
+    /// The GPUs holding `expert`.
+    fn of(&self, expert: usize) -> &[usize] {
+        &self.gpus[self.offsets[expert]..self.offsets[expert + 1]]
+    }
+}
+
+impl Placement {
+    /// Builds a placement, checking it (see [`Placement::validate`]).
+    pub fn new(
+        num_gpus: usize,
+        num_experts: usize,
+        slots_per_gpu: usize,
+        layers: Vec<LayerPlacement>,
+    ) -> Result<Placement> {
+        let mut placement = Placement {
+            num_gpus,
+            num_experts,
+            slots_per_gpu,
+            layers,
+            replicas: Vec::new(),
+        };
+        placement.validate()?;
+        placement.replicas = placement
+            .layers
+            .iter()
+            .map(|l| ReplicaIndex::new(l, num_experts))
+            .collect();
+        Ok(placement)
+    }
+
+    /// Checks every layer lists `num_gpus` GPUs, no GPU holds more than `slots_per_gpu` experts
+    /// or one expert twice, every id is below `num_experts` and every expert has a replica.
+    /// The error names the layer, GPU and expert at fault.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_experts == 0 || self.num_experts > ExpertId::MAX as usize + 1 {
+            return Err(Error::invalid(format!(
+                "placement: num_experts must be between 1 and 65536, got {}",
+                self.num_experts
+            )));
+        }
+        for (index, layer) in self.layers.iter().enumerate() {
+            self.validate_layer(layer)
+                .map_err(|msg| Error::invalid(format!("placement layer {index}: {msg}")))?;
+        }
+        Ok(())
+    }
+
+    /// The first problem with one layer, as a message.
+    fn validate_layer(&self, layer: &LayerPlacement) -> Result<(), String> {
+        if layer.gpu_experts.len() != self.num_gpus {
+            return Err(format!(
+                "lists {} GPUs, expected {}",
+                layer.gpu_experts.len(),
+                self.num_gpus
+            ));
+        }
+        let mut replicas = vec![0usize; self.num_experts];
+        for (gpu, experts) in layer.gpu_experts.iter().enumerate() {
+            if experts.len() > self.slots_per_gpu {
+                return Err(format!(
+                    "GPU {gpu} holds {} experts but has {} slots",
+                    experts.len(),
+                    self.slots_per_gpu
+                ));
+            }
+            for (slot, &expert) in experts.iter().enumerate() {
+                let count = replicas.get_mut(expert as usize).ok_or_else(|| {
+                    format!(
+                        "GPU {gpu} slot {slot}: expert {expert} is out of range ({} experts)",
+                        self.num_experts
+                    )
+                })?;
+                if experts[..slot].contains(&expert) {
+                    return Err(format!("GPU {gpu} holds expert {expert} twice"));
+                }
+                *count += 1;
+            }
+        }
+        match replicas.iter().position(|&count| count == 0) {
+            Some(expert) => Err(format!("expert {expert} has no replica")),
+            None => Ok(()),
+        }
+    }
+
+    /// Number of MoE layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Number of GPUs.
+    pub fn num_gpus(&self) -> usize {
+        self.num_gpus
+    }
+
+    /// Logical experts per layer.
+    pub fn num_experts(&self) -> usize {
+        self.num_experts
+    }
+
+    /// Expert slots each GPU has per layer.
+    pub fn slots_per_gpu(&self) -> usize {
+        self.slots_per_gpu
+    }
+
+    /// Layer `layer`'s placement.
+    pub fn layer(&self, layer: usize) -> &LayerPlacement {
+        &self.layers[layer]
+    }
+
+    /// All layers.
+    pub fn layers(&self) -> &[LayerPlacement] {
+        &self.layers
+    }
+
+    /// The experts GPU `gpu` holds at `layer`, slot by slot.
+    pub fn experts_on(&self, layer: usize, gpu: usize) -> &[ExpertId] {
+        &self.layers[layer].gpu_experts[gpu]
+    }
+
+    /// The GPUs holding a replica of `expert` at `layer`, ascending (precomputed).
+    pub fn replicas_of(&self, layer: usize, expert: usize) -> &[usize] {
+        self.replicas[layer].of(expert)
+    }
+
+    /// Per layer, per GPU, the load its experts receive, each expert's load split evenly across
+    /// its replicas.
+    pub fn gpu_loads(&self, loads: &ExpertLoads) -> Result<Vec<Vec<f64>>> {
+        if loads.num_layers() != self.num_layers() || loads.num_experts() != self.num_experts {
+            return Err(Error::invalid(format!(
+                "loads cover {} layers x {} experts but the placement {} x {}",
+                loads.num_layers(),
+                loads.num_experts(),
+                self.num_layers(),
+                self.num_experts
+            )));
+        }
+        let per_layer = (0..self.num_layers())
+            .map(|layer| {
+                let expert_loads = loads.layer(layer);
+                (0..self.num_gpus)
+                    .map(|gpu| {
+                        self.experts_on(layer, gpu)
+                            .iter()
+                            .map(|&e| {
+                                let e = e as usize;
+                                expert_loads[e] / self.replicas_of(layer, e).len() as f64
+                            })
+                            .sum()
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(per_layer)
+    }
+}
+
+impl TryFrom<PlacementFile> for Placement {
+    type Error = Error;
+
+    fn try_from(file: PlacementFile) -> Result<Placement> {
+        Placement::new(
+            file.num_gpus,
+            file.num_experts,
+            file.slots_per_gpu,
+            file.layers,
+        )
+    }
+}
+
+impl From<Placement> for PlacementFile {
+    fn from(placement: Placement) -> PlacementFile {
+        PlacementFile {
+            num_gpus: placement.num_gpus,
+            num_experts: placement.num_experts,
+            slots_per_gpu: placement.slots_per_gpu,
+            layers: placement.layers,
+        }
+    }
+}
+
+/// What a strategy is asked to place.
+#[derive(Debug, Clone, Copy)]
+pub struct PlacementRequest<'a> {
+    /// Per-layer expert loads; the placement gets one layer per loads layer.
+    pub loads: &'a ExpertLoads,
+    /// GPUs to place onto.
+    pub num_gpus: usize,
+    /// Expert slots per GPU per layer.
+    pub slots_per_gpu: usize,
+    /// Machines the GPUs are spread over, consecutively (`num_gpus / num_nodes` each).
+    pub num_nodes: usize,
+    /// Expert groups of the model (1 when routing is not group-limited).
+    pub num_groups: usize,
+}
+
+impl<'a> PlacementRequest<'a> {
+    /// A request with `ceil(num_experts / num_gpus)` slots per GPU (room for each expert once),
+    /// one machine and one expert group.
+    pub fn new(loads: &'a ExpertLoads, num_gpus: usize) -> Self {
+        PlacementRequest {
+            loads,
+            num_gpus,
+            slots_per_gpu: loads.num_experts().div_ceil(num_gpus.max(1)),
+            num_nodes: 1,
+            num_groups: 1,
+        }
+    }
+
+    /// Checks the request's counts are usable; names the one at fault.
+    pub fn check(&self) -> Result<()> {
+        let experts = self.loads.num_experts();
+        let fail = |msg: String| Err(Error::invalid(format!("placement request: {msg}")));
+        if self.loads.num_layers() == 0 {
+            return fail("the loads have no layers".into());
+        }
+        if experts == 0 || experts > ExpertId::MAX as usize + 1 {
+            return fail(format!("{experts} experts; expected 1 to 65536"));
+        }
+        if self.num_gpus == 0 || self.slots_per_gpu == 0 {
+            return fail("num_gpus and slots_per_gpu must be at least 1".into());
+        }
+        if self.num_nodes == 0 || !self.num_gpus.is_multiple_of(self.num_nodes) {
+            return fail(format!(
+                "num_nodes ({}) must divide num_gpus ({})",
+                self.num_nodes, self.num_gpus
+            ));
+        }
+        if self.num_groups == 0 || !experts.is_multiple_of(self.num_groups) {
+            return fail(format!(
+                "num_groups ({}) must divide the {experts} experts",
+                self.num_groups
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A way of placing experts, selected by name.
+pub trait PlacementStrategy: Send + Sync {
+    /// The name it is selected by.
+    fn name(&self) -> &'static str;
+
+    /// Places the experts of every layer of `request.loads`; an infeasible request is an error
+    /// naming the constraint and by how much it is missed.
+    fn place(&self, request: &PlacementRequest) -> Result<Placement>;
+}
+
+/// Names accepted by [`strategy`].
+const STRATEGY_NAMES: &[&str] = &["contiguous", "round-robin"];
+
+/// The strategy called `name`; the error lists the known names.
+pub fn strategy(name: &str) -> Result<Box<dyn PlacementStrategy>> {
+    match name {
+        "contiguous" => Ok(Box::new(Contiguous)),
+        "round-robin" => Ok(Box::new(RoundRobin)),
+        _ => Err(Error::invalid(format!(
+            "unknown placement strategy `{name}`; known: {}",
+            STRATEGY_NAMES.join(", ")
+        ))),
+    }
+}
+
+/// Names accepted by [`strategy`].
+pub fn strategy_names() -> &'static [&'static str] {
+    STRATEGY_NAMES
+}
+
+#[cfg(test)]
+mod tests;

@@ -9,9 +9,9 @@
 //! expert-distribution recorder writes and what EPLB consumes. Any token-level trace can be reduced
 //! to it; [`Trace`] holds either.
 
+pub mod fit;
 pub mod importers;
 pub mod parquet;
-pub mod fit;
 pub mod synth;
 pub mod validate;
 
@@ -401,7 +401,10 @@ impl RoutingTrace {
 }
 
 /// Tokens `range` of an optional metadata column.
-fn slice_column<T: Clone>(column: &Option<Vec<T>>, range: &std::ops::Range<usize>) -> Option<Vec<T>> {
+fn slice_column<T: Clone>(
+    column: &Option<Vec<T>>,
+    range: &std::ops::Range<usize>,
+) -> Option<Vec<T>> {
     column.as_ref().map(|c| c[range.clone()].to_vec())
 }
 

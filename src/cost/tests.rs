@@ -1,0 +1,84 @@
+//! End-to-end checks of the analytical layer estimate against hand computations.
+
+use super::*;
+use crate::model::MoeModel;
+use crate::placement::{Contiguous, PlacementRequest, PlacementStrategy, RoundRobin};
+use crate::topology::Cluster;
+use crate::trace::{ExpertLoads, LayerRouting};
+
+#[test]
+fn mixtral_on_dgx_h100_two_hot_experts() {
+    let model = MoeModel::preset("mixtral-8x7b").unwrap();
+    let cluster = Cluster::preset("dgx-h100").unwrap();
+    let loads = ExpertLoads::new(8, vec![vec![1.0; 8]]).unwrap();
+    // Round-robin: expert e on GPU e.
+    let placement = RoundRobin.place(&PlacementRequest::new(&loads, 8)).unwrap();
+    // 16 tokens, 2 per GPU, every one routed to experts 0 and 1.
+    let routing = LayerRouting::fixed_k(2, [0, 1].repeat(16), None).unwrap();
+    let roofline = RooflineCompute::default();
+    let cost = AnalyticalCost::new(&model, &cluster, &roofline, CostOptions::default());
+    let estimate = cost
+        .estimate_layer(&placement, 0, LayerInput::Tokens(&routing))
+        .unwrap();
+    // Dispatch: GPU 0 receives 2 tokens from each of 7 GPUs, 14 x 4096 B (FP8) = 57,344 B over
+    // its 450 GB/s port: 127.4 -> 128 ns, plus 1000 ns latency.
+    assert_eq!(estimate.dispatch_ns, 1128);
+    // Combine: GPU 0 returns 14 x 8192 B (BF16) = 114,688 B: 254.9 -> 255 ns + 1000.
+    assert_eq!(estimate.combine_ns, 1255);
+    // Experts 0 and 1 each see all 16 tokens: memory-bound, 352,321,536 B at 3015 GB/s.
+    assert_eq!(estimate.compute_ns, [116_857, 116_857, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(estimate.step_ns, 1128 + 116_857 + 1255);
+    assert_eq!(estimate.gpu_tokens, [16, 16, 0, 0, 0, 0, 0, 0]);
+    // 28 tokens cross GPUs (2 each way between GPUs 0 and 1, 4 from each of the other 6):
+    // 28 x (4096 + 8192) B.
+    assert_eq!(estimate.intra_node_bytes, 344_064);
+    assert_eq!(estimate.inter_node_bytes, 0);
+}
+
+#[test]
+fn deepseek_v3_expected_loads_on_two_h800_machines() {
+    let model = MoeModel::preset("deepseek-v3").unwrap();
+    let cluster = Cluster::preset("hgx-h800x2").unwrap();
+    // Every expert gets 32 (token, expert) pairs: 8192 pairs, 1024 tokens, 64 per GPU.
+    let loads = ExpertLoads::new(256, vec![vec![32.0; 256]]).unwrap();
+    let placement = Contiguous
+        .place(&PlacementRequest::new(&loads, 16))
+        .unwrap();
+    let roofline = RooflineCompute::default();
+    let cost = AnalyticalCost::new(&model, &cluster, &roofline, CostOptions::default());
+    let estimate = cost
+        .estimate_layer(&placement, 0, LayerInput::Loads(loads.layer(0)))
+        .unwrap();
+    // Each GPU sends 16 experts x 2 pairs = 32 tokens of 7168 B to every other GPU. The busiest
+    // links are the NICs: 8 peers x 32 x 7168 = 1,835,008 B at 50 GB/s = 36,700.2 ns; the
+    // longest route (cross-rail, via the spine) adds 3400 ns.
+    assert_eq!(estimate.dispatch_ns, 36_701 + 3400);
+    // Combine moves twice the bytes (BF16): 73,400.3 ns.
+    assert_eq!(estimate.combine_ns, 73_401 + 3400);
+    // 16 experts x 32 pairs, each memory-bound: 44,040,192 FP8 bytes at 3015 GB/s = 14,608 ns;
+    // plus the shared expert over the GPU's 64 tokens, also 14,608 ns.
+    assert!(estimate.compute_ns.iter().all(|&ns| ns == 17 * 14_608));
+    assert_eq!(estimate.step_ns, 40_101 + 17 * 14_608 + 76_801);
+    assert!(estimate.gpu_tokens.iter().all(|&t| t == 512));
+    // Per GPU 7 intra-machine and 8 inter-machine peers, 32 x 7168 B each, dispatch + combine.
+    assert_eq!(estimate.intra_node_bytes, 16 * 7 * 32 * 7168 * 3);
+    assert_eq!(estimate.inter_node_bytes, 16 * 8 * 32 * 7168 * 3);
+}
+
+#[test]
+fn mismatched_inputs_are_errors() {
+    let model = MoeModel::preset("mixtral-8x7b").unwrap();
+    let cluster = Cluster::preset("dgx-h100").unwrap();
+    let loads = ExpertLoads::new(16, vec![vec![1.0; 16]]).unwrap();
+    let placement = Contiguous.place(&PlacementRequest::new(&loads, 8)).unwrap();
+    let roofline = RooflineCompute::default();
+    let cost = AnalyticalCost::new(&model, &cluster, &roofline, CostOptions::default());
+    let err = cost
+        .estimate_layer(&placement, 0, LayerInput::Loads(loads.layer(0)))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("placement of 16 experts for model `mixtral-8x7b` with 8"),
+        "{err}"
+    );
+}
