@@ -53,18 +53,13 @@ impl Table<'_> {
     fn columns(&self, required: &[&str], optional: &[&str]) -> Result<Vec<Option<usize>>> {
         for (index, name) in self.names.iter().enumerate() {
             if !required.contains(name) && !optional.contains(name) {
-                return Err(self.error(
-                    1,
-                    &format!(
-                        "unknown column `{name}` (expected {} and optionally {})",
-                        required.join(", "),
-                        if optional.is_empty() {
-                            "nothing else".to_string()
-                        } else {
-                            optional.join(", ")
-                        }
-                    ),
-                ));
+                let mut expected = required.join(", ");
+                if !optional.is_empty() {
+                    expected += &format!(" and optionally {}", optional.join(", "));
+                }
+                return Err(
+                    self.error(1, &format!("unknown column `{name}` (expected {expected})"))
+                );
             }
             if self.names[..index].contains(name) {
                 return Err(self.error(1, &format!("column `{name}` appears twice")));

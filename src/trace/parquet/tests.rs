@@ -402,3 +402,26 @@ fn partial_weights_cannot_be_written() {
     assert!(message.contains("gate weights are recorded at 1 of 2 layers"));
     assert!(!path.exists());
 }
+
+#[test]
+fn corrupted_pages_are_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.parquet");
+    write_tokens(&path, &lcg_trace(2000), "lcg", 1000).unwrap();
+    let clean = fs::read(&path).unwrap();
+    // Scribble over stretches of the data pages (the footer stays intact).
+    let mut errors = 0;
+    let starts: Vec<usize> = (8..clean.len() / 2).step_by(97).collect();
+    for &start in &starts {
+        let mut bytes = clean.clone();
+        for b in &mut bytes[start..start + 16] {
+            *b = b.wrapping_mul(31).wrapping_add(7);
+        }
+        fs::write(&path, &bytes).unwrap();
+        if let Err(e) = read_trace(&path) {
+            assert!(e.to_string().contains("corrupt.parquet"), "{e}");
+            errors += 1;
+        }
+    }
+    assert!(errors * 2 > starts.len(), "{errors} of {}", starts.len());
+}
