@@ -120,12 +120,27 @@ impl TraceHeader {
                 format!("metadata key `{KEY_NUM_EXPERTS}` = {num_experts}: expected 1 to 65536"),
             ));
         }
+        // The row columns bound the shape: u16 layer index, u32 token index.
+        let num_layers = number(KEY_NUM_LAYERS)?;
+        if num_layers > usize::from(u16::MAX) + 1 {
+            return Err(Error::bad_file(
+                path,
+                format!("metadata key `{KEY_NUM_LAYERS}` = {num_layers}: at most 65536"),
+            ));
+        }
+        let num_tokens = number(KEY_NUM_TOKENS)?;
+        if num_tokens > u32::MAX as usize + 1 {
+            return Err(Error::bad_file(
+                path,
+                format!("metadata key `{KEY_NUM_TOKENS}` = {num_tokens}: at most 2^32"),
+            ));
+        }
         Ok(TraceHeader {
             format_version: FORMAT_VERSION,
             kind,
             num_experts,
-            num_layers: number(KEY_NUM_LAYERS)?,
-            num_tokens: number(KEY_NUM_TOKENS)?,
+            num_layers,
+            num_tokens,
             source: lookup(KEY_SOURCE)?.to_string(),
         })
     }

@@ -212,7 +212,19 @@ fn new_decoder(
 fn read_loads(mut file: TraceFile) -> Result<ExpertLoads> {
     let path = file.path().to_path_buf();
     let header = file.header().clone();
-    let frame = file.read_rows(0, file.num_rows())?;
+    let (num_layers, num_experts) = (header.num_layers, header.num_experts);
+    let cells = num_layers * num_experts;
+    if file.num_rows() != cells {
+        return Err(Error::bad_file(
+            &path,
+            format!(
+                "has {} rows but the metadata declares {num_layers} layers x {num_experts} \
+                 experts = {cells}",
+                file.num_rows()
+            ),
+        ));
+    }
+    let frame = file.read_rows(0, cells)?;
     let typed = |e: PolarsError| Error::bad_file(&path, e.to_string());
     let layers = frame
         .column(col::LAYER)
@@ -226,8 +238,8 @@ fn read_loads(mut file: TraceFile) -> Result<ExpertLoads> {
         .column(col::LOAD)
         .and_then(Column::f64)
         .map_err(typed)?;
-    let (num_layers, num_experts) = (header.num_layers, header.num_experts);
-    let mut grid: Vec<Option<f64>> = vec![None; num_layers * num_experts];
+    let mut grid = vec![0.0; cells];
+    let mut seen = vec![false; cells];
     let rows = layers.iter().zip(experts.iter()).zip(loads.iter());
     for (row, ((layer, expert), load)) in rows.enumerate() {
         let (Some(layer), Some(expert), Some(load)) = (layer, expert, load) else {
@@ -246,27 +258,17 @@ fn read_loads(mut file: TraceFile) -> Result<ExpertLoads> {
                 ),
             ));
         }
-        let slot = &mut grid[layer * num_experts + expert];
-        if slot.is_some() {
+        let cell = layer * num_experts + expert;
+        if std::mem::replace(&mut seen[cell], true) {
             return Err(Error::bad_file(
                 &path,
                 format!("row {row}: layer {layer}, expert {expert} appears twice"),
             ));
         }
-        *slot = Some(load);
+        grid[cell] = load;
     }
-    let mut rows = Vec::with_capacity(num_layers);
-    for (layer, cells) in grid.chunks(num_experts).enumerate() {
-        let row = cells
-            .iter()
-            .enumerate()
-            .map(|(expert, cell)| {
-                cell.ok_or_else(|| {
-                    Error::bad_file(&path, format!("layer {layer}, expert {expert} has no row"))
-                })
-            })
-            .collect::<Result<Vec<f64>>>()?;
-        rows.push(row);
-    }
+    // As many rows as cells, none repeated: every cell is filled. The header guarantees at least
+    // one expert, so the chunks are never empty.
+    let rows = grid.chunks(num_experts).map(<[f64]>::to_vec).collect();
     ExpertLoads::new(num_experts, rows).map_err(|e| Error::bad_file(&path, e.to_string()))
 }

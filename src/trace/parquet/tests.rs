@@ -271,6 +271,9 @@ fn missing_column_and_bad_metadata_are_named() {
     write_raw(&path, &mut rows, &as_pairs(&no_kind));
     assert!(error_of(read_header(&path)).contains("missing metadata key `moesim.kind`"));
 
+    write_raw(&path, &mut rows, &as_pairs(&token_metadata("70000", "1")));
+    assert!(error_of(read_header(&path)).contains("`moesim.num_layers` = 70000: at most 65536"));
+
     let mut odd_kind = token_metadata("1", "1");
     odd_kind[1].1 = "routes".into();
     write_raw(&path, &mut rows, &as_pairs(&odd_kind));
@@ -424,4 +427,41 @@ fn corrupted_pages_are_an_error_not_a_panic() {
         }
     }
     assert!(errors * 2 > starts.len(), "{errors} of {}", starts.len());
+}
+
+#[test]
+fn loads_file_must_cover_its_grid_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loads.parquet");
+    let loads_metadata = [
+        ("moesim.format_version", "1"),
+        ("moesim.kind", "loads"),
+        ("moesim.num_experts", "2"),
+        ("moesim.num_layers", "1"),
+        ("moesim.num_tokens", "0"),
+        ("moesim.source", "test"),
+    ];
+    let frame = |experts: &[u16]| {
+        DataFrame::new(
+            experts.len(),
+            vec![
+                UInt16Chunked::from_vec("layer".into(), vec![0; experts.len()]).into_column(),
+                UInt16Chunked::from_slice("expert".into(), experts).into_column(),
+                Float64Chunked::from_vec("load".into(), vec![1.5; experts.len()]).into_column(),
+            ],
+        )
+        .unwrap()
+    };
+    write_raw(&path, &mut frame(&[1, 0]), &loads_metadata);
+    let Trace::Loads(loads) = read_trace(&path).unwrap() else {
+        panic!("expected loads");
+    };
+    assert_eq!(loads.layer(0), &[1.5, 1.5]);
+    write_raw(&path, &mut frame(&[1, 1]), &loads_metadata);
+    assert!(error_of(read_trace(&path)).ends_with("row 1: layer 0, expert 1 appears twice"));
+    write_raw(&path, &mut frame(&[0]), &loads_metadata);
+    assert!(
+        error_of(read_trace(&path))
+            .contains("has 1 rows but the metadata declares 1 layers x 2 experts = 2")
+    );
 }
