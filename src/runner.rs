@@ -6,13 +6,15 @@
 use serde::Serialize;
 
 use crate::analysis::{self, TraceStats};
-use crate::cost::analytical::{self, CostOptions, LayerEstimate};
+use crate::analysis::imbalance::max_mean;
+use crate::cost::analytical::{AnalyticalCost, CostOptions, LayerEstimate, LayerInput};
+use crate::cost::compute::RooflineCompute;
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
 use crate::placement::{self, Placement, PlacementRequest};
 use crate::scenario::{Scenario, TraceSource};
 use crate::topology::Cluster;
-use crate::trace::{self, RoutingTrace, Trace, synth};
+use crate::trace::{self, ExpertLoads, Trace, synth};
 
 /// Everything a scenario run produced.
 #[derive(Debug, Clone, Serialize)]
@@ -71,9 +73,9 @@ pub struct LayerResult {
     pub combine_ns: u64,
     /// Dispatch + slowest compute + combine per step (mean over steps), ns.
     pub step_ns: u64,
-    /// Dispatch bytes that stay inside a node, per step (mean).
+    /// Dispatch + combine bytes that stay inside a node, per step (mean).
     pub intra_node_bytes: u64,
-    /// Dispatch bytes that cross nodes, per step (mean).
+    /// Dispatch + combine bytes that cross nodes, per step (mean).
     pub inter_node_bytes: u64,
 }
 
@@ -93,24 +95,23 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
     check_trace_fits_model(&trace, &model, &trace_source)?;
     let stats = analysis::trace_stats(&trace);
     let loads = trace.expert_loads();
+    let compute = RooflineCompute::default();
     let options = CostOptions {
-        dispatch_bytes_per_elem: scenario.comm.dispatch_bytes_per_elem,
-        combine_bytes_per_elem: scenario.comm.combine_bytes_per_elem,
-        ..CostOptions::default()
+        dispatch_bytes_per_elem: f64::from(scenario.comm.dispatch_bytes_per_elem),
+        combine_bytes_per_elem: f64::from(scenario.comm.combine_bytes_per_elem),
     };
-    let step_tokens = gpus * scenario.tokens_per_gpu;
-    let steps = match &trace {
-        Trace::Tokens(t) => t.num_tokens().div_ceil(step_tokens).max(1),
-        Trace::Loads(_) => 1,
-    };
+    let cost = AnalyticalCost::new(&model, &cluster, &compute, options);
+    let steps = Steps::new(&trace, gpus * scenario.tokens_per_gpu, model.top_k);
+    let nodes = gpus.div_ceil(cluster.gpus_per_node());
     let strategies = scenario
         .placements
         .iter()
         .map(|name| {
-            let request = PlacementRequest::new(&loads, gpus, cluster.num_nodes_of(gpus));
+            let mut request = PlacementRequest::new(&loads, gpus);
+            request.num_nodes = nodes;
             let placement = placement::strategy(name)?.place(&request)?;
-            let estimates = estimate_layers(&trace, &model, &cluster, &placement, scenario, &options)?;
-            Ok(strategy_result(name, &placement, &loads, estimates))
+            let estimates = steps.estimate(&cost, &placement)?;
+            strategy_result(name, &placement, &loads, &estimates)
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RunResult {
@@ -119,9 +120,9 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
         model: model.name.clone(),
         cluster: scenario.cluster.clone(),
         gpus,
-        nodes: cluster.num_nodes_of(gpus),
+        nodes,
         tokens_per_gpu: scenario.tokens_per_gpu,
-        steps,
+        steps: steps.count(),
         trace_source,
         trace: stats,
         strategies,
@@ -163,4 +164,105 @@ fn check_trace_fits_model(trace: &Trace, model: &MoeModel, source: &str) -> Resu
         )));
     }
     Ok(())
+}
+
+/// The trace cut into steps of `gpus x tokens_per_gpu` tokens: each step is one forward pass
+/// through the MoE layers, estimated layer by layer.
+enum Steps<'a> {
+    /// Token-level routing, cut into consecutive steps (the last may be partial).
+    Tokens(Vec<trace::RoutingTrace>),
+    /// Aggregate loads, rescaled to the (token, expert) pairs of one step.
+    Loads(&'a ExpertLoads, f64),
+}
+
+impl<'a> Steps<'a> {
+    fn new(trace: &'a Trace, step_tokens: usize, top_k: usize) -> Steps<'a> {
+        match trace {
+            Trace::Tokens(routing) => {
+                let tokens = routing.num_tokens();
+                let starts = (0..tokens.max(1)).step_by(step_tokens);
+                Steps::Tokens(
+                    starts
+                        .map(|start| routing.slice_tokens(start..(start + step_tokens).min(tokens)))
+                        .collect(),
+                )
+            }
+            Trace::Loads(loads) => Steps::Loads(loads, (step_tokens * top_k) as f64),
+        }
+    }
+
+    fn count(&self) -> usize {
+        match self {
+            Steps::Tokens(steps) => steps.len(),
+            Steps::Loads(..) => 1,
+        }
+    }
+
+    /// Per layer, the estimates of every step.
+    fn estimate(
+        &self,
+        cost: &AnalyticalCost,
+        placement: &Placement,
+    ) -> Result<Vec<Vec<LayerEstimate>>> {
+        (0..placement.num_layers())
+            .map(|layer| match self {
+                Steps::Tokens(steps) => steps
+                    .iter()
+                    .map(|step| {
+                        cost.estimate_layer(placement, layer, LayerInput::Tokens(step.layer(layer)))
+                    })
+                    .collect(),
+                Steps::Loads(loads, step_entries) => {
+                    let total = loads.layer_total(layer);
+                    let scale = if total > 0.0 { step_entries / total } else { 0.0 };
+                    let scaled: Vec<f64> = loads.layer(layer).iter().map(|l| l * scale).collect();
+                    Ok(vec![cost.estimate_layer(
+                        placement,
+                        layer,
+                        LayerInput::Loads(&scaled),
+                    )?])
+                }
+            })
+            .collect()
+    }
+}
+
+/// Summarises one strategy: GPU loads over the whole trace and step-averaged estimates.
+fn strategy_result(
+    name: &str,
+    placement: &Placement,
+    loads: &ExpertLoads,
+    estimates: &[Vec<LayerEstimate>],
+) -> Result<StrategyResult> {
+    let gpu_loads = placement.gpu_loads(loads)?;
+    let layers: Vec<LayerResult> = gpu_loads
+        .into_iter()
+        .zip(estimates)
+        .enumerate()
+        .map(|(layer, (gpu_loads, steps))| {
+            let mean = |f: &dyn Fn(&LayerEstimate) -> u64| {
+                let total: u64 = steps.iter().map(f).sum();
+                total.div_ceil(steps.len().max(1) as u64)
+            };
+            LayerResult {
+                layer,
+                max_mean: max_mean(&gpu_loads),
+                gpu_loads,
+                compute_ns: mean(&|e| e.compute_ns.iter().copied().max().unwrap_or(0)),
+                dispatch_ns: mean(&|e| e.dispatch_ns),
+                combine_ns: mean(&|e| e.combine_ns),
+                step_ns: mean(&|e| e.step_ns),
+                intra_node_bytes: mean(&|e| e.intra_node_bytes),
+                inter_node_bytes: mean(&|e| e.inter_node_bytes),
+            }
+        })
+        .collect();
+    let mean_gpu_max_mean =
+        layers.iter().map(|l| l.max_mean).sum::<f64>() / layers.len().max(1) as f64;
+    Ok(StrategyResult {
+        name: name.to_string(),
+        step_ns: layers.iter().map(|l| l.step_ns).sum(),
+        mean_gpu_max_mean,
+        layers,
+    })
 }

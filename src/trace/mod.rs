@@ -163,7 +163,7 @@ impl LayerRouting {
 
     /// Builds a layer where every token has exactly `k` experts (`experts.len() == tokens * k`).
     pub fn fixed_k(k: usize, experts: Vec<ExpertId>, weights: Option<Vec<f32>>) -> Result<Self> {
-        if k == 0 || experts.len() % k != 0 {
+        if k == 0 || !experts.len().is_multiple_of(k) {
             return Err(Error::invalid(format!(
                 "{} expert entries is not a multiple of top-k {k}",
                 experts.len()
@@ -271,7 +271,7 @@ impl RoutingTrace {
         ids: &[ExpertId],
     ) -> Result<Self> {
         let row = num_layers * k;
-        if row == 0 || ids.len() % row != 0 {
+        if row == 0 || !ids.len().is_multiple_of(row) {
             return Err(Error::invalid(format!(
                 "{} ids do not fill whole rows of {num_layers} layers x top-{k}",
                 ids.len()

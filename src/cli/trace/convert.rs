@@ -32,7 +32,11 @@ impl ConvertArgs {
             })?,
         };
         let trace = crate::trace::load(&self.input)?;
-        importers::export(&trace, &self.out, format)?;
+        let source = format!(
+            "converted from {}",
+            self.input.file_name().unwrap_or_default().to_string_lossy()
+        );
+        importers::export(&trace, &self.out, format, &source)?;
         eprintln!("wrote {}", self.out.display());
         Ok(())
     }

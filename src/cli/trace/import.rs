@@ -31,11 +31,7 @@ impl ImportArgs {
             None => importers::detect_format(&self.input)?,
         };
         let trace = importers::import(&self.input, Some(format), self.num_experts)?;
-        let source = format!(
-            "imported from {} (format {format})",
-            self.input.file_name().unwrap_or_default().to_string_lossy()
-        );
-        parquet::write_trace(&self.out, &trace, &source)?;
+        parquet::write_trace(&self.out, &trace, &importers::provenance(&self.input, format))?;
         eprintln!(
             "wrote {}: {} layers, {} experts",
             self.out.display(),

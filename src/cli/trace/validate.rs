@@ -29,8 +29,8 @@ impl ValidateArgs {
             (None, Some(n)) => n,
             (None, None) => loaded.num_experts(),
         };
-        let violations = validate::validate(&loaded, num_experts);
-        if violations.is_empty() {
+        let validation = validate::validate(&loaded, num_experts);
+        if validation.is_clean() {
             println!(
                 "{}: ok ({} layers, {num_experts} experts)",
                 self.trace.display(),
@@ -38,13 +38,11 @@ impl ValidateArgs {
             );
             return Ok(());
         }
-        for violation in &violations {
-            println!("{}: {violation}", self.trace.display());
-        }
+        print!("{validation}");
         anyhow::bail!(
             "{}: {} violation(s)",
             self.trace.display(),
-            violations.len()
+            validation.total
         )
     }
 }

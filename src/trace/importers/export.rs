@@ -32,6 +32,20 @@ impl fmt::Display for ExportFormat {
     }
 }
 
+impl ExportFormat {
+    /// The format a file name's extension implies: `.parquet`, `.csv`, `.npy`, or `.json`
+    /// (SGLang's dump); `None` for anything else.
+    pub fn from_extension(path: &Path) -> Option<ExportFormat> {
+        match path.extension()?.to_str()? {
+            "parquet" => Some(ExportFormat::Parquet),
+            "csv" => Some(ExportFormat::Csv),
+            "npy" => Some(ExportFormat::Npy),
+            "json" => Some(ExportFormat::Sglang),
+            _ => None,
+        }
+    }
+}
+
 /// Writes `trace` to `path` in `format`, atomically. `source` is the provenance recorded by
 /// formats that carry one (Parquet).
 pub fn export(trace: &Trace, path: &Path, format: ExportFormat, source: &str) -> Result<()> {
