@@ -44,7 +44,9 @@ impl StatsBuilder {
             loads: vec![0; num_layers * num_experts],
             transitions: TransitionCounts::new(num_layers, num_experts),
             coactivation: CoactivationCounts::new(num_layers, num_experts),
-            lru: (0..num_layers).map(|_| LruStack::new(num_experts)).collect(),
+            lru: (0..num_layers)
+                .map(|_| LruStack::new(num_experts))
+                .collect(),
         }
     }
 
@@ -168,7 +170,9 @@ mod tests {
 
     #[test]
     fn chunks_give_the_same_stats_as_one_pass() {
-        let ids: Vec<u16> = (0..600u32).map(|i| ((i * 13 + i / 7) % 16) as u16).collect();
+        let ids: Vec<u16> = (0..600u32)
+            .map(|i| ((i * 13 + i / 7) % 16) as u16)
+            .collect();
         let trace = RoutingTrace::from_dense(16, 3, 2, &ids).unwrap();
         let whole = trace_stats(&Trace::Tokens(trace.clone()));
         let mut builder = StatsBuilder::new(3, 16);

@@ -70,8 +70,7 @@ impl CoactivationCounts {
                         continue;
                     }
                     let index = self.index(a, b);
-                    let counts =
-                        self.counts[layer].get_or_insert_with(|| vec![0; n * (n - 1) / 2]);
+                    let counts = self.counts[layer].get_or_insert_with(|| vec![0; n * (n - 1) / 2]);
                     counts[index] += 1;
                 }
             }
@@ -126,8 +125,8 @@ mod tests {
         // Four top-3 tokens over 5 experts:
         //   {0,1,2} {1,0,3} {4,1,0} {2,3,4}
         // pairs: (0,1) x3; (0,2) (1,2) (0,3) (1,3) (1,4) (0,4) (2,3) (3,4) x1; (2,4) x1.
-        let routing = LayerRouting::fixed_k(3, vec![0, 1, 2, 1, 0, 3, 4, 1, 0, 2, 3, 4], None)
-            .unwrap();
+        let routing =
+            LayerRouting::fixed_k(3, vec![0, 1, 2, 1, 0, 3, 4, 1, 0, 2, 3, 4], None).unwrap();
         let mut counts = CoactivationCounts::new(1, 5);
         counts.add(0, &routing, 0..4);
         let top = counts.top_pairs(0, 3, 4);

@@ -143,10 +143,51 @@ mod tests {
         // (experts, layer, max/mean, cv, gini, entropy bits, entropy norm, half, dead,
         //  affinity top-1, affinity top-4, LRU hit rate at capacity 1)
         let expected = [
-            (8, 0, 1.390588, 0.329292, 0.179393, 2.919571, 0.973190, 3, 0, Some(0.750490), Some(1.0), 0.998431),
-            (32, 0, 3.829020, 0.790916, 0.389747, 4.629372, 0.925874, 8, 0, Some(0.644559), Some(0.975809), 0.993725),
-            (32, 5, 8.627451, 1.571469, 0.617911, 3.927365, 0.785473, 5, 0, None, None, 0.993897),
-            (128, 4, 52.144314, 4.720635, 0.862146, 4.024994, 0.574999, 3, 19, Some(0.569461), Some(0.823333), 0.982672),
+            (
+                8,
+                0,
+                1.390588,
+                0.329292,
+                0.179393,
+                2.919571,
+                0.973190,
+                3,
+                0,
+                Some(0.750490),
+                Some(1.0),
+                0.998431,
+            ),
+            (
+                32,
+                0,
+                3.829020,
+                0.790916,
+                0.389747,
+                4.629372,
+                0.925874,
+                8,
+                0,
+                Some(0.644559),
+                Some(0.975809),
+                0.993725,
+            ),
+            (
+                32, 5, 8.627451, 1.571469, 0.617911, 3.927365, 0.785473, 5, 0, None, None, 0.993897,
+            ),
+            (
+                128,
+                4,
+                52.144314,
+                4.720635,
+                0.862146,
+                4.024994,
+                0.574999,
+                3,
+                19,
+                Some(0.569461),
+                Some(0.823333),
+                0.982672,
+            ),
         ];
         for (experts, layer, mm, cv, gini, h, hn, half, dead, aff1, aff4, lru1) in expected {
             let stats = trace_stats(&Trace::Tokens(switch_trace(&data, experts)));
@@ -159,7 +200,11 @@ mod tests {
             assert!(close(got.cv, cv), "{context}: {}", got.cv);
             assert!(close(got.gini, gini), "{context}: {}", got.gini);
             assert!(close(got.entropy, h), "{context}: {}", got.entropy);
-            assert!(close(got.entropy_norm, hn), "{context}: {}", got.entropy_norm);
+            assert!(
+                close(got.entropy_norm, hn),
+                "{context}: {}",
+                got.entropy_norm
+            );
             assert_eq!(got.experts_for_half_load, half, "{context}");
             assert_eq!(got.dead_experts, dead, "{context}");
             for (value, want) in [(got.affinity_top1, aff1), (got.affinity_top4, aff4)] {

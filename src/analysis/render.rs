@@ -47,8 +47,17 @@ impl TraceStats {
         let _ = write!(
             out,
             "{:>5} {:>12} {:>8} {:>6} {:>6} {:>7} {:>6} {:>5} {:>5} {:>6} {:>6}",
-            "layer", "entries", "max/mean", "cv", "gini", "H_bits", "H_norm", "half", "dead",
-            "aff1", "aff4"
+            "layer",
+            "entries",
+            "max/mean",
+            "cv",
+            "gini",
+            "H_bits",
+            "H_norm",
+            "half",
+            "dead",
+            "aff1",
+            "aff4"
         );
         for capacity in &shown_capacities {
             let _ = write!(out, " {:>7}", format!("lru@{capacity}"));
@@ -159,7 +168,11 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "2 layers x 4 experts, 2 tokens, top-2");
         // Capacities 2..=4 are reported (4k = 8 is capped at 4 experts): k and 2k are shown.
-        assert!(lines[1].contains("lru@2") && lines[1].contains("lru@4"), "{}", lines[1]);
+        assert!(
+            lines[1].contains("lru@2") && lines[1].contains("lru@4"),
+            "{}",
+            lines[1]
+        );
         assert_eq!(lines.len(), 4);
         // Both tokens pick {0, 1} at layer 0: the top pair carries 100% of tokens.
         assert!(lines[2].ends_with("0+1 100.0%"), "{}", lines[2]);

@@ -22,7 +22,12 @@ pub fn shared_data() -> Option<PathBuf> {
 pub fn switch_trace(data: &std::path::Path, experts: usize) -> RoutingTrace {
     let path = data.join(format!("switch-top1/switch-base-{experts}.trace.npy"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}: not an npy file", path.display());
+    assert_eq!(
+        &bytes[..6],
+        b"\x93NUMPY",
+        "{}: not an npy file",
+        path.display()
+    );
     let (header_len, header_start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         _ => (
