@@ -53,5 +53,17 @@ impl Error {
     }
 }
 
+/// Describes a TOML parse error as `line N: message`, so callers can prefix the file name.
+pub fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
+        Some(span) => format!(
+            "line {}: {}",
+            text[..span.start].matches('\n').count() + 1,
+            error.message()
+        ),
+        None => error.message().to_string(),
+    }
+}
+
 /// Result alias used throughout the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, describe_toml_error};
 use crate::trace::synth::SynthParams;
 
 /// The scenario `moesim run` uses when given no file: `scenarios/quickstart.toml`, compiled in.
@@ -105,16 +105,8 @@ impl Scenario {
     /// Parses scenario text; relative trace paths are joined to `base`. The error is a message
     /// naming the offending key, for the caller to attach the file name to.
     pub fn parse(text: &str, base: &Path) -> std::result::Result<Scenario, String> {
-        let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
-            let message = e.message().to_string();
-            match e.span() {
-                Some(span) => {
-                    let line = text[..span.start].lines().count().max(1);
-                    format!("line {line}: {message}")
-                }
-                None => message,
-            }
-        })?;
+        let mut scenario: Scenario =
+            toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
         if let TraceSource::File(file) = &mut scenario.trace
             && file.is_relative()
         {

@@ -161,7 +161,7 @@ fn draw_heatmaps<DB: DrawingBackend>(
 ) -> DrawResult<DB> {
     area.fill(&WHITE)?;
     let area = area.titled(labels.title, ("sans-serif", 24))?;
-    let (body, legend) = area.split_horizontally(area.dim_in_pixel().0 - 90);
+    let (body, legend) = area.split_horizontally(area.dim_in_pixel().0 - 100);
     let max = panels
         .iter()
         .flat_map(|p| p.rows.iter().flatten().copied())
@@ -175,18 +175,20 @@ fn draw_heatmaps<DB: DrawingBackend>(
             .margin(8)
             .x_label_area_size(36)
             .y_label_area_size(44)
-            .build_cartesian_2d(0..cols, 0..rows)?;
+            .build_cartesian_2d((0..cols - 1).into_segmented(), (0..rows - 1).into_segmented())?;
         chart
             .configure_mesh()
             .disable_mesh()
             .x_desc(labels.x)
             .y_desc(labels.y)
-            .x_labels(cols.min(16))
-            .y_labels(rows.min(24))
+            .x_labels(cols.min(16) + 1)
+            .y_labels(rows.min(24) + 1)
             .draw()?;
         chart.draw_series(panel.rows.iter().enumerate().flat_map(|(y, row)| {
             row.iter().enumerate().map(move |(x, &v)| {
-                Rectangle::new([(x, y), (x + 1, y + 1)], heat_color(v / max).filled())
+                let (x0, y0) = (SegmentValue::Exact(x), SegmentValue::Exact(y));
+                let (x1, y1) = (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1));
+                Rectangle::new([(x0, y0), (x1, y1)], heat_color(v / max).filled())
             })
         }))?;
     }
@@ -200,13 +202,14 @@ fn draw_color_scale<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, max: f64)
         .margin_top(40)
         .margin_bottom(40)
         .margin_right(8)
-        .y_label_area_size(50)
+        .y_label_area_size(60)
         .build_cartesian_2d(0.0..1.0, 0.0..max)?;
     chart
         .configure_mesh()
         .disable_mesh()
         .disable_x_axis()
         .y_labels(6)
+        .y_label_style(("sans-serif", 14))
         .y_label_formatter(&|v| format!("{v:.2}"))
         .draw()?;
     chart.draw_series((0..STEPS).map(|i| {

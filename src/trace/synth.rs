@@ -23,7 +23,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, describe_toml_error};
 use crate::output::write_bytes_atomic;
 use crate::trace::{ExpertId, LayerRouting, RoutingTrace, TokenMeta};
 
@@ -231,14 +231,8 @@ impl SynthParams {
     /// Parses and validates TOML text written by [`Self::to_toml`] or by hand. The error names
     /// the offending key and line.
     pub fn from_toml(text: &str) -> std::result::Result<SynthParams, String> {
-        let params: SynthParams = toml::from_str(text).map_err(|e| match e.span() {
-            Some(span) => format!(
-                "line {}: {}",
-                text[..span.start].matches('\n').count() + 1,
-                e.message()
-            ),
-            None => e.message().to_string(),
-        })?;
+        let params: SynthParams =
+            toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
         params.validate().map_err(|e| e.to_string())?;
         Ok(params)
     }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::output;
 use crate::trace::{self, fit};
 
 /// Arguments of `moesim trace fit`.
@@ -28,8 +27,7 @@ impl FitArgs {
             )
         })?;
         let params = fit::fit(routing)?;
-        let text = toml::to_string(&params)?;
-        output::write_bytes_atomic(&self.out, text.as_bytes())?;
+        params.save(&self.out)?;
         eprintln!("wrote {}", self.out.display());
         Ok(())
     }

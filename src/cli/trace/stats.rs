@@ -29,7 +29,7 @@ impl StatsArgs {
     pub fn execute(self) -> anyhow::Result<()> {
         let stats = summarise(&self.trace)?;
         if let Some(path) = &self.parquet {
-            output::write_parquet_frame(path, &mut stats.layers_frame()?)?;
+            output::write_parquet_frame(path, &mut stats.layers_frame())?;
         }
         let mut stdout = std::io::stdout().lock();
         if self.json {

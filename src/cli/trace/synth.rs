@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 use crate::trace::parquet;
@@ -83,13 +82,7 @@ impl SynthArgs {
     /// The generator parameters: the file's (if any) with the flags applied on top.
     fn params(&self) -> anyhow::Result<SynthParams> {
         let mut params = match &self.params {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("{}: cannot read", path.display()))?;
-                toml::from_str(&text).map_err(|e| {
-                    anyhow::anyhow!("{}: {}", path.display(), e.message())
-                })?
-            }
+            Some(path) => SynthParams::load(path)?,
             None => SynthParams::default(),
         };
         if let Some(v) = self.experts {
