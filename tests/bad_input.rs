@@ -93,8 +93,9 @@ fn validate_lists_every_violation_and_fails() {
     let output = moesim(&["trace", "validate", csv.to_str().unwrap(), "--num-experts", "4"]);
     assert_eq!(output.status.code(), Some(1));
     let out = common::stdout(&output);
-    assert!(out.contains("duplicate"), "{out}");
-    assert!(out.contains("7"), "{out}");
+    assert!(out.contains("row 0, column layer 0/rank 1: expert 1 repeats rank 0"), "{out}");
+    assert!(out.contains("row 1, column layer 0/rank 0: expert 7 >= 4 experts"), "{out}");
+    assert!(common::stderr(&output).contains("3 violation(s)"));
 }
 
 #[test]
