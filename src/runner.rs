@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
-use crate::analysis::{self, TraceStats};
 use crate::analysis::imbalance::max_mean;
+use crate::analysis::{self, TraceStats};
 use crate::cost::analytical::{AnalyticalCost, CostOptions, LayerEstimate, LayerInput};
 use crate::cost::compute::RooflineCompute;
 use crate::error::{Error, Result};
@@ -214,7 +214,11 @@ impl<'a> Steps<'a> {
                     .collect(),
                 Steps::Loads(loads, step_entries) => {
                     let total = loads.layer_total(layer);
-                    let scale = if total > 0.0 { step_entries / total } else { 0.0 };
+                    let scale = if total > 0.0 {
+                        step_entries / total
+                    } else {
+                        0.0
+                    };
                     let scaled: Vec<f64> = loads.layer(layer).iter().map(|l| l * scale).collect();
                     Ok(vec![cost.estimate_layer(
                         placement,

@@ -163,7 +163,9 @@ file = "x.parquet"
 
     #[test]
     fn unknown_keys_are_named_with_their_line() {
-        let text = MINIMAL.replace("seed", "").replace("tokens_per_gpu", "seed = 1\ntokns_per_gpu");
+        let text = MINIMAL
+            .replace("seed", "")
+            .replace("tokens_per_gpu", "seed = 1\ntokns_per_gpu");
         let err = Scenario::parse(&text, Path::new("")).unwrap_err();
         assert!(err.contains("tokns_per_gpu"), "{err}");
         assert!(err.starts_with("line "), "{err}");

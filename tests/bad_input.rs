@@ -22,7 +22,13 @@ fn write_npy(path: &std::path::Path, descr: &str, shape: &str, body: &[u8]) {
 fn missing_input_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.parquet");
-    let output = moesim(&["trace", "import", "/no/such/trace.npy", "-o", out.to_str().unwrap()]);
+    let output = moesim(&[
+        "trace",
+        "import",
+        "/no/such/trace.npy",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_fails_with(&output, &["/no/such/trace.npy"]);
     assert!(!out.exists());
 }
@@ -33,7 +39,13 @@ fn float_npy_is_rejected_by_dtype() {
     let npy = dir.path().join("routing.npy");
     write_npy(&npy, "<f4", "(2, 1)", &[0u8; 8]);
     let out = dir.path().join("t.parquet");
-    let output = moesim(&["trace", "import", npy.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let output = moesim(&[
+        "trace",
+        "import",
+        npy.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_fails_with(&output, &["routing.npy", "<f4"]);
     assert!(!out.exists());
 }
@@ -48,7 +60,13 @@ fn expert_id_past_the_model_is_reported_with_row_and_layer() {
     write_npy(&npy, "<i8", "(3, 2)", &body);
     let out = dir.path().join("t.parquet");
     let output = moesim(&[
-        "trace", "import", npy.to_str().unwrap(), "-o", out.to_str().unwrap(), "--num-experts", "8",
+        "trace",
+        "import",
+        npy.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--num-experts",
+        "8",
     ]);
     assert_fails_with(&output, &["routing.npy", "9", "row 2", "layer 1"]);
     assert!(!out.exists());
@@ -59,8 +77,18 @@ fn truncated_parquet_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let full = dir.path().join("full.parquet");
     let status = moesim(&[
-        "trace", "synth", "--experts", "8", "--layers", "2", "--top-k", "2", "--tokens", "1000",
-        "-o", full.to_str().unwrap(),
+        "trace",
+        "synth",
+        "--experts",
+        "8",
+        "--layers",
+        "2",
+        "--top-k",
+        "2",
+        "--tokens",
+        "1000",
+        "-o",
+        full.to_str().unwrap(),
     ]);
     assert!(status.status.success(), "{}", common::stderr(&status));
     let bytes = std::fs::read(&full).unwrap();
@@ -90,11 +118,23 @@ fn validate_lists_every_violation_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("hand.csv");
     std::fs::write(&csv, "layer,token,expert\n0,0,1\n0,0,1\n0,1,7\n").unwrap();
-    let output = moesim(&["trace", "validate", csv.to_str().unwrap(), "--num-experts", "4"]);
+    let output = moesim(&[
+        "trace",
+        "validate",
+        csv.to_str().unwrap(),
+        "--num-experts",
+        "4",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let out = common::stdout(&output);
-    assert!(out.contains("row 0, column layer 0/rank 1: expert 1 repeats rank 0"), "{out}");
-    assert!(out.contains("row 1, column layer 0/rank 0: expert 7 >= 4 experts"), "{out}");
+    assert!(
+        out.contains("row 0, column layer 0/rank 1: expert 1 repeats rank 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("row 1, column layer 0/rank 0: expert 7 >= 4 experts"),
+        "{out}"
+    );
     assert!(common::stderr(&output).contains("3 violation(s)"));
 }
 

@@ -18,8 +18,13 @@ fn real_switch_trace_imports_and_its_stats_match_numpy() {
     let dir = tempfile::tempdir().unwrap();
     let parquet = dir.path().join("switch32.parquet");
     let import = moesim(&[
-        "trace", "import", npy.to_str().unwrap(), "-o", parquet.to_str().unwrap(),
-        "--num-experts", "32",
+        "trace",
+        "import",
+        npy.to_str().unwrap(),
+        "-o",
+        parquet.to_str().unwrap(),
+        "--num-experts",
+        "32",
     ]);
     assert!(import.status.success(), "{}", stderr(&import));
 
@@ -31,7 +36,10 @@ fn real_switch_trace_imports_and_its_stats_match_numpy() {
     for (layer, expected) in layers.iter().zip(SWITCH32_MAX_MEAN) {
         assert_eq!(layer["tokens"], 40800);
         let max_mean = layer["max_mean"].as_f64().unwrap();
-        assert!((max_mean - expected).abs() < 1e-5, "{max_mean} vs {expected}");
+        assert!(
+            (max_mean - expected).abs() < 1e-5,
+            "{max_mean} vs {expected}"
+        );
         for field in ["layer", "cv", "gini", "entropy"] {
             assert!(layer.get(field).is_some(), "missing {field}");
         }
@@ -45,7 +53,13 @@ fn sglang_loads_import_as_aggregate_trace() {
     };
     let dir = tempfile::tempdir().unwrap();
     let parquet = dir.path().join("loads.parquet");
-    let import = moesim(&["trace", "import", json.to_str().unwrap(), "-o", parquet.to_str().unwrap()]);
+    let import = moesim(&[
+        "trace",
+        "import",
+        json.to_str().unwrap(),
+        "-o",
+        parquet.to_str().unwrap(),
+    ]);
     assert!(import.status.success(), "{}", stderr(&import));
     let stats = moesim(&["trace", "stats", parquet.to_str().unwrap(), "--json"]);
     let json: Value = serde_json::from_str(&stdout(&stats)).unwrap();
@@ -63,8 +77,22 @@ fn synth_is_deterministic_per_seed() {
     let make = |name: &str, seed: &str| {
         let out = dir.path().join(name);
         let run = moesim(&[
-            "trace", "synth", "--experts", "16", "--layers", "3", "--top-k", "2", "--tokens",
-            "2000", "--zipf", "1.0", "--seed", seed, "-o", out.to_str().unwrap(),
+            "trace",
+            "synth",
+            "--experts",
+            "16",
+            "--layers",
+            "3",
+            "--top-k",
+            "2",
+            "--tokens",
+            "2000",
+            "--zipf",
+            "1.0",
+            "--seed",
+            seed,
+            "-o",
+            out.to_str().unwrap(),
         ]);
         assert!(run.status.success(), "{}", stderr(&run));
         std::fs::read(out).unwrap()
@@ -81,7 +109,12 @@ fn quickstart_writes_a_complete_deterministic_report() {
         let out = dir.path().join(out);
         let output = moesim_in(
             std::path::Path::new(root),
-            &["run", "scenarios/quickstart.toml", "--out", out.to_str().unwrap()],
+            &[
+                "run",
+                "scenarios/quickstart.toml",
+                "--out",
+                out.to_str().unwrap(),
+            ],
         );
         assert!(output.status.success(), "{}", stderr(&output));
         out
@@ -102,7 +135,10 @@ fn quickstart_writes_a_complete_deterministic_report() {
     assert_eq!(summary, std::fs::read(second.join("summary.json")).unwrap());
     let json: Value = serde_json::from_slice(&summary).unwrap();
     let strategies = json["strategies"].as_array().unwrap();
-    let names: Vec<&str> = strategies.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = strategies
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["contiguous", "round-robin"]);
     for s in strategies {
         assert_eq!(s["layers"].as_array().unwrap().len(), 16);

@@ -10,7 +10,9 @@ use crate::scenario::{QUICKSTART_TOML, Scenario};
 
 /// Arguments of `moesim run`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  moesim run scenarios/quickstart.toml\n  moesim run            # the built-in quickstart scenario, from the repository root\n  moesim run my.toml --out /tmp/report")]
+#[command(
+    after_help = "Examples:\n  moesim run scenarios/quickstart.toml\n  moesim run            # the built-in quickstart scenario, from the repository root\n  moesim run my.toml --out /tmp/report"
+)]
 pub struct RunArgs {
     /// Scenario TOML. Without it, the built-in copy of scenarios/quickstart.toml runs, with its
     /// paths taken relative to ./scenarios.

@@ -66,12 +66,17 @@ enum Chart<'a> {
 }
 
 impl Chart<'_> {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
         let drawn = match self {
             Chart::Lines { labels, series } => draw_lines(area, labels, series),
             Chart::Heatmap { labels, panels } => draw_heatmaps(area, labels, panels),
         };
-        drawn.and_then(|()| area.present()).map_err(|e| e.to_string())
+        drawn
+            .and_then(|()| area.present())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -96,12 +101,16 @@ fn render_both(stem: &Path, chart: &Chart) -> Result<Vec<PathBuf>> {
         for file in [&png_tmp, &svg_tmp, &png] {
             let _ = std::fs::remove_file(file);
         }
-        return Err(Error::bad_file(stem, format!("cannot draw chart: {message}")));
+        return Err(Error::bad_file(
+            stem,
+            format!("cannot draw chart: {message}"),
+        ));
     }
     Ok(vec![png, svg])
 }
 
-type DrawResult<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+type DrawResult<DB> =
+    std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 fn draw_lines<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -109,7 +118,12 @@ fn draw_lines<DB: DrawingBackend>(
     series: &[Series],
 ) -> DrawResult<DB> {
     area.fill(&WHITE)?;
-    let points = series.iter().map(|s| s.values.len()).max().unwrap_or(0).max(1);
+    let points = series
+        .iter()
+        .map(|s| s.values.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let y_max = series
         .iter()
         .flat_map(|s| s.values.iter().copied())
@@ -137,7 +151,9 @@ fn draw_lines<DB: DrawingBackend>(
                 color.stroke_width(2),
             ))?
             .label(s.name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart.draw_series(
             s.values
                 .iter()
@@ -167,7 +183,10 @@ fn draw_heatmaps<DB: DrawingBackend>(
         .flat_map(|p| p.rows.iter().flatten().copied())
         .fold(0.0_f64, f64::max)
         .max(f64::MIN_POSITIVE);
-    for (panel, cell) in panels.iter().zip(body.split_evenly((1, panels.len().max(1)))) {
+    for (panel, cell) in panels
+        .iter()
+        .zip(body.split_evenly((1, panels.len().max(1))))
+    {
         let rows = panel.rows.len().max(1);
         let cols = panel.rows.first().map_or(1, Vec::len).max(1);
         let mut chart = ChartBuilder::on(&cell)
@@ -175,7 +194,10 @@ fn draw_heatmaps<DB: DrawingBackend>(
             .margin(8)
             .x_label_area_size(36)
             .y_label_area_size(44)
-            .build_cartesian_2d((0..cols - 1).into_segmented(), (0..rows - 1).into_segmented())?;
+            .build_cartesian_2d(
+                (0..cols - 1).into_segmented(),
+                (0..rows - 1).into_segmented(),
+            )?;
         chart
             .configure_mesh()
             .disable_mesh()
@@ -215,7 +237,10 @@ fn draw_color_scale<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, max: f64)
     chart.draw_series((0..STEPS).map(|i| {
         let lo = max * i as f64 / STEPS as f64;
         let hi = max * (i + 1) as f64 / STEPS as f64;
-        Rectangle::new([(0.0, lo), (1.0, hi)], heat_color((lo + hi) / 2.0 / max).filled())
+        Rectangle::new(
+            [(0.0, lo), (1.0, hi)],
+            heat_color((lo + hi) / 2.0 / max).filled(),
+        )
     }))?;
     Ok(())
 }
@@ -223,7 +248,11 @@ fn draw_color_scale<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, max: f64)
 /// Maps 0..=1 to a perceptually ordered ramp (dark blue -> teal -> yellow).
 fn heat_color(t: f64) -> RGBColor {
     let t = t.clamp(0.0, 1.0);
-    let stops = [(68.0, 1.0, 84.0), (33.0, 145.0, 140.0), (253.0, 231.0, 37.0)];
+    let stops = [
+        (68.0, 1.0, 84.0),
+        (33.0, 145.0, 140.0),
+        (253.0, 231.0, 37.0),
+    ];
     let scaled = t * (stops.len() - 1) as f64;
     let i = (scaled.floor() as usize).min(stops.len() - 2);
     let f = scaled - i as f64;
@@ -250,8 +279,19 @@ mod tests {
     fn charts_land_as_png_and_svg() {
         let dir = tempfile::tempdir().unwrap();
         let stem = dir.path().join("imbalance");
-        let labels = ChartLabels { title: "t", x: "layer", y: "max/mean" };
-        let written = line_chart(&stem, labels, &[Series { name: "a", values: &[1.0, 2.0, 1.5] }])
+        let labels = ChartLabels {
+            title: "t",
+            x: "layer",
+            y: "max/mean",
+        };
+        let written = line_chart(
+            &stem,
+            labels,
+            &[Series {
+                name: "a",
+                values: &[1.0, 2.0, 1.5],
+            }],
+        )
         .unwrap();
         assert_eq!(written.len(), 2);
         let png = std::fs::read(&written[0]).unwrap();

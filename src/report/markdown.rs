@@ -15,7 +15,11 @@ fn write_body(md: &mut String, r: &RunResult) -> std::fmt::Result {
     writeln!(md, "# moesim report: {}\n", r.scenario)?;
     writeln!(md, "| setting | value |\n|---|---|")?;
     writeln!(md, "| model | {} |", r.model)?;
-    writeln!(md, "| cluster | {} ({} GPUs on {} node(s) hold experts) |", r.cluster, r.gpus, r.nodes)?;
+    writeln!(
+        md,
+        "| cluster | {} ({} GPUs on {} node(s) hold experts) |",
+        r.cluster, r.gpus, r.nodes
+    )?;
     writeln!(md, "| tokens per GPU per step | {} |", r.tokens_per_gpu)?;
     writeln!(md, "| trace | {} |", r.trace_source)?;
     writeln!(
@@ -59,7 +63,10 @@ fn write_body(md: &mut String, r: &RunResult) -> std::fmt::Result {
     writeln!(md, "![GPU load heatmap](gpu_load_heatmap.png)\n")?;
 
     writeln!(md, "## Routing statistics per MoE layer\n")?;
-    writeln!(md, "| layer | expert max/mean | CV | Gini | entropy (bits) | experts for 50% | dead |")?;
+    writeln!(
+        md,
+        "| layer | expert max/mean | CV | Gini | entropy (bits) | experts for 50% | dead |"
+    )?;
     writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|")?;
     for l in &r.trace.layers {
         writeln!(

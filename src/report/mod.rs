@@ -48,7 +48,11 @@ fn imbalance_chart(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
         name: "expert load",
         values: &expert,
     }];
-    series.extend(per_strategy.iter().map(|(name, values)| Series { name, values }));
+    series.extend(
+        per_strategy
+            .iter()
+            .map(|(name, values)| Series { name, values }),
+    );
     let title = format!("{}: load imbalance per MoE layer", result.scenario);
     let labels = ChartLabels {
         title: &title,

@@ -31,7 +31,11 @@ impl ImportArgs {
             None => importers::detect_format(&self.input)?,
         };
         let trace = importers::import(&self.input, Some(format), self.num_experts)?;
-        parquet::write_trace(&self.out, &trace, &importers::provenance(&self.input, format))?;
+        parquet::write_trace(
+            &self.out,
+            &trace,
+            &importers::provenance(&self.input, format),
+        )?;
         eprintln!(
             "wrote {}: {} layers, {} experts",
             self.out.display(),

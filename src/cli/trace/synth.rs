@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::trace::Trace;
 use crate::trace::parquet;
 use crate::trace::synth::{self, GroupLimit, Skew, SynthParams};
-use crate::trace::Trace;
 
 /// Arguments of `moesim trace synth`. Either start from `--params` (a file written by
 /// `trace fit`, or a hand-written one) or describe the generator with flags; flags given
