@@ -17,7 +17,11 @@ pub(crate) mod test_data;
 
 use serde::Serialize;
 
-use crate::trace::{ExpertLoads, Trace};
+use std::path::Path;
+
+use crate::error::Result;
+use crate::trace::parquet::{self, TraceKind};
+use crate::trace::{self, ExpertLoads, Trace};
 
 pub use builder::StatsBuilder;
 pub use coactivation::PairCount;
@@ -110,6 +114,27 @@ pub fn trace_stats(trace: &Trace) -> TraceStats {
         }
         Trace::Loads(loads) => load_stats(loads),
     }
+}
+
+/// Tokens read per chunk when summarising a Parquet trace as a stream.
+const TOKENS_PER_CHUNK: usize = 1 << 16;
+
+/// Statistics of a trace file. Token-level Parquet traces are read as a stream of chunks, so a
+/// trace larger than memory can be summarised; other formats are loaded whole.
+pub fn file_stats(path: &Path) -> Result<TraceStats> {
+    let is_parquet = path.extension().is_some_and(|e| e == "parquet");
+    if !is_parquet {
+        return Ok(trace_stats(&trace::load(path)?));
+    }
+    let header = parquet::read_header(path)?;
+    if header.kind == TraceKind::Loads {
+        return Ok(trace_stats(&parquet::read_trace(path)?));
+    }
+    let mut builder = StatsBuilder::new(header.num_layers, header.num_experts);
+    for chunk in parquet::read_chunks(path, TOKENS_PER_CHUNK)? {
+        builder.add(&chunk?.trace);
+    }
+    Ok(builder.finish())
 }
 
 /// Imbalance statistics of aggregate loads; affinity, co-activation and locality stay empty.
