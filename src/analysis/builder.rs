@@ -1,10 +1,12 @@
 //! Streaming accumulation of routing statistics, chunk by chunk in token order.
 
-use crate::analysis::affinity::TransitionCounts;
+use rayon::prelude::*;
+
+use crate::analysis::affinity::TransitionMatrix;
 use crate::analysis::coactivation::CoactivationCounts;
 use crate::analysis::locality::LruStack;
 use crate::analysis::{LayerStats, TraceStats};
-use crate::trace::RoutingTrace;
+use crate::trace::{LayerRouting, RoutingTrace};
 
 /// How many favourite successors `affinity_top4` counts.
 const AFFINITY_WIDE_TOP: usize = 4;
@@ -17,35 +19,60 @@ const LRU_MAX_FACTOR: usize = 4;
 ///
 /// Memory is O(layers x experts^2) for the transition and co-activation counts plus O(layers x
 /// experts) for loads and cache state, whatever the number of tokens. Chunks must come in token
-/// order (the LRU replay depends on it) and carry every layer of their tokens.
+/// order (the LRU replay depends on it) and carry every layer of their tokens. Layers are
+/// accumulated in parallel; the result does not depend on the number of threads.
 #[derive(Debug, Clone)]
 pub struct StatsBuilder {
-    num_layers: usize,
     num_experts: usize,
     num_tokens: usize,
     max_k: usize,
-    out_of_range_entries: u64,
-    /// Layer-major token counts per expert.
+    layers: Vec<LayerAccumulator>,
+}
+
+/// The counts of one layer (and of its transitions to the next layer).
+#[derive(Debug, Clone)]
+struct LayerAccumulator {
+    /// Entries per expert.
     loads: Vec<u64>,
-    transitions: TransitionCounts,
+    out_of_range_entries: u64,
     coactivation: CoactivationCounts,
-    lru: Vec<LruStack>,
+    lru: LruStack,
+    /// Pairs to the next layer; `None` for the last layer.
+    to_next: Option<TransitionMatrix>,
+}
+
+impl LayerAccumulator {
+    fn add(&mut self, routing: &LayerRouting, next: Option<&LayerRouting>) {
+        let tokens = 0..routing.num_tokens();
+        for &expert in routing.experts() {
+            match self.loads.get_mut(expert as usize) {
+                Some(load) => *load += 1,
+                None => self.out_of_range_entries += 1,
+            }
+        }
+        self.coactivation.add(routing, tokens.clone());
+        self.lru.add(routing, tokens.clone());
+        if let (Some(matrix), Some(next)) = (&mut self.to_next, next) {
+            matrix.add(routing, next, tokens);
+        }
+    }
 }
 
 impl StatsBuilder {
     /// A builder for traces of `num_layers` layers of `num_experts` experts.
     pub fn new(num_layers: usize, num_experts: usize) -> Self {
         StatsBuilder {
-            num_layers,
             num_experts,
             num_tokens: 0,
             max_k: 0,
-            out_of_range_entries: 0,
-            loads: vec![0; num_layers * num_experts],
-            transitions: TransitionCounts::new(num_layers, num_experts),
-            coactivation: CoactivationCounts::new(num_layers, num_experts),
-            lru: (0..num_layers)
-                .map(|_| LruStack::new(num_experts))
+            layers: (0..num_layers)
+                .map(|layer| LayerAccumulator {
+                    loads: vec![0; num_experts],
+                    out_of_range_entries: 0,
+                    coactivation: CoactivationCounts::new(num_experts),
+                    lru: LruStack::new(num_experts),
+                    to_next: (layer + 1 < num_layers).then(|| TransitionMatrix::new(num_experts)),
+                })
                 .collect(),
         }
     }
@@ -59,60 +86,49 @@ impl StatsBuilder {
     pub fn add(&mut self, chunk: &RoutingTrace) {
         assert_eq!(
             chunk.num_layers(),
-            self.num_layers,
+            self.layers.len(),
             "chunk layers must match the StatsBuilder's"
         );
-        let tokens = 0..chunk.num_tokens();
         self.num_tokens += chunk.num_tokens();
         self.max_k = self.max_k.max(chunk.max_k());
-        for (layer, routing) in chunk.layers().iter().enumerate() {
-            let loads = &mut self.loads[layer * self.num_experts..(layer + 1) * self.num_experts];
-            for &expert in routing.experts() {
-                match loads.get_mut(expert as usize) {
-                    Some(load) => *load += 1,
-                    None => self.out_of_range_entries += 1,
-                }
-            }
-            self.coactivation.add(layer, routing, tokens.clone());
-            self.lru[layer].add(routing, tokens.clone());
-            if layer + 1 < self.num_layers {
-                self.transitions
-                    .add(layer, routing, chunk.layer(layer + 1), tokens.clone());
-            }
-        }
+        self.layers
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(layer, accumulator)| {
+                accumulator.add(chunk.layer(layer), chunk.layers().get(layer + 1));
+            });
     }
 
     /// The statistics of every token added so far.
     pub fn finish(self) -> TraceStats {
         let k = self.max_k;
         let capacities = k..=(LRU_MAX_FACTOR * k).min(self.num_experts);
-        let layers = (0..self.num_layers)
-            .map(|layer| {
-                let loads: Vec<f64> = self.loads
-                    [layer * self.num_experts..(layer + 1) * self.num_experts]
-                    .iter()
-                    .map(|&count| count as f64)
-                    .collect();
+        let layers = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(layer, accumulator)| {
+                let loads: Vec<f64> = accumulator.loads.iter().map(|&c| c as f64).collect();
                 let mut stats = LayerStats::from_loads(layer, Some(self.num_tokens), &loads);
-                if layer < self.transitions.num_pairs() {
-                    stats.affinity_top1 = self.transitions.concentration(layer, 1);
-                    stats.affinity_top4 = self.transitions.concentration(layer, AFFINITY_WIDE_TOP);
+                if let Some(matrix) = &accumulator.to_next {
+                    stats.affinity_top1 = matrix.concentration(1);
+                    stats.affinity_top4 = matrix.concentration(AFFINITY_WIDE_TOP);
                 }
-                stats.coactivation =
-                    self.coactivation
-                        .top_pairs(layer, COACTIVATION_TOP, self.num_tokens);
+                stats.coactivation = accumulator
+                    .coactivation
+                    .top_pairs(COACTIVATION_TOP, self.num_tokens);
                 if k > 0 {
-                    stats.lru_hit_rates = self.lru[layer].hits(capacities.clone());
+                    stats.lru_hit_rates = accumulator.lru.hits(capacities.clone());
                 }
                 stats
             })
             .collect();
         TraceStats {
-            num_layers: self.num_layers,
+            num_layers: self.layers.len(),
             num_experts: self.num_experts,
             num_tokens: Some(self.num_tokens),
             top_k: Some(k),
-            out_of_range_entries: self.out_of_range_entries,
+            out_of_range_entries: self.layers.iter().map(|l| l.out_of_range_entries).sum(),
             layers,
         }
     }

@@ -1,8 +1,8 @@
 //! Top-k co-activation: which expert pairs the same token uses together in one layer.
 //!
 //! Co-activated experts placed on one GPU save a copy of the token (Occult, speculative expert
-//! grouping). Counts are kept per layer in an upper-triangular matrix, allocated only for layers
-//! where some token has two or more experts.
+//! grouping). Counts are kept in an upper-triangular matrix per layer, allocated only once some
+//! token of the layer has two or more experts.
 
 use serde::Serialize;
 
@@ -19,21 +19,21 @@ pub struct PairCount {
     pub share: f64,
 }
 
-/// Per-layer co-activation counts of every unordered expert pair.
+/// Co-activation counts of every unordered expert pair in one layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoactivationCounts {
     num_experts: usize,
-    /// Per layer, `None` until a token with 2+ experts is seen; then the upper triangle
-    /// (a < b) in row-major order.
-    counts: Vec<Option<Vec<u64>>>,
+    /// `None` until a token with 2+ experts is seen; then the upper triangle (a < b) in
+    /// row-major order.
+    counts: Option<Vec<u64>>,
 }
 
 impl CoactivationCounts {
-    /// Empty counts for `num_layers` layers of `num_experts` experts.
-    pub fn new(num_layers: usize, num_experts: usize) -> Self {
+    /// Empty counts for a layer of `num_experts` experts.
+    pub fn new(num_experts: usize) -> Self {
         CoactivationCounts {
             num_experts,
-            counts: vec![None; num_layers],
+            counts: None,
         }
     }
 
@@ -54,9 +54,9 @@ impl CoactivationCounts {
         [a as ExpertId, (a + 1 + index - row_start) as ExpertId]
     }
 
-    /// Counts the expert pairs of tokens `tokens` at `layer`. Ids at or past `num_experts` and a
-    /// token's repeated ids are skipped.
-    pub fn add(&mut self, layer: usize, routing: &LayerRouting, tokens: std::ops::Range<usize>) {
+    /// Counts the expert pairs of tokens `tokens`. Ids at or past `num_experts` and a token's
+    /// repeated ids are skipped.
+    pub fn add(&mut self, routing: &LayerRouting, tokens: std::ops::Range<usize>) {
         let n = self.num_experts;
         for token in tokens {
             let experts = routing.experts_of(token);
@@ -70,17 +70,17 @@ impl CoactivationCounts {
                         continue;
                     }
                     let index = self.index(a, b);
-                    let counts = self.counts[layer].get_or_insert_with(|| vec![0; n * (n - 1) / 2]);
+                    let counts = self.counts.get_or_insert_with(|| vec![0; n * (n - 1) / 2]);
                     counts[index] += 1;
                 }
             }
         }
     }
 
-    /// The `top_n` most co-activated pairs at `layer`, most frequent first (ties: lower ids
-    /// first), with their share of `tokens`. Empty when no token had two experts.
-    pub fn top_pairs(&self, layer: usize, top_n: usize, tokens: usize) -> Vec<PairCount> {
-        let Some(counts) = &self.counts[layer] else {
+    /// The `top_n` most co-activated pairs, most frequent first (ties: lower ids first), with
+    /// their share of `tokens`. Empty when no token had two experts.
+    pub fn top_pairs(&self, top_n: usize, tokens: usize) -> Vec<PairCount> {
+        let Some(counts) = &self.counts else {
             return Vec::new();
         };
         let mut nonzero: Vec<(usize, u64)> = counts
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn pair_index_round_trips_over_the_whole_triangle() {
-        let counts = CoactivationCounts::new(1, 5);
+        let counts = CoactivationCounts::new(5);
         let mut expected = 0;
         for a in 0..5 {
             for b in a + 1..5 {
@@ -127,9 +127,9 @@ mod tests {
         // pairs: (0,1) x3; (0,2) (1,2) (0,3) (1,3) (1,4) (0,4) (2,3) (3,4) x1; (2,4) x1.
         let routing =
             LayerRouting::fixed_k(3, vec![0, 1, 2, 1, 0, 3, 4, 1, 0, 2, 3, 4], None).unwrap();
-        let mut counts = CoactivationCounts::new(1, 5);
-        counts.add(0, &routing, 0..4);
-        let top = counts.top_pairs(0, 3, 4);
+        let mut counts = CoactivationCounts::new(5);
+        counts.add(&routing, 0..4);
+        let top = counts.top_pairs(3, 4);
         assert_eq!(top.len(), 3);
         assert_eq!(top[0].pair, [0, 1]);
         assert_eq!(top[0].count, 3);
@@ -143,8 +143,8 @@ mod tests {
     #[test]
     fn top1_layers_have_no_pairs() {
         let routing = LayerRouting::fixed_k(1, vec![0, 1, 1], None).unwrap();
-        let mut counts = CoactivationCounts::new(1, 4);
-        counts.add(0, &routing, 0..3);
-        assert!(counts.top_pairs(0, 10, 3).is_empty());
+        let mut counts = CoactivationCounts::new(4);
+        counts.add(&routing, 0..3);
+        assert!(counts.top_pairs(10, 3).is_empty());
     }
 }

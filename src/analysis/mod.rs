@@ -156,6 +156,23 @@ mod tests {
     use super::test_data::{shared_data, switch_trace};
     use super::*;
 
+    #[test]
+    fn json_uses_the_public_field_names() {
+        let trace = crate::trace::RoutingTrace::from_dense(2, 2, 1, &[0, 1, 0, 1]).unwrap();
+        let json = serde_json::to_value(trace_stats(&Trace::Tokens(trace))).unwrap();
+        assert_eq!(json["num_tokens"], 2);
+        assert_eq!(json["top_k"], 1);
+        let layer = &json["layers"][0];
+        for field in ["layer", "tokens", "max_mean", "cv", "gini", "entropy"] {
+            assert!(layer.get(field).is_some(), "missing {field}: {layer}");
+        }
+        // Both tokens on expert 0 of 2: max/mean 2, and both go on to expert 1.
+        assert_eq!(layer["max_mean"], 2.0);
+        assert_eq!(layer["affinity_top1"], 1.0);
+        assert_eq!(json["layers"][1]["affinity_top1"], serde_json::Value::Null);
+        assert_eq!(layer["lru_hit_rates"][0]["capacity"], 1);
+    }
+
     /// Pinned against an independent pure-Python computation over the same `.npy` files
     /// (numpy was not available): loads by counting, the textbook formulas, pair matrices, and a
     /// list-based LRU per capacity.

@@ -42,8 +42,8 @@ pub(super) fn route_tokens(model: &Model, seed: u64, tokens: std::ops::Range<usi
     let layers = model.popularity.len();
     let entries = tokens.len() * model.top_k;
     let mut block = Block {
-        experts: vec![Vec::with_capacity(entries); layers],
-        weights: vec![Vec::with_capacity(entries); layers],
+        experts: (0..layers).map(|_| Vec::with_capacity(entries)).collect(),
+        weights: (0..layers).map(|_| Vec::with_capacity(entries)).collect(),
     };
     let mut previous: Vec<ExpertId> = Vec::with_capacity(model.top_k);
     for token in tokens {
@@ -76,9 +76,12 @@ pub(super) fn route_tokens(model: &Model, seed: u64, tokens: std::ops::Range<usi
             let probs: Vec<f64> = chosen.iter().map(|&e| mixture.prob(e)).collect();
             let total: f64 = probs.iter().sum();
             block.experts[layer].extend_from_slice(&chosen);
-            block.weights[layer].extend(probs.iter().map(|p| match total > 0.0 {
-                true => (p / total) as f32,
-                false => 1.0 / chosen.len() as f32,
+            block.weights[layer].extend(probs.iter().map(|p| {
+                if total > 0.0 {
+                    (p / total) as f32
+                } else {
+                    1.0 / chosen.len() as f32
+                }
             }));
             previous = chosen;
         }
