@@ -68,7 +68,11 @@ fn main() {
         .output()
         .expect("child runs");
     let seconds = start.elapsed().as_secs_f64();
-    assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
     print!("{}", String::from_utf8_lossy(&child.stdout));
     println!(
         "trace stats: {entries} entries in {seconds:.2} s ({:.1} M entries/s)",

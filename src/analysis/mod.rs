@@ -9,6 +9,7 @@
 pub mod affinity;
 pub mod builder;
 pub mod coactivation;
+pub mod fit;
 pub mod imbalance;
 pub mod locality;
 pub mod render;

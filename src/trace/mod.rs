@@ -9,7 +9,6 @@
 //! expert-distribution recorder writes and what EPLB consumes. Any token-level trace can be reduced
 //! to it; [`Trace`] holds either.
 
-pub mod fit;
 pub mod importers;
 pub mod parquet;
 pub mod synth;

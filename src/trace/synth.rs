@@ -119,7 +119,7 @@ pub struct GroupLimit {
     pub topk_groups: usize,
 }
 
-/// Routing structure estimated from a real trace by [`crate::trace::fit::fit`].
+/// Routing structure estimated from a real trace by [`crate::analysis::fit::fit`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FittedRouting {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::trace::{self, fit};
+use crate::analysis::fit;
+use crate::trace;
 
 /// Arguments of `moesim trace fit`.
 #[derive(Debug, Args)]
