@@ -145,3 +145,36 @@ fn quickstart_writes_a_complete_deterministic_report() {
         assert!(s["step_ns"].as_u64().unwrap() > 0);
     }
 }
+
+#[test]
+fn quickstart_trace_is_what_its_provenance_command_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("quickstart.parquet");
+    let run = moesim(&[
+        "trace",
+        "synth",
+        "--experts",
+        "64",
+        "--layers",
+        "16",
+        "--top-k",
+        "8",
+        "--tokens",
+        "4096",
+        "--zipf",
+        "0.5",
+        "--affinity",
+        "0.5",
+        "--seed",
+        "7",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let committed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/traces/quickstart.parquet"
+    ))
+    .unwrap();
+    assert_eq!(std::fs::read(out).unwrap(), committed);
+}
