@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::presets::MXFP4_BYTES;
+use super::presets::{MXFP4_BYTES, all_moe_decoder};
 use super::{Attention, MoeModel};
 use crate::error::{Error, Result};
 
@@ -236,20 +236,8 @@ impl Config<'_> {
             .unwrap_or(hidden_size / num_heads);
         let (expert_bytes_per_param, dense_bytes_per_param) = self.weight_precision()?;
         Ok(MoeModel {
-            name: self.name(),
             num_layers: self.usize("num_hidden_layers")?,
-            first_moe_layer: 0,
-            moe_layer_freq: 1,
-            decoder_stack_layers: 0,
             hidden_size,
-            expert_ffn_size: 0,
-            dense_ffn_size: 0,
-            num_experts: 0,
-            top_k: 0,
-            num_shared_experts: 0,
-            shared_expert_ffn_size: 0,
-            num_expert_groups: 1,
-            topk_groups: 1,
             attention: Attention::Gqa {
                 num_heads,
                 num_kv_heads: self
@@ -260,9 +248,9 @@ impl Config<'_> {
             vocab_size: self.usize("vocab_size")?,
             // Every supported decoder-only architecture defaults to untied embeddings.
             tied_embeddings: self.optional_bool("tie_word_embeddings")?.unwrap_or(false),
-            gated_ffn: true,
             expert_bytes_per_param,
             dense_bytes_per_param,
+            ..all_moe_decoder(&self.name())
         })
     }
 

@@ -48,7 +48,7 @@ pub(super) fn preset(name: &str) -> Option<MoeModel> {
 
 /// A decoder-only model where every layer is MoE, no shared experts, no expert groups, SwiGLU;
 /// the presets below override what differs.
-fn all_moe_decoder(name: &str) -> MoeModel {
+pub(super) fn all_moe_decoder(name: &str) -> MoeModel {
     MoeModel {
         name: name.to_string(),
         num_layers: 0,
