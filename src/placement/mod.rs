@@ -10,6 +10,7 @@
 
 mod baseline;
 mod eplb;
+pub mod evaluate;
 
 use serde::{Deserialize, Serialize};
 
