@@ -44,7 +44,8 @@ pub struct Evaluation {
     pub num_experts: usize,
     /// Tokens of the trace (`None` for aggregate loads).
     pub num_tokens: Option<usize>,
-    /// Mean over layers of `max_mean`.
+    /// Mean of `max_mean` over the layers that carry load (SGLang records DeepSeek's dense
+    /// layers as all-zero MoE layers; they would dilute the mean with 1s).
     pub mean_max_mean: f64,
     /// Cross-GPU pairs over all pairs of all layer transitions (token-level traces only).
     pub cross_gpu_fraction: Option<f64>,
@@ -144,7 +145,7 @@ pub fn evaluate(placement: &Placement, trace: &Trace, context: EvalContext) -> R
         num_gpus: placement.num_gpus(),
         num_experts: placement.num_experts(),
         num_tokens: trace.tokens().map(|t| t.num_tokens()),
-        mean_max_mean: layers.iter().map(|l| l.max_mean).sum::<f64>() / layers.len().max(1) as f64,
+        mean_max_mean: mean_over_loaded(&layers),
         cross_gpu_fraction: (total > 0).then(|| cross as f64 / total as f64),
         gpu_memory_bytes: expert_bytes.map(|bytes| {
             (0..placement.num_gpus())
@@ -161,6 +162,20 @@ pub fn evaluate(placement: &Placement, trace: &Trace, context: EvalContext) -> R
             .map(|(steps, _)| steps.first().map_or(0, Vec::len)),
         layers,
     })
+}
+
+/// Mean `max_mean` over the layers with any load (1 when none has).
+fn mean_over_loaded(layers: &[LayerEvaluation]) -> f64 {
+    let loaded: Vec<f64> = layers
+        .iter()
+        .filter(|l| l.gpu_loads.iter().sum::<f64>() > 0.0)
+        .map(|l| l.max_mean)
+        .collect();
+    if loaded.is_empty() {
+        1.0
+    } else {
+        loaded.iter().sum::<f64>() / loaded.len() as f64
+    }
 }
 
 /// The trace, placement and cluster must agree on layers, experts and GPUs.

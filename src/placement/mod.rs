@@ -11,6 +11,7 @@
 mod baseline;
 mod eplb;
 pub mod evaluate;
+pub mod export;
 
 use serde::{Deserialize, Serialize};
 

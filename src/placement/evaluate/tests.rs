@@ -172,3 +172,14 @@ fn exflow_placements_measure_as_computed_independently() {
         assert_eq!(eval.cross_gpu_fraction, Some(total as f64 / 204_000.0));
     }
 }
+
+#[test]
+fn empty_layers_do_not_dilute_the_mean() {
+    let p = placement(2, 3, 2, vec![vec![vec![0, 1], vec![2, 0]]; 2]);
+    let loads = crate::trace::ExpertLoads::new(3, vec![vec![1.0, 0.0, 3.0], vec![0.0; 3]]).unwrap();
+    let eval = evaluate(&p, &Trace::Loads(loads), bare()).unwrap();
+    // Layer 0: GPU 0 = 1/2, GPU 1 = 3 + 1/2: 3.5 / 2. Layer 1 is empty (max/mean 1).
+    assert_eq!(eval.layers[0].max_mean, 1.75);
+    assert_eq!(eval.layers[1].max_mean, 1.0);
+    assert_eq!(eval.mean_max_mean, 1.75);
+}
