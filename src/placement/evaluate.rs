@@ -35,6 +35,18 @@ pub struct EvalContext<'a> {
     pub cost: CostOptions,
 }
 
+impl EvalContext<'static> {
+    /// Loads and transitions only: no model, no cluster.
+    pub fn bare() -> Self {
+        EvalContext {
+            model: None,
+            cluster: None,
+            step_tokens: 1,
+            cost: CostOptions::default(),
+        }
+    }
+}
+
 /// The whole evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {

@@ -12,12 +12,7 @@ fn placement(gpus: usize, experts: usize, slots: usize, layers: Vec<Vec<Vec<u16>
 }
 
 fn bare() -> EvalContext<'static> {
-    EvalContext {
-        model: None,
-        cluster: None,
-        step_tokens: 1,
-        cost: CostOptions::default(),
-    }
+    EvalContext::bare()
 }
 
 #[test]
