@@ -12,6 +12,7 @@ mod baseline;
 mod eplb;
 pub mod evaluate;
 pub mod export;
+pub mod holdout;
 
 use serde::{Deserialize, Serialize};
 
