@@ -122,7 +122,10 @@ pub fn evaluate(placement: &Placement, trace: &Trace, context: EvalContext) -> R
         None => (Vec::new(), None),
     };
     let estimates = match (context.model, context.cluster) {
-        (Some(model), Some(cluster)) => Some(estimate(placement, trace, model, cluster, context)?),
+        (Some(model), Some(cluster)) => Some((
+            estimate(placement, trace, model, cluster, context)?,
+            cluster,
+        )),
         _ => None,
     };
     let expert_bytes = context.model.map(MoeModel::expert_weight_bytes);
@@ -273,18 +276,17 @@ fn layer_pairs(
     (cross, total)
 }
 
-/// Per layer, per step, the analytical estimates, plus the cluster for link names.
-fn estimate<'c>(
+/// Per layer, per step, the analytical estimates.
+fn estimate(
     placement: &Placement,
     trace: &Trace,
     model: &MoeModel,
-    cluster: &'c Cluster,
+    cluster: &Cluster,
     context: EvalContext,
-) -> Result<(Vec<Vec<LayerEstimate>>, &'c Cluster)> {
+) -> Result<Vec<Vec<LayerEstimate>>> {
     let compute = RooflineCompute::default();
     let cost = AnalyticalCost::new(model, cluster, &compute, context.cost);
-    let steps = Steps::new(trace, context.step_tokens.max(1), model.top_k);
-    Ok((steps.estimate(&cost, placement)?, cluster))
+    Steps::new(trace, context.step_tokens.max(1), model.top_k).estimate(&cost, placement)
 }
 
 /// Mean over steps of `field`, rounded up.
