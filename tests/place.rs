@@ -326,3 +326,30 @@ fn deepseek_eplb_advantage_shrinks_out_of_sample_but_holds() {
     assert!((1.48..1.52).contains(&eplb_out), "{eplb_out}");
     assert!((3.0..3.1).contains(&contiguous_out), "{contiguous_out}");
 }
+
+#[test]
+fn exflow_placements_evaluate_from_the_command_line() {
+    let (Some(placement), Some(trace)) = (
+        shared_data("exflow-placements/switch-exp128-gpu8.json"),
+        shared_data("switch-top1/switch-base-128.trace.npy"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let eval = eval_json(
+        dir.path(),
+        &[
+            "place",
+            "eval",
+            "--placement",
+            placement.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    // numpy on the same files: 26,252 of 204,000 transitions change GPU; the busiest GPU of
+    // layer 4 has 17,458 tokens against a mean of 5,100.
+    assert_eq!(eval["cross_gpu_fraction"], 26_252.0 / 204_000.0);
+    assert_eq!(eval["layers"][4]["max_mean"], 17_458.0 / 5_100.0);
+}

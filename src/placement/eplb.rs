@@ -12,8 +12,9 @@
 //! stable descending sort (equal loads: lower index first), the lightest pack is the lowest-index
 //! one among equals, and the expert that receives a replica is the lowest-index one among equal
 //! loads per replica. Like the reference, a packing with exactly one item per pack keeps items in
-//! index order instead of sorting them. Arithmetic is `f64` (the reference uses `f32`; with
-//! integer token counts `f64` reproduces its exact comparisons without `f32` rounding ties).
+//! index order instead of sorting them. Arithmetic is `f64` where the reference uses `f32`: on
+//! all six shared DeepSeek-V3 workloads, both deployment shapes and all 61 layers, an `f32`
+//! numpy transcription of the reference gives the very same physical-to-logical maps.
 //! GPU `g`'s slots list its replicas in the order they were packed, so slot `g * R / P + s` is
 //! the reference's physical expert of the same index.
 

@@ -17,9 +17,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Placement;
+use super::{LayerPlacement, Placement};
 use crate::error::{Error, Result};
 use crate::output::write_bytes_atomic;
+use crate::trace::ExpertId;
 
 /// The moesim placement format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -128,12 +129,16 @@ pub fn write_placement(
     write_bytes_atomic(path, &json)
 }
 
-/// Reads a moesim placement file, checking its version and the placement's validity; the error
-/// names the file and what is wrong.
+/// Reads a moesim placement file, checking its version and the placement's validity, or an
+/// ExFlow placement (a bare `[layer][gpu] -> [expert ids]` array; experts counted as the largest
+/// id + 1, slots as the fullest GPU). The error names the file and what is wrong.
 pub fn read_placement(path: &Path) -> Result<PlacementDocument> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e.to_string()))?;
+    if value.is_array() {
+        return read_exflow(value).map_err(|message| Error::bad_file(path, message));
+    }
     match value
         .get("format_version")
         .and_then(serde_json::Value::as_u64)
@@ -155,6 +160,27 @@ pub fn read_placement(path: &Path) -> Result<PlacementDocument> {
         }
     }
     serde_json::from_value(value).map_err(|e| Error::bad_file(path, e.to_string()))
+}
+
+/// An ExFlow `[layer][gpu] -> [expert ids]` placement as a document without a strategy.
+fn read_exflow(value: serde_json::Value) -> std::result::Result<PlacementDocument, String> {
+    let layers: Vec<Vec<Vec<ExpertId>>> = serde_json::from_value(value)
+        .map_err(|e| format!("an ExFlow placement is [layer][gpu] -> [expert ids]: {e}"))?;
+    let num_gpus = layers.first().map_or(0, Vec::len);
+    let gpus = || layers.iter().flatten();
+    let num_experts = gpus().flatten().max().map_or(0, |&e| usize::from(e) + 1);
+    let slots_per_gpu = gpus().map(Vec::len).max().unwrap_or(0);
+    let layers = layers
+        .into_iter()
+        .map(|gpu_experts| LayerPlacement { gpu_experts })
+        .collect();
+    let placement =
+        Placement::new(num_gpus, num_experts, slots_per_gpu, layers).map_err(|e| e.to_string())?;
+    Ok(PlacementDocument {
+        format_version: FORMAT_VERSION,
+        strategy: None,
+        placement,
+    })
 }
 
 #[cfg(test)]

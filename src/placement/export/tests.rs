@@ -38,7 +38,15 @@ fn bad_placement_files_name_the_fault() {
             r#"{"format_version":2,"placement":{}}"#,
             "format_version 2 is not supported (this build reads 1)",
         ),
-        (r#"[[[0]]]"#, "no numeric `format_version` field"),
+        (r#"{"placement":{}}"#, "no numeric `format_version` field"),
+        (
+            r#"[[[0], [2]]]"#,
+            "placement layer 0: expert 1 has no replica",
+        ),
+        (
+            r#"[[["x"]]]"#,
+            "an ExFlow placement is [layer][gpu] -> [expert ids]",
+        ),
         (
             r#"{"format_version":1,"strategy":null,"placement":{"num_gpus":1,"num_experts":2,"slots_per_gpu":1,"layers":[{"gpu_experts":[[0]]}]}}"#,
             "placement layer 0: expert 1 has no replica",
@@ -53,6 +61,16 @@ fn bad_placement_files_name_the_fault() {
         let err = read_placement(&path).unwrap_err().to_string();
         assert!(err.contains("p.json") && err.contains(expected), "{err}");
     }
+}
+
+#[test]
+fn exflow_placements_read_as_placements() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exflow.json");
+    std::fs::write(&path, "[[[0, 1], [2, 0]], [[1, 2], [0, 2]]]").unwrap();
+    let document = read_placement(&path).unwrap();
+    assert_eq!(document.placement, tiny());
+    assert_eq!(document.strategy, None);
 }
 
 #[test]
