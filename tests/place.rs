@@ -206,11 +206,11 @@ fn bad_requests_fail_before_writing_anything() {
         ),
         (
             &["--strategy", "eplb", "--gpus", "2", "--fit-fraction", "1.5"],
-            &["got 1.5"],
+            &["t.csv", "got 1.5"],
         ),
         (
             &["--strategy", "eplb", "--gpus", "2", "--fit-fraction", "0.1"],
-            &["0.1 of 4 tokens leaves no tokens"],
+            &["t.csv", "0.1 of 4 tokens leaves no tokens"],
         ),
     ];
     for (args, needles) in cases {

@@ -15,6 +15,7 @@ use crate::cost::analytical::CostOptions;
 use crate::model::MoeModel;
 use crate::placement::evaluate::{EvalContext, Evaluation, evaluate};
 use crate::placement::export::{ExportFormat, read_placement, write_placement};
+use crate::placement::holdout::{TokenPart, token_part};
 use crate::placement::{self, ExpertMemory, PlacementRequest, slots_per_gpu_for};
 use crate::topology::Cluster;
 use crate::trace::{self, Trace};
@@ -143,7 +144,7 @@ impl FitArgs {
             bail!("--trace, --strategy, --gpus and -o are required");
         };
         let strategy = placement::strategy(strategy)?;
-        let trace = load_part(trace_path, self.fit_fraction.map(Part::First))?;
+        let trace = load_part(trace_path, self.fit_fraction.map(TokenPart::First))?;
         let model = self.model.as_deref().map(MoeModel::resolve).transpose()?;
         let cluster = self.cluster.as_deref().map(Cluster::resolve).transpose()?;
         let loads = trace.expert_loads();
@@ -196,8 +197,8 @@ impl EvalArgs {
         let document = read_placement(&self.placement)?;
         let part = self
             .skip_fraction
-            .map(Part::Rest)
-            .or(self.first_fraction.map(Part::First));
+            .map(TokenPart::Rest)
+            .or(self.first_fraction.map(TokenPart::First));
         let trace = load_part(&self.trace, part)?;
         let model = self.model.as_deref().map(MoeModel::resolve).transpose()?;
         let cluster = self.cluster.as_deref().map(Cluster::resolve).transpose()?;
@@ -220,50 +221,13 @@ impl EvalArgs {
     }
 }
 
-/// Which tokens of a trace to use.
-#[derive(Debug, Clone, Copy)]
-enum Part {
-    /// The first fraction.
-    First(f64),
-    /// Everything after the first fraction.
-    Rest(f64),
-}
-
-/// Loads `path`, keeping only `part` of its tokens when given (token-level traces only).
-fn load_part(path: &Path, part: Option<Part>) -> anyhow::Result<Trace> {
+/// Loads `path`, keeping only `part` of its tokens when given; errors name the file.
+fn load_part(path: &Path, part: Option<TokenPart>) -> anyhow::Result<Trace> {
     let trace = trace::load(path)?;
-    let Some(part) = part else {
-        return Ok(trace);
-    };
-    let Some(tokens) = trace.tokens() else {
-        bail!(
-            "{}: splitting needs a token-level trace, but this one has aggregate loads only",
-            path.display()
-        );
-    };
-    let (fraction, valid) = match part {
-        Part::First(f) => (f, f > 0.0 && f <= 1.0),
-        Part::Rest(f) => (f, (0.0..1.0).contains(&f)),
-    };
-    if !valid {
-        bail!(
-            "the split fraction must be in (0, 1] for --fit-fraction and --first-fraction and \
-             in [0, 1) for --skip-fraction, got {fraction}"
-        );
+    match part {
+        Some(part) => Ok(token_part(&trace, part).with_context(|| path.display().to_string())?),
+        None => Ok(trace),
     }
-    let total = tokens.num_tokens();
-    let cut = (fraction * total as f64).floor() as usize;
-    let range = match part {
-        Part::First(_) => 0..cut,
-        Part::Rest(_) => cut..total,
-    };
-    if range.is_empty() {
-        bail!(
-            "{}: {fraction} of {total} tokens leaves no tokens to use",
-            path.display()
-        );
-    }
-    Ok(Trace::Tokens(tokens.slice_tokens(range)))
 }
 
 /// The evaluation as a readable table, one row per layer, then the totals.

@@ -14,6 +14,48 @@ use crate::trace::{self, Trace};
 /// The strategies the example report compares.
 pub const EXAMPLE_STRATEGIES: [&str; 3] = ["contiguous", "round-robin", "eplb"];
 
+/// Which tokens of a token-level trace to keep: `floor(F x tokens)` splits it, so `First(F)`
+/// and `Rest(F)` are disjoint and together cover every token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TokenPart {
+    /// The first fraction `F` of the tokens, `0 < F <= 1`.
+    First(f64),
+    /// The tokens after the first fraction `F`, `0 <= F < 1`.
+    Rest(f64),
+}
+
+/// `part` of `trace`'s tokens; the error says why when the trace has no tokens, the fraction is
+/// out of range or the part is empty.
+pub fn token_part(trace: &Trace, part: TokenPart) -> Result<Trace> {
+    let Some(tokens) = trace.tokens() else {
+        return Err(Error::invalid(
+            "splitting needs a token-level trace, but this one has aggregate loads only",
+        ));
+    };
+    let (fraction, valid) = match part {
+        TokenPart::First(f) => (f, f > 0.0 && f <= 1.0),
+        TokenPart::Rest(f) => (f, (0.0..1.0).contains(&f)),
+    };
+    if !valid {
+        return Err(Error::invalid(format!(
+            "the split fraction must be in (0, 1] for the first part and in [0, 1) for the \
+             rest, got {fraction}"
+        )));
+    }
+    let total = tokens.num_tokens();
+    let cut = (fraction * total as f64).floor() as usize;
+    let range = match part {
+        TokenPart::First(_) => 0..cut,
+        TokenPart::Rest(_) => cut..total,
+    };
+    if range.is_empty() {
+        return Err(Error::invalid(format!(
+            "{fraction} of {total} tokens leaves no tokens to use"
+        )));
+    }
+    Ok(Trace::Tokens(tokens.slice_tokens(range)))
+}
+
 /// One fit / held-out pair and the shape to place onto.
 pub struct HoldoutCase<'a> {
     /// A name for the report.
@@ -107,12 +149,9 @@ pub fn example_rows(data_root: &Path) -> Result<Vec<HoldoutRow>> {
     let ds_held = load("deepseek-v3-expert-load/prefill_in4096.json")?;
     let switch_path = "switch-top1/switch-base-128.trace.npy";
     let switch = load(switch_path)?;
-    let tokens = switch.tokens().ok_or_else(|| {
-        Error::bad_file(data_root.join(switch_path), "expected token-level routing")
-    })?;
-    let half = tokens.num_tokens() / 2;
-    let switch_fit = Trace::Tokens(tokens.slice_tokens(0..half));
-    let switch_held = Trace::Tokens(tokens.slice_tokens(half..tokens.num_tokens()));
+    let in_context = |e: Error| Error::bad_file(data_root.join(switch_path), e.to_string());
+    let switch_fit = token_part(&switch, TokenPart::First(0.5)).map_err(in_context)?;
+    let switch_held = token_part(&switch, TokenPart::Rest(0.5)).map_err(in_context)?;
     let cases = [
         HoldoutCase {
             name: "deepseek-v3 prefill_in1024 -> prefill_in4096, EP32".into(),

@@ -5,9 +5,11 @@ use crate::trace::RoutingTrace;
 #[test]
 fn round_robin_on_a_split_tiny_trace_is_hand_computed() {
     // Tokens (layer 0 expert, layer 1 expert): (0 0) (0 2) | (0 3) (1 1).
-    let all = RoutingTrace::from_dense(4, 2, 1, &[0, 0, 0, 2, 0, 3, 1, 1]).unwrap();
-    let fit = Trace::Tokens(all.slice_tokens(0..2));
-    let held_out = Trace::Tokens(all.slice_tokens(2..4));
+    let all = Trace::Tokens(RoutingTrace::from_dense(4, 2, 1, &[0, 0, 0, 2, 0, 3, 1, 1]).unwrap());
+    let fit = token_part(&all, TokenPart::First(0.5)).unwrap();
+    let held_out = token_part(&all, TokenPart::Rest(0.5)).unwrap();
+    assert_eq!(fit.tokens().unwrap().layer(1).experts(), &[0, 2]);
+    assert_eq!(held_out.tokens().unwrap().layer(1).experts(), &[3, 1]);
     let case = HoldoutCase {
         name: "tiny".into(),
         fit: &fit,
@@ -24,6 +26,34 @@ fn round_robin_on_a_split_tiny_trace_is_hand_computed() {
         markdown_table(&rows).lines().nth(2),
         Some("| tiny | round-robin | 2.0000 | 1.5000 | 0.0000 | 0.5000 |")
     );
+}
+
+#[test]
+fn bad_splits_say_why() {
+    let all = Trace::Tokens(RoutingTrace::from_dense(2, 1, 1, &[0, 1, 1]).unwrap());
+    let cases = [
+        (TokenPart::First(0.0), "got 0"),
+        (TokenPart::Rest(1.0), "got 1"),
+        (TokenPart::First(0.2), "0.2 of 3 tokens leaves no tokens"),
+    ];
+    for (part, expected) in cases {
+        let err = token_part(&all, part).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+    // floor(0.5 x 3) = 1: one token fitted, two held out.
+    assert_eq!(
+        token_part(&all, TokenPart::Rest(0.5))
+            .unwrap()
+            .tokens()
+            .unwrap()
+            .num_tokens(),
+        2
+    );
+    let loads = Trace::Loads(all.expert_loads());
+    let err = token_part(&loads, TokenPart::First(0.5))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs a token-level trace"), "{err}");
 }
 
 #[test]
