@@ -167,8 +167,8 @@ fn check_trace_fits_model(trace: &Trace, model: &MoeModel, source: &str) -> Resu
 }
 
 /// The trace cut into steps of `gpus x tokens_per_gpu` tokens: each step is one forward pass
-/// through the MoE layers, estimated layer by layer.
-enum Steps<'a> {
+/// through the MoE layers, estimated layer by layer. Shared with placement evaluation.
+pub(crate) enum Steps<'a> {
     /// Token-level routing, cut into consecutive steps (the last may be partial).
     Tokens(Vec<trace::RoutingTrace>),
     /// Aggregate loads, rescaled to the (token, expert) pairs of one step.
@@ -176,7 +176,8 @@ enum Steps<'a> {
 }
 
 impl<'a> Steps<'a> {
-    fn new(trace: &'a Trace, step_tokens: usize, top_k: usize) -> Steps<'a> {
+    /// Cuts `trace` into steps of `step_tokens` tokens (`top_k` entries each for loads).
+    pub(crate) fn new(trace: &'a Trace, step_tokens: usize, top_k: usize) -> Steps<'a> {
         match trace {
             Trace::Tokens(routing) => {
                 let tokens = routing.num_tokens();
@@ -191,7 +192,8 @@ impl<'a> Steps<'a> {
         }
     }
 
-    fn count(&self) -> usize {
+    /// Number of steps (1 for aggregate loads).
+    pub(crate) fn count(&self) -> usize {
         match self {
             Steps::Tokens(steps) => steps.len(),
             Steps::Loads(..) => 1,
@@ -199,7 +201,7 @@ impl<'a> Steps<'a> {
     }
 
     /// Per layer, the estimates of every step.
-    fn estimate(
+    pub(crate) fn estimate(
         &self,
         cost: &AnalyticalCost,
         placement: &Placement,

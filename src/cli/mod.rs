@@ -2,6 +2,7 @@
 //!
 //! Exit codes (scripts and CI rely on them): 0 success, 1 bad input or failure, 2 bad usage.
 
+mod place;
 mod run;
 mod trace;
 
@@ -16,7 +17,9 @@ Examples:
   moesim trace stats t.parquet                  per-layer load imbalance, affinity, locality
   moesim trace stats t.parquet --json           the same as one JSON object, for scripts
   moesim trace fit t.parquet -o fit.toml        learn a generator from a real trace
-  moesim trace synth --params fit.toml --tokens 1000000 -o long.parquet";
+  moesim trace synth --params fit.toml --tokens 1000000 -o long.parquet
+  moesim place --trace loads.json --strategy eplb --gpus 32 --nodes 4 --slots 288 --groups 8 -o p.json
+  moesim place eval --placement p.json --trace other.json --json";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -36,6 +39,9 @@ enum Command {
     Trace(trace::TraceCommand),
     /// Run a scenario end to end and write its report (summary.json, report.md, charts).
     Run(run::RunArgs),
+    /// Place experts on GPUs with a strategy fitted to a trace (`place eval`: judge a
+    /// placement on a trace).
+    Place(place::PlaceArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -51,6 +57,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Trace(command) => command.execute(),
         Command::Run(args) => args.execute(),
+        Command::Place(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

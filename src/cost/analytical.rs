@@ -61,6 +61,8 @@ pub struct LayerEstimate {
     pub intra_node_bytes: u64,
     /// Dispatch plus combine bytes between machines.
     pub inter_node_bytes: u64,
+    /// Dispatch plus combine bytes crossing each link of the cluster, by link index.
+    pub link_bytes: Vec<u64>,
 }
 
 /// Everything a layer estimate needs besides the placement and routing.
@@ -132,6 +134,12 @@ impl<'a> AnalyticalCost<'a> {
             gpu_tokens: plan.gpu_tokens().iter().map(|t| t.ceil() as u64).collect(),
             intra_node_bytes: dispatch.intra_node_bytes + combine.intra_node_bytes,
             inter_node_bytes: dispatch.inter_node_bytes + combine.inter_node_bytes,
+            link_bytes: dispatch
+                .link_bytes
+                .iter()
+                .zip(&combine.link_bytes)
+                .map(|(d, c)| d + c)
+                .collect(),
         })
     }
 

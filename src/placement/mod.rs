@@ -3,14 +3,21 @@
 //!
 //! A [`Placement`] gives every GPU `slots_per_gpu` expert slots per MoE layer and lists the
 //! logical expert in each used slot. An expert may sit in several slots on different GPUs
-//! (replicas); traffic to it is then assumed to split evenly across them. Strategies implement
+//! (replicas); traffic to it is then assumed to split evenly across them. One GPU may even hold
+//! an expert in two slots (EPLB's reference algorithm does this when loads tie, e.g. on an
+//! all-zero layer); the expert's share is then counted once per slot. Strategies implement
 //! [`PlacementStrategy`] and are picked by name with [`strategy`].
 
 mod baseline;
+mod eplb;
+pub mod evaluate;
+pub mod export;
+pub mod holdout;
 
 use serde::{Deserialize, Serialize};
 
 pub use baseline::{Contiguous, RoundRobin};
+pub use eplb::Eplb;
 
 use crate::error::{Error, Result};
 use crate::trace::{ExpertId, ExpertLoads};
@@ -24,7 +31,7 @@ pub struct LayerPlacement {
 }
 
 /// Where every expert of every MoE layer lives. Valid by construction: every expert has at least
-/// one replica, ids are in range, no GPU holds an expert twice or more experts than it has slots.
+/// one replica, ids are in range, no GPU holds more experts than it has slots.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "PlacementFile", into = "PlacementFile")]
 pub struct Placement {
@@ -106,8 +113,8 @@ impl Placement {
         Ok(placement)
     }
 
-    /// Checks every layer lists `num_gpus` GPUs, no GPU holds more than `slots_per_gpu` experts
-    /// or one expert twice, every id is below `num_experts` and every expert has a replica.
+    /// Checks every layer lists `num_gpus` GPUs, no GPU holds more than `slots_per_gpu` experts,
+    /// every id is below `num_experts` and every expert has a replica.
     /// The error names the layer, GPU and expert at fault.
     pub fn validate(&self) -> Result<()> {
         if self.num_experts == 0 || self.num_experts > ExpertId::MAX as usize + 1 {
@@ -148,9 +155,6 @@ impl Placement {
                         self.num_experts
                     )
                 })?;
-                if experts[..slot].contains(&expert) {
-                    return Err(format!("GPU {gpu} holds expert {expert} twice"));
-                }
                 *count += 1;
             }
         }
@@ -195,7 +199,8 @@ impl Placement {
         &self.layers[layer].gpu_experts[gpu]
     }
 
-    /// The GPUs holding a replica of `expert` at `layer`, ascending (precomputed).
+    /// The GPUs holding a replica of `expert` at `layer`, ascending, a GPU listed once per slot
+    /// it gives the expert (precomputed).
     pub fn replicas_of(&self, layer: usize, expert: usize) -> &[usize] {
         self.replicas[layer].of(expert)
     }
@@ -269,6 +274,38 @@ pub struct PlacementRequest<'a> {
     pub num_nodes: usize,
     /// Expert groups of the model (1 when routing is not group-limited).
     pub num_groups: usize,
+    /// Per-GPU memory available for expert weights, when it limits the slot count.
+    pub memory: Option<ExpertMemory>,
+    /// Wall-clock limit for solver-based strategies, in seconds (`None`: no limit).
+    pub time_limit_s: Option<f64>,
+}
+
+/// The memory side of a request: what one expert replica costs and what a GPU can give them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpertMemory {
+    /// Weight bytes of one routed expert (one slot).
+    pub expert_weight_bytes: u64,
+    /// Bytes each GPU can devote to routed-expert weights.
+    pub gpu_capacity_bytes: u64,
+}
+
+/// Slots per GPU for `total_slots` physical slots spread evenly over `num_gpus` GPUs; the error
+/// says by how much the count misses a multiple of the GPU count.
+pub fn slots_per_gpu_for(total_slots: usize, num_gpus: usize) -> Result<usize> {
+    if num_gpus == 0 || total_slots == 0 {
+        return Err(Error::invalid(
+            "placement request: the slot and GPU counts must be at least 1",
+        ));
+    }
+    let over = total_slots % num_gpus;
+    if over != 0 {
+        return Err(Error::invalid(format!(
+            "placement request: {total_slots} slots is not a multiple of {num_gpus} GPUs \
+             ({over} over, {} short of the next multiple)",
+            num_gpus - over
+        )));
+    }
+    Ok(total_slots / num_gpus)
 }
 
 impl<'a> PlacementRequest<'a> {
@@ -281,6 +318,8 @@ impl<'a> PlacementRequest<'a> {
             slots_per_gpu: loads.num_experts().div_ceil(num_gpus.max(1)),
             num_nodes: 1,
             num_groups: 1,
+            memory: None,
+            time_limit_s: None,
         }
     }
 
@@ -309,6 +348,37 @@ impl<'a> PlacementRequest<'a> {
                 self.num_groups
             ));
         }
+        if let Some(memory) = self.memory {
+            let needed = memory.expert_weight_bytes * self.slots_per_gpu as u64;
+            if needed > memory.gpu_capacity_bytes {
+                return fail(format!(
+                    "{} slots x {} expert weight bytes need {needed} bytes per GPU but only {} \
+                     are available ({} bytes short)",
+                    self.slots_per_gpu,
+                    memory.expert_weight_bytes,
+                    memory.gpu_capacity_bytes,
+                    needed - memory.gpu_capacity_bytes
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`check`](Self::check) plus what strategies that fill every slot with replicas need:
+    /// at least one slot per expert.
+    pub fn check_replicated(&self, strategy: &str) -> Result<()> {
+        self.check()?;
+        let experts = self.loads.num_experts();
+        let slots = self.num_gpus * self.slots_per_gpu;
+        if experts > slots {
+            return Err(Error::invalid(format!(
+                "placement request: {strategy} needs a slot for every expert: {experts} experts \
+                 but {} GPUs x {} slots = {slots} slots ({} short)",
+                self.num_gpus,
+                self.slots_per_gpu,
+                experts - slots
+            )));
+        }
         Ok(())
     }
 }
@@ -324,13 +394,14 @@ pub trait PlacementStrategy: Send + Sync {
 }
 
 /// Names accepted by [`strategy`].
-const STRATEGY_NAMES: &[&str] = &["contiguous", "round-robin"];
+const STRATEGY_NAMES: &[&str] = &["contiguous", "round-robin", "eplb"];
 
 /// The strategy called `name`; the error lists the known names.
 pub fn strategy(name: &str) -> Result<Box<dyn PlacementStrategy>> {
     match name {
         "contiguous" => Ok(Box::new(Contiguous)),
         "round-robin" => Ok(Box::new(RoundRobin)),
+        "eplb" => Ok(Box::new(Eplb)),
         _ => Err(Error::invalid(format!(
             "unknown placement strategy `{name}`; known: {}",
             STRATEGY_NAMES.join(", ")

@@ -1,0 +1,316 @@
+//! Judging a placement on a trace: per-GPU loads, transitions that change GPU or node between
+//! consecutive layers, memory, all-to-all bytes per link and the analytical step time.
+//!
+//! Transition rule: for every token and every pair (expert `a` it visits at layer `l`, expert
+//! `b` it visits at layer `l + 1`), the pair stays on one GPU when some GPU holds a replica of
+//! both `a` (at `l`) and `b` (at `l + 1`), i.e. the token could be served without moving. With
+//! replicas this counts a pair as local whenever *any* replica choice keeps it local, so it is a
+//! lower bound on what a real dispatcher (which may pick another replica) moves. The same rule
+//! with machines in place of GPUs gives the cross-node fraction. Layer `l`'s fractions describe
+//! the transitions from `l` to `l + 1`; the last layer has none.
+
+use serde::Serialize;
+
+use super::Placement;
+use crate::analysis::imbalance::max_mean;
+use crate::cost::analytical::{AnalyticalCost, CostOptions, LayerEstimate};
+use crate::cost::compute::RooflineCompute;
+use crate::error::{Error, Result};
+use crate::model::MoeModel;
+use crate::runner::Steps;
+use crate::topology::Cluster;
+use crate::trace::{LayerRouting, Trace};
+
+/// What an evaluation may use beyond the placement and the trace.
+#[derive(Clone, Copy)]
+pub struct EvalContext<'a> {
+    /// The model, for expert weight bytes (memory) and the step-time estimate.
+    pub model: Option<&'a MoeModel>,
+    /// The cluster (as many GPUs as the placement), for cross-node fractions, bytes per link
+    /// and the step-time estimate.
+    pub cluster: Option<&'a Cluster>,
+    /// Tokens in one step when estimating step time and per-step bytes.
+    pub step_tokens: usize,
+    /// Activation precision of the all-to-alls.
+    pub cost: CostOptions,
+}
+
+impl EvalContext<'static> {
+    /// Loads and transitions only: no model, no cluster.
+    pub fn bare() -> Self {
+        EvalContext {
+            model: None,
+            cluster: None,
+            step_tokens: 1,
+            cost: CostOptions::default(),
+        }
+    }
+}
+
+/// The whole evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// GPUs of the placement.
+    pub num_gpus: usize,
+    /// Experts per layer.
+    pub num_experts: usize,
+    /// Tokens of the trace (`None` for aggregate loads).
+    pub num_tokens: Option<usize>,
+    /// Mean of `max_mean` over the layers that carry load (SGLang records DeepSeek's dense
+    /// layers as all-zero MoE layers; they would dilute the mean with 1s).
+    pub mean_max_mean: f64,
+    /// Cross-GPU pairs over all pairs of all layer transitions (token-level traces only).
+    pub cross_gpu_fraction: Option<f64>,
+    /// Per GPU, routed-expert weight bytes over all layers (slots used x expert bytes; needs
+    /// a model).
+    pub gpu_memory_bytes: Option<Vec<u64>>,
+    /// Steps the trace was cut into for the step-time estimate (needs a model and a cluster).
+    pub steps: Option<usize>,
+    /// Per MoE layer.
+    pub layers: Vec<LayerEvaluation>,
+}
+
+/// One MoE layer under the placement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerEvaluation {
+    /// MoE layer index.
+    pub layer: usize,
+    /// Expert-token entries per GPU over the whole trace, in GPU order (replicas split evenly).
+    pub gpu_loads: Vec<f64>,
+    /// Max over GPUs of load / mean load (1 for an empty layer).
+    pub max_mean: f64,
+    /// Share of this layer's (expert at `l`, expert at `l + 1`) pairs whose experts share no
+    /// GPU; absent for aggregate traces and the last layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_gpu_fraction: Option<f64>,
+    /// The same over machines (needs a cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_node_fraction: Option<f64>,
+    /// The fullest GPU's expert weight bytes at this layer (needs a model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
+    /// Analytical dispatch + slowest compute + combine per step, mean over steps, ns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_ns: Option<u64>,
+    /// Dispatch + combine bytes per step (mean) on every link that carries any, by link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_bytes: Option<Vec<LinkBytes>>,
+}
+
+/// Bytes one link carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkBytes {
+    /// The link's name (`from->to`).
+    pub link: String,
+    /// Bytes per step, mean over steps, rounded up.
+    pub bytes: u64,
+}
+
+/// Evaluates `placement` on `trace`; the trace must have the placement's layers and experts and
+/// the cluster (if any) its GPU count.
+pub fn evaluate(placement: &Placement, trace: &Trace, context: EvalContext) -> Result<Evaluation> {
+    check_shapes(placement, trace, context.cluster)?;
+    let loads = trace.expert_loads();
+    let gpu_loads = placement.gpu_loads(&loads)?;
+    let (cross_gpu, cross_node) = match trace.tokens() {
+        Some(tokens) => (
+            transitions(placement, tokens.layers(), |gpu| gpu),
+            context
+                .cluster
+                .map(|c| transitions(placement, tokens.layers(), |gpu| c.node_of(gpu))),
+        ),
+        None => (Vec::new(), None),
+    };
+    let estimates = match (context.model, context.cluster) {
+        (Some(model), Some(cluster)) => Some((
+            estimate(placement, trace, model, cluster, context)?,
+            cluster,
+        )),
+        _ => None,
+    };
+    let expert_bytes = context.model.map(MoeModel::expert_weight_bytes);
+    let layers: Vec<LayerEvaluation> = gpu_loads
+        .into_iter()
+        .enumerate()
+        .map(|(layer, gpu_loads)| LayerEvaluation {
+            layer,
+            max_mean: max_mean(&gpu_loads),
+            gpu_loads,
+            cross_gpu_fraction: fraction(&cross_gpu, layer),
+            cross_node_fraction: cross_node.as_ref().and_then(|pairs| fraction(pairs, layer)),
+            peak_memory_bytes: expert_bytes.map(|bytes| {
+                let fullest = (0..placement.num_gpus())
+                    .map(|gpu| placement.experts_on(layer, gpu).len())
+                    .max()
+                    .unwrap_or(0);
+                fullest as u64 * bytes
+            }),
+            step_ns: estimates
+                .as_ref()
+                .map(|(steps, _)| mean(&steps[layer], |e| e.step_ns)),
+            link_bytes: estimates
+                .as_ref()
+                .map(|(steps, cluster)| link_bytes(&steps[layer], cluster)),
+        })
+        .collect();
+    let (cross, total) = cross_gpu
+        .iter()
+        .fold((0, 0), |(c, t), &(cross, total)| (c + cross, t + total));
+    Ok(Evaluation {
+        num_gpus: placement.num_gpus(),
+        num_experts: placement.num_experts(),
+        num_tokens: trace.tokens().map(|t| t.num_tokens()),
+        mean_max_mean: mean_over_loaded(&layers),
+        cross_gpu_fraction: (total > 0).then(|| cross as f64 / total as f64),
+        gpu_memory_bytes: expert_bytes.map(|bytes| {
+            (0..placement.num_gpus())
+                .map(|gpu| {
+                    let slots: usize = (0..placement.num_layers())
+                        .map(|layer| placement.experts_on(layer, gpu).len())
+                        .sum();
+                    slots as u64 * bytes
+                })
+                .collect()
+        }),
+        steps: estimates
+            .as_ref()
+            .map(|(steps, _)| steps.first().map_or(0, Vec::len)),
+        layers,
+    })
+}
+
+/// Mean `max_mean` over the layers with any load (1 when none has).
+fn mean_over_loaded(layers: &[LayerEvaluation]) -> f64 {
+    let loaded: Vec<f64> = layers
+        .iter()
+        .filter(|l| l.gpu_loads.iter().sum::<f64>() > 0.0)
+        .map(|l| l.max_mean)
+        .collect();
+    if loaded.is_empty() {
+        1.0
+    } else {
+        loaded.iter().sum::<f64>() / loaded.len() as f64
+    }
+}
+
+/// The trace, placement and cluster must agree on layers, experts and GPUs.
+fn check_shapes(placement: &Placement, trace: &Trace, cluster: Option<&Cluster>) -> Result<()> {
+    if trace.num_layers() != placement.num_layers()
+        || trace.num_experts() != placement.num_experts()
+    {
+        return Err(Error::invalid(format!(
+            "the trace has {} layers x {} experts but the placement {} x {}",
+            trace.num_layers(),
+            trace.num_experts(),
+            placement.num_layers(),
+            placement.num_experts()
+        )));
+    }
+    if let Some(cluster) = cluster
+        && cluster.num_gpus() != placement.num_gpus()
+    {
+        return Err(Error::invalid(format!(
+            "cluster `{}` has {} GPUs but the placement {}",
+            cluster.name(),
+            cluster.num_gpus(),
+            placement.num_gpus()
+        )));
+    }
+    Ok(())
+}
+
+/// Per layer transition `l -> l + 1`, (pairs whose experts share no domain, all pairs);
+/// `domain_of` maps a GPU to itself or to its machine.
+fn transitions(
+    placement: &Placement,
+    routing: &[LayerRouting],
+    domain_of: impl Fn(usize) -> usize,
+) -> Vec<(u64, u64)> {
+    routing
+        .windows(2)
+        .enumerate()
+        .map(|(layer, pair)| layer_pairs(placement, layer, &pair[0], &pair[1], &domain_of))
+        .collect()
+}
+
+/// Layer `layer`'s cross-domain fraction; `None` for the last layer and for no pairs.
+fn fraction(pairs: &[(u64, u64)], layer: usize) -> Option<f64> {
+    let &(cross, total) = pairs.get(layer)?;
+    (total > 0).then(|| cross as f64 / total as f64)
+}
+
+/// (pairs whose experts share no domain, all pairs) from `layer` to `layer + 1`. Expert ids
+/// past the placement's count are skipped, as [`Trace::expert_loads`] skips them.
+fn layer_pairs(
+    placement: &Placement,
+    layer: usize,
+    from: &LayerRouting,
+    to: &LayerRouting,
+    domain_of: &dyn Fn(usize) -> usize,
+) -> (u64, u64) {
+    let experts = placement.num_experts();
+    // shared[a * E + b]: some domain holds a at `layer` and b at `layer + 1`.
+    let mut shared = vec![false; experts * experts];
+    for a in 0..experts {
+        for &gpu_a in placement.replicas_of(layer, a) {
+            for b in 0..experts {
+                let local = placement
+                    .replicas_of(layer + 1, b)
+                    .iter()
+                    .any(|&gpu_b| domain_of(gpu_b) == domain_of(gpu_a));
+                shared[a * experts + b] |= local;
+            }
+        }
+    }
+    let (mut cross, mut total) = (0u64, 0u64);
+    for token in 0..from.num_tokens() {
+        for &a in from.experts_of(token) {
+            for &b in to.experts_of(token) {
+                if let (true, true) = ((a as usize) < experts, (b as usize) < experts) {
+                    total += 1;
+                    cross += u64::from(!shared[a as usize * experts + b as usize]);
+                }
+            }
+        }
+    }
+    (cross, total)
+}
+
+/// Per layer, per step, the analytical estimates.
+fn estimate(
+    placement: &Placement,
+    trace: &Trace,
+    model: &MoeModel,
+    cluster: &Cluster,
+    context: EvalContext,
+) -> Result<Vec<Vec<LayerEstimate>>> {
+    let compute = RooflineCompute::default();
+    let cost = AnalyticalCost::new(model, cluster, &compute, context.cost);
+    Steps::new(trace, context.step_tokens.max(1), model.top_k).estimate(&cost, placement)
+}
+
+/// Mean over steps of `field`, rounded up.
+fn mean(steps: &[LayerEstimate], field: impl Fn(&LayerEstimate) -> u64) -> u64 {
+    steps
+        .iter()
+        .map(field)
+        .sum::<u64>()
+        .div_ceil(steps.len().max(1) as u64)
+}
+
+/// Mean bytes per step on every link that carries any, in link order.
+fn link_bytes(steps: &[LayerEstimate], cluster: &Cluster) -> Vec<LinkBytes> {
+    cluster
+        .links()
+        .filter_map(|(id, link)| {
+            let bytes = mean(steps, |e| e.link_bytes[id.index()]);
+            (bytes > 0).then(|| LinkBytes {
+                link: link.name.clone(),
+                bytes,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
