@@ -7,13 +7,16 @@
 //! [`PlacementStrategy`] and are picked by name with [`strategy`].
 
 mod baseline;
+mod ilp_balance;
 
 use serde::{Deserialize, Serialize};
 
 pub use baseline::{Contiguous, RoundRobin};
+pub use ilp_balance::{IlpBalance, LayerSolve, MemoryLimit, SolveOutcome, SolveReport};
 
 use crate::error::{Error, Result};
-use crate::trace::{ExpertId, ExpertLoads};
+use crate::topology::Cluster;
+use crate::trace::{ExpertId, ExpertLoads, RoutingTrace};
 
 /// One MoE layer's placement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,11 +272,17 @@ pub struct PlacementRequest<'a> {
     pub num_nodes: usize,
     /// Expert groups of the model (1 when routing is not group-limited).
     pub num_groups: usize,
+    /// Token-level routing whose consecutive-layer transitions affinity strategies minimise
+    /// across GPUs; `None` for strategies that only need loads.
+    pub transitions: Option<&'a RoutingTrace>,
+    /// The cluster whose links weight each transition (topology-aware strategies); `None` when
+    /// not given.
+    pub cluster: Option<&'a Cluster>,
 }
 
 impl<'a> PlacementRequest<'a> {
     /// A request with `ceil(num_experts / num_gpus)` slots per GPU (room for each expert once),
-    /// one machine and one expert group.
+    /// one machine, one expert group, no token-level transitions and no cluster.
     pub fn new(loads: &'a ExpertLoads, num_gpus: usize) -> Self {
         PlacementRequest {
             loads,
@@ -281,6 +290,8 @@ impl<'a> PlacementRequest<'a> {
             slots_per_gpu: loads.num_experts().div_ceil(num_gpus.max(1)),
             num_nodes: 1,
             num_groups: 1,
+            transitions: None,
+            cluster: None,
         }
     }
 
@@ -324,13 +335,14 @@ pub trait PlacementStrategy: Send + Sync {
 }
 
 /// Names accepted by [`strategy`].
-const STRATEGY_NAMES: &[&str] = &["contiguous", "round-robin"];
+const STRATEGY_NAMES: &[&str] = &["contiguous", "round-robin", "ilp-balance"];
 
 /// The strategy called `name`; the error lists the known names.
 pub fn strategy(name: &str) -> Result<Box<dyn PlacementStrategy>> {
     match name {
         "contiguous" => Ok(Box::new(Contiguous)),
         "round-robin" => Ok(Box::new(RoundRobin)),
+        "ilp-balance" => Ok(Box::new(IlpBalance::default())),
         _ => Err(Error::invalid(format!(
             "unknown placement strategy `{name}`; known: {}",
             STRATEGY_NAMES.join(", ")
