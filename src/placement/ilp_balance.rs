@@ -20,7 +20,7 @@
 //!
 //! Not modelled: a communication term in the objective, and per-replica token shares.
 
-mod greedy;
+pub(super) mod greedy;
 mod local_search;
 mod mip;
 

@@ -6,11 +6,13 @@
 //! (replicas); traffic to it is then assumed to split evenly across them. Strategies implement
 //! [`PlacementStrategy`] and are picked by name with [`strategy`].
 
+mod affinity;
 mod baseline;
 mod ilp_balance;
 
 use serde::{Deserialize, Serialize};
 
+pub use affinity::{AffinitySettings, IlpAffinity, TransitionCounts};
 pub use baseline::{Contiguous, RoundRobin};
 pub use ilp_balance::{IlpBalance, LayerSolve, MemoryLimit, SolveOutcome, SolveReport};
 
@@ -335,7 +337,7 @@ pub trait PlacementStrategy: Send + Sync {
 }
 
 /// Names accepted by [`strategy`].
-const STRATEGY_NAMES: &[&str] = &["contiguous", "round-robin", "ilp-balance"];
+const STRATEGY_NAMES: &[&str] = &["contiguous", "round-robin", "ilp-balance", "ilp-affinity"];
 
 /// The strategy called `name`; the error lists the known names.
 pub fn strategy(name: &str) -> Result<Box<dyn PlacementStrategy>> {
@@ -343,6 +345,7 @@ pub fn strategy(name: &str) -> Result<Box<dyn PlacementStrategy>> {
         "contiguous" => Ok(Box::new(Contiguous)),
         "round-robin" => Ok(Box::new(RoundRobin)),
         "ilp-balance" => Ok(Box::new(IlpBalance::default())),
+        "ilp-affinity" => Ok(Box::new(IlpAffinity::default())),
         _ => Err(Error::invalid(format!(
             "unknown placement strategy `{name}`; known: {}",
             STRATEGY_NAMES.join(", ")

@@ -7,7 +7,7 @@ use crate::trace::ExpertId;
 
 /// Per GPU, the experts it holds (ascending), and the largest GPU load under an even split.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Packing {
+pub(in crate::placement) struct Packing {
     /// Per GPU, the experts it holds, ascending.
     pub gpu_experts: Vec<Vec<ExpertId>>,
     /// The largest per-GPU load, each expert's load split evenly across its replicas.
@@ -60,7 +60,12 @@ fn add_replica(loads: &[f64], counts: &mut [usize], gpus: usize) -> bool {
 /// expert first (lowest id on ties), each replica onto the least loaded GPU (lowest index on
 /// ties) that has a free slot and does not hold the expert yet, then polishes the result with
 /// `local_search`; `None` when a replica finds no such GPU.
-pub(super) fn pack(loads: &[f64], counts: &[usize], gpus: usize, slots: usize) -> Option<Packing> {
+pub(in crate::placement) fn pack(
+    loads: &[f64],
+    counts: &[usize],
+    gpus: usize,
+    slots: usize,
+) -> Option<Packing> {
     let share = |e: usize| loads[e] / counts[e] as f64;
     let mut order: Vec<usize> = (0..loads.len()).collect();
     order.sort_by(|&a, &b| share(b).total_cmp(&share(a)).then(a.cmp(&b)));
