@@ -9,12 +9,14 @@
 mod affinity;
 mod baseline;
 mod ilp_balance;
+mod topology_aware;
 
 use serde::{Deserialize, Serialize};
 
 pub use affinity::{AffinitySettings, IlpAffinity, TransitionCounts};
 pub use baseline::{Contiguous, RoundRobin};
 pub use ilp_balance::{IlpBalance, LayerSolve, MemoryLimit, SolveOutcome, SolveReport};
+pub use topology_aware::{TopologyAware, hop_costs};
 
 use crate::error::{Error, Result};
 use crate::topology::Cluster;
@@ -337,7 +339,13 @@ pub trait PlacementStrategy: Send + Sync {
 }
 
 /// Names accepted by [`strategy`].
-const STRATEGY_NAMES: &[&str] = &["contiguous", "round-robin", "ilp-balance", "ilp-affinity"];
+const STRATEGY_NAMES: &[&str] = &[
+    "contiguous",
+    "round-robin",
+    "ilp-balance",
+    "ilp-affinity",
+    "topology-aware",
+];
 
 /// The strategy called `name`; the error lists the known names.
 pub fn strategy(name: &str) -> Result<Box<dyn PlacementStrategy>> {
@@ -346,6 +354,7 @@ pub fn strategy(name: &str) -> Result<Box<dyn PlacementStrategy>> {
         "round-robin" => Ok(Box::new(RoundRobin)),
         "ilp-balance" => Ok(Box::new(IlpBalance::default())),
         "ilp-affinity" => Ok(Box::new(IlpAffinity::default())),
+        "topology-aware" => Ok(Box::new(TopologyAware::default())),
         _ => Err(Error::invalid(format!(
             "unknown placement strategy `{name}`; known: {}",
             STRATEGY_NAMES.join(", ")

@@ -79,7 +79,11 @@ fn solve(
     for g in 0..gpus {
         let held: Expression = x.iter().map(|row| row[g]).sum();
         model.add_constraint(held.leq(problem.slots as f64));
-        let load: Expression = x.iter().zip(problem.loads).map(|(row, &w)| w * row[g]).sum();
+        let load: Expression = x
+            .iter()
+            .zip(problem.loads)
+            .map(|(row, &w)| w * row[g])
+            .sum();
         model.add_constraint(load.leq(problem.load_cap));
     }
     let solution = model.solve().ok()?;

@@ -169,3 +169,11 @@ fn switch_128_against_exflow() {
         eprintln!("cross-GPU {ours} vs ExFlow {exflow}");
     }
 }
+
+#[test]
+fn the_registry_knows_the_ilp_strategies() {
+    for name in ["ilp-balance", "ilp-affinity", "topology-aware"] {
+        assert!(crate::placement::strategy_names().contains(&name));
+        assert_eq!(crate::placement::strategy(name).unwrap().name(), name);
+    }
+}
