@@ -18,6 +18,9 @@
 //! GPUs as the spare slots allow (`w_max / min(P, P * S - E + 1)`). The gap is
 //! `max_load / lower_bound - 1`.
 //!
+//! Determinism: the greedy and local search are deterministic; a layer HiGHS stops at the time
+//! limit may differ between runs (where it stopped depends on the machine's speed).
+//!
 //! Not modelled: a communication term in the objective, and per-replica token shares.
 
 pub(super) mod greedy;
