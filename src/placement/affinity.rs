@@ -14,8 +14,8 @@
 //! model over all layers needs a variable per (transition pair, GPU pair), which grows with
 //! `E^2 P^2` per layer pair; with the neighbours' GPUs fixed, a layer's cost is linear in its
 //! own assignment, so each step is a generalised assignment problem of only `E x P` binaries
-//! that HiGHS solves quickly (1024 binaries for 128 experts on 8 GPUs, 8192 for DeepSeek-V3 on
-//! 32 GPUs). A forward pass places each layer against the one before it; then sweeps re-place
+//! that HiGHS solves quickly (1024 binaries for 128 experts on 8 GPUs; DeepSeek-V3 on 32 GPUs
+//! would be 8192, not measured: no token-level DeepSeek trace is at hand). A forward pass places each layer against the one before it; then sweeps re-place
 //! every layer against both neighbours until a sweep changes nothing or the sweep count or time
 //! is spent. Every step starts from the layer's current (feasible) assignment and keeps it
 //! unless HiGHS finds a cheaper one, so the total cost never rises.
