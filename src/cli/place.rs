@@ -174,6 +174,8 @@ impl FitArgs {
                 .unwrap_or(1),
             memory,
             time_limit_s: self.time_limit,
+            transitions: trace.tokens(),
+            cluster: cluster.as_ref(),
             ..PlacementRequest::new(&loads, gpus)
         };
         let placement = strategy.place(&request)?;

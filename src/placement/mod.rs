@@ -8,19 +8,26 @@
 //! all-zero layer); the expert's share is then counted once per slot. Strategies implement
 //! [`PlacementStrategy`] and are picked by name with [`strategy`].
 
+mod affinity;
 mod baseline;
 mod eplb;
 pub mod evaluate;
 pub mod export;
 pub mod holdout;
+mod ilp_balance;
+mod topology_aware;
 
 use serde::{Deserialize, Serialize};
 
+pub use affinity::{AffinitySettings, IlpAffinity, TransitionCounts};
 pub use baseline::{Contiguous, RoundRobin};
 pub use eplb::Eplb;
+pub use ilp_balance::{IlpBalance, LayerSolve, SolveOutcome, SolveReport};
+pub use topology_aware::{TopologyAware, hop_costs};
 
 use crate::error::{Error, Result};
-use crate::trace::{ExpertId, ExpertLoads};
+use crate::topology::Cluster;
+use crate::trace::{ExpertId, ExpertLoads, RoutingTrace};
 
 /// One MoE layer's placement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +285,12 @@ pub struct PlacementRequest<'a> {
     pub memory: Option<ExpertMemory>,
     /// Wall-clock limit for solver-based strategies, in seconds (`None`: no limit).
     pub time_limit_s: Option<f64>,
+    /// Token-level routing whose consecutive-layer transitions affinity strategies minimise
+    /// across GPUs; `None` for strategies that only need loads.
+    pub transitions: Option<&'a RoutingTrace>,
+    /// The cluster whose links weight each transition (topology-aware strategies); `None` when
+    /// not given.
+    pub cluster: Option<&'a Cluster>,
 }
 
 /// The memory side of a request: what one expert replica costs and what a GPU can give them.
@@ -310,7 +323,7 @@ pub fn slots_per_gpu_for(total_slots: usize, num_gpus: usize) -> Result<usize> {
 
 impl<'a> PlacementRequest<'a> {
     /// A request with `ceil(num_experts / num_gpus)` slots per GPU (room for each expert once),
-    /// one machine and one expert group.
+    /// one machine, one expert group, no token-level transitions and no cluster.
     pub fn new(loads: &'a ExpertLoads, num_gpus: usize) -> Self {
         PlacementRequest {
             loads,
@@ -320,6 +333,8 @@ impl<'a> PlacementRequest<'a> {
             num_groups: 1,
             memory: None,
             time_limit_s: None,
+            transitions: None,
+            cluster: None,
         }
     }
 
@@ -394,7 +409,14 @@ pub trait PlacementStrategy: Send + Sync {
 }
 
 /// Names accepted by [`strategy`].
-const STRATEGY_NAMES: &[&str] = &["contiguous", "round-robin", "eplb"];
+const STRATEGY_NAMES: &[&str] = &[
+    "contiguous",
+    "round-robin",
+    "eplb",
+    "ilp-balance",
+    "ilp-affinity",
+    "topology-aware",
+];
 
 /// The strategy called `name`; the error lists the known names.
 pub fn strategy(name: &str) -> Result<Box<dyn PlacementStrategy>> {
@@ -402,6 +424,9 @@ pub fn strategy(name: &str) -> Result<Box<dyn PlacementStrategy>> {
         "contiguous" => Ok(Box::new(Contiguous)),
         "round-robin" => Ok(Box::new(RoundRobin)),
         "eplb" => Ok(Box::new(Eplb)),
+        "ilp-balance" => Ok(Box::new(IlpBalance::default())),
+        "ilp-affinity" => Ok(Box::new(IlpAffinity::default())),
+        "topology-aware" => Ok(Box::new(TopologyAware::default())),
         _ => Err(Error::invalid(format!(
             "unknown placement strategy `{name}`; known: {}",
             STRATEGY_NAMES.join(", ")

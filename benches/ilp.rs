@@ -1,0 +1,147 @@
+//! ILP placement speed and quality on the shared real data (skips without MOESIM_SHARED_DATA).
+//!
+//! - `ilp-balance` on every DeepSeek-V3 workload (58 MoE layers x 256 experts, 32 GPUs x 9 slots
+//!   = 288 slots): total time and mean / max gap to the lower bound. Target: within 1 % in under
+//!   60 s per workload on 2 cores.
+//! - `ilp-affinity` on switch-base-128 (40800 tokens x 6 layers, top-1), 8 GPUs x 16 slots: time,
+//!   cross-GPU transition fraction and mean per-layer GPU max/mean load, next to ExFlow's
+//!   placement of the same trace. Target: under 60 s.
+//!
+//! Run with `cargo bench --bench ilp [-- NAME]` (NAME filters the workloads and cases).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use moesim::analysis::imbalance::max_mean;
+use moesim::placement::{
+    IlpAffinity, IlpBalance, LayerPlacement, Placement, PlacementRequest, PlacementStrategy,
+    SolveOutcome,
+};
+use moesim::trace::importers::{ImportFormat, import};
+use moesim::trace::{ExpertLoads, RoutingTrace, Trace};
+
+const DEEPSEEK_WORKLOADS: &[&str] = &[
+    "prefill_in1024",
+    "prefill_in4096",
+    "prefill_in2000out100",
+    "prefill_in500out1500",
+    "decode_in1000out1000",
+    "decode_in2000out100",
+];
+
+fn main() {
+    let Some(root) = std::env::var_os("MOESIM_SHARED_DATA").map(PathBuf::from) else {
+        println!("skipping: MOESIM_SHARED_DATA not set");
+        return;
+    };
+    // An optional argument picks the workloads whose name contains it.
+    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    for workload in DEEPSEEK_WORKLOADS {
+        if only.as_deref().is_none_or(|o| workload.contains(o)) {
+            ilp_balance_deepseek(&root, workload);
+        }
+    }
+    if only
+        .as_deref()
+        .is_none_or(|o| "switch-base-128".contains(o))
+    {
+        ilp_affinity_switch(&root, 128);
+    }
+}
+
+/// Places switch-base-`experts` with `ilp-affinity` on 8 GPUs and prints it next to ExFlow.
+fn ilp_affinity_switch(root: &Path, experts: usize) {
+    let trace_path = root.join(format!("switch-top1/switch-base-{experts}.trace.npy"));
+    let Trace::Tokens(trace) = import(&trace_path, Some(ImportFormat::Npy), Some(experts))
+        .expect("shared switch trace imports")
+    else {
+        panic!("an npy trace has tokens");
+    };
+    let loads = trace.expert_loads();
+    let request = PlacementRequest {
+        transitions: Some(&trace),
+        slots_per_gpu: experts / 8,
+        ..PlacementRequest::new(&loads, 8)
+    };
+    let start = Instant::now();
+    let ours = IlpAffinity::default()
+        .place(&request)
+        .expect("feasible request");
+    let elapsed_s = start.elapsed().as_secs_f64();
+    let exflow_path = root.join(format!("exflow-placements/switch-exp{experts}-gpu8.json"));
+    let text = std::fs::read_to_string(exflow_path).expect("ExFlow placement reads");
+    let layers: Vec<Vec<Vec<u16>>> = serde_json::from_str(&text).expect("ExFlow JSON parses");
+    let layers = layers
+        .into_iter()
+        .map(|gpu_experts| LayerPlacement { gpu_experts })
+        .collect();
+    let exflow = Placement::new(8, experts, experts / 8, layers).expect("ExFlow placement valid");
+    for (name, placement) in [("ilp-affinity", &ours), ("exflow", &exflow)] {
+        println!(
+            "switch-base-{experts} {name}: cross-GPU {:.4}, mean max/mean load {:.3}",
+            cross_gpu_fraction(&trace, placement),
+            mean_max_mean(placement, &loads)
+        );
+    }
+    println!("ilp-affinity switch-base-{experts} on 8 GPUs: {elapsed_s:.2} s");
+}
+
+/// Share of consecutive-layer transitions that change GPU (experts placed once). A bench-local
+/// copy of the evaluation metric, to be replaced by `placement::evaluate` once merged.
+fn cross_gpu_fraction(trace: &RoutingTrace, placement: &Placement) -> f64 {
+    let (mut cross, mut total) = (0usize, 0usize);
+    for layer in 0..trace.num_layers() - 1 {
+        for token in 0..trace.num_tokens() {
+            for &a in trace.layer(layer).experts_of(token) {
+                for &b in trace.layer(layer + 1).experts_of(token) {
+                    total += 1;
+                    let from = placement.replicas_of(layer, a as usize)[0];
+                    cross += usize::from(from != placement.replicas_of(layer + 1, b as usize)[0]);
+                }
+            }
+        }
+    }
+    cross as f64 / total as f64
+}
+
+/// The mean over layers of the GPU token load's max / mean.
+fn mean_max_mean(placement: &Placement, loads: &ExpertLoads) -> f64 {
+    let per_layer = placement.gpu_loads(loads).expect("matching shapes");
+    per_layer.iter().map(|l| max_mean(l)).sum::<f64>() / per_layer.len() as f64
+}
+
+/// Solves one DeepSeek workload and prints time, gaps and how each layer was settled.
+fn ilp_balance_deepseek(root: &Path, workload: &str) {
+    let path = root.join(format!("deepseek-v3-expert-load/{workload}.json"));
+    let mut loads = import(&path, None, None)
+        .expect("shared DeepSeek loads import")
+        .expert_loads();
+    loads.drop_empty_layers();
+    let request = PlacementRequest {
+        slots_per_gpu: 9,
+        num_nodes: 4,
+        num_groups: 8,
+        ..PlacementRequest::new(&loads, 32)
+    };
+    let start = Instant::now();
+    let (_, report) = IlpBalance::default()
+        .solve(&request, None)
+        .expect("feasible request");
+    let elapsed_s = start.elapsed().as_secs_f64();
+    let count =
+        |f: fn(&SolveOutcome) -> bool| report.layers.iter().filter(|l| f(&l.outcome)).count();
+    println!(
+        "ilp-balance deepseek {workload}: {} layers in {elapsed_s:.2} s; gap to bound mean {:.3} % \
+         max {:.3} %; at bound by greedy {}, optimal {}, time limit {}, incumbent kept {}",
+        report.layers.len(),
+        100.0 * report.mean_gap(),
+        100.0 * report.max_gap(),
+        count(|o| matches!(o, SolveOutcome::AtBound)),
+        count(|o| matches!(o, SolveOutcome::Optimal)),
+        count(|o| matches!(o, SolveOutcome::TimeLimit)),
+        count(|o| matches!(
+            o,
+            SolveOutcome::IncumbentKept | SolveOutcome::SolverFailed(_)
+        )),
+    );
+}
