@@ -12,13 +12,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use moesim::analysis::imbalance::max_mean;
+use moesim::placement::evaluate::{EvalContext, evaluate};
 use moesim::placement::{
     IlpAffinity, IlpBalance, LayerPlacement, Placement, PlacementRequest, PlacementStrategy,
     SolveOutcome,
 };
+use moesim::trace::Trace;
 use moesim::trace::importers::{ImportFormat, import};
-use moesim::trace::{ExpertLoads, RoutingTrace, Trace};
 
 const DEEPSEEK_WORKLOADS: &[&str] = &[
     "prefill_in1024",
@@ -76,38 +76,16 @@ fn ilp_affinity_switch(root: &Path, experts: usize) {
         .map(|gpu_experts| LayerPlacement { gpu_experts })
         .collect();
     let exflow = Placement::new(8, experts, experts / 8, layers).expect("ExFlow placement valid");
+    let trace = Trace::Tokens(trace);
     for (name, placement) in [("ilp-affinity", &ours), ("exflow", &exflow)] {
+        let judged = evaluate(placement, &trace, EvalContext::bare()).expect("shapes match");
         println!(
             "switch-base-{experts} {name}: cross-GPU {:.4}, mean max/mean load {:.3}",
-            cross_gpu_fraction(&trace, placement),
-            mean_max_mean(placement, &loads)
+            judged.cross_gpu_fraction.unwrap_or(0.0),
+            judged.mean_max_mean
         );
     }
     println!("ilp-affinity switch-base-{experts} on 8 GPUs: {elapsed_s:.2} s");
-}
-
-/// Share of consecutive-layer transitions that change GPU (experts placed once). A bench-local
-/// copy of the evaluation metric, to be replaced by `placement::evaluate` once merged.
-fn cross_gpu_fraction(trace: &RoutingTrace, placement: &Placement) -> f64 {
-    let (mut cross, mut total) = (0usize, 0usize);
-    for layer in 0..trace.num_layers() - 1 {
-        for token in 0..trace.num_tokens() {
-            for &a in trace.layer(layer).experts_of(token) {
-                for &b in trace.layer(layer + 1).experts_of(token) {
-                    total += 1;
-                    let from = placement.replicas_of(layer, a as usize)[0];
-                    cross += usize::from(from != placement.replicas_of(layer + 1, b as usize)[0]);
-                }
-            }
-        }
-    }
-    cross as f64 / total as f64
-}
-
-/// The mean over layers of the GPU token load's max / mean.
-fn mean_max_mean(placement: &Placement, loads: &ExpertLoads) -> f64 {
-    let per_layer = placement.gpu_loads(loads).expect("matching shapes");
-    per_layer.iter().map(|l| max_mean(l)).sum::<f64>() / per_layer.len() as f64
 }
 
 /// Solves one DeepSeek workload and prints time, gaps and how each layer was settled.

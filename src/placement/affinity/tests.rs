@@ -3,25 +3,18 @@ use crate::analysis::imbalance::max_mean;
 use crate::trace::importers::{ImportFormat, import};
 use crate::trace::{ExpertLoads, RoutingTrace, Trace};
 
-/// Share of consecutive-layer transitions (every pair of a token's experts) that change GPU;
-/// experts are placed once, so each sits on `replicas_of(..)[0]`. A minimal private copy of the
-/// evaluation metric, to be replaced by `placement::evaluate` once merged.
+/// Share of consecutive-layer transitions (every pair of a token's experts) that change GPU, as
+/// `placement::evaluate` measures it.
 fn cross_gpu_fraction(trace: &RoutingTrace, placement: &Placement) -> f64 {
-    let (mut cross, mut total) = (0usize, 0usize);
-    for layer in 0..trace.num_layers() - 1 {
-        let (from, to) = (trace.layer(layer), trace.layer(layer + 1));
-        for token in 0..trace.num_tokens() {
-            for &a in from.experts_of(token) {
-                for &b in to.experts_of(token) {
-                    total += 1;
-                    let gpu_a = placement.replicas_of(layer, a as usize)[0];
-                    let gpu_b = placement.replicas_of(layer + 1, b as usize)[0];
-                    cross += usize::from(gpu_a != gpu_b);
-                }
-            }
-        }
-    }
-    cross as f64 / total as f64
+    let trace = Trace::Tokens(trace.clone());
+    crate::placement::evaluate::evaluate(
+        placement,
+        &trace,
+        crate::placement::evaluate::EvalContext::bare(),
+    )
+    .unwrap()
+    .cross_gpu_fraction
+    .unwrap()
 }
 
 /// Per layer, the GPU token load's max / mean.
