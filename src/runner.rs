@@ -107,8 +107,13 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
         .placements
         .iter()
         .map(|name| {
-            let mut request = PlacementRequest::new(&loads, gpus);
-            request.num_nodes = nodes;
+            let request = PlacementRequest {
+                num_nodes: nodes,
+                num_groups: model.num_expert_groups,
+                transitions: trace.tokens(),
+                cluster: Some(&cluster),
+                ..PlacementRequest::new(&loads, gpus)
+            };
             let placement = placement::strategy(name)?.place(&request)?;
             let estimates = steps.estimate(&cost, &placement)?;
             strategy_result(name, &placement, &loads, &estimates)

@@ -139,7 +139,7 @@ fn quickstart_writes_a_complete_deterministic_report() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["contiguous", "round-robin"]);
+    assert_eq!(names, ["contiguous", "round-robin", "eplb", "ilp-balance"]);
     for s in strategies {
         assert_eq!(s["layers"].as_array().unwrap().len(), 16);
         assert!(s["step_ns"].as_u64().unwrap() > 0);
