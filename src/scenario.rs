@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result, describe_toml_error};
+use crate::sim::SimConfig;
 use crate::trace::synth::SynthParams;
 
 /// The scenario `moesim run` uses when given no file: `scenarios/quickstart.toml`, compiled in.
@@ -43,6 +44,9 @@ pub struct Scenario {
     /// Where and how results are written.
     #[serde(default)]
     pub outputs: OutputConfig,
+    /// Discrete-event simulation settings (`moesim simulate`).
+    #[serde(default)]
+    pub sim: SimConfig,
 }
 
 /// The routing trace of a scenario: a file, or parameters for the synthetic generator.
@@ -127,7 +131,7 @@ impl Scenario {
         if self.gpus == Some(0) {
             return Err("`gpus` must be at least 1".into());
         }
-        Ok(())
+        self.sim.check()
     }
 
     /// The report folder.
