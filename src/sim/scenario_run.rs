@@ -133,7 +133,12 @@ pub fn simulate_step(spec: &StepSpec, overlap: Overlap, placement: &str) -> Stra
     let graph = step::build(spec, overlap);
     let timeline = engine::run(&graph, spec.cluster);
     let step_ns = timeline.makespan_ns();
-    let layers = metrics::layer_times(&graph, &timeline, spec.layers.len(), spec.cluster.num_gpus());
+    let layers = metrics::layer_times(
+        &graph,
+        &timeline,
+        spec.layers.len(),
+        spec.cluster.num_gpus(),
+    );
     let exposed_comm_ns = layers.iter().map(|l| l.exposed_comm_ns).sum();
     let (mut intra_node_bytes, mut inter_node_bytes) = (0, 0);
     for work in spec.layers {
@@ -174,7 +179,9 @@ fn step_plans(
         Trace::Tokens(routing) => {
             let step = routing.slice_tokens(0..step_tokens.min(routing.num_tokens()));
             (0..step.num_layers())
-                .map(|layer| DispatchPlan::from_tokens(cluster, placement, layer, step.layer(layer)))
+                .map(|layer| {
+                    DispatchPlan::from_tokens(cluster, placement, layer, step.layer(layer))
+                })
                 .collect()
         }
         Trace::Loads(loads) => (0..loads.num_layers())

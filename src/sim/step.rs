@@ -105,12 +105,12 @@ impl<'s, 'a> Builder<'s, 'a> {
         };
         let sms = f64::from(spec.costs.sm_count());
         let taken = f64::from(spec.config.comm_sms).min(sms - 1.0);
-        let sm_slowdown = if overlap == Overlap::None || spec.config.all_to_all == AllToAll::LowLatency
-        {
-            1.0
-        } else {
-            sms / (sms - taken)
-        };
+        let sm_slowdown =
+            if overlap == Overlap::None || spec.config.all_to_all == AllToAll::LowLatency {
+                1.0
+            } else {
+                sms / (sms - taken)
+            };
         Builder {
             spec,
             overlap,
@@ -165,7 +165,9 @@ impl<'s, 'a> Builder<'s, 'a> {
             }
             let experts: Vec<TaskId> = (0..gpus)
                 .map(|gpu| {
-                    let join = self.graph.add(Work::Join, label(Phase::Sync), &arrived[gpu]);
+                    let join = self
+                        .graph
+                        .add(Work::Join, label(Phase::Sync), &arrived[gpu]);
                     let ns = self.expert_ns(&work.expert_tokens[gpu], batch_share);
                     self.compute(gpu, ns, label(Phase::Expert), &[join])
                 })
@@ -212,7 +214,14 @@ impl<'s, 'a> Builder<'s, 'a> {
 
     /// `bytes` from `src` to `dst` after `dep`, following the all-to-all algorithm; returns the
     /// task whose completion means the bytes arrived.
-    fn transfer(&mut self, src: usize, dst: usize, bytes: u64, label: Label, dep: TaskId) -> TaskId {
+    fn transfer(
+        &mut self,
+        src: usize,
+        dst: usize,
+        bytes: u64,
+        label: Label,
+        dep: TaskId,
+    ) -> TaskId {
         let cluster = self.spec.cluster;
         let per_node = cluster.gpus_per_node();
         let relay = cluster.node_of(src) * per_node + dst % per_node;
