@@ -3,6 +3,7 @@
 //! Exit codes (scripts and CI rely on them): 0 success, 1 bad input or failure, 2 bad usage.
 
 mod run;
+mod simulate;
 mod trace;
 
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 const EXAMPLES: &str = "\
 Examples:
   moesim run scenarios/quickstart.toml          run a scenario, write reports/quickstart/
+  moesim simulate scenarios/quickstart.toml --json   event-simulate one step per overlap strategy
   moesim trace import routing.npy -o t.parquet  import an ExFlow / vLLM / SGLang / CSV trace
   moesim trace stats t.parquet                  per-layer load imbalance, affinity, locality
   moesim trace stats t.parquet --json           the same as one JSON object, for scripts
@@ -36,6 +38,8 @@ enum Command {
     Trace(trace::TraceCommand),
     /// Run a scenario end to end and write its report (summary.json, report.md, charts).
     Run(run::RunArgs),
+    /// Simulate one step event by event per overlap strategy (JSON, Perfetto trace, Parquet).
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -51,6 +55,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Trace(command) => command.execute(),
         Command::Run(args) => args.execute(),
+        Command::Simulate(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,11 +7,14 @@ pub mod engine;
 pub mod kernels;
 pub mod metrics;
 pub mod network;
+pub mod perfetto;
 mod scenario_run;
 pub mod step;
+mod tables;
 
 pub use config::{AllToAll, Overlap, SimConfig};
-pub use scenario_run::{SimResult, StrategySim, simulate_scenario, simulate_step};
+pub use scenario_run::{SimOptions, SimResult, StrategySim, simulate_scenario, simulate_step};
+pub use tables::write_tables;
 
 #[cfg(test)]
 mod tests;

@@ -5,10 +5,11 @@
 use serde::Serialize;
 
 use super::config::Overlap;
-use super::engine;
+use super::engine::{self, TaskGraph, Timeline};
 use super::kernels::KernelCosts;
 use super::metrics::{self, LayerTimes, LinkUse};
-use super::step::{self, LayerWork, StepSpec};
+use super::perfetto;
+use super::step::{self, Label, LayerWork, StepSpec};
 use crate::cost::DispatchPlan;
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
@@ -37,6 +38,16 @@ pub struct SimResult {
     pub comm_sms: u32,
     /// One entry per (placement, overlap) pair, placements outermost, in scenario order.
     pub strategies: Vec<StrategySim>,
+    /// The Chrome / Perfetto trace of every strategy's step, when asked for.
+    #[serde(skip)]
+    pub perfetto: Option<serde_json::Value>,
+}
+
+/// What to keep besides the summary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimOptions {
+    /// Build the Chrome / Perfetto trace ([`SimResult::perfetto`]).
+    pub perfetto: bool,
 }
 
 /// One overlap strategy under one placement.
@@ -65,7 +76,7 @@ pub struct StrategySim {
 }
 
 /// Simulates one step of `scenario` (see the module docs).
-pub fn simulate_scenario(scenario: &Scenario) -> Result<SimResult> {
+pub fn simulate_scenario(scenario: &Scenario, options: SimOptions) -> Result<SimResult> {
     let model = MoeModel::resolve(&scenario.model)?;
     let cluster = Cluster::resolve(&scenario.cluster)?;
     let gpus = scenario.gpus.unwrap_or(cluster.num_gpus());
@@ -89,6 +100,7 @@ pub fn simulate_scenario(scenario: &Scenario) -> Result<SimResult> {
     check_trace_fits_model(&trace, &model, &source)?;
     let step_tokens = gpus * scenario.tokens_per_gpu;
     let mut strategies = Vec::new();
+    let mut events = Vec::new();
     for name in &scenario.placements {
         let loads = trace.expert_loads();
         let mut request = PlacementRequest::new(&loads, gpus);
@@ -113,7 +125,13 @@ pub fn simulate_scenario(scenario: &Scenario) -> Result<SimResult> {
             config,
         };
         for &overlap in &config.overlap {
-            strategies.push(simulate_step(&spec, overlap, name));
+            let (sim, graph, timeline) = run_step(&spec, overlap, name);
+            if options.perfetto {
+                let process = format!("{} / {}", sim.placement, sim.strategy);
+                let pid = strategies.len();
+                perfetto::append_events(&mut events, pid, &process, &graph, &timeline, &cluster);
+            }
+            strategies.push(sim);
         }
     }
     Ok(SimResult {
@@ -125,11 +143,21 @@ pub fn simulate_scenario(scenario: &Scenario) -> Result<SimResult> {
         all_to_all: config.all_to_all.name().to_string(),
         comm_sms: config.comm_sms,
         strategies,
+        perfetto: options.perfetto.then(|| perfetto::document(events)),
     })
 }
 
 /// Simulates the step `spec` describes under `overlap`, labelling it with `placement`.
 pub fn simulate_step(spec: &StepSpec, overlap: Overlap, placement: &str) -> StrategySim {
+    run_step(spec, overlap, placement).0
+}
+
+/// [`simulate_step`], also returning the task graph and its timeline.
+fn run_step(
+    spec: &StepSpec,
+    overlap: Overlap,
+    placement: &str,
+) -> (StrategySim, TaskGraph<Label>, Timeline) {
     let graph = step::build(spec, overlap);
     let timeline = engine::run(&graph, spec.cluster);
     let step_ns = timeline.makespan_ns();
@@ -152,7 +180,7 @@ pub fn simulate_step(spec: &StepSpec, overlap: Overlap, placement: &str) -> Stra
             }
         }
     }
-    StrategySim {
+    let sim = StrategySim {
         strategy: overlap.name().to_string(),
         placement: placement.to_string(),
         step_ns,
@@ -163,7 +191,8 @@ pub fn simulate_step(spec: &StepSpec, overlap: Overlap, placement: &str) -> Stra
         events: timeline.events,
         links: metrics::link_use(spec.cluster, &timeline, step_ns),
         layers,
-    }
+    };
+    (sim, graph, timeline)
 }
 
 /// Per MoE layer, the dispatch plan of the step's tokens: the first `step_tokens` of a token
