@@ -71,6 +71,9 @@ pub struct SimConfig {
     /// SMs the communication kernels occupy while they overlap GEMMs (DeepEP normal kernels:
     /// about 20 of 132); ignored by `low-latency`, which takes none.
     pub comm_sms: u32,
+    /// Share of nominal NVLink bandwidth transfers reach. Default 1.0 (nominal); DeepEP's H800
+    /// measurements (about 160 of 200 GB/s usable per direction) suggest 0.8.
+    pub nvlink_efficiency: f64,
 }
 
 impl Default for SimConfig {
@@ -86,6 +89,7 @@ impl Default for SimConfig {
             tiles: 8,
             all_to_all: AllToAll::Direct,
             comm_sms: 20,
+            nvlink_efficiency: 1.0,
         }
     }
 }
@@ -95,6 +99,9 @@ impl SimConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.overlap.is_empty() {
             return Err("`sim.overlap` must name at least one strategy".into());
+        }
+        if !(self.nvlink_efficiency > 0.0 && self.nvlink_efficiency <= 1.0) {
+            return Err("`sim.nvlink_efficiency` must be in (0, 1]".into());
         }
         if self.chunks == 0 || self.tiles == 0 {
             return Err("`sim.chunks` and `sim.tiles` must be at least 1".into());

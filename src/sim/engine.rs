@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use super::network::{FlowId, FlowNetwork};
-use crate::topology::Cluster;
+use crate::topology::{Cluster, LinkKind, Route};
 
 /// Index of a task in its [`TaskGraph`].
 pub type TaskId = u32;
@@ -28,12 +28,15 @@ pub enum Work {
         /// Time the kernel takes once it runs.
         duration_ns: u64,
     },
-    /// `bytes` from GPU `src` to GPU `dst` over the cluster route between them.
+    /// `bytes` from GPU `src` to GPU `dst` over the cluster route between them, or through
+    /// GPU `relay` (the route to it, then on), forwarded as it arrives (cut-through).
     Transfer {
         /// Sending GPU.
         src: u32,
         /// Receiving GPU.
         dst: u32,
+        /// Forwarding GPU, if any.
+        relay: Option<u32>,
         /// Payload.
         bytes: u64,
     },
@@ -136,9 +139,25 @@ impl Timeline {
     }
 }
 
-/// Runs `graph` on `cluster` from time 0 until every task is done.
-pub fn run<L: Copy>(graph: &TaskGraph<L>, cluster: &Cluster) -> Timeline {
-    Engine::new(graph, cluster).run()
+/// Runs `graph` on `cluster` from time 0 until every task is done, with NVLink links at
+/// `nvlink_efficiency` of their nominal bandwidth (other links at theirs).
+pub fn run<L: Copy>(graph: &TaskGraph<L>, cluster: &Cluster, nvlink_efficiency: f64) -> Timeline {
+    Engine::new(graph, cluster, nvlink_efficiency).run()
+}
+
+/// The routes a transfer follows: `src -> dst`, or `src -> relay -> dst`.
+pub fn transfer_routes(
+    cluster: &Cluster,
+    src: u32,
+    dst: u32,
+    relay: Option<u32>,
+) -> impl Iterator<Item = &Route> {
+    let (src, dst) = (src as usize, dst as usize);
+    let legs = match relay {
+        Some(relay) => [(src, relay as usize), (relay as usize, dst)],
+        None => [(src, dst), (dst, dst)],
+    };
+    legs.into_iter().map(|(a, b)| cluster.route(a, b))
 }
 
 /// A GPU stream: busy until a task finishes, with tasks queued behind it.
@@ -167,7 +186,7 @@ struct Engine<'a, L> {
 }
 
 impl<'a, L: Copy> Engine<'a, L> {
-    fn new(graph: &'a TaskGraph<L>, cluster: &'a Cluster) -> Self {
+    fn new(graph: &'a TaskGraph<L>, cluster: &'a Cluster, nvlink_efficiency: f64) -> Self {
         let streams_per_gpu = graph
             .tasks
             .iter()
@@ -181,7 +200,10 @@ impl<'a, L: Copy> Engine<'a, L> {
         Engine {
             graph,
             cluster,
-            network: FlowNetwork::new(cluster.links().map(|(_, l)| l.bandwidth_gbps)),
+            network: FlowNetwork::new(cluster.links().map(|(_, l)| match l.kind {
+                LinkKind::NvLink => l.bandwidth_gbps * nvlink_efficiency,
+                _ => l.bandwidth_gbps,
+            })),
             flow_task: Vec::new(),
             streams: vec![Stream::default(); cluster.num_gpus() * streams_per_gpu],
             streams_per_gpu,
@@ -220,9 +242,11 @@ impl<'a, L: Copy> Engine<'a, L> {
                 self.timeline.events += 1;
                 let task = self.flow_task[flow as usize];
                 let latency = match self.graph.tasks[task as usize].work {
-                    Work::Transfer { src, dst, .. } => {
-                        self.cluster.route(src as usize, dst as usize).latency_ns
-                    }
+                    Work::Transfer {
+                        src, dst, relay, ..
+                    } => transfer_routes(self.cluster, src, dst, relay)
+                        .map(|r| r.latency_ns)
+                        .sum(),
                     _ => 0,
                 };
                 self.completions.push(Reverse((now + latency, task)));
@@ -252,13 +276,19 @@ impl<'a, L: Copy> Engine<'a, L> {
                     self.start_next_on(now, s);
                 }
             }
-            Work::Transfer { src, dst, bytes } => {
+            Work::Transfer {
+                src,
+                dst,
+                relay,
+                bytes,
+            } => {
                 self.timeline.start_ns[task as usize] = now;
-                let route = self.cluster.route(src as usize, dst as usize);
-                if bytes == 0 || route.links.is_empty() {
+                let links: Vec<u32> = transfer_routes(self.cluster, src, dst, relay)
+                    .flat_map(|r| r.links.iter().map(|l| l.0))
+                    .collect();
+                if bytes == 0 || links.is_empty() {
                     self.completions.push(Reverse((now, task)));
                 } else {
-                    let links: Vec<u32> = route.links.iter().map(|l| l.0).collect();
                     self.network.start(now, &links, bytes);
                     self.flow_task.push(task);
                 }

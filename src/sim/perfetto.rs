@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::engine::{TaskGraph, Timeline, Work};
+use super::engine::{TaskGraph, Timeline, Work, transfer_routes};
 use super::step::{Label, Phase};
 use crate::topology::Cluster;
 
@@ -34,9 +34,16 @@ pub fn append_events(
                 let name = format!("L{} {}", task.label.layer, phase_name(task.label.phase));
                 events.push(slice(&name, pid, gpu as usize, start, end));
             }
-            Work::Transfer { src, dst, bytes } if bytes > 0 => {
-                for link in &cluster.route(src as usize, dst as usize).links {
-                    link_busy[link.index()].push((start, end));
+            Work::Transfer {
+                src,
+                dst,
+                relay,
+                bytes,
+            } if bytes > 0 => {
+                for route in transfer_routes(cluster, src, dst, relay) {
+                    for link in &route.links {
+                        link_busy[link.index()].push((start, end));
+                    }
                 }
             }
             Work::Transfer { .. } | Work::Join => {}

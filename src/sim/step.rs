@@ -212,8 +212,7 @@ impl<'s, 'a> Builder<'s, 'a> {
         self.graph.add(work, label, deps)
     }
 
-    /// `bytes` from `src` to `dst` after `dep`, following the all-to-all algorithm; returns the
-    /// task whose completion means the bytes arrived.
+    /// `bytes` from `src` to `dst` after `dep`, following the all-to-all algorithm.
     fn transfer(
         &mut self,
         src: usize,
@@ -225,22 +224,16 @@ impl<'s, 'a> Builder<'s, 'a> {
         let cluster = self.spec.cluster;
         let per_node = cluster.gpus_per_node();
         let relay = cluster.node_of(src) * per_node + dst % per_node;
-        let hop = |graph: &mut TaskGraph<Label>, from: usize, to: usize, dep: TaskId| {
-            let work = Work::Transfer {
-                src: from as u32,
-                dst: to as u32,
-                bytes,
-            };
-            graph.add(work, label, &[dep])
-        };
-        if self.spec.config.all_to_all == AllToAll::Hierarchical
+        let relay = (self.spec.config.all_to_all == AllToAll::Hierarchical
             && cluster.node_of(src) != cluster.node_of(dst)
-            && relay != src
-        {
-            let first = hop(&mut self.graph, src, relay, dep);
-            hop(&mut self.graph, relay, dst, first)
-        } else {
-            hop(&mut self.graph, src, dst, dep)
-        }
+            && relay != src)
+            .then_some(relay as u32);
+        let work = Work::Transfer {
+            src: src as u32,
+            dst: dst as u32,
+            relay,
+            bytes,
+        };
+        self.graph.add(work, label, &[dep])
     }
 }

@@ -10,7 +10,12 @@ use crate::model::MoeModel;
 use crate::topology::Cluster;
 
 fn transfer(src: u32, dst: u32, bytes: u64) -> Work {
-    Work::Transfer { src, dst, bytes }
+    Work::Transfer {
+        src,
+        dst,
+        relay: None,
+        bytes,
+    }
 }
 
 /// Runs one transfer per pair of `traffic`, all at time 0; returns the makespan.
@@ -19,7 +24,7 @@ fn all_to_all_ns(cluster: &Cluster, traffic: &TrafficMatrix) -> u64 {
     for (src, dst, bytes) in traffic.pairs() {
         graph.add(transfer(src as u32, dst as u32, bytes), (), &[]);
     }
-    engine::run(&graph, cluster).makespan_ns()
+    engine::run(&graph, cluster, 1.0).makespan_ns()
 }
 
 #[test]
@@ -30,7 +35,7 @@ fn a_lone_transfer_takes_latency_plus_bytes_over_bandwidth() {
     graph.add(transfer(0, 1, 450_000), (), &[]);
     // 1 B more: 1000.002 ns, rounded up.
     graph.add(transfer(2, 3, 450_001), (), &[]);
-    let timeline = engine::run(&graph, &cluster);
+    let timeline = engine::run(&graph, &cluster, 1.0);
     assert_eq!(timeline.end_ns, vec![2000, 2001]);
 }
 
@@ -84,7 +89,7 @@ fn a_stream_runs_one_kernel_at_a_time_and_the_critical_path_follows_it() {
     let b = graph.add(kernel(20), (), &[]);
     let send = graph.add(transfer(0, 1, 450), (), &[a]);
     let c = graph.add(kernel(5), (), &[send]);
-    let timeline = engine::run(&graph, &cluster);
+    let timeline = engine::run(&graph, &cluster, 1.0);
     // b waits for a; the send (1 ns + 1000 ns) ends at 1011; c queues behind nothing then.
     assert_eq!(timeline.start_ns, vec![0, 10, 10, 1011]);
     assert_eq!(timeline.end_ns, vec![10, 30, 1011, 1016]);
@@ -237,4 +242,70 @@ fn in_decode_splitting_the_batch_re_reads_expert_weights() {
     assert!(step(Overlap::DualBatch) > step(Overlap::None));
     assert!(step(Overlap::Chunked) > step(Overlap::None));
     assert!(step(Overlap::FineGrained) < step(Overlap::None));
+}
+
+/// DeepEP's published H800 bandwidths (dispatch, combine) in GB/s and the simulated ones for a
+/// balanced DeepSeek-V3-shaped layer: `tokens` per GPU, hidden 7168, top-8 of 256 experts,
+/// FP8 dispatch and BF16 combine, contiguous placement on `ep` GPUs. Bandwidth is GPU 0's bytes
+/// over the link kind DeepEP reports (NVLink within one machine, RDMA across machines) divided
+/// by the simulated collective time.
+fn deepep_bandwidths(ep: usize, algorithm: AllToAll) -> (f64, f64) {
+    use crate::cost::DispatchPlan;
+    use crate::placement::{self, PlacementRequest};
+    use crate::trace::ExpertLoads;
+
+    let cluster = Cluster::preset_with_nodes("hgx-h800", ep / 8).unwrap();
+    let model = MoeModel::preset("deepseek-v3").unwrap();
+    let tokens = 4096.0;
+    let loads = ExpertLoads::new(256, vec![vec![tokens * ep as f64 * 8.0 / 256.0; 256]]).unwrap();
+    let mut request = PlacementRequest::new(&loads, ep);
+    request.num_nodes = ep / 8;
+    let placement = placement::strategy("contiguous")
+        .unwrap()
+        .place(&request)
+        .unwrap();
+    let plan = DispatchPlan::from_loads(&cluster, &placement, 0, loads.layer(0), 8).unwrap();
+    let layers = vec![LayerWork::from_plan(&plan, 7168.0, 2.0 * 7168.0)];
+    let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
+    // Calibration: DeepEP reaches about 160 of the H800's 200 GB/s NVLink per direction.
+    let config = SimConfig {
+        all_to_all: algorithm,
+        nvlink_efficiency: 0.8,
+        ..SimConfig::default()
+    };
+    let spec = StepSpec {
+        cluster: &cluster,
+        costs: &costs,
+        layers: &layers,
+        config: &config,
+    };
+    let layer = simulate_step(&spec, Overlap::None, "contiguous").layers[0].clone();
+    let reported = |matrix: &TrafficMatrix| -> f64 {
+        (1..ep)
+            .filter(|&dst| (ep == 8) == (cluster.node_of(dst) == 0))
+            .map(|dst| matrix.get(0, dst) as f64)
+            .sum()
+    };
+    (
+        reported(&layers[0].dispatch) / layer.dispatch_ns as f64,
+        reported(&layers[0].combine) / layer.combine_ns as f64,
+    )
+}
+
+#[test]
+fn deepep_normal_kernel_bandwidths_are_reproduced_within_15_percent() {
+    for (ep, algorithm, published) in [
+        (8, AllToAll::Direct, (153.0, 158.0)),
+        (32, AllToAll::Hierarchical, (58.0, 57.0)),
+        (64, AllToAll::Hierarchical, (51.0, 50.0)),
+    ] {
+        let simulated = deepep_bandwidths(ep, algorithm);
+        eprintln!("EP{ep}: simulated {simulated:?} GB/s, published {published:?}");
+        for (sim, real) in [(simulated.0, published.0), (simulated.1, published.1)] {
+            assert!(
+                (sim - real).abs() <= 0.15 * real,
+                "EP{ep}: {sim:.1} vs {real}"
+            );
+        }
+    }
 }
