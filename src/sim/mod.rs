@@ -13,7 +13,9 @@ pub mod step;
 mod tables;
 
 pub use config::{AllToAll, Overlap, SimConfig};
-pub use scenario_run::{SimOptions, SimResult, StrategySim, simulate_scenario, simulate_step};
+pub use scenario_run::{
+    SimOptions, SimResult, StrategySim, simulate_scenario, simulate_step, step_plans,
+};
 pub use tables::write_tables;
 
 #[cfg(test)]

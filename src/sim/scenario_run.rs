@@ -197,7 +197,7 @@ fn run_step(
 
 /// Per MoE layer, the dispatch plan of the step's tokens: the first `step_tokens` of a token
 /// trace, or aggregate loads rescaled to `step_tokens x top_k` (token, expert) pairs.
-fn step_plans(
+pub fn step_plans(
     cluster: &Cluster,
     placement: &Placement,
     trace: &Trace,
