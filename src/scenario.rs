@@ -183,6 +183,21 @@ file = "x.parquet"
     }
 
     #[test]
+    fn the_sim_table_is_optional_and_checked() {
+        let s = Scenario::parse(MINIMAL, Path::new("")).unwrap();
+        assert_eq!(s.sim, SimConfig::default());
+        let text =
+            format!("{MINIMAL}[sim]\noverlap = [\"dual-batch\"]\nall_to_all = \"hierarchical\"\n");
+        let s = Scenario::parse(&text, Path::new("")).unwrap();
+        assert_eq!(s.sim.overlap, vec![crate::sim::Overlap::DualBatch]);
+        assert_eq!(s.sim.all_to_all, crate::sim::AllToAll::Hierarchical);
+        assert_eq!(s.sim.chunks, 4);
+        let err =
+            Scenario::parse(&format!("{MINIMAL}[sim]\nchunks = 0\n"), Path::new("")).unwrap_err();
+        assert!(err.contains("sim.chunks"), "{err}");
+    }
+
+    #[test]
     fn the_embedded_quickstart_parses() {
         let s = Scenario::parse(QUICKSTART_TOML, Path::new("scenarios")).unwrap();
         assert_eq!(s.name, "quickstart");

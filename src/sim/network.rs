@@ -234,8 +234,8 @@ impl FlowNetwork {
                 heap.push(Reverse((OrdF64(current), i)));
                 continue;
             }
-            let on_link = self.link_flows[links[i] as usize].clone();
-            for flow in on_link {
+            for n in 0..self.link_flows[links[i] as usize].len() {
+                let flow = self.link_flows[links[i] as usize][n];
                 let k = flows.binary_search(&flow).unwrap_or(usize::MAX);
                 if k == usize::MAX || fixed[k] {
                     continue;

@@ -101,8 +101,8 @@ pub fn simulate_scenario(scenario: &Scenario, options: SimOptions) -> Result<Sim
     let step_tokens = gpus * scenario.tokens_per_gpu;
     let mut strategies = Vec::new();
     let mut events = Vec::new();
+    let loads = trace.expert_loads();
     for name in &scenario.placements {
-        let loads = trace.expert_loads();
         let mut request = PlacementRequest::new(&loads, gpus);
         request.num_nodes = cluster.num_nodes();
         let placement = placement::strategy(name)?.place(&request)?;

@@ -77,6 +77,34 @@ fn shared_ports_make_the_simulator_slower_than_the_analytical_bound() {
 }
 
 #[test]
+fn a_relayed_transfer_crosses_nvlink_then_the_rail_cut_through() {
+    // Two H800 machines. GPU 0 -> GPU 9 (machine 1, rail 1) relays through GPU 1 (machine 0,
+    // rail 1): NVLink (200 B/ns, 1000 ns) then the rail-1 RDMA route (NIC 50 B/ns, 2800 ns).
+    // Cut-through: the slowest link sets the rate, both latencies add: 50,000 B in
+    // 1000 + 1000 + 2800 ns.
+    let cluster = Cluster::preset("hgx-h800x2").unwrap();
+    let mut graph = TaskGraph::default();
+    let work = Work::Transfer {
+        src: 0,
+        dst: 9,
+        relay: Some(1),
+        bytes: 50_000,
+    };
+    graph.add(work, (), &[]);
+    let timeline = engine::run(&graph, &cluster, 1.0);
+    assert_eq!(timeline.end_ns, vec![4800]);
+    // Half-speed NVLink (100 B/ns) is still faster than the NIC: same time.
+    assert_eq!(engine::run(&graph, &cluster, 0.5).end_ns, vec![4800]);
+    let nic_links = timeline
+        .link_bytes
+        .iter()
+        .zip(cluster.links())
+        .filter(|(bytes, (_, link))| **bytes > 0 && link.name.contains("nic1"))
+        .count();
+    assert_eq!(nic_links, 4);
+}
+
+#[test]
 fn a_stream_runs_one_kernel_at_a_time_and_the_critical_path_follows_it() {
     let cluster = Cluster::preset("dgx-h100").unwrap();
     let mut graph = TaskGraph::default();
