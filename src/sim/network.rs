@@ -17,6 +17,9 @@ use std::collections::BinaryHeap;
 /// Index of a flow in its [`FlowNetwork`].
 pub type FlowId = u32;
 
+/// Relative rate change below which a flow keeps its rate and drain event.
+const RATE_TOLERANCE: f64 = 1e-12;
+
 /// Relative tolerance under which float noise never pushes a drain instant one ns later.
 const DRAIN_TOLERANCE: f64 = 1e-9;
 
@@ -57,8 +60,12 @@ pub struct FlowNetwork {
     dirty_links: Vec<u32>,
     /// Scratch: per link, the settle round that last visited it.
     link_mark: Vec<u32>,
+    /// Scratch: per link, its position in the current component (valid when marked this round).
+    link_slot: Vec<u32>,
     /// Scratch: per flow, the settle round that last visited it.
     flow_mark: Vec<u32>,
+    /// Scratch: per flow, the settle round that fixed its rate.
+    flow_fixed: Vec<u32>,
     round: u32,
 }
 
@@ -76,7 +83,9 @@ impl FlowNetwork {
             drains: BinaryHeap::new(),
             dirty_links: Vec::new(),
             link_mark: vec![0; links],
+            link_slot: vec![0; links],
             flow_mark: Vec::new(),
+            flow_fixed: Vec::new(),
             round: 0,
         }
     }
@@ -95,6 +104,7 @@ impl FlowNetwork {
             active: true,
         });
         self.flow_mark.push(0);
+        self.flow_fixed.push(0);
         self.flow_links.extend_from_slice(links);
         for &link in links {
             self.link_flows[link as usize].push(id);
@@ -139,8 +149,8 @@ impl FlowNetwork {
             return;
         }
         self.round += 1;
-        let (links, flows) = self.component();
-        self.water_fill(now_ns, &links, &flows);
+        let links = self.component();
+        self.water_fill(now_ns, &links);
     }
 
     /// Bytes sent over each link so far, by link index.
@@ -181,12 +191,12 @@ impl FlowNetwork {
         }
     }
 
-    /// The links and active flows reachable from the dirty links through shared links, each in
-    /// ascending order (so the result never depends on visiting order).
-    fn component(&mut self) -> (Vec<u32>, Vec<FlowId>) {
+    /// The links reachable from the dirty links through shared flows, in ascending order (so
+    /// the result never depends on visiting order), each with its position in `link_slot`.
+    fn component(&mut self) -> Vec<u32> {
         let round = self.round;
         let mut stack = std::mem::take(&mut self.dirty_links);
-        let (mut links, mut flows) = (Vec::new(), Vec::new());
+        let mut links = Vec::new();
         while let Some(link) = stack.pop() {
             if self.link_mark[link as usize] == round {
                 continue;
@@ -196,7 +206,6 @@ impl FlowNetwork {
             for &flow in &self.link_flows[link as usize] {
                 if self.flow_mark[flow as usize] != round {
                     self.flow_mark[flow as usize] = round;
-                    flows.push(flow);
                     stack.extend(
                         self.links_of(flow)
                             .iter()
@@ -206,21 +215,23 @@ impl FlowNetwork {
             }
         }
         links.sort_unstable();
-        flows.sort_unstable();
-        (links, flows)
+        for (slot, &link) in links.iter().enumerate() {
+            self.link_slot[link as usize] = slot as u32;
+        }
+        links
     }
 
     /// Progressive filling over one component: repeatedly the link offering the smallest equal
     /// share to its unfixed flows fixes them at that share (ties to the lower link index).
-    fn water_fill(&mut self, now_ns: u64, links: &[u32], flows: &[FlowId]) {
-        // Per component link: spare capacity and flows still unfixed, indexed via `slot`.
-        let slot = |link: u32| links.binary_search(&link).unwrap_or(usize::MAX);
+    /// Every active flow on a component link is in the component, so all get a rate.
+    fn water_fill(&mut self, now_ns: u64, links: &[u32]) {
+        let round = self.round;
+        // Per component link (by `link_slot`): spare capacity and flows still unfixed.
         let mut spare: Vec<f64> = links.iter().map(|&l| self.capacity[l as usize]).collect();
         let mut unfixed: Vec<u32> = links
             .iter()
             .map(|&l| self.link_flows[l as usize].len() as u32)
             .collect();
-        let mut fixed = vec![false; flows.len()];
         let mut heap: BinaryHeap<Reverse<(OrdF64, usize)>> = (0..links.len())
             .filter(|&i| unfixed[i] > 0)
             .map(|i| Reverse((OrdF64(spare[i] / f64::from(unfixed[i])), i)))
@@ -236,17 +247,16 @@ impl FlowNetwork {
             }
             for n in 0..self.link_flows[links[i] as usize].len() {
                 let flow = self.link_flows[links[i] as usize][n];
-                let k = flows.binary_search(&flow).unwrap_or(usize::MAX);
-                if k == usize::MAX || fixed[k] {
+                if self.flow_fixed[flow as usize] == round {
                     continue;
                 }
-                fixed[k] = true;
-                for &l in self.links_of(flow) {
-                    let j = slot(l);
-                    if j != usize::MAX {
-                        spare[j] = (spare[j] - share).max(0.0);
-                        unfixed[j] -= 1;
-                    }
+                self.flow_fixed[flow as usize] = round;
+                let f = &self.flows[flow as usize];
+                let start = f.links_start as usize;
+                for &l in &self.flow_links[start..start + f.links_len as usize] {
+                    let j = self.link_slot[l as usize] as usize;
+                    spare[j] = (spare[j] - share).max(0.0);
+                    unfixed[j] -= 1;
                 }
                 self.set_rate(now_ns, flow, share);
             }
@@ -256,7 +266,9 @@ impl FlowNetwork {
     /// Brings `flow`'s progress up to `now_ns` and, if its rate changes, schedules its drain.
     fn set_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
         let f = &mut self.flows[flow as usize];
-        if f.rate == rate && f.generation > 0 {
+        // Shares recomputed in a different order differ in their last bits: keep the old rate
+        // (and its drain event) unless it really changed.
+        if f.generation > 0 && (f.rate - rate).abs() <= RATE_TOLERANCE * f.rate {
             return;
         }
         f.remaining_bytes = (f.remaining_bytes - f.rate * (now_ns - f.updated_ns) as f64).max(0.0);
