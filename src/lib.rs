@@ -14,6 +14,7 @@ pub mod placement;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod sim;
 pub mod topology;
 pub mod trace;
 

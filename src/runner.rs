@@ -135,7 +135,7 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
 }
 
 /// Reads or generates the scenario's trace, and says where it came from.
-fn load_trace(scenario: &Scenario) -> Result<(Trace, String)> {
+pub(crate) fn load_trace(scenario: &Scenario) -> Result<(Trace, String)> {
     match &scenario.trace {
         TraceSource::File(path) => Ok((trace::load(path)?, path.display().to_string())),
         TraceSource::Synth(params) => {
@@ -151,7 +151,7 @@ fn load_trace(scenario: &Scenario) -> Result<(Trace, String)> {
 }
 
 /// The trace must come from (a model shaped like) the scenario's model.
-fn check_trace_fits_model(trace: &Trace, model: &MoeModel, source: &str) -> Result<()> {
+pub(crate) fn check_trace_fits_model(trace: &Trace, model: &MoeModel, source: &str) -> Result<()> {
     if trace.num_experts() != model.num_experts {
         return Err(Error::invalid(format!(
             "{source}: trace has {} experts per layer but model `{}` has {}",

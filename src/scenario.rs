@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result, describe_toml_error};
+use crate::sim::SimConfig;
 use crate::trace::synth::SynthParams;
 
 /// The scenario `moesim run` uses when given no file: `scenarios/quickstart.toml`, compiled in.
@@ -43,6 +44,9 @@ pub struct Scenario {
     /// Where and how results are written.
     #[serde(default)]
     pub outputs: OutputConfig,
+    /// Discrete-event simulation settings (`moesim simulate`).
+    #[serde(default)]
+    pub sim: SimConfig,
 }
 
 /// The routing trace of a scenario: a file, or parameters for the synthetic generator.
@@ -127,7 +131,7 @@ impl Scenario {
         if self.gpus == Some(0) {
             return Err("`gpus` must be at least 1".into());
         }
-        Ok(())
+        self.sim.check()
     }
 
     /// The report folder.
@@ -176,6 +180,21 @@ file = "x.parquet"
         let text = MINIMAL.replace("128", "0");
         let err = Scenario::parse(&text, Path::new("")).unwrap_err();
         assert!(err.contains("tokens_per_gpu"), "{err}");
+    }
+
+    #[test]
+    fn the_sim_table_is_optional_and_checked() {
+        let s = Scenario::parse(MINIMAL, Path::new("")).unwrap();
+        assert_eq!(s.sim, SimConfig::default());
+        let text =
+            format!("{MINIMAL}[sim]\noverlap = [\"dual-batch\"]\nall_to_all = \"hierarchical\"\n");
+        let s = Scenario::parse(&text, Path::new("")).unwrap();
+        assert_eq!(s.sim.overlap, vec![crate::sim::Overlap::DualBatch]);
+        assert_eq!(s.sim.all_to_all, crate::sim::AllToAll::Hierarchical);
+        assert_eq!(s.sim.chunks, 4);
+        let err =
+            Scenario::parse(&format!("{MINIMAL}[sim]\nchunks = 0\n"), Path::new("")).unwrap_err();
+        assert!(err.contains("sim.chunks"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod place;
 mod run;
+mod simulate;
 mod trace;
 
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 const EXAMPLES: &str = "\
 Examples:
   moesim run scenarios/quickstart.toml          run a scenario, write reports/quickstart/
+  moesim simulate scenarios/quickstart.toml --json   event-simulate one step per overlap strategy
   moesim trace import routing.npy -o t.parquet  import an ExFlow / vLLM / SGLang / CSV trace
   moesim trace stats t.parquet                  per-layer load imbalance, affinity, locality
   moesim trace stats t.parquet --json           the same as one JSON object, for scripts
@@ -42,6 +44,8 @@ enum Command {
     /// Place experts on GPUs with a strategy fitted to a trace (`place eval`: judge a
     /// placement on a trace).
     Place(place::PlaceArgs),
+    /// Simulate one step event by event per overlap strategy (JSON, Perfetto trace, Parquet).
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -58,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Trace(command) => command.execute(),
         Command::Run(args) => args.execute(),
         Command::Place(args) => args.execute(),
+        Command::Simulate(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,159 @@
+//! Discrete-event simulator speed on real-size workloads; prints its figures.
+//!
+//! 1. DeepSeek-V3, EP64 on 8 H800 machines, decode 128 tokens per GPU, all 58 MoE layers with
+//!    the shared DeepSeek decode loads (SGLang recorder), contiguous placement, no overlap and
+//!    low-latency all-to-all: wall time of one step (target < 0.2 s) and events per second
+//!    (target >= 5 M/s).
+//! 2. The same on EP256 (32 machines): peak resident memory.
+//! 3. switch-base-128 replay: all 40,800 tokens in steps of 4096, 8 H100s, 6 layers, every
+//!    overlap strategy (target < 2 s).
+//!
+//! Needs MOESIM_SHARED_DATA. `SIM_BENCH_LAYERS` (default 1, `all` for 58) and
+//! `SIM_BENCH_EP256=1` select the DeepSeek cases. Run: `cargo bench --bench sim`, or without a release build of the
+//! dependencies: `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo test --bench sim`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use moesim::model::MoeModel;
+use moesim::placement::{self, Placement, PlacementRequest};
+use moesim::sim::step::{LayerWork, StepSpec};
+use moesim::sim::{AllToAll, Overlap, SimConfig, kernels::KernelCosts, simulate_step, step_plans};
+use moesim::topology::Cluster;
+use moesim::trace::{self, Trace};
+
+fn shared(relative: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("MOESIM_SHARED_DATA")?;
+    Some(Path::new(&root).join(relative))
+}
+
+/// The layer work of one step of `tokens_per_gpu` per GPU of `trace` on `cluster`.
+fn work(
+    cluster: &Cluster,
+    model: &MoeModel,
+    trace: &Trace,
+    tokens_per_gpu: usize,
+) -> Vec<LayerWork> {
+    let loads = trace.expert_loads();
+    let mut request = PlacementRequest::new(&loads, cluster.num_gpus());
+    request.num_nodes = cluster.num_nodes();
+    let placement: Placement = placement::strategy("contiguous")
+        .and_then(|s| s.place(&request))
+        .expect("contiguous placement");
+    let plans = step_plans(
+        cluster,
+        &placement,
+        trace,
+        tokens_per_gpu * cluster.num_gpus(),
+        model.top_k,
+    )
+    .expect("plans");
+    let hidden = model.hidden_size as f64;
+    plans
+        .iter()
+        .map(|p| LayerWork::from_plan(p, hidden, 2.0 * hidden))
+        .collect()
+}
+
+/// Peak resident set size of this process, from /proc (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Simulates the first `max_layers` MoE layers (all 58 when `None`) of the decode step.
+fn deepseek_decode(nodes: usize, max_layers: Option<usize>) {
+    let Some(path) = shared("deepseek-v3-expert-load/decode_in1000out1000.json") else {
+        println!("skipping: MOESIM_SHARED_DATA not set");
+        return;
+    };
+    let Trace::Loads(mut loads) = trace::load(&path).expect("DeepSeek loads") else {
+        panic!("aggregate loads expected");
+    };
+    loads.drop_empty_layers();
+    let trace = Trace::Loads(loads);
+    let model = MoeModel::preset("deepseek-v3").expect("preset");
+    let cluster = Cluster::preset_with_nodes("hgx-h800", nodes).expect("cluster");
+    let mut layers = work(&cluster, &model, &trace, 128);
+    layers.truncate(max_layers.unwrap_or(layers.len()));
+    let costs = KernelCosts::new(&model, cluster.gpu_spec(0));
+    let config = SimConfig {
+        all_to_all: AllToAll::LowLatency,
+        ..SimConfig::default()
+    };
+    let spec = StepSpec {
+        cluster: &cluster,
+        costs: &costs,
+        layers: &layers,
+        config: &config,
+    };
+    let start = Instant::now();
+    let sim = simulate_step(&spec, Overlap::None, "contiguous");
+    let wall = start.elapsed().as_secs_f64();
+    println!(
+        "DeepSeek-V3 EP{} decode 128 tok/GPU, {} MoE layers: step {:.3} ms simulated, {:.3} s wall, {} events, {:.2} M events/s, peak RSS {:.0} MiB",
+        cluster.num_gpus(),
+        layers.len(),
+        sim.step_ns as f64 / 1e6,
+        wall,
+        sim.events,
+        sim.events as f64 / wall / 1e6,
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+}
+
+fn switch_replay() {
+    let Some(path) = shared("switch-top1/switch-base-128.trace.npy") else {
+        println!("skipping: MOESIM_SHARED_DATA not set");
+        return;
+    };
+    let Trace::Tokens(routing) = trace::load(&path).expect("switch trace") else {
+        panic!("token trace expected");
+    };
+    let model = MoeModel::preset("switch-base-128").expect("preset");
+    let cluster = Cluster::preset("dgx-h100").expect("cluster");
+    let costs = KernelCosts::new(&model, cluster.gpu_spec(0));
+    let config = SimConfig::default();
+    let start = Instant::now();
+    let (mut steps, mut events) = (0, 0);
+    for first in (0..routing.num_tokens()).step_by(4096) {
+        let batch =
+            Trace::Tokens(routing.slice_tokens(first..(first + 4096).min(routing.num_tokens())));
+        let layers = work(&cluster, &model, &batch, 512);
+        let spec = StepSpec {
+            cluster: &cluster,
+            costs: &costs,
+            layers: &layers,
+            config: &config,
+        };
+        for &overlap in &config.overlap {
+            events += simulate_step(&spec, overlap, "contiguous").events;
+        }
+        steps += 1;
+    }
+    println!(
+        "switch-base-128 replay: {} tokens, {steps} steps x 4 strategies, 8 GPUs: {:.3} s wall, {events} events",
+        routing.num_tokens(),
+        start.elapsed().as_secs_f64()
+    );
+}
+
+/// DeepSeek layers simulated unless `SIM_BENCH_LAYERS` says otherwise (`all` for the 58): the
+/// full step takes minutes today, far from the target.
+const DEFAULT_LAYERS: usize = 1;
+
+fn main() {
+    let max_layers = match std::env::var("SIM_BENCH_LAYERS").as_deref() {
+        Ok("all") => None,
+        Ok(n) => Some(n.parse().expect("SIM_BENCH_LAYERS: a layer count or `all`")),
+        Err(_) => Some(DEFAULT_LAYERS),
+    };
+    switch_replay();
+    deepseek_decode(8, max_layers);
+    // Last, so its peak RSS is the process's; opt-in (`SIM_BENCH_EP256=1`): over 5 minutes.
+    if std::env::var_os("SIM_BENCH_EP256").is_some() {
+        deepseek_decode(32, max_layers);
+    }
+}

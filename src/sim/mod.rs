@@ -1,0 +1,22 @@
+//! The discrete-event simulator: one model step as a graph of kernels on GPU streams and flows
+//! on the cluster's links ([`engine`], [`network`]), built per overlap strategy ([`step`]) from
+//! kernel costs ([`kernels`]), and broken down into where the time went ([`metrics`]).
+
+pub mod config;
+pub mod engine;
+pub mod kernels;
+pub mod metrics;
+pub mod network;
+pub mod perfetto;
+mod scenario_run;
+pub mod step;
+mod tables;
+
+pub use config::{AllToAll, Overlap, SimConfig};
+pub use scenario_run::{
+    SimOptions, SimResult, StrategySim, simulate_scenario, simulate_step, step_plans,
+};
+pub use tables::write_tables;
+
+#[cfg(test)]
+mod tests;

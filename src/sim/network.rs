@@ -1,0 +1,381 @@
+//! Flow-level network: every transfer is a flow over a fixed list of directed links, and the
+//! flows crossing a link share its bandwidth max-min fairly (progressive filling).
+//!
+//! Rates are recomputed only when flows start or drain, and only over the connected component
+//! (flows linked by shared links) the change touches; all changes made at one instant are
+//! settled together, so an all-to-all that starts every flow at once costs one recomputation.
+//!
+//! Time is integer nanoseconds. A flow's bytes drain at its current rate; its drain instant is
+//! rounded **up** to the next whole nanosecond (a flow never finishes early), and the bandwidth
+//! it held in that last fraction of a nanosecond is not handed to the others. Propagation latency
+//! is not modelled here: the engine adds the route latency once the last byte has left, so a
+//! lone flow of `B` bytes over a link of `G` GB/s with latency `L` takes `L + ceil(B / G)` ns.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Index of a flow in its [`FlowNetwork`].
+pub type FlowId = u32;
+
+/// Relative rate change below which a flow keeps its rate and drain event.
+const RATE_TOLERANCE: f64 = 1e-12;
+
+/// Relative tolerance under which float noise never pushes a drain instant one ns later.
+const DRAIN_TOLERANCE: f64 = 1e-9;
+
+/// One transfer in flight.
+#[derive(Debug, Clone)]
+struct Flow {
+    /// Start of its links in [`FlowNetwork::flow_links`].
+    links_start: u32,
+    /// Number of links it crosses.
+    links_len: u32,
+    /// Bytes not yet sent at `updated_ns`.
+    remaining_bytes: f64,
+    /// Current rate, bytes per ns (= GB/s).
+    rate: f64,
+    /// When `remaining_bytes` was last brought up to date.
+    updated_ns: u64,
+    /// Bumped at every rate change; drain events of older generations are stale.
+    generation: u32,
+    /// Still holding bandwidth.
+    active: bool,
+}
+
+/// Links with their capacities and the flows crossing them, plus the flows' drain events.
+#[derive(Debug, Clone)]
+pub struct FlowNetwork {
+    /// Per link, bytes per ns.
+    capacity: Vec<f64>,
+    /// Per link, the active flows crossing it (unordered).
+    link_flows: Vec<Vec<FlowId>>,
+    /// Per link, total bytes ever sent over it.
+    link_bytes: Vec<u64>,
+    flows: Vec<Flow>,
+    /// Concatenated link lists of all flows.
+    flow_links: Vec<u32>,
+    /// Pending drain instants: (ns, flow, generation).
+    drains: BinaryHeap<Reverse<(u64, FlowId, u32)>>,
+    /// Links whose flow set changed since the last [`FlowNetwork::settle`].
+    dirty_links: Vec<u32>,
+    /// Scratch: per link, the settle round that last visited it.
+    link_mark: Vec<u32>,
+    /// Scratch: per link, its position in the current component (valid when marked this round).
+    link_slot: Vec<u32>,
+    /// Scratch: per flow, the settle round that last visited it.
+    flow_mark: Vec<u32>,
+    /// Scratch: per flow, the settle round that fixed its rate.
+    flow_fixed: Vec<u32>,
+    round: u32,
+}
+
+impl FlowNetwork {
+    /// A network of links with the given bandwidths (GB/s, i.e. bytes per ns), all idle.
+    pub fn new(bandwidth_gbps: impl IntoIterator<Item = f64>) -> FlowNetwork {
+        let capacity: Vec<f64> = bandwidth_gbps.into_iter().collect();
+        let links = capacity.len();
+        FlowNetwork {
+            capacity,
+            link_flows: vec![Vec::new(); links],
+            link_bytes: vec![0; links],
+            flows: Vec::new(),
+            flow_links: Vec::new(),
+            drains: BinaryHeap::new(),
+            dirty_links: Vec::new(),
+            link_mark: vec![0; links],
+            link_slot: vec![0; links],
+            flow_mark: Vec::new(),
+            flow_fixed: Vec::new(),
+            round: 0,
+        }
+    }
+
+    /// Starts a flow of `bytes` (> 0) over `links` (non-empty, valid indices) at `now_ns`. Its
+    /// rate is set at the next [`FlowNetwork::settle`], which must run before time advances.
+    pub fn start(&mut self, now_ns: u64, links: &[u32], bytes: u64) -> FlowId {
+        let id = self.flows.len() as FlowId;
+        self.flows.push(Flow {
+            links_start: self.flow_links.len() as u32,
+            links_len: links.len() as u32,
+            remaining_bytes: bytes as f64,
+            rate: 0.0,
+            updated_ns: now_ns,
+            generation: 0,
+            active: true,
+        });
+        self.flow_mark.push(0);
+        self.flow_fixed.push(0);
+        self.flow_links.extend_from_slice(links);
+        for &link in links {
+            self.link_flows[link as usize].push(id);
+            self.link_bytes[link as usize] += bytes;
+            self.dirty_links.push(link);
+        }
+        id
+    }
+
+    /// The earliest pending drain instant, if any flow is active.
+    pub fn next_drain_ns(&mut self) -> Option<u64> {
+        while let Some(&Reverse((ns, flow, generation))) = self.drains.peek() {
+            if self.is_current(flow, generation) {
+                return Some(ns);
+            }
+            self.drains.pop();
+        }
+        None
+    }
+
+    /// Removes every flow that drains at `now_ns` and appends it to `drained` (in flow order).
+    /// Call [`FlowNetwork::settle`] afterwards to hand their bandwidth to the others.
+    pub fn drain_at(&mut self, now_ns: u64, drained: &mut Vec<FlowId>) {
+        let first = drained.len();
+        while let Some(&Reverse((ns, flow, generation))) = self.drains.peek() {
+            if ns > now_ns {
+                break;
+            }
+            self.drains.pop();
+            if self.is_current(flow, generation) {
+                self.remove(flow);
+                drained.push(flow);
+            }
+        }
+        drained[first..].sort_unstable();
+    }
+
+    /// Recomputes the max-min fair rates of the flows connected to links changed since the last
+    /// call, and schedules their drains. Flows whose rate is unchanged keep their drain event.
+    pub fn settle(&mut self, now_ns: u64) {
+        if self.dirty_links.is_empty() {
+            return;
+        }
+        self.round += 1;
+        let links = self.component();
+        self.water_fill(now_ns, &links);
+    }
+
+    /// Bytes sent over each link so far, by link index.
+    pub fn link_bytes(&self) -> &[u64] {
+        &self.link_bytes
+    }
+
+    /// The current rate of `flow`, bytes per ns (0 once drained).
+    pub fn rate(&self, flow: FlowId) -> f64 {
+        let f = &self.flows[flow as usize];
+        if f.active { f.rate } else { 0.0 }
+    }
+
+    fn is_current(&self, flow: FlowId, generation: u32) -> bool {
+        let f = &self.flows[flow as usize];
+        f.active && f.generation == generation
+    }
+
+    fn links_of(&self, flow: FlowId) -> &[u32] {
+        let f = &self.flows[flow as usize];
+        let start = f.links_start as usize;
+        &self.flow_links[start..start + f.links_len as usize]
+    }
+
+    /// Takes a drained flow off its links.
+    fn remove(&mut self, flow: FlowId) {
+        self.flows[flow as usize].active = false;
+        self.flows[flow as usize].remaining_bytes = 0.0;
+        let f = &self.flows[flow as usize];
+        let start = f.links_start as usize;
+        for i in start..start + f.links_len as usize {
+            let link = self.flow_links[i];
+            let on_link = &mut self.link_flows[link as usize];
+            if let Some(pos) = on_link.iter().position(|&g| g == flow) {
+                on_link.swap_remove(pos);
+            }
+            self.dirty_links.push(link);
+        }
+    }
+
+    /// The links reachable from the dirty links through shared flows, in ascending order (so
+    /// the result never depends on visiting order), each with its position in `link_slot`.
+    fn component(&mut self) -> Vec<u32> {
+        let round = self.round;
+        let mut stack = std::mem::take(&mut self.dirty_links);
+        let mut links = Vec::new();
+        while let Some(link) = stack.pop() {
+            if self.link_mark[link as usize] == round {
+                continue;
+            }
+            self.link_mark[link as usize] = round;
+            links.push(link);
+            for &flow in &self.link_flows[link as usize] {
+                if self.flow_mark[flow as usize] != round {
+                    self.flow_mark[flow as usize] = round;
+                    stack.extend(
+                        self.links_of(flow)
+                            .iter()
+                            .filter(|&&l| self.link_mark[l as usize] != round),
+                    );
+                }
+            }
+        }
+        links.sort_unstable();
+        for (slot, &link) in links.iter().enumerate() {
+            self.link_slot[link as usize] = slot as u32;
+        }
+        links
+    }
+
+    /// Progressive filling over one component: repeatedly the link offering the smallest equal
+    /// share to its unfixed flows fixes them at that share (ties to the lower link index).
+    /// Every active flow on a component link is in the component, so all get a rate.
+    fn water_fill(&mut self, now_ns: u64, links: &[u32]) {
+        let round = self.round;
+        // Per component link (by `link_slot`): spare capacity and flows still unfixed.
+        let mut spare: Vec<f64> = links.iter().map(|&l| self.capacity[l as usize]).collect();
+        let mut unfixed: Vec<u32> = links
+            .iter()
+            .map(|&l| self.link_flows[l as usize].len() as u32)
+            .collect();
+        let mut heap: BinaryHeap<Reverse<(OrdF64, usize)>> = (0..links.len())
+            .filter(|&i| unfixed[i] > 0)
+            .map(|i| Reverse((OrdF64(spare[i] / f64::from(unfixed[i])), i)))
+            .collect();
+        while let Some(Reverse((OrdF64(share), i))) = heap.pop() {
+            if unfixed[i] == 0 {
+                continue;
+            }
+            let current = spare[i] / f64::from(unfixed[i]);
+            if current != share {
+                heap.push(Reverse((OrdF64(current), i)));
+                continue;
+            }
+            for n in 0..self.link_flows[links[i] as usize].len() {
+                let flow = self.link_flows[links[i] as usize][n];
+                if self.flow_fixed[flow as usize] == round {
+                    continue;
+                }
+                self.flow_fixed[flow as usize] = round;
+                let f = &self.flows[flow as usize];
+                let start = f.links_start as usize;
+                for &l in &self.flow_links[start..start + f.links_len as usize] {
+                    let j = self.link_slot[l as usize] as usize;
+                    spare[j] = (spare[j] - share).max(0.0);
+                    unfixed[j] -= 1;
+                }
+                self.set_rate(now_ns, flow, share);
+            }
+        }
+    }
+
+    /// Brings `flow`'s progress up to `now_ns` and, if its rate changes, schedules its drain.
+    fn set_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
+        let f = &mut self.flows[flow as usize];
+        // Shares recomputed in a different order differ in their last bits: keep the old rate
+        // (and its drain event) unless it really changed.
+        if f.generation > 0 && (f.rate - rate).abs() <= RATE_TOLERANCE * f.rate {
+            return;
+        }
+        f.remaining_bytes = (f.remaining_bytes - f.rate * (now_ns - f.updated_ns) as f64).max(0.0);
+        f.updated_ns = now_ns;
+        f.rate = rate;
+        f.generation += 1;
+        let left_ns = f.remaining_bytes / rate * (1.0 - DRAIN_TOLERANCE);
+        let drain_ns = now_ns + left_ns.ceil() as u64;
+        self.drains.push(Reverse((drain_ns, flow, f.generation)));
+    }
+}
+
+/// An `f64` ordered by `total_cmp`, for heaps of shares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrdF64(f64);
+
+impl Eq for OrdF64 {}
+
+impl PartialOrd for OrdF64 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdF64 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the network to quiescence and returns each flow's drain instant.
+    fn run(net: &mut FlowNetwork, starts: &[(u64, Vec<u32>, u64)]) -> Vec<u64> {
+        let mut done = vec![0; starts.len()];
+        let mut next_start = 0;
+        let mut drained = Vec::new();
+        loop {
+            let start_ns = starts.get(next_start).map(|s| s.0);
+            let now = match (start_ns, net.next_drain_ns()) {
+                (Some(s), Some(d)) => s.min(d),
+                (Some(s), None) => s,
+                (None, Some(d)) => d,
+                (None, None) => break,
+            };
+            drained.clear();
+            net.drain_at(now, &mut drained);
+            for &flow in &drained {
+                done[flow as usize] = now;
+            }
+            while next_start < starts.len() && starts[next_start].0 == now {
+                let (_, links, bytes) = &starts[next_start];
+                net.start(now, links, *bytes);
+                next_start += 1;
+            }
+            net.settle(now);
+        }
+        done
+    }
+
+    #[test]
+    fn a_lone_flow_takes_bytes_over_bandwidth_rounded_up() {
+        let mut net = FlowNetwork::new([50.0]);
+        // 1000 B at 50 B/ns: 20 ns exactly; 1001 B: 20.02 ns, rounded up to 21.
+        assert_eq!(run(&mut net, &[(0, vec![0], 1000)]), vec![20]);
+        let mut net = FlowNetwork::new([50.0]);
+        assert_eq!(run(&mut net, &[(5, vec![0], 1001)]), vec![26]);
+    }
+
+    #[test]
+    fn two_flows_share_a_link_and_a_third_re_divides() {
+        // Link 0 at 90 B/ns. Flows A and B (900 B each) start at 0: 45 B/ns each.
+        // At 10 ns each has 450 B left; C (300 B) joins: 30 B/ns each.
+        // C drains at 10 + 300/30 = 20 ns; A and B have 150 B left, now 45 B/ns each:
+        // 20 + 150/45 = 23.33 -> 24 ns.
+        let mut net = FlowNetwork::new([90.0]);
+        let done = run(
+            &mut net,
+            &[(0, vec![0], 900), (0, vec![0], 900), (10, vec![0], 300)],
+        );
+        assert_eq!(done, vec![24, 24, 20]);
+        assert_eq!(net.link_bytes(), &[2100]);
+    }
+
+    #[test]
+    fn max_min_gives_a_flow_bottlenecked_elsewhere_only_its_share() {
+        // Link 0: 100 B/ns shared by A (links 0, 1) and B (link 0); link 1: 20 B/ns.
+        // A is held to 20 by link 1; B gets the other 80 of link 0.
+        let mut net = FlowNetwork::new([100.0, 20.0]);
+        let a = net.start(0, &[0, 1], 2000);
+        let b = net.start(0, &[0], 8000);
+        net.settle(0);
+        assert_eq!((net.rate(a), net.rate(b)), (20.0, 80.0));
+        assert_eq!(net.next_drain_ns(), Some(100));
+        let mut drained = Vec::new();
+        net.drain_at(100, &mut drained);
+        net.settle(100);
+        assert_eq!(drained, vec![a, b]);
+        assert_eq!(net.next_drain_ns(), None);
+    }
+
+    #[test]
+    fn disjoint_flows_do_not_disturb_each_other() {
+        let mut net = FlowNetwork::new([10.0, 10.0]);
+        let done = run(&mut net, &[(0, vec![0], 100), (3, vec![1], 50)]);
+        assert_eq!(done, vec![10, 8]);
+    }
+}

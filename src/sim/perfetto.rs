@@ -1,0 +1,97 @@
+//! The simulated timeline as a Chrome trace (JSON "trace event format"), which
+//! ui.perfetto.dev and chrome://tracing open: one process per simulated strategy, with one
+//! track per GPU stream (a slice per kernel) and one per link that carried bytes (a slice per
+//! busy interval, overlapping transfers merged). Times are microseconds, as the format wants.
+
+use serde_json::{Value, json};
+
+use super::engine::{TaskGraph, Timeline, Work, transfer_routes};
+use super::step::{Label, Phase};
+use crate::topology::Cluster;
+
+/// Track ids of links start here, after any GPU stream's.
+const LINK_TRACK_BASE: usize = 1_000_000;
+
+/// Appends the events of one simulated step to `events`, as process `pid` named `name`.
+pub fn append_events(
+    events: &mut Vec<Value>,
+    pid: usize,
+    name: &str,
+    graph: &TaskGraph<Label>,
+    timeline: &Timeline,
+    cluster: &Cluster,
+) {
+    events.push(meta("process_name", pid, 0, name));
+    for gpu in 0..cluster.num_gpus() {
+        events.push(meta("thread_name", pid, gpu, &format!("gpu{gpu} compute")));
+    }
+    let mut link_busy: Vec<Vec<(u64, u64)>> = vec![Vec::new(); cluster.num_links()];
+    for id in 0..graph.len() as u32 {
+        let task = graph.task(id);
+        let (start, end) = (timeline.start_ns[id as usize], timeline.end_ns[id as usize]);
+        match task.work {
+            Work::Compute { gpu, .. } => {
+                let name = format!("L{} {}", task.label.layer, phase_name(task.label.phase));
+                events.push(slice(&name, pid, gpu as usize, start, end));
+            }
+            Work::Transfer {
+                src,
+                dst,
+                relay,
+                bytes,
+            } if bytes > 0 => {
+                for route in transfer_routes(cluster, src, dst, relay) {
+                    for link in &route.links {
+                        link_busy[link.index()].push((start, end));
+                    }
+                }
+            }
+            Work::Transfer { .. } | Work::Join => {}
+        }
+    }
+    for (id, link) in cluster.links() {
+        let intervals = &mut link_busy[id.index()];
+        if intervals.is_empty() {
+            continue;
+        }
+        let tid = LINK_TRACK_BASE + id.index();
+        events.push(meta("thread_name", pid, tid, &link.name));
+        intervals.sort_unstable();
+        let mut current = intervals[0];
+        for &(start, end) in &intervals[1..] {
+            if start <= current.1 {
+                current.1 = current.1.max(end);
+            } else {
+                events.push(slice("busy", pid, tid, current.0, current.1));
+                current = (start, end);
+            }
+        }
+        events.push(slice("busy", pid, tid, current.0, current.1));
+    }
+}
+
+/// The whole trace document around `events`.
+pub fn document(events: Vec<Value>) -> Value {
+    json!({ "traceEvents": events, "displayTimeUnit": "ns" })
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Attention => "attention",
+        Phase::Dispatch => "dispatch",
+        Phase::Expert => "experts",
+        Phase::Combine => "combine",
+        Phase::Sync => "sync",
+    }
+}
+
+fn slice(name: &str, pid: usize, tid: usize, start_ns: u64, end_ns: u64) -> Value {
+    json!({
+        "name": name, "ph": "X", "pid": pid, "tid": tid,
+        "ts": start_ns as f64 / 1e3, "dur": (end_ns - start_ns) as f64 / 1e3,
+    })
+}
+
+fn meta(kind: &str, pid: usize, tid: usize, name: &str) -> Value {
+    json!({ "name": kind, "ph": "M", "pid": pid, "tid": tid, "args": { "name": name } })
+}

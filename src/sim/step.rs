@@ -1,0 +1,239 @@
+//! Builds the task graph of one model step: for every MoE layer and micro-batch, attention and
+//! gate on each GPU (data-parallel attention), the dispatch all-to-all, the routed experts'
+//! grouped GEMM beside the shared experts, and the combine all-to-all, shaped by the overlap
+//! strategy and the all-to-all algorithm.
+//!
+//! Splitting (micro-batches, chunks, tiles) divides every token count and every pair's bytes
+//! evenly (bytes rounded up per pair), as the per-layer plan only knows totals.
+
+use super::config::{AllToAll, Overlap, SimConfig};
+use super::engine::{TaskGraph, TaskId, Work};
+use super::kernels::KernelCosts;
+use crate::cost::{DispatchPlan, TrafficMatrix};
+use crate::topology::Cluster;
+
+/// Which part of a layer a task belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Attention and gate.
+    Attention,
+    /// Dispatch all-to-all.
+    Dispatch,
+    /// Routed and shared experts.
+    Expert,
+    /// Combine all-to-all.
+    Combine,
+    /// Zero-time synchronisation points.
+    Sync,
+}
+
+/// The label of every task: its MoE layer (index among the simulated layers) and phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Label {
+    /// MoE layer index.
+    pub layer: u32,
+    /// Part of the layer.
+    pub phase: Phase,
+}
+
+/// What one MoE layer of one step moves and computes.
+#[derive(Debug, Clone)]
+pub struct LayerWork {
+    /// Dispatch bytes per GPU pair.
+    pub dispatch: TrafficMatrix,
+    /// Combine bytes per GPU pair (expert holder to token owner).
+    pub combine: TrafficMatrix,
+    /// Per GPU, tokens of each expert it holds.
+    pub expert_tokens: Vec<Vec<f64>>,
+    /// Per GPU, the tokens that start there.
+    pub source_tokens: Vec<f64>,
+}
+
+impl LayerWork {
+    /// The work of `plan` with `dispatch_bytes_per_token` and `combine_bytes_per_token` per
+    /// token and destination GPU.
+    pub fn from_plan(
+        plan: &DispatchPlan,
+        dispatch_bytes_per_token: f64,
+        combine_bytes_per_token: f64,
+    ) -> LayerWork {
+        LayerWork {
+            dispatch: plan.dispatch_traffic(dispatch_bytes_per_token),
+            combine: plan.combine_traffic(combine_bytes_per_token),
+            expert_tokens: plan.expert_tokens.clone(),
+            source_tokens: plan.source_tokens.clone(),
+        }
+    }
+}
+
+/// Everything a step graph is built from.
+pub struct StepSpec<'a> {
+    /// Where it runs.
+    pub cluster: &'a Cluster,
+    /// Kernel durations.
+    pub costs: &'a KernelCosts,
+    /// Per MoE layer, in order.
+    pub layers: &'a [LayerWork],
+    /// Chunks, tiles, algorithm, SMs taken by communication.
+    pub config: &'a SimConfig,
+}
+
+/// The task graph of one step under `overlap`.
+pub fn build(spec: &StepSpec, overlap: Overlap) -> TaskGraph<Label> {
+    Builder::new(spec, overlap).build()
+}
+
+struct Builder<'s, 'a> {
+    spec: &'s StepSpec<'a>,
+    overlap: Overlap,
+    graph: TaskGraph<Label>,
+    /// Micro-batches.
+    batches: usize,
+    /// Pieces each micro-batch's all-to-all and experts are cut into.
+    pieces: usize,
+    /// Compute slowdown while communication kernels hold SMs.
+    sm_slowdown: f64,
+}
+
+impl<'s, 'a> Builder<'s, 'a> {
+    fn new(spec: &'s StepSpec<'a>, overlap: Overlap) -> Self {
+        let (batches, pieces) = match overlap {
+            Overlap::None => (1, 1),
+            Overlap::DualBatch => (2, 1),
+            Overlap::Chunked => (1, spec.config.chunks as usize),
+            Overlap::FineGrained => (1, spec.config.tiles as usize),
+        };
+        let sms = f64::from(spec.costs.sm_count());
+        let taken = f64::from(spec.config.comm_sms).min(sms - 1.0);
+        let sm_slowdown =
+            if overlap == Overlap::None || spec.config.all_to_all == AllToAll::LowLatency {
+                1.0
+            } else {
+                sms / (sms - taken)
+            };
+        Builder {
+            spec,
+            overlap,
+            graph: TaskGraph::default(),
+            batches,
+            pieces,
+            sm_slowdown,
+        }
+    }
+
+    fn build(mut self) -> TaskGraph<Label> {
+        let gpus = self.spec.cluster.num_gpus();
+        let mut ready: Vec<Vec<TaskId>> = vec![Vec::new(); self.batches * gpus];
+        for (layer, work) in self.spec.layers.iter().enumerate() {
+            for batch in 0..self.batches {
+                let deps = &mut ready[batch * gpus..(batch + 1) * gpus];
+                let ends = self.layer(layer as u32, work, deps);
+                for (gpu, end) in ends.into_iter().enumerate() {
+                    deps[gpu] = vec![end];
+                }
+            }
+        }
+        self.graph
+    }
+
+    /// One micro-batch of one layer; `deps[gpu]` are the tasks GPU `gpu` waits for first.
+    /// Returns each GPU's end-of-layer join.
+    fn layer(&mut self, layer: u32, work: &LayerWork, deps: &[Vec<TaskId>]) -> Vec<TaskId> {
+        let gpus = deps.len();
+        let costs = self.spec.costs;
+        let batch_share = 1.0 / self.batches as f64;
+        let piece_share = batch_share / self.pieces as f64;
+        let label = |phase| Label { layer, phase };
+        let gate: Vec<TaskId> = (0..gpus)
+            .map(|gpu| {
+                let ns = costs.attention_ns(work.source_tokens[gpu] * batch_share);
+                self.compute(gpu, ns, label(Phase::Attention), &deps[gpu])
+            })
+            .collect();
+        let mut ends: Vec<Vec<TaskId>> = (0..gpus)
+            .map(|gpu| {
+                let ns = costs.shared_ns(work.source_tokens[gpu] * batch_share);
+                vec![self.compute(gpu, ns, label(Phase::Expert), &[gate[gpu]])]
+            })
+            .collect();
+        for _ in 0..self.pieces {
+            let mut arrived: Vec<Vec<TaskId>> = gate.iter().map(|&g| vec![g]).collect();
+            for (src, dst, bytes) in work.dispatch.pairs() {
+                let bytes = (bytes as f64 * piece_share).ceil() as u64;
+                let t = self.transfer(src, dst, bytes, label(Phase::Dispatch), gate[src]);
+                arrived[dst].push(t);
+            }
+            let experts: Vec<TaskId> = (0..gpus)
+                .map(|gpu| {
+                    let join = self
+                        .graph
+                        .add(Work::Join, label(Phase::Sync), &arrived[gpu]);
+                    let ns = self.expert_ns(&work.expert_tokens[gpu], batch_share);
+                    self.compute(gpu, ns, label(Phase::Expert), &[join])
+                })
+                .collect();
+            for (gpu, &expert) in experts.iter().enumerate() {
+                ends[gpu].push(expert);
+            }
+            for (src, dst, bytes) in work.combine.pairs() {
+                let bytes = (bytes as f64 * piece_share).ceil() as u64;
+                let t = self.transfer(src, dst, bytes, label(Phase::Combine), experts[src]);
+                ends[dst].push(t);
+            }
+        }
+        ends.iter()
+            .map(|deps| self.graph.add(Work::Join, label(Phase::Sync), deps))
+            .collect()
+    }
+
+    /// One piece of a GPU's routed experts for a micro-batch holding `batch_share` of the tokens.
+    fn expert_ns(&self, expert_tokens: &[f64], batch_share: f64) -> u64 {
+        let costs = self.spec.costs;
+        let pieces = self.pieces as f64;
+        match self.overlap {
+            // One fused kernel cut into equal tiles: weights read once in all.
+            Overlap::FineGrained => {
+                let whole = costs.routed_ns(expert_tokens.iter().map(|t| t * batch_share));
+                (whole as f64 / pieces).ceil() as u64
+            }
+            // A separate grouped GEMM per piece.
+            _ => costs.routed_ns(expert_tokens.iter().map(|t| t * batch_share / pieces)),
+        }
+    }
+
+    /// A kernel on GPU `gpu`'s compute stream, slowed while communication holds SMs.
+    fn compute(&mut self, gpu: usize, ns: u64, label: Label, deps: &[TaskId]) -> TaskId {
+        let duration_ns = (ns as f64 * self.sm_slowdown).ceil() as u64;
+        let work = Work::Compute {
+            gpu: gpu as u32,
+            stream: 0,
+            duration_ns,
+        };
+        self.graph.add(work, label, deps)
+    }
+
+    /// `bytes` from `src` to `dst` after `dep`, following the all-to-all algorithm.
+    fn transfer(
+        &mut self,
+        src: usize,
+        dst: usize,
+        bytes: u64,
+        label: Label,
+        dep: TaskId,
+    ) -> TaskId {
+        let cluster = self.spec.cluster;
+        let per_node = cluster.gpus_per_node();
+        let relay = cluster.node_of(src) * per_node + dst % per_node;
+        let relay = (self.spec.config.all_to_all == AllToAll::Hierarchical
+            && cluster.node_of(src) != cluster.node_of(dst)
+            && relay != src)
+            .then_some(relay as u32);
+        let work = Work::Transfer {
+            src: src as u32,
+            dst: dst as u32,
+            relay,
+            bytes,
+        };
+        self.graph.add(work, label, &[dep])
+    }
+}

@@ -1,0 +1,339 @@
+//! Engine and step tests with hand-computed times on the DGX H100 preset: every GPU has one
+//! NVLink port per direction to the NVSwitch at 450 GB/s (450 B/ns), 500 ns latency each, so a
+//! GPU-to-GPU route is two links and 1000 ns.
+
+use super::engine::{self, TaskGraph, Work};
+use super::step::{LayerWork, StepSpec};
+use super::*;
+use crate::cost::{TrafficMatrix, all_to_all};
+use crate::model::MoeModel;
+use crate::topology::Cluster;
+
+fn transfer(src: u32, dst: u32, bytes: u64) -> Work {
+    Work::Transfer {
+        src,
+        dst,
+        relay: None,
+        bytes,
+    }
+}
+
+/// Runs one transfer per pair of `traffic`, all at time 0; returns the makespan.
+fn all_to_all_ns(cluster: &Cluster, traffic: &TrafficMatrix) -> u64 {
+    let mut graph = TaskGraph::default();
+    for (src, dst, bytes) in traffic.pairs() {
+        graph.add(transfer(src as u32, dst as u32, bytes), (), &[]);
+    }
+    engine::run(&graph, cluster, 1.0).makespan_ns()
+}
+
+#[test]
+fn a_lone_transfer_takes_latency_plus_bytes_over_bandwidth() {
+    let cluster = Cluster::preset("dgx-h100").unwrap();
+    let mut graph = TaskGraph::default();
+    // 450,000 B at 450 B/ns: 1000 ns, plus the 1000 ns route latency.
+    graph.add(transfer(0, 1, 450_000), (), &[]);
+    // 1 B more: 1000.002 ns, rounded up.
+    graph.add(transfer(2, 3, 450_001), (), &[]);
+    let timeline = engine::run(&graph, &cluster, 1.0);
+    assert_eq!(timeline.end_ns, vec![2000, 2001]);
+}
+
+#[test]
+fn uniform_all_to_all_on_nvswitch_matches_the_closed_form_and_the_analytical_tier() {
+    let cluster = Cluster::preset("dgx-h100").unwrap();
+    let per_pair = 450_000;
+    let mut traffic = TrafficMatrix::zeros(8);
+    for src in 0..8 {
+        for dst in 0..8 {
+            traffic.add(src, dst, per_pair);
+        }
+    }
+    // Each port carries 7 flows at 450 / 7 B/ns: 7 x 1000 ns, plus 1000 ns latency.
+    let simulated = all_to_all_ns(&cluster, &traffic);
+    assert_eq!(simulated, 8000);
+    let analytical = all_to_all(&cluster, &traffic).unwrap().time_ns;
+    assert!(
+        simulated.abs_diff(analytical) * 20 <= analytical,
+        "{simulated} vs {analytical}"
+    );
+}
+
+#[test]
+fn shared_ports_make_the_simulator_slower_than_the_analytical_bound() {
+    // Sizes in units of 450,000 B (1000 ns at a full port). Flows 2->0 (3), 2->3 (2), 3->0 (2),
+    // 3->1 (1), 3->2 (1). Busiest ports carry 5 units: the analytical tier says 5000 + 1000 ns.
+    // Max-min: GPU 3's egress splits three ways (1/3 each); 2->0 and 2->3 get 1/2. At 3000 ns
+    // 3->1 and 3->2 drain; 2->3 drains at 4000; 3->0 shares GPU 0's ingress at 1/2 and drains
+    // at 5000; 2->0 then runs alone and drains at 5500: 6500 ns with latency.
+    let cluster = Cluster::preset("dgx-h100").unwrap();
+    let unit = 450_000;
+    let mut traffic = TrafficMatrix::zeros(8);
+    for (src, dst, units) in [(2, 0, 3), (2, 3, 2), (3, 0, 2), (3, 1, 1), (3, 2, 1)] {
+        traffic.add(src, dst, units * unit);
+    }
+    assert_eq!(all_to_all(&cluster, &traffic).unwrap().time_ns, 6000);
+    assert_eq!(all_to_all_ns(&cluster, &traffic), 6500);
+}
+
+#[test]
+fn a_relayed_transfer_crosses_nvlink_then_the_rail_cut_through() {
+    // Two H800 machines. GPU 0 -> GPU 9 (machine 1, rail 1) relays through GPU 1 (machine 0,
+    // rail 1): NVLink (200 B/ns, 1000 ns) then the rail-1 RDMA route (NIC 50 B/ns, 2800 ns).
+    // Cut-through: the slowest link sets the rate, both latencies add: 50,000 B in
+    // 1000 + 1000 + 2800 ns.
+    let cluster = Cluster::preset("hgx-h800x2").unwrap();
+    let mut graph = TaskGraph::default();
+    let work = Work::Transfer {
+        src: 0,
+        dst: 9,
+        relay: Some(1),
+        bytes: 50_000,
+    };
+    graph.add(work, (), &[]);
+    let timeline = engine::run(&graph, &cluster, 1.0);
+    assert_eq!(timeline.end_ns, vec![4800]);
+    // Half-speed NVLink (100 B/ns) is still faster than the NIC: same time.
+    assert_eq!(engine::run(&graph, &cluster, 0.5).end_ns, vec![4800]);
+    let nic_links = timeline
+        .link_bytes
+        .iter()
+        .zip(cluster.links())
+        .filter(|(bytes, (_, link))| **bytes > 0 && link.name.contains("nic1"))
+        .count();
+    assert_eq!(nic_links, 4);
+}
+
+#[test]
+fn a_stream_runs_one_kernel_at_a_time_and_the_critical_path_follows_it() {
+    let cluster = Cluster::preset("dgx-h100").unwrap();
+    let mut graph = TaskGraph::default();
+    let kernel = |ns| Work::Compute {
+        gpu: 0,
+        stream: 0,
+        duration_ns: ns,
+    };
+    let a = graph.add(kernel(10), (), &[]);
+    let b = graph.add(kernel(20), (), &[]);
+    let send = graph.add(transfer(0, 1, 450), (), &[a]);
+    let c = graph.add(kernel(5), (), &[send]);
+    let timeline = engine::run(&graph, &cluster, 1.0);
+    // b waits for a; the send (1 ns + 1000 ns) ends at 1011; c queues behind nothing then.
+    assert_eq!(timeline.start_ns, vec![0, 10, 10, 1011]);
+    assert_eq!(timeline.end_ns, vec![10, 30, 1011, 1016]);
+    assert_eq!(timeline.critical_path(), vec![a, send, c]);
+    assert_eq!(timeline.critical_pred[b as usize], Some(a));
+}
+
+/// DeepSeek-V3 on one H800 machine: `layers` layers of uniform traffic, `tokens` per GPU.
+fn uniform_layers(cluster: &Cluster, layers: usize, tokens: u64) -> Vec<LayerWork> {
+    let gpus = cluster.num_gpus();
+    // Each token goes to 8 experts, one per GPU: every pair carries the token once.
+    let mut dispatch = TrafficMatrix::zeros(gpus);
+    let mut combine = TrafficMatrix::zeros(gpus);
+    for src in 0..gpus {
+        for dst in 0..gpus {
+            dispatch.add(src, dst, tokens * 7168);
+            combine.add(src, dst, tokens * 7168 * 2);
+        }
+    }
+    let work = LayerWork {
+        dispatch,
+        combine,
+        // 32 experts per GPU, 1024 (token, expert) pairs per GPU: 32 each.
+        expert_tokens: vec![vec![tokens as f64 / 4.0; 32]; gpus],
+        source_tokens: vec![tokens as f64; gpus],
+    };
+    vec![work; layers]
+}
+
+#[test]
+fn the_step_breakdown_adds_up_and_runs_are_deterministic() {
+    let cluster = Cluster::preset("hgx-h800").unwrap();
+    let model = MoeModel::preset("deepseek-v3").unwrap();
+    let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
+    let layers = uniform_layers(&cluster, 2, 128);
+    let config = SimConfig::default();
+    let spec = StepSpec {
+        cluster: &cluster,
+        costs: &costs,
+        layers: &layers,
+        config: &config,
+    };
+    for overlap in config.overlap.clone() {
+        let sim = simulate_step(&spec, overlap, "p");
+        let parts: u64 = sim
+            .layers
+            .iter()
+            .map(|l| l.attention_ns + l.dispatch_ns + l.expert_ns + l.combine_ns)
+            .sum();
+        assert_eq!(parts, sim.step_ns, "{}", overlap.name());
+        let again = simulate_step(&spec, overlap, "p");
+        assert_eq!(
+            serde_json::to_string(&sim).unwrap(),
+            serde_json::to_string(&again).unwrap()
+        );
+    }
+}
+
+#[test]
+fn without_overlap_a_layer_is_attention_then_dispatch_experts_combine() {
+    let cluster = Cluster::preset("hgx-h800").unwrap();
+    let model = MoeModel::preset("deepseek-v3").unwrap();
+    let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
+    let layers = uniform_layers(&cluster, 1, 128);
+    let config = SimConfig::default();
+    let spec = StepSpec {
+        cluster: &cluster,
+        costs: &costs,
+        layers: &layers,
+        config: &config,
+    };
+    let sim = simulate_step(&spec, Overlap::None, "p");
+    let layer = &sim.layers[0];
+    assert_eq!(layer.attention_ns, costs.attention_ns(128.0));
+    // Dispatch: each H800 port (200 B/ns) carries 7 x 917,504 B: 32,112.64 -> 32,113 ns + 1 us.
+    assert_eq!(layer.dispatch_ns, 32_113 + 1000);
+    // The shared expert runs on the stream while the dispatch is in flight (it is shorter), so
+    // only the routed grouped GEMM is on the path: 32 memory-bound experts of 14,608 ns + launch.
+    assert!(costs.shared_ns(128.0) < layer.dispatch_ns);
+    assert_eq!(layer.expert_ns, costs.routed_ns(vec![32.0; 32]));
+    assert_eq!(layer.expert_ns, 32 * 14_608 + 2_000);
+    // Combine: twice the bytes: 64,225.28 -> 64,226 ns + 1 us.
+    assert_eq!(layer.combine_ns, 64_226 + 1000);
+    assert_eq!(layer.exposed_comm_ns, layer.dispatch_ns + layer.combine_ns);
+    // Every GPU does the same work: busy = attention + shared + routed; idle = the rest.
+    let busy = layer.attention_ns + costs.shared_ns(128.0) + layer.expert_ns;
+    assert_eq!(layer.gpus[3].busy_ns, busy);
+    assert_eq!(layer.gpus[3].idle_ns, sim.step_ns - busy);
+    assert_eq!(sim.inter_node_bytes, 0);
+    assert_eq!(sim.intra_node_bytes, 56 * 128 * 7168 * 3);
+}
+
+/// The four strategies' step times for `layers` of `tokens` per GPU under `config`.
+fn step_times(tokens: u64, config: &SimConfig) -> Vec<(Overlap, u64, u64)> {
+    let cluster = Cluster::preset("hgx-h800").unwrap();
+    let model = MoeModel::preset("deepseek-v3").unwrap();
+    let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
+    let layers = uniform_layers(&cluster, 3, tokens);
+    let spec = StepSpec {
+        cluster: &cluster,
+        costs: &costs,
+        layers: &layers,
+        config,
+    };
+    config
+        .overlap
+        .iter()
+        .map(|&o| {
+            let sim = simulate_step(&spec, o, "p");
+            (o, sim.step_ns, sim.exposed_comm_ns)
+        })
+        .collect()
+}
+
+#[test]
+fn prefill_overlap_hides_communication_and_sms_taken_by_it_cost_compute() {
+    let free = SimConfig {
+        comm_sms: 0,
+        ..SimConfig::default()
+    };
+    let times = step_times(4096, &free);
+    let (_, none_ns, none_comm) = times[0];
+    for &(overlap, step_ns, comm_ns) in &times[1..] {
+        assert!(
+            step_ns < none_ns,
+            "{}: {step_ns} vs {none_ns}",
+            overlap.name()
+        );
+        assert!(comm_ns < none_comm, "{}", overlap.name());
+    }
+    // 20 of 132 SMs taken by communication slow every overlapped kernel by 132 / 112.
+    let taxed = step_times(4096, &SimConfig::default());
+    assert_eq!(taxed[0].1, none_ns);
+    for (free, taxed) in times.iter().zip(&taxed).skip(1) {
+        assert!(taxed.1 > free.1, "{}", free.0.name());
+    }
+}
+
+#[test]
+fn in_decode_splitting_the_batch_re_reads_expert_weights() {
+    // 32 memory-bound experts per GPU: a second micro-batch or a second chunk reads all their
+    // weights again, which costs more than the communication it hides; fine-grained tiles of
+    // one fused kernel do not.
+    let config = SimConfig {
+        all_to_all: AllToAll::LowLatency,
+        ..SimConfig::default()
+    };
+    let times = step_times(128, &config);
+    let step = |o: Overlap| times.iter().find(|t| t.0 == o).unwrap().1;
+    assert!(step(Overlap::DualBatch) > step(Overlap::None));
+    assert!(step(Overlap::Chunked) > step(Overlap::None));
+    assert!(step(Overlap::FineGrained) < step(Overlap::None));
+}
+
+/// DeepEP's published H800 bandwidths (dispatch, combine) in GB/s and the simulated ones for a
+/// balanced DeepSeek-V3-shaped layer: `tokens` per GPU, hidden 7168, top-8 of 256 experts,
+/// FP8 dispatch and BF16 combine, contiguous placement on `ep` GPUs. Bandwidth is GPU 0's bytes
+/// over the link kind DeepEP reports (NVLink within one machine, RDMA across machines) divided
+/// by the simulated collective time.
+fn deepep_bandwidths(ep: usize, algorithm: AllToAll) -> (f64, f64) {
+    use crate::cost::DispatchPlan;
+    use crate::placement::{self, PlacementRequest};
+    use crate::trace::ExpertLoads;
+
+    let cluster = Cluster::preset_with_nodes("hgx-h800", ep / 8).unwrap();
+    let model = MoeModel::preset("deepseek-v3").unwrap();
+    let tokens = 4096.0;
+    let loads = ExpertLoads::new(256, vec![vec![tokens * ep as f64 * 8.0 / 256.0; 256]]).unwrap();
+    let mut request = PlacementRequest::new(&loads, ep);
+    request.num_nodes = ep / 8;
+    let placement = placement::strategy("contiguous")
+        .unwrap()
+        .place(&request)
+        .unwrap();
+    let plan = DispatchPlan::from_loads(&cluster, &placement, 0, loads.layer(0), 8).unwrap();
+    let layers = vec![LayerWork::from_plan(&plan, 7168.0, 2.0 * 7168.0)];
+    let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
+    // Calibration: DeepEP reaches about 160 of the H800's 200 GB/s NVLink per direction.
+    let config = SimConfig {
+        all_to_all: algorithm,
+        nvlink_efficiency: 0.8,
+        ..SimConfig::default()
+    };
+    let spec = StepSpec {
+        cluster: &cluster,
+        costs: &costs,
+        layers: &layers,
+        config: &config,
+    };
+    let layer = simulate_step(&spec, Overlap::None, "contiguous").layers[0].clone();
+    let reported = |matrix: &TrafficMatrix| -> f64 {
+        (1..ep)
+            .filter(|&dst| (ep == 8) == (cluster.node_of(dst) == 0))
+            .map(|dst| matrix.get(0, dst) as f64)
+            .sum()
+    };
+    (
+        reported(&layers[0].dispatch) / layer.dispatch_ns as f64,
+        reported(&layers[0].combine) / layer.combine_ns as f64,
+    )
+}
+
+#[test]
+fn deepep_normal_kernel_bandwidths_are_reproduced_within_15_percent() {
+    for (ep, algorithm, published) in [
+        (8, AllToAll::Direct, (153.0, 158.0)),
+        (32, AllToAll::Hierarchical, (58.0, 57.0)),
+        (64, AllToAll::Hierarchical, (51.0, 50.0)),
+    ] {
+        let simulated = deepep_bandwidths(ep, algorithm);
+        eprintln!("EP{ep}: simulated {simulated:?} GB/s, published {published:?}");
+        for (sim, real) in [(simulated.0, published.0), (simulated.1, published.1)] {
+            assert!(
+                (sim - real).abs() <= 0.15 * real,
+                "EP{ep}: {sim:.1} vs {real}"
+            );
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `moesim simulate` end to end: JSON shape, determinism, trace files, bad input.
+
+mod common;
+
+use std::fs;
+
+use common::{assert_fails_with, moesim, stdout};
+
+#[test]
+fn quickstart_json_has_every_strategy_with_a_consistent_breakdown() {
+    let out = moesim(&["simulate", "scenarios/quickstart.toml", "--json"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let strategies = json["strategies"].as_array().unwrap();
+    // 2 placements x 4 overlap strategies.
+    assert_eq!(strategies.len(), 8);
+    let names: Vec<&str> = strategies[..4]
+        .iter()
+        .map(|s| s["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["none", "dual-batch", "chunked", "fine-grained"]);
+    for s in strategies {
+        let layers = s["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 16);
+        let sum: u64 = layers
+            .iter()
+            .map(|l| {
+                ["attention_ns", "dispatch_ns", "expert_ns", "combine_ns"]
+                    .iter()
+                    .map(|k| l[k].as_u64().unwrap())
+                    .sum::<u64>()
+            })
+            .sum();
+        assert_eq!(sum, s["step_ns"].as_u64().unwrap());
+        assert_eq!(layers[0]["gpus"].as_array().unwrap().len(), 8);
+        assert!(layers[0]["gpus"][0]["busy_ns"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn two_runs_write_byte_identical_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |tag: &str| {
+        let trace = dir.path().join(format!("{tag}.json"));
+        let tables = dir.path().join(tag);
+        let out = moesim(&[
+            "simulate",
+            "scenarios/quickstart.toml",
+            "--json",
+            "--perfetto",
+            trace.to_str().unwrap(),
+            "--parquet-dir",
+            tables.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        (
+            out.stdout,
+            fs::read(trace).unwrap(),
+            fs::read(tables.join("sim_layers.parquet")).unwrap(),
+        )
+    };
+    let (a, b) = (run("a"), run("b"));
+    assert_eq!(a, b);
+    let trace: serde_json::Value = serde_json::from_slice(&a.1).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let first_kernel = events.iter().find(|e| e["ph"] == "X").unwrap();
+    assert_eq!(first_kernel["name"], "L0 attention");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["args"]["name"] == "n0/gpu0->n0/nvswitch")
+    );
+}
+
+#[test]
+fn an_unknown_overlap_strategy_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = fs::read_to_string("scenarios/quickstart.toml")
+        .unwrap()
+        .replace(
+            "../traces",
+            &format!("{}/traces", env!("CARGO_MANIFEST_DIR")),
+        )
+        + "\n[sim]\noverlap = [\"none\", \"pipelined\"]\n";
+    let path = dir.path().join("bad.toml");
+    fs::write(&path, text).unwrap();
+    let out = moesim(&["simulate", path.to_str().unwrap()]);
+    assert_fails_with(&out, &["bad.toml", "pipelined"]);
+}
