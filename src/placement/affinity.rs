@@ -25,9 +25,12 @@
 //!
 //! Measured on the shared switch traces, 8 GPUs, default settings (cross-GPU share of
 //! transitions, mean per-layer GPU max/mean load): switch-base-8 42.6 % (ExFlow 46.4 %, loads
-//! equal with one expert per GPU); switch-base-32 15.45 % at 1.633 (ExFlow 15.67 % at 1.703),
-//! both better, under a second; switch-base-128 19.0 % at 1.918 (ExFlow 12.9 % at 2.500): load
-//! better, transitions not, about 2 s at opt-level 3.
+//! equal with one expert per GPU); switch-base-32 15.45 % at 1.635 (ExFlow 15.67 % at 1.703),
+//! both better, 0.4 s at opt-level 3; switch-base-128 16.6 % at 1.816 (ExFlow 12.9 % at 2.500),
+//! 2.4 s: load better, transitions not. More annealing helps only a little there (10000 swaps
+//! per node: 15.6 % at 1.810 in 11 s; without load terms 13.6 %, still above ExFlow): the
+//! swap search does not find ExFlow's basin on 128 experts; a multilevel or recursive-bisection
+//! start is the next thing to try.
 
 mod anneal;
 mod grow;

@@ -61,6 +61,32 @@ impl Neighbours {
             .sum()
     }
 
+    /// A GPU other than `own` to move expert `e` of `layer` towards, drawn with probability
+    /// proportional to its transitions with the neighbouring layers' experts there (uniformly
+    /// when it has none): most swaps worth trying move an expert towards its neighbours.
+    fn draw_gpu(&self, layer: usize, e: usize, own: usize, rng: &mut ChaCha8Rng) -> usize {
+        let base = self.at(layer, e, 0);
+        let weight = |g: usize| {
+            if g == own {
+                0.0
+            } else {
+                self.from_gpu[base + g] + self.to_gpu[base + g]
+            }
+        };
+        let total: f64 = (0..self.gpus).map(weight).sum();
+        if total <= 0.0 {
+            return (own + rng.random_range(1..self.gpus)) % self.gpus;
+        }
+        let mut left = rng.random::<f64>() * total;
+        for g in 0..self.gpus {
+            left -= weight(g);
+            if left < 0.0 && g != own {
+                return g;
+            }
+        }
+        (own + 1) % self.gpus
+    }
+
     /// Records that expert `e` of `layer` moved from GPU `old` to `new`.
     fn moved(
         &mut self,
@@ -114,12 +140,24 @@ pub(super) fn anneal(
 ) {
     let layers = gpu_of.len();
     let experts = problem.loads.num_experts();
-    if layers == 0 || experts < 2 || schedule.moves == 0 {
+    let gpus = problem.hop_costs.len();
+    if layers == 0 || experts < 2 || gpus < 2 || schedule.moves == 0 {
         return;
     }
     let mut neighbours = Neighbours::new(problem, gpu_of);
     let mut gpu_loads: Vec<Vec<f64>> = (0..layers)
         .map(|l| problem.gpu_loads(l, &gpu_of[l]))
+        .collect();
+    // Experts per GPU and layer (swaps keep them).
+    let held: Vec<Vec<usize>> = gpu_of
+        .iter()
+        .map(|assignment| {
+            let mut held = vec![0; gpus];
+            for &g in assignment {
+                held[g] += 1;
+            }
+            held
+        })
         .collect();
     let mut peaks: Vec<f64> = gpu_loads
         .iter()
@@ -132,11 +170,19 @@ pub(super) fn anneal(
     for _ in 0..schedule.moves {
         temperature *= cooling;
         let layer = rng.random_range(0..layers);
-        let (a, b) = (rng.random_range(0..experts), rng.random_range(0..experts));
-        let (ga, gb) = (gpu_of[layer][a], gpu_of[layer][b]);
-        if ga == gb {
+        let a = rng.random_range(0..experts);
+        let ga = gpu_of[layer][a];
+        let gb = neighbours.draw_gpu(layer, a, ga, rng);
+        if held[layer][gb] == 0 {
             continue;
         }
+        // An expert of GPU `gb`, by rejection (about `gpus` draws).
+        let b = loop {
+            let b = rng.random_range(0..experts);
+            if gpu_of[layer][b] == gb {
+                break b;
+            }
+        };
         let loads = problem.loads.layer(layer);
         let moved = loads[a] - loads[b];
         let cap = problem.caps[layer] + 1e-9;
