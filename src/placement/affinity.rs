@@ -25,12 +25,13 @@
 //!
 //! Measured on the shared switch traces, 8 GPUs, default settings (cross-GPU share of
 //! transitions, mean per-layer GPU max/mean load): switch-base-8 42.6 % (ExFlow 46.4 %, loads
-//! equal with one expert per GPU); switch-base-32 15.45 % at 1.635 (ExFlow 15.67 % at 1.703),
-//! both better, 0.4 s at opt-level 3; switch-base-128 16.6 % at 1.816 (ExFlow 12.9 % at 2.500),
-//! 2.4 s: load better, transitions not. More annealing helps only a little there (10000 swaps
-//! per node: 15.6 % at 1.810 in 11 s; without load terms 13.6 %, still above ExFlow): the
-//! swap search does not find ExFlow's basin on 128 experts; a multilevel or recursive-bisection
-//! start is the next thing to try.
+//! equal with one expert per GPU); switch-base-32 15.47 % at 1.635 (ExFlow 15.67 % at 1.703),
+//! both better, 0.5 s at opt-level 3; switch-base-128 15.5 % at 1.846 (ExFlow 12.9 % at 2.500),
+//! 2.3 s: load better, transitions not. Before partner selection in the swaps, 5x more
+//! annealing improved 128 experts only from 16.6 % to 15.6 %, and dropping the load terms
+//! reached 13.6 %, still above ExFlow: the swap search does not find ExFlow's basin there; a
+//! multilevel or recursive-bisection start is the next thing to try (annealing against coarse
+//! 2- and 4-way splits first, tried, gained 0.3 points for 4x the time and was not kept).
 
 mod anneal;
 mod grow;
@@ -77,8 +78,8 @@ pub struct AffinitySettings {
 }
 
 impl Default for AffinitySettings {
-    /// 60 s, 1 % gap per layer, caps at 70 % above a perfect split, a token of peak load worth
-    /// one transition, 4 restarts of 2000 annealing swaps per (layer, expert) from 2 to 0.005
+    /// 60 s, 1 % gap per layer, caps at 100 % above a perfect split, a token of peak load worth
+    /// 0.3 transitions, 2 restarts of 2000 annealing swaps per (layer, expert) from 2 to 0.005
     /// times a node's mean load, 3 HiGHS sweeps.
     fn default() -> Self {
         AffinitySettings {
@@ -87,7 +88,7 @@ impl Default for AffinitySettings {
             balance_tolerance: 1.0,
             load_weight: 0.3,
             sweeps: 3,
-            restarts: 4,
+            restarts: 2,
             anneal_moves_per_node: 2000,
             start_temperature: 2.0,
             end_temperature: 0.005,

@@ -2,7 +2,11 @@
 //! no single swap improves; annealing also takes worsening swaps with probability
 //! `exp(-delta / temperature)`, the temperature falling geometrically, so it can leave such
 //! local optima. A swap exchanges two experts of one layer on different GPUs (counts stay
-//! equal) and is only drawn when both GPUs stay under the layer's load cap. Each expert keeps
+//! equal) and is only taken when both GPUs stay under the layer's load cap. Its score is the
+//! transition change plus the load weight times the change of the layer's peak GPU load. The
+//! first expert is uniform, the GPU it moves to is drawn by its transitions with that GPU's
+//! neighbours, its partner is the best placed to move back of a few drawn on that GPU: random
+//! pairs mostly propose useless swaps once experts outnumber GPUs. Each expert keeps
 //! its transitions from and to every GPU of the neighbouring layers, so a swap's cost change
 //! takes `O(gpus)` and applying it `O(experts)`.
 
@@ -10,6 +14,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::Problem;
+
+/// Experts of the target GPU drawn per swap, the best-placed to move kept.
+const PARTNER_DRAWS: usize = 4;
 
 /// Per (layer, expert), transitions from each GPU of the layer before and to each GPU of the
 /// layer after, flattened as `[(layer * experts + expert) * gpus + gpu]`.
@@ -85,6 +92,18 @@ impl Neighbours {
             }
         }
         (own + 1) % self.gpus
+    }
+
+    /// How much cheaper expert `e` of `layer` is on GPU `to` than on GPU `from` (one pass for
+    /// the difference of two [`Neighbours::cost`]s).
+    fn gain(&self, hop_costs: &[Vec<f64>], layer: usize, e: usize, from: usize, to: usize) -> f64 {
+        let base = self.at(layer, e, 0);
+        (0..self.gpus)
+            .map(|h| {
+                self.from_gpu[base + h] * (hop_costs[h][from] - hop_costs[h][to])
+                    + self.to_gpu[base + h] * (hop_costs[from][h] - hop_costs[to][h])
+            })
+            .sum()
     }
 
     /// Records that expert `e` of `layer` moved from GPU `old` to `new`.
@@ -176,13 +195,22 @@ pub(super) fn anneal(
         if held[layer][gb] == 0 {
             continue;
         }
-        // An expert of GPU `gb`, by rejection (about `gpus` draws).
-        let b = loop {
+        // Of a few experts of GPU `gb` (each by rejection, about `gpus` draws), the one that
+        // gains most by moving to `ga`.
+        let mut draw = || loop {
             let b = rng.random_range(0..experts);
             if gpu_of[layer][b] == gb {
                 break b;
             }
         };
+        let gain = |b: usize| neighbours.gain(problem.hop_costs, layer, b, gb, ga);
+        let mut b = draw();
+        for _ in 1..PARTNER_DRAWS {
+            let other = draw();
+            if gain(other) > gain(b) {
+                b = other;
+            }
+        }
         let loads = problem.loads.layer(layer);
         let moved = loads[a] - loads[b];
         let cap = problem.caps[layer] + 1e-9;
