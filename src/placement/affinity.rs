@@ -169,10 +169,20 @@ pub(super) fn place_by_affinity(
             experts - gpus * slots
         )));
     }
-    if !(settings.balance_tolerance >= 0.0 && settings.time_limit_s >= 0.0) {
+    if !(settings.balance_tolerance >= 0.0
+        && settings.time_limit_s >= 0.0
+        && settings.load_weight >= 0.0)
+    {
         return Err(Error::invalid(format!(
-            "{strategy}: balance tolerance ({}) and time limit ({} s) must be non-negative",
-            settings.balance_tolerance, settings.time_limit_s
+            "{strategy}: balance tolerance ({}), time limit ({} s) and load weight ({}) must be \
+             non-negative",
+            settings.balance_tolerance, settings.time_limit_s, settings.load_weight
+        )));
+    }
+    if !(settings.start_temperature > 0.0 && settings.end_temperature > 0.0) {
+        return Err(Error::invalid(format!(
+            "{strategy}: annealing temperatures (start {}, end {}) must be positive",
+            settings.start_temperature, settings.end_temperature
         )));
     }
     let mut caps = Vec::with_capacity(layers);

@@ -119,7 +119,7 @@ fn chained_experts_share_a_gpu_under_the_load_bound() {
 }
 
 #[test]
-fn missing_transitions_and_too_few_slots_are_named() {
+fn missing_transitions_too_few_slots_and_bad_settings_are_named() {
     let trace = RoutingTrace::from_dense(4, 2, 1, &[0, 1, 2, 3]).unwrap();
     let loads = trace.expert_loads();
     let err = IlpAffinity::default()
@@ -141,6 +141,22 @@ fn missing_transitions_and_too_few_slots_are_named() {
         .to_string();
     assert!(
         err.contains("places each of 4 experts once but 2 GPUs x 1 slots give 2 (2 short)"),
+        "{err}"
+    );
+    let cold = IlpAffinity {
+        settings: AffinitySettings {
+            end_temperature: 0.0,
+            ..AffinitySettings::default()
+        },
+        ..IlpAffinity::default()
+    };
+    let request = PlacementRequest {
+        transitions: Some(&trace),
+        ..PlacementRequest::new(&loads, 2)
+    };
+    let err = cold.place(&request).unwrap_err().to_string();
+    assert!(
+        err.contains("annealing temperatures (start 2, end 0) must be positive"),
         "{err}"
     );
 }
