@@ -1,37 +1,48 @@
 //! `ilp-affinity` (MoETuner / ExFlow style): place each layer's experts so that a token's
-//! consecutive experts tend to share a GPU (and, failing that, a machine), under a per-GPU
-//! **token-load** bound rather than equal expert counts.
+//! consecutive experts tend to share a GPU (and, failing that, a machine), while keeping the
+//! GPUs' token loads in check.
 //!
 //! Objective: the sum over consecutive-layer token transitions (for top-k, every pair of the
 //! token's experts at `l` and `l + 1`) of a hop cost between the two experts' GPUs: 0 on the
 //! same GPU, 1 inside a machine, [`IlpAffinity::cross_node_weight`] across machines
 //! (`topology-aware` takes the costs from the cluster's links instead). Each expert is placed
-//! once. Balance: every GPU's token load stays under `(1 + balance_tolerance) * total / P`, or
-//! under a balanced greedy packing's largest load when that is higher (so the bound is always
-//! feasible).
+//! once. Balance: a hard cap, every GPU's token load under `(1 + balance_tolerance) * total /
+//! P` (or a balanced greedy packing's largest load when that is higher, so the cap is always
+//! feasible), and a soft term, [`AffinitySettings::load_weight`] times the sum over layers of
+//! the peak GPU load, which the search minimises with the transitions.
 //!
-//! Decomposition: **layer by layer with neighbour terms** (block coordinate descent). One joint
-//! model over all layers needs a variable per (transition pair, GPU pair), which grows with
-//! `E^2 P^2` per layer pair; with the neighbours' GPUs fixed, a layer's cost is linear in its
-//! own assignment, so each step is a generalised assignment problem of only `E x P` binaries
-//! that HiGHS solves quickly (1024 binaries for 128 experts on 8 GPUs; DeepSeek-V3 on 32 GPUs
-//! would be 8192, not measured: no token-level DeepSeek trace is at hand). A forward pass places each layer against the one before it; then sweeps re-place
-//! every layer against both neighbours until a sweep changes nothing or the sweep count or time
-//! is spent. Every step starts from the layer's current (feasible) assignment and keeps it
-//! unless HiGHS finds a cheaper one, so the total cost never rises.
+//! Search, all layers **jointly** (the graph's nodes are (layer, expert), its edges the
+//! transitions): each restart starts from a partition with equal expert counts per GPU and
+//! layer (restart 0 from the balanced packing, the others grown greedily from random nodes,
+//! [`grow`], then swapped under the cap, [`swaps::repair_loads`]) and anneals it with
+//! same-layer expert swaps ([`anneal`]); the best-scoring restart is then refined without
+//! raising any layer's peak load: greedy swaps and whole-suffix GPU exchanges
+//! ([`swaps::refine`]), then a **layer-by-layer HiGHS descent** — with the neighbours' GPUs
+//! fixed a layer's cost is linear in its own assignment, a generalised assignment problem of
+//! `E x P` binaries; every step keeps the layer's current assignment unless HiGHS finds a
+//! cheaper one, so the cost never rises. A layer-by-layer descent alone stops in poor local
+//! optima (26.9 % cross-GPU on switch-base-32); joint annealing is what beats ExFlow.
 //!
-//! Measured on the shared switch traces, 8 GPUs (2 % balance tolerance): switch-base-8 crosses
-//! GPUs on 42.6 % of transitions (ExFlow 46.4 %, same loads); switch-base-32 26.9 % at max/mean
-//! 1.32 (ExFlow 15.7 % at 1.70); switch-base-128 27.3 % at 1.47 (ExFlow 12.9 % at 2.50). So the
-//! load bound beats ExFlow but, beyond 8 experts, the transition fraction does not: the descent
-//! stops in a local optimum. Tried and not kept, as they did no better within the same time: a
-//! recursive-bisection start (ExFlow's own scheme, all layers in one model per split) and one
-//! descent per seed layer keeping the cheapest.
+//! Measured on the shared switch traces, 8 GPUs, default settings (cross-GPU share of
+//! transitions, mean per-layer GPU max/mean load): switch-base-8 42.6 % (ExFlow 46.4 %, loads
+//! equal with one expert per GPU); switch-base-32 15.47 % at 1.635 (ExFlow 15.67 % at 1.703),
+//! both better, 0.5 s at opt-level 3; switch-base-128 15.5 % at 1.846 (ExFlow 12.9 % at 2.500),
+//! 2.3 s: load better, transitions not. Before partner selection in the swaps, 5x more
+//! annealing improved 128 experts only from 16.6 % to 15.6 %, and dropping the load terms
+//! reached 13.6 %, still above ExFlow: the swap search does not find ExFlow's basin there; a
+//! multilevel or recursive-bisection start is the next thing to try (annealing against coarse
+//! 2- and 4-way splits first, tried, gained 0.3 points for 4x the time and was not kept).
 
+mod anneal;
+mod grow;
 mod layer_model;
+mod swaps;
 mod transitions;
 
 use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 pub use transitions::TransitionCounts;
 
@@ -47,20 +58,41 @@ pub struct AffinitySettings {
     pub time_limit_s: f64,
     /// HiGHS's relative gap for each layer's assignment problem.
     pub mip_rel_gap: f64,
-    /// How far above a perfect split a GPU's token load may go (0.02 = 2 %).
+    /// How far above a perfect split a GPU's token load may go (0.02 = 2 %): a hard cap.
     pub balance_tolerance: f64,
-    /// Sweeps over all layers after the forward pass.
+    /// Below the cap, how many transitions one token of a layer's peak GPU load is worth: the
+    /// search minimises transitions plus this times the sum of the layers' peak loads.
+    pub load_weight: f64,
+    /// HiGHS sweeps over all layers, after the swap search.
     pub sweeps: usize,
+    /// Partitions grown from random starts (see [`grow`]); the cheapest is kept.
+    pub restarts: usize,
+    /// Annealing swaps per (layer, expert) after growing each partition (see [`anneal`]).
+    pub anneal_moves_per_node: usize,
+    /// Annealing's first temperature, in units of a (layer, expert)'s mean token load.
+    pub start_temperature: f64,
+    /// Annealing's last temperature, in the same units.
+    pub end_temperature: f64,
+    /// Seed of the first restart's random stream (restart `r` uses `seed + r`).
+    pub seed: u64,
 }
 
 impl Default for AffinitySettings {
-    /// 60 s, 1 % gap per layer, 2 % balance tolerance, 3 sweeps.
+    /// 60 s, 1 % gap per layer, caps at 100 % above a perfect split, a token of peak load worth
+    /// 0.3 transitions, 2 restarts of 2000 annealing swaps per (layer, expert) from 2 to 0.005
+    /// times a node's mean load, 3 HiGHS sweeps.
     fn default() -> Self {
         AffinitySettings {
             time_limit_s: 60.0,
             mip_rel_gap: 0.01,
-            balance_tolerance: 0.02,
+            balance_tolerance: 1.0,
+            load_weight: 0.3,
             sweeps: 3,
+            restarts: 2,
+            anneal_moves_per_node: 2000,
+            start_temperature: 2.0,
+            end_temperature: 0.005,
+            seed: 0,
         }
     }
 }
@@ -137,10 +169,20 @@ pub(super) fn place_by_affinity(
             experts - gpus * slots
         )));
     }
-    if !(settings.balance_tolerance >= 0.0 && settings.time_limit_s >= 0.0) {
+    if !(settings.balance_tolerance >= 0.0
+        && settings.time_limit_s >= 0.0
+        && settings.load_weight >= 0.0)
+    {
         return Err(Error::invalid(format!(
-            "{strategy}: balance tolerance ({}) and time limit ({} s) must be non-negative",
-            settings.balance_tolerance, settings.time_limit_s
+            "{strategy}: balance tolerance ({}), time limit ({} s) and load weight ({}) must be \
+             non-negative",
+            settings.balance_tolerance, settings.time_limit_s, settings.load_weight
+        )));
+    }
+    if !(settings.start_temperature > 0.0 && settings.end_temperature > 0.0) {
+        return Err(Error::invalid(format!(
+            "{strategy}: annealing temperatures (start {}, end {}) must be positive",
+            settings.start_temperature, settings.end_temperature
         )));
     }
     let mut caps = Vec::with_capacity(layers);
@@ -158,15 +200,28 @@ pub(super) fn place_by_affinity(
         );
         balanced.push(expert_gpus(&packing.gpu_experts, experts));
     }
-    let descent = Descent {
+    let problem = Problem {
         loads: request.loads,
         transitions: &transitions,
         hop_costs,
         slots,
         caps: &caps,
-        settings,
     };
-    let gpu_of = descent.run(balanced, settings.time_limit_s);
+    let started = Instant::now();
+    let mut start = problem.best_start(balanced, settings);
+    // The final refinement may not raise any layer's peak load beyond the search's.
+    let peaks = problem.peaks(&start);
+    let problem = Problem {
+        caps: &peaks,
+        ..problem
+    };
+    swaps::refine(&problem, &mut start);
+    let left_s = (settings.time_limit_s - started.elapsed().as_secs_f64()).max(0.0);
+    let gpu_of = Descent {
+        problem: &problem,
+        settings,
+    }
+    .run(start, left_s);
     let placed = gpu_of
         .iter()
         .map(|assignment| {
@@ -181,48 +236,178 @@ pub(super) fn place_by_affinity(
     Placement::new(gpus, experts, slots, placed)
 }
 
-/// Everything one layer-by-layer descent needs.
-struct Descent<'a> {
+/// The placement problem: loads, transitions, hop costs, slots and per-layer load caps.
+#[derive(Clone, Copy)]
+struct Problem<'a> {
     loads: &'a crate::trace::ExpertLoads,
     transitions: &'a TransitionCounts,
     hop_costs: &'a [Vec<f64>],
     slots: usize,
     caps: &'a [f64],
+}
+
+impl Problem<'_> {
+    /// `cost[e][g]` for placing expert `e` of `layer` on GPU `g`, given where both neighbouring
+    /// layers' experts are.
+    fn layer_costs(&self, gpu_of: &[Vec<usize>], layer: usize) -> Vec<Vec<f64>> {
+        let experts = gpu_of[layer].len();
+        let (transitions, hop_costs) = (self.transitions, self.hop_costs);
+        let gpus = hop_costs.len();
+        // Per expert, transitions from and to each GPU of the neighbouring layers.
+        let mut from_gpu = vec![vec![0.0; gpus]; experts];
+        let mut to_gpu = vec![vec![0.0; gpus]; experts];
+        if layer > 0 {
+            for (prev, &gpu) in gpu_of[layer - 1].iter().enumerate() {
+                for (e, row) in from_gpu.iter_mut().enumerate() {
+                    row[gpu] += transitions.count(layer - 1, prev, e);
+                }
+            }
+        }
+        if layer + 1 < gpu_of.len() {
+            for (e, row) in to_gpu.iter_mut().enumerate() {
+                for (next, &gpu) in gpu_of[layer + 1].iter().enumerate() {
+                    row[gpu] += transitions.count(layer, e, next);
+                }
+            }
+        }
+        (0..experts)
+            .map(|e| {
+                (0..gpus)
+                    .map(|g| {
+                        (0..gpus)
+                            .map(|h| {
+                                from_gpu[e][h] * hop_costs[h][g] + to_gpu[e][h] * hop_costs[g][h]
+                            })
+                            .sum()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The objective: every transition weighted by the hop cost between its experts' GPUs.
+    fn total_cost(&self, gpu_of: &[Vec<usize>]) -> f64 {
+        gpu_of
+            .windows(2)
+            .enumerate()
+            .map(|(pair, w)| {
+                let mut cost = 0.0;
+                for (from, &g) in w[0].iter().enumerate() {
+                    for (to, &h) in w[1].iter().enumerate() {
+                        cost += self.transitions.count(pair, from, to) * self.hop_costs[g][h];
+                    }
+                }
+                cost
+            })
+            .sum()
+    }
+
+    /// Per GPU, the token load of `layer` under `assignment` (expert -> GPU).
+    fn gpu_loads(&self, layer: usize, assignment: &[usize]) -> Vec<f64> {
+        let mut gpu_loads = vec![0.0; self.hop_costs.len()];
+        for (&g, &w) in assignment.iter().zip(self.loads.layer(layer)) {
+            gpu_loads[g] += w;
+        }
+        gpu_loads
+    }
+
+    /// The peak GPU load of every layer under `gpu_of`.
+    fn peaks(&self, gpu_of: &[Vec<usize>]) -> Vec<f64> {
+        (0..gpu_of.len())
+            .map(|l| {
+                self.gpu_loads(l, &gpu_of[l])
+                    .into_iter()
+                    .fold(0.0, f64::max)
+            })
+            .collect()
+    }
+
+    /// What the search minimises: the transition cost plus `load_weight` times the sum over
+    /// layers of the peak GPU load.
+    fn score(&self, gpu_of: &[Vec<usize>], load_weight: f64) -> f64 {
+        self.total_cost(gpu_of) + load_weight * self.peaks(gpu_of).iter().sum::<f64>()
+    }
+
+    /// The best-scoring of `restarts` annealed partitions: restart 0 starts from `balanced`
+    /// (the balanced packing, always within the caps), the others from grown partitions
+    /// repaired to the caps (dropped when that fails). Deterministic: restart `r` draws from a
+    /// ChaCha8 stream seeded `settings.seed + r`.
+    fn best_start(
+        &self,
+        balanced: Vec<Vec<usize>>,
+        settings: &AffinitySettings,
+    ) -> Vec<Vec<usize>> {
+        let (layers, experts, gpus) = (
+            balanced.len(),
+            self.loads.num_experts(),
+            self.hop_costs.len(),
+        );
+        let total: f64 = (0..layers).map(|l| self.loads.layer_total(l)).sum();
+        let per_node = total / (layers * experts).max(1) as f64;
+        let schedule = anneal::Schedule {
+            moves: settings.anneal_moves_per_node * layers * experts,
+            start_temperature: settings.start_temperature * per_node,
+            end_temperature: settings.end_temperature * per_node,
+            load_weight: settings.load_weight,
+        };
+        let mut best: Option<(Vec<Vec<usize>>, f64)> = None;
+        for restart in 0..settings.restarts.max(1) {
+            let mut rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(restart as u64));
+            let mut gpu_of = if restart == 0 {
+                balanced.clone()
+            } else {
+                grow::grow(self.transitions, layers, experts, gpus, &mut rng)
+            };
+            if !swaps::repair_loads(self, &mut gpu_of) {
+                continue;
+            }
+            anneal::anneal(self, &mut gpu_of, &schedule, &mut rng);
+            let score = self.score(&gpu_of, settings.load_weight);
+            if best.as_ref().is_none_or(|(_, s)| score < *s) {
+                best = Some((gpu_of, score));
+            }
+        }
+        best.map_or(balanced, |(gpu_of, _)| gpu_of)
+    }
+}
+
+/// Everything one layer-by-layer descent needs.
+struct Descent<'a> {
+    problem: &'a Problem<'a>,
     settings: &'a AffinitySettings,
 }
 
 impl Descent<'_> {
-    /// Starting from `gpu_of` (balanced, feasible), keeps layer 0 and places every later layer
-    /// against its predecessor; then sweeps all layers against both neighbours until nothing
-    /// changes, within `time_limit_s`.
+    /// Starting from `gpu_of` (feasible), sweeps all layers, re-placing each against both
+    /// neighbours (keeping it unless HiGHS finds cheaper), until a sweep changes nothing or the
+    /// sweeps or `time_limit_s` are spent.
     fn run(&self, mut gpu_of: Vec<Vec<usize>>, time_limit_s: f64) -> Vec<Vec<usize>> {
         let layers = gpu_of.len();
         let started = Instant::now();
-        let steps = layers * (self.settings.sweeps + 1);
+        let steps = layers * self.settings.sweeps;
         let mut step = 0;
-        let mut place = |gpu_of: &mut Vec<Vec<usize>>, layer: usize, prev: bool, next: bool| {
+        let problem = self.problem;
+        let mut place = |gpu_of: &mut Vec<Vec<usize>>, layer: usize| {
             let left_s = time_limit_s - started.elapsed().as_secs_f64();
             let budget_s = (left_s / steps.saturating_sub(step).max(1) as f64).max(0.0);
             step += 1;
-            let problem = layer_model::LayerProblem {
-                loads: self.loads.layer(layer),
-                cost: layer_costs(self.transitions, gpu_of, layer, prev, next, self.hop_costs),
-                slots: self.slots,
-                load_cap: self.caps[layer],
+            let layer_problem = layer_model::LayerProblem {
+                loads: problem.loads.layer(layer),
+                cost: problem.layer_costs(gpu_of, layer),
+                slots: problem.slots,
+                load_cap: problem.caps[layer],
             };
             let current = gpu_of[layer].clone();
-            let next = layer_model::improve(&problem, current, budget_s, self.settings.mip_rel_gap);
+            let next =
+                layer_model::improve(&layer_problem, current, budget_s, self.settings.mip_rel_gap);
             let changed = next != gpu_of[layer];
             gpu_of[layer] = next;
             changed
         };
-        for layer in 1..layers {
-            place(&mut gpu_of, layer, true, false);
-        }
         for _ in 0..self.settings.sweeps {
             let mut changed = false;
             for layer in 0..layers {
-                changed |= place(&mut gpu_of, layer, true, true);
+                changed |= place(&mut gpu_of, layer);
             }
             if !changed {
                 break;
@@ -241,48 +426,6 @@ fn expert_gpus(gpu_experts: &[Vec<ExpertId>], experts: usize) -> Vec<usize> {
         }
     }
     gpu_of
-}
-
-/// `cost[e][g]` for placing expert `e` of `layer` on GPU `g`, given where the previous layer's
-/// experts are (when `with_prev`) and where the next layer's are (when `with_next`).
-fn layer_costs(
-    transitions: &TransitionCounts,
-    gpu_of: &[Vec<usize>],
-    layer: usize,
-    with_prev: bool,
-    with_next: bool,
-    hop_costs: &[Vec<f64>],
-) -> Vec<Vec<f64>> {
-    let experts = gpu_of[layer].len();
-    let gpus = hop_costs.len();
-    // Per expert, transitions to and from each GPU of the neighbouring layers.
-    let mut from_gpu = vec![vec![0.0; gpus]; experts];
-    let mut to_gpu = vec![vec![0.0; gpus]; experts];
-    if with_prev && layer > 0 {
-        for (prev, &gpu) in gpu_of[layer - 1].iter().enumerate() {
-            for (e, row) in from_gpu.iter_mut().enumerate() {
-                row[gpu] += transitions.count(layer - 1, prev, e);
-            }
-        }
-    }
-    if with_next && layer + 1 < gpu_of.len() {
-        for (e, row) in to_gpu.iter_mut().enumerate() {
-            for (next, &gpu) in gpu_of[layer + 1].iter().enumerate() {
-                row[gpu] += transitions.count(layer, e, next);
-            }
-        }
-    }
-    (0..experts)
-        .map(|e| {
-            (0..gpus)
-                .map(|g| {
-                    (0..gpus)
-                        .map(|h| from_gpu[e][h] * hop_costs[h][g] + to_gpu[e][h] * hop_costs[g][h])
-                        .sum()
-                })
-                .collect()
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -87,9 +87,8 @@ fn compare_with_exflow(experts: usize, time_limit_s: f64) -> Option<[(f64, f64);
 #[test]
 fn chained_experts_share_a_gpu_under_the_load_bound() {
     // 2 layers, 4 experts, 2 GPUs x 2 slots; two tokens each on (0 -> 2), (1 -> 3), (2 -> 1),
-    // (3 -> 0). Every expert has load 2 per layer, so the bound (max(4, 4 * 1.02)) lets a GPU
-    // hold two experts. Layer 0 is the balanced packing {0, 2} | {1, 3}; layer 1 follows each
-    // token: 2 and 1 (fed from GPU 0) on GPU 0, 3 and 0 on GPU 1, so no transition crosses.
+    // (3 -> 0). Every expert has load 2 per layer, so any two experts per GPU meet the bound.
+    // Placing each chain's two experts on one GPU (two chains per GPU) crosses no GPU.
     let ids = [0, 2, 0, 2, 1, 3, 1, 3, 2, 1, 2, 1, 3, 0, 3, 0];
     let trace = RoutingTrace::from_dense(4, 2, 1, &ids).unwrap();
     let loads = trace.expert_loads();
@@ -98,16 +97,29 @@ fn chained_experts_share_a_gpu_under_the_load_bound() {
         ..PlacementRequest::new(&loads, 2)
     };
     let placement = IlpAffinity::default().place(&request).unwrap();
-    assert_eq!(placement.layer(0).gpu_experts, vec![vec![0, 2], vec![1, 3]]);
-    assert_eq!(placement.layer(1).gpu_experts, vec![vec![1, 2], vec![0, 3]]);
     assert_eq!(cross_gpu_fraction(&trace, &placement), 0.0);
+    for layer in 0..2 {
+        assert!(
+            placement
+                .layer(layer)
+                .gpu_experts
+                .iter()
+                .all(|e| e.len() == 2)
+        );
+    }
+    for (first, second) in [(0, 2), (1, 3), (2, 1), (3, 0)] {
+        assert_eq!(
+            placement.replicas_of(0, first),
+            placement.replicas_of(1, second)
+        );
+    }
     // Contiguous puts 0, 1 | 2, 3 in both layers: every transition crosses.
     let contiguous = crate::placement::Contiguous.place(&request).unwrap();
     assert_eq!(cross_gpu_fraction(&trace, &contiguous), 1.0);
 }
 
 #[test]
-fn missing_transitions_and_too_few_slots_are_named() {
+fn missing_transitions_too_few_slots_and_bad_settings_are_named() {
     let trace = RoutingTrace::from_dense(4, 2, 1, &[0, 1, 2, 3]).unwrap();
     let loads = trace.expert_loads();
     let err = IlpAffinity::default()
@@ -131,32 +143,53 @@ fn missing_transitions_and_too_few_slots_are_named() {
         err.contains("places each of 4 experts once but 2 GPUs x 1 slots give 2 (2 short)"),
         "{err}"
     );
+    let cold = IlpAffinity {
+        settings: AffinitySettings {
+            end_temperature: 0.0,
+            ..AffinitySettings::default()
+        },
+        ..IlpAffinity::default()
+    };
+    let request = PlacementRequest {
+        transitions: Some(&trace),
+        ..PlacementRequest::new(&loads, 2)
+    };
+    let err = cold.place(&request).unwrap_err().to_string();
+    assert!(
+        err.contains("annealing temperatures (start 2, end 0) must be positive"),
+        "{err}"
+    );
 }
 
 #[test]
 fn switch_8_beats_exflow_on_transitions_and_ties_on_load() {
     // One expert per GPU: every placement has the same GPU loads, so only transitions differ.
+    // Measured: ours 0.4257 cross-GPU, ExFlow 0.4640.
     let Some([(ours, exflow), (ours_load, exflow_load)]) = compare_with_exflow(8, 10.0) else {
         return;
     };
-    assert!(ours < exflow, "{ours} vs {exflow}");
+    assert!((ours - 0.4257).abs() < 1e-4, "{ours}");
+    assert!((exflow - 0.4640).abs() < 1e-4, "{exflow}");
     assert!((ours_load - exflow_load).abs() < 1e-9);
 }
 
 #[test]
-fn switch_32_balances_load_better_than_exflow() {
-    // Measured: ours 0.269 cross-GPU and 1.32 max/mean; ExFlow 0.157 and 1.70. ExFlow's
-    // transition fraction is not reached (see the module docs); the load bound is.
-    let Some([(ours, _), (ours_load, exflow_load)]) = compare_with_exflow(32, 60.0) else {
+fn switch_32_beats_exflow_on_transitions_and_load() {
+    // Measured: ours 0.1547 cross-GPU at mean max/mean 1.635; ExFlow 0.1567 at 1.703.
+    let Some([(ours, exflow), (ours_load, exflow_load)]) = compare_with_exflow(32, 60.0) else {
         return;
     };
-    assert!(ours < 0.3, "{ours}");
+    assert!((ours - 0.1547).abs() < 1e-4, "{ours}");
+    assert!((ours_load - 1.635).abs() < 1e-3, "{ours_load}");
+    assert!(ours < exflow, "{ours} vs {exflow}");
     assert!(ours_load < exflow_load, "{ours_load} vs {exflow_load}");
 }
 
 #[test]
 #[ignore = "switch-base-128 takes seconds; run with --ignored"]
 fn switch_128_against_exflow() {
+    // Measured (opt-level 3, 2.3 s): ours 0.155 cross-GPU at 1.846 max/mean; ExFlow 0.129 at
+    // 2.500. Transitions are not beaten yet (see the module docs).
     if let Some([(ours, exflow), (ours_load, exflow_load)]) = compare_with_exflow(128, 60.0) {
         assert!(ours_load < exflow_load, "{ours_load} vs {exflow_load}");
         eprintln!("cross-GPU {ours} vs ExFlow {exflow}");
