@@ -12,8 +12,8 @@ fn quickstart_json_has_every_strategy_with_a_consistent_breakdown() {
     assert!(out.status.success(), "{}", common::stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let strategies = json["strategies"].as_array().unwrap();
-    // 2 placements x 4 overlap strategies.
-    assert_eq!(strategies.len(), 8);
+    // 4 placements x 4 overlap strategies.
+    assert_eq!(strategies.len(), 16);
     let names: Vec<&str> = strategies[..4]
         .iter()
         .map(|s| s["strategy"].as_str().unwrap())
