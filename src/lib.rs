@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod cli;
 pub mod cost;
 pub mod error;
+pub mod gpu;
 pub mod model;
 pub mod output;
 pub mod placement;
