@@ -12,6 +12,7 @@ pub mod gpu;
 pub mod model;
 pub mod output;
 pub mod placement;
+pub mod profile;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -2,10 +2,13 @@
 //!
 //! Exit codes (scripts and CI rely on them): 0 success, 1 bad input or failure, 2 bad usage.
 
+mod calibrate;
 mod place;
+mod profile;
 mod run;
 mod simulate;
 mod trace;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -21,7 +24,10 @@ Examples:
   moesim trace fit t.parquet -o fit.toml        learn a generator from a real trace
   moesim trace synth --params fit.toml --tokens 1000000 -o long.parquet
   moesim place --trace loads.json --strategy eplb --gpus 32 --nodes 4 --slots 288 --groups 8 -o p.json
-  moesim place eval --placement p.json --trace other.json --json";
+  moesim place eval --placement p.json --trace other.json --json
+  moesim profile --out prof                     GPU micro-benchmarks + NVML counters
+  moesim calibrate --measurements prof/measurements.parquet -o cal.toml
+  moesim validate --measurements prof/measurements.parquet --calibration cal.toml -o val";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -46,6 +52,12 @@ enum Command {
     Place(place::PlaceArgs),
     /// Simulate one step event by event per overlap strategy (JSON, Perfetto trace, Parquet).
     Simulate(simulate::SimulateArgs),
+    /// Run GPU micro-benchmarks (expert GEMMs, HBM and PCIe copies) with NVML counters.
+    Profile(profile::ProfileArgs),
+    /// Fit a calibration (TOML) on half of the measured shapes.
+    Calibrate(calibrate::CalibrateArgs),
+    /// Predict the held-out half of the measurements with a calibration and compare.
+    Validate(validate::ValidateArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -63,6 +75,9 @@ pub fn main() -> ExitCode {
         Command::Run(args) => args.execute(),
         Command::Place(args) => args.execute(),
         Command::Simulate(args) => args.execute(),
+        Command::Profile(args) => args.execute(),
+        Command::Calibrate(args) => args.execute(),
+        Command::Validate(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,214 @@
+//! [`CalibratedCompute`]: expert times from a calibration instead of the roofline.
+//!
+//! Interpolation is piecewise linear in tokens (and in bytes for copies). A GEMM's time is flat
+//! while it is memory-bound (the weights are read whatever the token count) and affine once it
+//! is compute-bound, so linear interpolation is exact inside either regime and errs only in the
+//! one segment holding the knee; log-log interpolation would bend the affine part (an intercept
+//! plus a slope is not a power law). Outside the measured range a query is clamped below (the
+//! memory-bound floor: fewer tokens never read fewer weights) and scaled linearly above (the
+//! compute-bound regime), and a warning is recorded once per shape.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::calibration::{Calibration, CopyTable, GemmModel, GemmTable};
+use super::measurement::Kind;
+use super::plan::ffn_gemms;
+use crate::cost::compute::{ComputeCost, RooflineCompute};
+use crate::model::{Ffn, MoeModel};
+use crate::topology::GpuSpec;
+
+/// The GEMMs behind one FFN the simulator asks about, recognised by its weights.
+#[derive(Debug, Clone, PartialEq)]
+struct FfnShape {
+    ffn: Ffn,
+    gemms: Vec<(u64, u64)>,
+}
+
+/// Expert compute times from a [`Calibration`] (see the module docs); FFNs it cannot recognise
+/// or measured in another precision fall back to the roofline, with a warning.
+#[derive(Debug)]
+pub struct CalibratedCompute {
+    calibration: Calibration,
+    ffns: Vec<FfnShape>,
+    roofline: RooflineCompute,
+    /// First warning per label (shape, copy kind or FFN), keyed by the label.
+    warnings: Mutex<BTreeMap<String, String>>,
+}
+
+impl CalibratedCompute {
+    /// A cost model for the experts of `models`: each routed expert and fused shared experts
+    /// are mapped to their bf16 GEMMs (gate/up and down) so [`ComputeCost::ffn_time_ns`] can
+    /// sum their calibrated times. With no models only the GEMM and copy queries answer.
+    pub fn new(calibration: Calibration, models: &[MoeModel]) -> CalibratedCompute {
+        let mut ffns = Vec::new();
+        for model in models {
+            let mut widths = vec![(model.routed_expert(), model.expert_ffn_size)];
+            if let Some(shared) = model.shared_experts() {
+                widths.push((
+                    shared,
+                    model.num_shared_experts * model.shared_expert_ffn_size,
+                ));
+            }
+            for (ffn, width) in widths {
+                let gemms = ffn_gemms(model.hidden_size as u64, width as u64, model.gated_ffn);
+                ffns.push(FfnShape {
+                    ffn,
+                    gemms: gemms.iter().map(|&(_, k, n)| (k, n)).collect(),
+                });
+            }
+        }
+        CalibratedCompute {
+            calibration,
+            ffns,
+            roofline: RooflineCompute::default(),
+            warnings: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The calibration in use.
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+
+    /// Time of one bf16 GEMM `[tokens, k] x [k, n]`: the shape's table when measured, else the
+    /// cross-shape model; `None` when the calibration has neither.
+    pub fn gemm_time_ns(&self, k: u64, n: u64, tokens: f64) -> Option<u64> {
+        if tokens <= 0.0 {
+            return Some(0);
+        }
+        let label = format!("gemm {k}x{n}");
+        if let Some(table) = self.calibration.gemm.iter().find(|t| (t.k, t.n) == (k, n)) {
+            return Some(self.table_time(&label, table, tokens));
+        }
+        let model = self.calibration.gemm_model.as_ref()?;
+        Some(self.model_time(&label, model, (k * n) as f64, tokens))
+    }
+
+    /// Time to copy `bytes` with a copy `kind`; `None` when the calibration has no table for it.
+    pub fn copy_time_ns(&self, kind: Kind, bytes: u64) -> Option<u64> {
+        let table = self.calibration.copy.iter().find(|t| t.kind == kind)?;
+        Some(self.copy_table_time(table, bytes))
+    }
+
+    /// Warnings recorded so far, one per label, sorted by label.
+    pub fn warnings(&self) -> Vec<String> {
+        self.lock_warnings().values().cloned().collect()
+    }
+
+    fn table_time(&self, label: &str, table: &GemmTable, tokens: f64) -> u64 {
+        let times: Vec<f64> = table.time_ns.iter().map(|&t| t as f64).collect();
+        self.interpolate(label, "tokens", &table.tokens, &times, tokens)
+    }
+
+    fn model_time(&self, label: &str, model: &GemmModel, weights: f64, tokens: f64) -> u64 {
+        let times: Vec<f64> = model
+            .intercept_ns
+            .iter()
+            .zip(&model.ns_per_weight)
+            .map(|(a, b)| a + b * weights)
+            .collect();
+        self.interpolate(label, "tokens", &model.tokens, &times, tokens)
+    }
+
+    fn copy_table_time(&self, table: &CopyTable, bytes: u64) -> u64 {
+        let times: Vec<f64> = table
+            .bytes
+            .iter()
+            .zip(&table.gbps)
+            .map(|(&b, g)| b as f64 / g)
+            .collect();
+        self.interpolate(
+            table.kind.name(),
+            "bytes",
+            &table.bytes,
+            &times,
+            bytes as f64,
+        )
+    }
+
+    /// Piecewise-linear `y(x)` through `(xs, ys)` (xs strictly increasing, checked on load),
+    /// clamped below and proportional above the range, at least 1 ns; warns once per `label`
+    /// when `x` is outside.
+    fn interpolate(&self, label: &str, axis: &str, xs: &[u64], ys: &[f64], x: f64) -> u64 {
+        let (Some(&first), Some(&last)) = (xs.first(), xs.last()) else {
+            return 0;
+        };
+        let (first, last) = (first as f64, last as f64);
+        let y = if x < first || x > last {
+            self.warn(
+                label,
+                format!(
+                    "{axis} {x} outside the calibrated range {first}..{last}; {}",
+                    if x < first {
+                        "using the smallest measured point"
+                    } else {
+                        "scaling the largest measured point linearly"
+                    }
+                ),
+            );
+            let end = ys.len() - 1;
+            if x < first { ys[0] } else { ys[end] * x / last }
+        } else {
+            let upper = xs.partition_point(|&v| (v as f64) < x).min(xs.len() - 1);
+            if upper == 0 {
+                ys[0]
+            } else {
+                let (x0, x1) = (xs[upper - 1] as f64, xs[upper] as f64);
+                let share = (x - x0) / (x1 - x0);
+                ys[upper - 1] + share * (ys[upper] - ys[upper - 1])
+            }
+        };
+        y.round().max(1.0) as u64
+    }
+
+    /// Records `label: message` and prints it to stderr, the first time `label` warns only.
+    fn warn(&self, label: &str, message: String) {
+        self.lock_warnings()
+            .entry(label.to_string())
+            .or_insert_with(|| {
+                let line = format!("{label}: {message}");
+                eprintln!("warning: {line}");
+                line
+            });
+    }
+
+    fn lock_warnings(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        // A panic while holding the lock leaves the set itself intact.
+        self.warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl ComputeCost for CalibratedCompute {
+    fn ffn_time_ns(&self, gpu: &GpuSpec, ffn: &Ffn, tokens: f64) -> u64 {
+        if tokens <= 0.0 {
+            return 0;
+        }
+        // Measured GEMMs are bf16: an FFN stored in another precision reads other bytes.
+        let known = self
+            .ffns
+            .iter()
+            .find(|shape| shape.ffn == *ffn && ffn.bytes_per_param == 2.0);
+        let calibrated = known.and_then(|shape| {
+            shape
+                .gemms
+                .iter()
+                .map(|&(k, n)| self.gemm_time_ns(k, n, tokens))
+                .sum::<Option<u64>>()
+        });
+        calibrated.unwrap_or_else(|| {
+            let label = format!(
+                "ffn of {} params at {} bytes/param",
+                ffn.params, ffn.bytes_per_param
+            );
+            self.warn(
+                &label,
+                "not calibrated (not a bf16 expert of this model, or no GEMM fit); roofline used"
+                    .to_string(),
+            );
+            self.roofline.ffn_time_ns(gpu, ffn, tokens)
+        })
+    }
+}
