@@ -212,3 +212,120 @@ impl ComputeCost for CalibratedCompute {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::calibration::FitHalf;
+
+    /// One measured GEMM shape (100x200), a cross-shape model and an h2d table.
+    fn hand_made() -> Calibration {
+        Calibration {
+            gpu: "test".into(),
+            driver: "none".into(),
+            date: "2026-11-23".into(),
+            source: "synthetic".into(),
+            fit_half: FitHalf::All,
+            gemm: vec![GemmTable {
+                k: 100,
+                n: 200,
+                tokens: vec![1, 64, 128],
+                time_ns: vec![1000, 1000, 3000],
+            }],
+            gemm_model: Some(GemmModel {
+                tokens: vec![1, 128],
+                intercept_ns: vec![500.0, 1000.0],
+                ns_per_weight: vec![0.01, 0.1],
+            }),
+            copy: vec![CopyTable {
+                kind: Kind::H2d,
+                bytes: vec![1000, 3000],
+                gbps: vec![1.0, 2.0],
+            }],
+        }
+    }
+
+    #[test]
+    fn measured_shapes_interpolate_linearly_in_tokens() {
+        let compute = CalibratedCompute::new(hand_made(), &[]);
+        assert_eq!(compute.gemm_time_ns(100, 200, 1.0), Some(1000));
+        assert_eq!(compute.gemm_time_ns(100, 200, 64.0), Some(1000));
+        // Halfway from 64 (1000 ns) to 128 (3000 ns).
+        assert_eq!(compute.gemm_time_ns(100, 200, 96.0), Some(2000));
+        assert_eq!(compute.gemm_time_ns(100, 200, 0.0), Some(0));
+        assert!(compute.warnings().is_empty());
+    }
+
+    #[test]
+    fn unmeasured_shapes_use_the_cross_shape_model() {
+        let compute = CalibratedCompute::new(hand_made(), &[]);
+        // 10 x 30 = 300 weights: 500 + 3 = 503 ns at 1 token, 1000 + 30 = 1030 ns at 128;
+        // 64.5 tokens is halfway: 766.5 -> 767.
+        assert_eq!(compute.gemm_time_ns(10, 30, 1.0), Some(503));
+        assert_eq!(compute.gemm_time_ns(10, 30, 64.5), Some(767));
+        let without_model = Calibration {
+            gemm_model: None,
+            ..hand_made()
+        };
+        let compute = CalibratedCompute::new(without_model, &[]);
+        assert_eq!(compute.gemm_time_ns(10, 30, 1.0), None);
+    }
+
+    #[test]
+    fn out_of_range_queries_clamp_below_scale_above_and_warn_once_per_shape() {
+        let compute = CalibratedCompute::new(hand_made(), &[]);
+        // Above 128 tokens: 3000 ns x 256 / 128.
+        assert_eq!(compute.gemm_time_ns(100, 200, 256.0), Some(6000));
+        assert_eq!(compute.gemm_time_ns(100, 200, 512.0), Some(12000));
+        assert_eq!(
+            compute.warnings(),
+            [
+                "gemm 100x200: tokens 256 outside the calibrated range 1..128; scaling the largest measured point linearly"
+            ]
+        );
+        // Below 1 token: the 1-token time; a second shape warns on its own.
+        assert_eq!(compute.gemm_time_ns(10, 30, 0.5), Some(503));
+        assert_eq!(compute.warnings().len(), 2);
+    }
+
+    #[test]
+    fn copies_interpolate_time_by_bytes() {
+        let compute = CalibratedCompute::new(hand_made(), &[]);
+        // 1000 B at 1 GB/s = 1000 ns, 3000 B at 2 GB/s = 1500 ns; 2000 B halfway.
+        assert_eq!(compute.copy_time_ns(Kind::H2d, 2000), Some(1250));
+        assert_eq!(compute.copy_time_ns(Kind::D2h, 2000), None);
+    }
+
+    #[test]
+    fn model_experts_sum_their_gemms_and_other_ffns_fall_back_to_the_roofline() {
+        let model = MoeModel {
+            hidden_size: 100,
+            expert_ffn_size: 100,
+            num_shared_experts: 0,
+            gated_ffn: true,
+            expert_bytes_per_param: 2.0,
+            ..MoeModel::preset("mixtral-8x7b").unwrap()
+        };
+        let compute = CalibratedCompute::new(hand_made(), std::slice::from_ref(&model));
+        let gpu = GpuSpec::named("h100").unwrap();
+        let expert = model.routed_expert();
+        // gate_up 100x200 from its table (2000 ns at 96 tokens) + down 100x100 from the model
+        // (10,000 weights: 600 ns at 1 token, 2000 at 128; 96 tokens: 600 + 95/127 x 1400 =
+        // 1647.2 -> 1647).
+        assert_eq!(compute.ffn_time_ns(&gpu, &expert, 96.0), 2000 + 1647);
+        assert_eq!(compute.ffn_time_ns(&gpu, &expert, 0.0), 0);
+        assert!(compute.warnings().is_empty());
+        let fp8 = Ffn {
+            bytes_per_param: 1.0,
+            ..expert
+        };
+        let roofline = RooflineCompute::default().ffn_time_ns(&gpu, &fp8, 96.0);
+        assert_eq!(compute.ffn_time_ns(&gpu, &fp8, 96.0), roofline);
+        assert_eq!(
+            compute.warnings(),
+            [
+                "ffn of 30000 params at 1 bytes/param: not calibrated (not a bf16 expert of this model, or no GEMM fit); roofline used"
+            ]
+        );
+    }
+}

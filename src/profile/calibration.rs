@@ -356,3 +356,140 @@ fn relative_least_squares(pairs: &[(f64, f64)]) -> (f64, f64) {
     let intercept = (swy - slope * swx) / sw;
     (intercept, slope)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::measurement::Provenance;
+
+    fn row(kind: Kind, (k, n, tokens, bytes): (u64, u64, u64, u64), median_ns: u64) -> Measurement {
+        Measurement {
+            kind,
+            shape: format!("{k}x{n}"),
+            k,
+            n,
+            tokens,
+            bytes,
+            reps: 5,
+            median_ns,
+            min_ns: median_ns,
+            max_ns: median_ns,
+            start_ns: None,
+            end_ns: None,
+        }
+    }
+
+    /// GEMM shapes 10x10, 10x20, 20x20 at 1 and 2 tokens; h2d at 100, 200 and 400 bytes.
+    fn hand_made() -> Measurements {
+        let gemm = |k, n, tokens, ns| row(Kind::Gemm, (k, n, tokens, 2 * k * n), ns);
+        let h2d = |bytes, ns| row(Kind::H2d, (0, 0, 0, bytes), ns);
+        Measurements {
+            provenance: Provenance {
+                gpu: "test".into(),
+                driver: "none".into(),
+                date: "2026-11-23".into(),
+                source: "synthetic".into(),
+            },
+            rows: vec![
+                gemm(20, 20, 2, 1800),
+                gemm(20, 20, 1, 1400),
+                gemm(10, 10, 1, 1100),
+                gemm(10, 10, 2, 1200),
+                gemm(10, 20, 1, 9999),
+                h2d(400, 40),
+                h2d(100, 10),
+                h2d(200, 99),
+            ],
+        }
+    }
+
+    #[test]
+    fn even_half_fits_shapes_zero_and_two_in_sorted_order() {
+        let calibration = Calibration::fit(&hand_made(), FitHalf::Even).unwrap();
+        let shapes: Vec<(u64, u64, &[u64], &[u64])> = calibration
+            .gemm
+            .iter()
+            .map(|t| (t.k, t.n, t.tokens.as_slice(), t.time_ns.as_slice()))
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                (10, 10, &[1, 2][..], &[1100, 1200][..]),
+                (20, 20, &[1, 2][..], &[1400, 1800][..])
+            ]
+        );
+        // Two shapes per token count: an exact line. 1 token: 100 weights -> 1100, 400 -> 1400:
+        // slope 1, intercept 1000. 2 tokens: 1200 and 1800: slope 2, intercept 1000.
+        let model = calibration.gemm_model.unwrap();
+        assert_eq!(model.tokens, [1, 2]);
+        for (got, want) in model.intercept_ns.iter().zip([1000.0, 1000.0]) {
+            assert!((got - want).abs() < 1e-6, "{got}");
+        }
+        for (got, want) in model.ns_per_weight.iter().zip([1.0, 2.0]) {
+            assert!((got - want).abs() < 1e-9, "{got}");
+        }
+        // h2d sizes 100 and 400 (the 200-byte one is held out): 10 GB/s both.
+        assert_eq!(calibration.copy.len(), 1);
+        assert_eq!(calibration.copy[0].bytes, [100, 400]);
+        assert_eq!(calibration.copy[0].gbps, [10.0, 10.0]);
+    }
+
+    #[test]
+    fn odd_half_fits_the_middle_shape_alone_with_a_pure_slope() {
+        let calibration = Calibration::fit(&hand_made(), FitHalf::Odd).unwrap();
+        assert_eq!(calibration.gemm.len(), 1);
+        let model = calibration.gemm_model.unwrap();
+        // One shape of 200 weights at 9999 ns: intercept 0, 49.995 ns per weight.
+        assert_eq!(model.tokens, [1]);
+        assert_eq!(model.intercept_ns, [0.0]);
+        assert_eq!(model.ns_per_weight, [49.995]);
+        assert_eq!(calibration.copy[0].bytes, [200]);
+    }
+
+    #[test]
+    fn relative_least_squares_weights_errors_by_size() {
+        // Points on y = 10 + 2x except one 10% high: minimising relative error pulls the line
+        // less towards the large point than absolute least squares would.
+        let (a, b) = relative_least_squares(&[(1.0, 12.0), (2.0, 14.0), (100.0, 231.0)]);
+        let relative = |a: f64, b: f64| {
+            [(1.0, 12.0), (2.0, 14.0), (100.0, 231.0)]
+                .iter()
+                .map(|&(x, y): &(f64, f64)| ((a + b * x - y) / y).powi(2))
+                .sum::<f64>()
+        };
+        // The fitted line beats small moves of either coefficient.
+        for (da, db) in [(0.01, 0.0), (-0.01, 0.0), (0.0, 0.001), (0.0, -0.001)] {
+            assert!(relative(a, b) < relative(a + da, b + db));
+        }
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calibration.toml");
+        let calibration = Calibration::fit(&hand_made(), FitHalf::All).unwrap();
+        calibration.save(&path).unwrap();
+        assert_eq!(Calibration::load(&path).unwrap(), calibration);
+    }
+
+    #[test]
+    fn check_names_the_field_at_fault() {
+        let mut calibration = Calibration::fit(&hand_made(), FitHalf::Even).unwrap();
+        calibration.gemm[1].tokens = vec![2, 2];
+        assert_eq!(
+            calibration.check().unwrap_err(),
+            "`gemm[1] (20x20).tokens` must be strictly increasing: 2 then 2 at positions 0 and 1"
+        );
+        calibration.gemm[1].tokens = vec![1, 2, 3];
+        assert_eq!(
+            calibration.check().unwrap_err(),
+            "`gemm[1] (20x20).time_ns` has 2 values for 3 points"
+        );
+        calibration.gemm.clear();
+        calibration.copy[0].gbps = vec![10.0, 0.0];
+        assert_eq!(
+            calibration.check().unwrap_err(),
+            "`copy[0] (h2d).gbps` must be positive"
+        );
+    }
+}
