@@ -116,6 +116,11 @@ impl Scenario {
         {
             *file = base.join(&*file);
         }
+        if let Some(file) = &mut scenario.sim.calibration
+            && file.is_relative()
+        {
+            *file = base.join(&*file);
+        }
         scenario.check()?;
         Ok(scenario)
     }

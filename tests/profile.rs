@@ -229,3 +229,48 @@ fn measurements_with_a_missing_column_or_unknown_kind_are_rejected() {
     );
     assert!(!output.exists());
 }
+
+#[test]
+fn a_scenario_with_a_calibration_times_experts_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fit = moesim(&[
+        "calibrate",
+        "--measurements",
+        fixture("measurements.parquet").to_str().unwrap(),
+        "-o",
+        dir.path().join("cal.toml").to_str().unwrap(),
+        "--fit-half",
+        "all",
+    ]);
+    assert_eq!(fit.status.code(), Some(0), "{}", stderr(&fit));
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("traces/quickstart.parquet");
+    let scenario = |calibration: &str| {
+        format!(
+            "name = \"cal\"\nseed = 7\nmodel = \"olmoe-1b-7b\"\ncluster = \"dgx-h100\"\n\
+             tokens_per_gpu = 256\nplacements = [\"contiguous\"]\n[trace]\nfile = {trace:?}\n\
+             [sim]\noverlap = [\"none\"]\n{calibration}"
+        )
+    };
+    let expert_ns = |name: &str, calibration: &str| {
+        let path = dir.path().join(name);
+        fs::write(&path, scenario(calibration)).unwrap();
+        let run = moesim(&["simulate", path.to_str().unwrap(), "--json"]);
+        assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&run)).unwrap();
+        (
+            json["strategies"][0]["layers"][0]["expert_ns"]
+                .as_u64()
+                .unwrap(),
+            stderr(&run),
+        )
+    };
+    let (roofline, quiet) = expert_ns("roofline.toml", "");
+    // Relative to the scenario file.
+    let (calibrated, warnings) = expert_ns("calibrated.toml", "calibration = \"cal.toml\"\n");
+    assert!(quiet.is_empty(), "{quiet}");
+    // The synthetic GEMMs are the roofline plus a 3 us launch each (and +-2% noise), so the
+    // calibrated experts take longer.
+    assert!(calibrated > roofline, "{calibrated} vs {roofline}");
+    // Attention and gate are not expert GEMMs: they stay on the roofline, said once each.
+    assert!(warnings.contains("roofline used"), "{warnings}");
+}

@@ -1,5 +1,7 @@
 //! The `[sim]` table of a scenario: how the simulated step is scheduled.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// How communication and computation of a layer overlap.
@@ -74,6 +76,10 @@ pub struct SimConfig {
     /// Share of nominal NVLink bandwidth transfers reach. Default 1.0 (nominal); DeepEP's H800
     /// measurements (about 160 of 200 GB/s usable per direction) suggest 0.8.
     pub nvlink_efficiency: f64,
+    /// Calibration TOML (`moesim calibrate`) timing the experts with measured GEMMs instead of
+    /// the roofline; relative to the scenario file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -90,6 +96,7 @@ impl Default for SimConfig {
             all_to_all: AllToAll::Direct,
             comm_sms: 20,
             nvlink_efficiency: 1.0,
+            calibration: None,
         }
     }
 }

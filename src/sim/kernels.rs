@@ -8,8 +8,13 @@
 //! With few tokens per expert (decode) the weight reads dominate: memory-bound, as measured.
 //! Attention counts the projections only (scores and KV-cache reads are left out).
 
+use std::path::Path;
+use std::sync::Arc;
+
 use crate::cost::compute::{ComputeCost, RooflineCompute};
+use crate::error::Result;
 use crate::model::{Ffn, MoeModel};
+use crate::profile::{CalibratedCompute, Calibration};
 use crate::topology::GpuSpec;
 
 /// Rows of one grouped-GEMM tile (Hopper grouped GEMMs in DeepGEMM / CUTLASS use 64 or 128).
@@ -20,10 +25,10 @@ pub const TILE_TOKENS: f64 = 64.0;
 pub const KERNEL_LAUNCH_NS: u64 = 2_000;
 
 /// Durations of the kernels of one MoE layer on one GPU model.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KernelCosts {
     gpu: GpuSpec,
-    roofline: RooflineCompute,
+    compute: Arc<dyn ComputeCost>,
     attention: Ffn,
     gate: Ffn,
     routed: Ffn,
@@ -31,11 +36,28 @@ pub struct KernelCosts {
 }
 
 impl KernelCosts {
-    /// Costs of `model`'s kernels on `gpu`.
+    /// Costs of `model`'s kernels on `gpu` by roofline.
     pub fn new(model: &MoeModel, gpu: &GpuSpec) -> KernelCosts {
+        KernelCosts::with_compute(model, gpu, Arc::new(RooflineCompute::default()))
+    }
+
+    /// Costs with expert times from the calibration file at `path` (measured on a GPU by
+    /// `moesim profile`, fitted by `moesim calibrate`); FFNs it does not cover use the roofline.
+    pub fn calibrated(model: &MoeModel, gpu: &GpuSpec, path: &Path) -> Result<KernelCosts> {
+        let compute = CalibratedCompute::new(Calibration::load(path)?, std::slice::from_ref(model));
+        Ok(KernelCosts::with_compute(model, gpu, Arc::new(compute)))
+    }
+
+    /// Costs with every kernel's math and weight reads timed by `compute` (the fixed launch cost
+    /// is added on top).
+    pub fn with_compute(
+        model: &MoeModel,
+        gpu: &GpuSpec,
+        compute: Arc<dyn ComputeCost>,
+    ) -> KernelCosts {
         KernelCosts {
             gpu: gpu.clone(),
-            roofline: RooflineCompute::default(),
+            compute,
             // Projections only: 2 FLOPs per weight per token, weights read once.
             attention: Ffn {
                 params: model.attention.params(model.hidden_size),
@@ -68,7 +90,7 @@ impl KernelCosts {
         for tokens in expert_tokens.into_iter().filter(|&t| t > 0.0) {
             active = true;
             let padded = (tokens / TILE_TOKENS).ceil() * TILE_TOKENS;
-            total += self.roofline.ffn_time_ns(&self.gpu, &self.routed, padded);
+            total += self.compute.ffn_time_ns(&self.gpu, &self.routed, padded);
         }
         if active { total + KERNEL_LAUNCH_NS } else { 0 }
     }
@@ -79,10 +101,19 @@ impl KernelCosts {
     }
 
     fn kernel(&self, ffn: &Ffn, tokens: f64) -> u64 {
-        match self.roofline.ffn_time_ns(&self.gpu, ffn, tokens) {
+        match self.compute.ffn_time_ns(&self.gpu, ffn, tokens) {
             0 => 0,
             ns => ns + KERNEL_LAUNCH_NS,
         }
+    }
+}
+
+impl std::fmt::Debug for KernelCosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelCosts")
+            .field("gpu", &self.gpu.name)
+            .field("routed", &self.routed)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,5 +134,33 @@ mod tests {
         assert_eq!(costs.routed_ns([1000.0]), 130_283 + 2_000);
         assert_eq!(costs.routed_ns([0.0]), 0);
         assert_eq!(costs.attention_ns(0.0), 0);
+    }
+
+    #[test]
+    fn a_calibration_file_times_the_routed_experts() {
+        let model = MoeModel {
+            hidden_size: 100,
+            expert_ffn_size: 100,
+            gated_ffn: true,
+            expert_bytes_per_param: 2.0,
+            ..MoeModel::preset("mixtral-8x7b").unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calibration.toml");
+        // gate_up 100x200 and down 100x100, both measured: 1000 / 3000 ns and 400 / 600 ns at
+        // 1 / 128 tokens.
+        std::fs::write(
+            &path,
+            "gpu = \"g\"\ndriver = \"d\"\ndate = \"x\"\nsource = \"synthetic\"\nfit_half = \"all\"\n\
+             [[gemm]]\nk = 100\nn = 200\ntokens = [1, 128]\ntime_ns = [1000, 3000]\n\
+             [[gemm]]\nk = 100\nn = 100\ntokens = [1, 128]\ntime_ns = [400, 600]\n",
+        )
+        .unwrap();
+        let h100 = GpuSpec::named("h100").unwrap();
+        let costs = KernelCosts::calibrated(&model, &h100, &path).unwrap();
+        // 3 tokens pad to one 64-row tile: 1000 + 63/127 x 2000 = 1992.1 -> 1992 and
+        // 400 + 63/127 x 200 = 499.2 -> 499, plus the launch.
+        assert_eq!(costs.routed_ns([3.0]), 1992 + 499 + 2_000);
+        assert!(KernelCosts::calibrated(&model, &h100, &dir.path().join("none.toml")).is_err());
     }
 }

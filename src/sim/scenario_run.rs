@@ -88,7 +88,10 @@ pub fn simulate_scenario(scenario: &Scenario, options: SimOptions) -> Result<Sim
         )));
     }
     let config = &scenario.sim;
-    let costs = KernelCosts::new(&model, cluster.gpu_spec(0));
+    let costs = match &config.calibration {
+        Some(path) => KernelCosts::calibrated(&model, cluster.gpu_spec(0), path)?,
+        None => KernelCosts::new(&model, cluster.gpu_spec(0)),
+    };
     if config.comm_sms >= costs.sm_count() {
         return Err(Error::invalid(format!(
             "`sim.comm_sms` = {} leaves no SM of the {} for GEMMs",
