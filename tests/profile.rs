@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use common::{assert_fails_with, moesim, stderr, stdout};
 use moesim::gpu::driver_present;
 use moesim::profile::Measurements;
-use moesim::profile::counters::{read_pcie_counters, write_counters};
+use moesim::profile::counters::{PcieSample, read_pcie_counters, write_counters};
 use moesim::profile::plan::preset_gemm_shapes;
 use moesim::profile::synthetic::synthetic_run;
 use moesim::topology::GpuSpec;
@@ -52,7 +52,11 @@ fn fixture_is_what_its_generator_makes() {
     let pcie = read_pcie_counters(&fixture("counters.parquet")).unwrap();
     let expected: Vec<_> = samples
         .iter()
-        .map(|s| (s.t_ns, s.pcie_tx_bytes_per_s, s.pcie_rx_bytes_per_s))
+        .map(|s| PcieSample {
+            t_ns: s.t_ns,
+            tx_bytes_per_s: s.pcie_tx_bytes_per_s,
+            rx_bytes_per_s: s.pcie_rx_bytes_per_s,
+        })
         .collect();
     assert_eq!(pcie, expected);
 }
@@ -210,7 +214,7 @@ fn measurements_with_a_missing_column_or_unknown_kind_are_rejected() {
         &["counters.parquet", "missing column `kind`"],
     );
 
-    use polars::prelude::{NamedFrom, SerReader};
+    use polars::prelude::SerReader;
     let mut frame = polars::prelude::ParquetReader::new(
         fs::File::open(fixture("measurements.parquet")).unwrap(),
     )

@@ -39,7 +39,7 @@ impl ValidateArgs {
             None if beside.is_file() => Some(read_pcie_counters(&beside)?),
             None => None,
         };
-        let validation = validate(&measurements, calibration, counters.as_ref())?;
+        let validation = validate(&measurements, calibration, counters.as_deref())?;
         let files = write_validation(&validation, &self.output)?;
         println!(
             "held-out MAPE: {:.2}% over {} points (target <= {TARGET_MAPE_PCT}%){}",

@@ -50,8 +50,8 @@ impl FitHalf {
     /// Whether the `index`-th shape of a kind is fitted.
     pub fn fits(self, index: usize) -> bool {
         match self {
-            FitHalf::Even => index % 2 == 0,
-            FitHalf::Odd => index % 2 == 1,
+            FitHalf::Even => index.is_multiple_of(2),
+            FitHalf::Odd => !index.is_multiple_of(2),
             FitHalf::All => true,
         }
     }

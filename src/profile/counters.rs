@@ -80,11 +80,38 @@ pub fn write_counters(path: &Path, samples: &[CounterSample]) -> Result<()> {
     write_parquet_frame(path, &mut frame)
 }
 
-/// The PCIe columns of a counter file: `(t_ns, tx, rx)` per sample, in file order.
-pub type PcieSamples = Vec<(u64, Option<u64>, Option<u64>)>;
+/// The PCIe throughput of one NVML sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PcieSample {
+    /// Host-clock time of the sample.
+    pub t_ns: u64,
+    /// Out of the GPU (device to host), bytes/s.
+    pub tx_bytes_per_s: Option<u64>,
+    /// Into the GPU (host to device), bytes/s.
+    pub rx_bytes_per_s: Option<u64>,
+}
+
+/// A PCIe direction as NVML counts it, from the GPU's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PcieDirection {
+    /// Leaving the GPU: device-to-host copies.
+    Tx,
+    /// Entering the GPU: host-to-device copies.
+    Rx,
+}
+
+impl PcieSample {
+    /// The reading for `direction`.
+    pub fn bytes_per_s(&self, direction: PcieDirection) -> Option<u64> {
+        match direction {
+            PcieDirection::Tx => self.tx_bytes_per_s,
+            PcieDirection::Rx => self.rx_bytes_per_s,
+        }
+    }
+}
 
 /// Reads the time and PCIe columns of a counter file; errors name the file and column.
-pub fn read_pcie_counters(path: &Path) -> Result<PcieSamples> {
+pub fn read_pcie_counters(path: &Path) -> Result<Vec<PcieSample>> {
     let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let frame = ParquetReader::new(file)
         .finish()
@@ -99,22 +126,26 @@ pub fn read_pcie_counters(path: &Path) -> Result<PcieSamples> {
     Ok(t.into_iter()
         .zip(tx)
         .zip(rx)
-        .map(|((t, tx), rx)| (t, tx, rx))
+        .map(|((t_ns, tx_bytes_per_s), rx_bytes_per_s)| PcieSample {
+            t_ns,
+            tx_bytes_per_s,
+            rx_bytes_per_s,
+        })
         .collect())
 }
 
-/// Mean of the non-null values of one PCIe direction over samples in `[start_ns, end_ns]`;
-/// `None` when no sample of that window has a value.
+/// Mean of the non-null `direction` readings of samples in `[start_ns, end_ns]`; `None` when
+/// no sample of that window has one.
 pub fn mean_in_window(
-    samples: &PcieSamples,
+    samples: &[PcieSample],
     start_ns: u64,
     end_ns: u64,
-    pick: fn(&(u64, Option<u64>, Option<u64>)) -> Option<u64>,
+    direction: PcieDirection,
 ) -> Option<f64> {
     let values: Vec<f64> = samples
         .iter()
-        .filter(|s| (start_ns..=end_ns).contains(&s.0))
-        .filter_map(|s| pick(s).map(|v| v as f64))
+        .filter(|s| (start_ns..=end_ns).contains(&s.t_ns))
+        .filter_map(|s| s.bytes_per_s(direction).map(|v| v as f64))
         .collect();
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
@@ -141,10 +172,17 @@ mod tests {
         ];
         write_counters(&path, &samples).unwrap();
         let pcie = read_pcie_counters(&path).unwrap();
-        assert_eq!(pcie[1], (10, None, None));
+        assert_eq!(
+            pcie[1],
+            PcieSample {
+                t_ns: 10,
+                tx_bytes_per_s: None,
+                rx_bytes_per_s: None
+            }
+        );
         // Samples at 0..=20 with a value: 100 and 300.
-        assert_eq!(mean_in_window(&pcie, 0, 20, |s| s.2), Some(200.0));
-        assert_eq!(mean_in_window(&pcie, 5, 15, |s| s.2), None);
-        assert_eq!(mean_in_window(&pcie, 0, 30, |s| s.1), None);
+        assert_eq!(mean_in_window(&pcie, 0, 20, PcieDirection::Rx), Some(200.0));
+        assert_eq!(mean_in_window(&pcie, 5, 15, PcieDirection::Rx), None);
+        assert_eq!(mean_in_window(&pcie, 0, 30, PcieDirection::Tx), None);
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::calibrated::CalibratedCompute;
 use super::calibration::{Calibration, FitHalf, split_copies, split_gemm};
-use super::counters::{PcieSamples, mean_in_window};
+use super::counters::{PcieDirection, PcieSample, mean_in_window};
 use super::measurement::{Kind, Measurement, Measurements};
 use crate::error::{Error, Result};
 use crate::output::write_bytes_atomic;
@@ -98,7 +98,7 @@ pub struct Validation {
 pub fn validate(
     measurements: &Measurements,
     calibration: Calibration,
-    counters: Option<&PcieSamples>,
+    counters: Option<&[PcieSample]>,
 ) -> Result<Validation> {
     let fit_half = calibration.fit_half;
     let compared_half = match fit_half {
@@ -182,18 +182,17 @@ fn mape<'a>(points: impl Iterator<Item = &'a ValidationPoint>) -> f64 {
 
 /// Every PCIe copy (fitted or not: this checks the counter, not the calibration) whose window
 /// holds NVML samples: h2d against RX, d2h against TX.
-fn pcie_checks(rows: &[Measurement], samples: &PcieSamples) -> Vec<PcieCheck> {
+fn pcie_checks(rows: &[Measurement], samples: &[PcieSample]) -> Vec<PcieCheck> {
     rows.iter()
         .filter(|r| matches!(r.kind, Kind::H2d | Kind::D2h))
         .filter_map(|row| {
             let (start, end) = row.start_ns.zip(row.end_ns)?;
-            let pick: fn(&(u64, Option<u64>, Option<u64>)) -> Option<u64> = if row.kind == Kind::H2d
-            {
-                |s| s.2
+            let direction = if row.kind == Kind::H2d {
+                PcieDirection::Rx
             } else {
-                |s| s.1
+                PcieDirection::Tx
             };
-            let nvml_gbps = mean_in_window(samples, start, end, pick)? / 1e9;
+            let nvml_gbps = mean_in_window(samples, start, end, direction)? / 1e9;
             let events_gbps = row.bytes as f64 / row.median_ns as f64;
             Some(PcieCheck {
                 kind: row.kind,
