@@ -127,6 +127,18 @@ fn calibrate_then_validate_on_the_synthetic_fixture() {
         json["warnings"][0],
         "hbm-copy: bytes 1073741824 outside the calibrated range 1048576..268435456; scaling the largest measured point linearly"
     );
+    let strict = moesim(&[
+        "validate",
+        "--measurements",
+        measurements,
+        "--calibration",
+        calibration.to_str().unwrap(),
+        "-o",
+        dir.path().join("strict").to_str().unwrap(),
+        "--max-mape",
+        "1.0",
+    ]);
+    assert_fails_with(&strict, &["held-out MAPE 1.08% exceeds --max-mape 1%"]);
     let md = fs::read_to_string(out.join("validation.md")).unwrap();
     assert!(md.contains("**SYNTHETIC DATA"));
     assert!(md.contains("| h2d | 1048576 | 38.08 | 38.28 | +0.52 |"));

@@ -27,6 +27,9 @@ pub struct ValidateArgs {
     /// Folder for validation.md, validation.json and the charts.
     #[arg(short, long, value_name = "DIR")]
     output: PathBuf,
+    /// Exit 1 (after writing the report) when the held-out MAPE exceeds this percentage.
+    #[arg(long, value_name = "PCT")]
+    max_mape: Option<f64>,
 }
 
 impl ValidateArgs {
@@ -60,6 +63,12 @@ impl ValidateArgs {
             );
         }
         println!("wrote {} files to {}", files.len(), self.output.display());
-        Ok(())
+        match self.max_mape {
+            Some(limit) if validation.mape_pct > limit => anyhow::bail!(
+                "held-out MAPE {:.2}% exceeds --max-mape {limit}%",
+                validation.mape_pct
+            ),
+            _ => Ok(()),
+        }
     }
 }

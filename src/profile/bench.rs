@@ -109,7 +109,13 @@ fn gemm_rows(timer: &Timer, blas: &CudaBlas, shape: &GemmShape) -> Result<Vec<Me
     let (alpha, beta) = (1.0f32, 0.0f32);
     let mut rows = Vec::new();
     for tokens in TOKEN_COUNTS {
-        let dims = [n, tokens as usize, k].map(|d| i32::try_from(d).unwrap_or(i32::MAX));
+        let dims = [n, tokens as usize, k].map(i32::try_from);
+        let [Ok(m_dim), Ok(n_dim), Ok(k_dim)] = dims else {
+            return Err(Error::invalid(format!(
+                "GEMM {}x{} at {tokens} tokens exceeds cuBLAS's 32-bit dimensions",
+                shape.k, shape.n
+            )));
+        };
         let timing = timer.time(|| {
             let (w, _w_sync) = weights.device_ptr(stream);
             let (a, _a_sync) = activations.device_ptr(stream);
@@ -121,20 +127,20 @@ fn gemm_rows(timer: &Timer, blas: &CudaBlas, shape: &GemmShape) -> Result<Vec<Me
                     *blas.handle(),
                     cublasOperation_t::CUBLAS_OP_N,
                     cublasOperation_t::CUBLAS_OP_N,
-                    dims[0],
-                    dims[1],
-                    dims[2],
+                    m_dim,
+                    n_dim,
+                    k_dim,
                     (&alpha as *const f32).cast(),
                     w as *const _,
                     cudaDataType::CUDA_R_16BF,
-                    dims[0],
+                    m_dim,
                     a as *const _,
                     cudaDataType::CUDA_R_16BF,
-                    dims[2],
+                    k_dim,
                     (&beta as *const f32).cast(),
                     c as *mut _,
                     cudaDataType::CUDA_R_16BF,
-                    dims[0],
+                    m_dim,
                     cublasComputeType_t::CUBLAS_COMPUTE_32F,
                     cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
                 )

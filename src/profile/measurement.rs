@@ -10,7 +10,7 @@
 //! | `k` | u64 | GEMM inner dimension (hidden size for gate/up); gating: hidden size; copies 0 |
 //! | `n` | u64 | GEMM output columns; gating: experts; copies 0 |
 //! | `tokens` | u64 | GEMM / gating rows (tokens); copies 0 |
-//! | `bytes` | u64 | bytes moved: copies the buffer size; GEMM the bf16 weights `2 k n` |
+//! | `bytes` | u64 | copies: the buffer size (an HBM copy reads and writes it, moving twice that); GEMM: the bf16 weights `2 k n` |
 //! | `reps` | u32 | timed repetitions (after warm-up) |
 //! | `median_ns`, `min_ns`, `max_ns` | u64 | median and spread of one repetition |
 //! | `start_ns`, `end_ns` | u64, null | host-clock window of the repetitions, on the clock the NVML samples use (see `profile` module docs); null when unknown |
