@@ -369,3 +369,68 @@ fn markdown(v: &Validation) -> String {
     }
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::measurement::Provenance;
+
+    fn row(kind: Kind, (k, n, tokens, bytes): (u64, u64, u64, u64), median_ns: u64) -> Measurement {
+        Measurement {
+            kind,
+            shape: format!("{} {k}x{n} {bytes}", kind.name()),
+            k,
+            n,
+            tokens,
+            bytes,
+            reps: 5,
+            median_ns,
+            min_ns: median_ns,
+            max_ns: median_ns,
+            start_ns: None,
+            end_ns: None,
+        }
+    }
+
+    #[test]
+    fn the_held_out_half_is_predicted_and_scored_by_hand() {
+        let measurements = Measurements {
+            provenance: Provenance {
+                gpu: "test".into(),
+                driver: "none".into(),
+                date: "2026-11-23".into(),
+                source: "synthetic".into(),
+            },
+            rows: vec![
+                row(Kind::Gemm, (10, 10, 1, 200), 1100),
+                row(Kind::Gemm, (10, 20, 1, 400), 9999),
+                row(Kind::Gemm, (20, 20, 1, 800), 1400),
+                row(Kind::H2d, (0, 0, 0, 100), 10),
+                row(Kind::H2d, (0, 0, 0, 200), 99),
+                row(Kind::H2d, (0, 0, 0, 400), 40),
+                row(Kind::Gating, (2048, 64, 16, 0), 5000),
+            ],
+        };
+        let calibration = Calibration::fit(&measurements, FitHalf::Even).unwrap();
+        let validation = validate(&measurements, calibration, None).unwrap();
+        assert_eq!(validation.compared_half, FitHalf::Odd);
+        // 10x20 is held out: the fit through 10x10 (100 weights, 1100 ns) and 20x20 (400, 1400)
+        // is 1000 + 1 ns per weight: 1200 ns against 9999, -87.9988%.
+        // h2d 200 B is held out: 10 ns at 100 B and 40 ns at 400 B give 20 ns against 99, -79.798%.
+        let got: Vec<(Kind, u64, u64)> = validation
+            .points
+            .iter()
+            .map(|p| (p.kind, p.measured_ns, p.simulated_ns))
+            .collect();
+        assert_eq!(got, [(Kind::Gemm, 9999, 1200), (Kind::H2d, 99, 20)]);
+        let want = ((9999.0 - 1200.0) / 9999.0 + (99.0 - 20.0) / 99.0) / 2.0 * 100.0;
+        assert!(
+            (validation.mape_pct - want).abs() < 1e-9,
+            "{}",
+            validation.mape_pct
+        );
+        assert!((validation.mape_pct - 83.8984).abs() < 1e-4);
+        assert_eq!(validation.skipped_rows, 1);
+        assert!(validation.pcie.is_empty());
+    }
+}
