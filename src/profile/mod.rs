@@ -5,7 +5,8 @@
 //! - [`measurement`]: the measurement file (`measurements.parquet`, schema in its docs).
 //! - [`counters`]: NVML samples (`counters.parquet`); [`nvml_sampler`] takes them on a
 //!   background thread.
-//! - [`bench`]: runs the plan on the GPU through cudarc (cuBLAS GEMMs, copies, CUDA events).
+//! - [`bench`]: runs the plan on the GPU through cudarc (cuBLAS GEMMs, copies, CUDA events);
+//!   [`session`]: one `moesim profile` run (sampler around the benchmarks, the three files).
 //! - [`calibration`]: the calibration TOML and how it is fitted; [`calibrated`]: the
 //!   [`ComputeCost`](crate::cost::compute::ComputeCost) that uses it.
 //! - [`validate`]: predicts the held-out half and compares.
