@@ -74,6 +74,11 @@ pub struct SimConfig {
     /// Share of nominal NVLink bandwidth transfers reach. Default 1.0 (nominal); DeepEP's H800
     /// measurements (about 160 of 200 GB/s usable per direction) suggest 0.8.
     pub nvlink_efficiency: f64,
+    /// Share of the bandwidth in use that drained flows may go on holding before it is
+    /// re-divided among the others (see [`super::network`]): 0 re-divides at every drain
+    /// (exact max-min, slow for all-to-alls of thousands of flows); the default 0.05 bounds the
+    /// bandwidth left idle to 5% and makes large all-to-alls hundreds of times cheaper.
+    pub rate_tolerance: f64,
 }
 
 impl Default for SimConfig {
@@ -90,6 +95,7 @@ impl Default for SimConfig {
             all_to_all: AllToAll::Direct,
             comm_sms: 20,
             nvlink_efficiency: 1.0,
+            rate_tolerance: 0.05,
         }
     }
 }
@@ -102,6 +108,9 @@ impl SimConfig {
         }
         if !(self.nvlink_efficiency > 0.0 && self.nvlink_efficiency <= 1.0) {
             return Err("`sim.nvlink_efficiency` must be in (0, 1]".into());
+        }
+        if !(0.0..1.0).contains(&self.rate_tolerance) {
+            return Err("`sim.rate_tolerance` must be in [0, 1)".into());
         }
         if self.chunks == 0 || self.tiles == 0 {
             return Err("`sim.chunks` and `sim.tiles` must be at least 1".into());

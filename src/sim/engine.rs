@@ -10,6 +10,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
+use super::config::SimConfig;
 use super::network::{FlowId, FlowNetwork};
 use crate::topology::{Cluster, LinkKind, Route};
 
@@ -140,9 +141,10 @@ impl Timeline {
 }
 
 /// Runs `graph` on `cluster` from time 0 until every task is done, with NVLink links at
-/// `nvlink_efficiency` of their nominal bandwidth (other links at theirs).
-pub fn run<L: Copy>(graph: &TaskGraph<L>, cluster: &Cluster, nvlink_efficiency: f64) -> Timeline {
-    Engine::new(graph, cluster, nvlink_efficiency).run()
+/// `config.nvlink_efficiency` of their nominal bandwidth (other links at theirs) and bandwidth
+/// re-divided within `config.rate_tolerance`.
+pub fn run<L: Copy>(graph: &TaskGraph<L>, cluster: &Cluster, config: &SimConfig) -> Timeline {
+    Engine::new(graph, cluster, config).run()
 }
 
 /// The routes a transfer follows: `src -> dst`, or `src -> relay -> dst`.
@@ -186,7 +188,7 @@ struct Engine<'a, L> {
 }
 
 impl<'a, L: Copy> Engine<'a, L> {
-    fn new(graph: &'a TaskGraph<L>, cluster: &'a Cluster, nvlink_efficiency: f64) -> Self {
+    fn new(graph: &'a TaskGraph<L>, cluster: &'a Cluster, config: &SimConfig) -> Self {
         let streams_per_gpu = graph
             .tasks
             .iter()
@@ -201,9 +203,10 @@ impl<'a, L: Copy> Engine<'a, L> {
             graph,
             cluster,
             network: FlowNetwork::new(cluster.links().map(|(_, l)| match l.kind {
-                LinkKind::NvLink => l.bandwidth_gbps * nvlink_efficiency,
+                LinkKind::NvLink => l.bandwidth_gbps * config.nvlink_efficiency,
                 _ => l.bandwidth_gbps,
-            })),
+            }))
+            .with_ghost_tolerance(config.rate_tolerance),
             flow_task: Vec::new(),
             streams: vec![Stream::default(); cluster.num_gpus() * streams_per_gpu],
             streams_per_gpu,

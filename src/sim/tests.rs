@@ -18,13 +18,22 @@ fn transfer(src: u32, dst: u32, bytes: u64) -> Work {
     }
 }
 
+/// Settings that re-divide bandwidth at every drain (exact max-min), NVLink at `efficiency`.
+fn exact(nvlink_efficiency: f64) -> SimConfig {
+    SimConfig {
+        nvlink_efficiency,
+        rate_tolerance: 0.0,
+        ..SimConfig::default()
+    }
+}
+
 /// Runs one transfer per pair of `traffic`, all at time 0; returns the makespan.
 fn all_to_all_ns(cluster: &Cluster, traffic: &TrafficMatrix) -> u64 {
     let mut graph = TaskGraph::default();
     for (src, dst, bytes) in traffic.pairs() {
         graph.add(transfer(src as u32, dst as u32, bytes), (), &[]);
     }
-    engine::run(&graph, cluster, 1.0).makespan_ns()
+    engine::run(&graph, cluster, &exact(1.0)).makespan_ns()
 }
 
 #[test]
@@ -35,7 +44,7 @@ fn a_lone_transfer_takes_latency_plus_bytes_over_bandwidth() {
     graph.add(transfer(0, 1, 450_000), (), &[]);
     // 1 B more: 1000.002 ns, rounded up.
     graph.add(transfer(2, 3, 450_001), (), &[]);
-    let timeline = engine::run(&graph, &cluster, 1.0);
+    let timeline = engine::run(&graph, &cluster, &exact(1.0));
     assert_eq!(timeline.end_ns, vec![2000, 2001]);
 }
 
@@ -91,10 +100,10 @@ fn a_relayed_transfer_crosses_nvlink_then_the_rail_cut_through() {
         bytes: 50_000,
     };
     graph.add(work, (), &[]);
-    let timeline = engine::run(&graph, &cluster, 1.0);
+    let timeline = engine::run(&graph, &cluster, &exact(1.0));
     assert_eq!(timeline.end_ns, vec![4800]);
     // Half-speed NVLink (100 B/ns) is still faster than the NIC: same time.
-    assert_eq!(engine::run(&graph, &cluster, 0.5).end_ns, vec![4800]);
+    assert_eq!(engine::run(&graph, &cluster, &exact(0.5)).end_ns, vec![4800]);
     let nic_links = timeline
         .link_bytes
         .iter()
@@ -117,7 +126,7 @@ fn a_stream_runs_one_kernel_at_a_time_and_the_critical_path_follows_it() {
     let b = graph.add(kernel(20), (), &[]);
     let send = graph.add(transfer(0, 1, 450), (), &[a]);
     let c = graph.add(kernel(5), (), &[send]);
-    let timeline = engine::run(&graph, &cluster, 1.0);
+    let timeline = engine::run(&graph, &cluster, &exact(1.0));
     // b waits for a; the send (1 ns + 1000 ns) ends at 1011; c queues behind nothing then.
     assert_eq!(timeline.start_ns, vec![0, 10, 10, 1011]);
     assert_eq!(timeline.end_ns, vec![10, 30, 1011, 1016]);
