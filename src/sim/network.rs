@@ -27,6 +27,9 @@ pub type FlowId = u32;
 /// Relative rate change below which a flow keeps its rate and drain event.
 const RATE_TOLERANCE: f64 = 1e-12;
 
+/// Relative margin below the settle floor within which a flow is still re-rated.
+const FLOOR_TOLERANCE: f64 = 1e-9;
+
 /// Relative tolerance under which float noise never pushes a drain instant one ns later.
 const DRAIN_TOLERANCE: f64 = 1e-9;
 
@@ -56,8 +59,6 @@ pub struct FlowNetwork {
     capacity: Vec<f64>,
     /// Per link, the active flows crossing it (unordered).
     link_flows: Vec<Vec<FlowId>>,
-    /// Per link, total bytes ever sent over it.
-    link_bytes: Vec<u64>,
     flows: Vec<Flow>,
     /// Concatenated link lists of all flows.
     flow_links: Vec<u32>,
@@ -67,6 +68,9 @@ pub struct FlowNetwork {
     dirty_links: Vec<u32>,
     /// Drained flows still on their links, holding their last rate.
     ghosts: Vec<FlowId>,
+    /// Rate below which no flow's rate can change at the next settle: the smallest rate of
+    /// the flows released since the last one, or 0 once a flow started.
+    settle_floor: f64,
     /// Sum of the ghosts' rates, bytes per ns.
     ghost_rate: f64,
     /// Sum of the rates of every flow holding bandwidth (ghosts included), bytes per ns.
@@ -94,12 +98,12 @@ impl FlowNetwork {
         FlowNetwork {
             capacity,
             link_flows: vec![Vec::new(); links],
-            link_bytes: vec![0; links],
             flows: Vec::new(),
             flow_links: Vec::new(),
             drains: BinaryHeap::new(),
             dirty_links: Vec::new(),
             ghosts: Vec::new(),
+            settle_floor: f64::INFINITY,
             ghost_rate: 0.0,
             held_rate: 0.0,
             holding: 0,
@@ -136,9 +140,9 @@ impl FlowNetwork {
         self.flow_fixed.push(0);
         self.flow_links.extend_from_slice(links);
         self.holding += 1;
+        self.settle_floor = 0.0;
         for &link in links {
             self.link_flows[link as usize].push(id);
-            self.link_bytes[link as usize] += bytes;
             self.dirty_links.push(link);
         }
         id
@@ -189,13 +193,12 @@ impl FlowNetwork {
             return;
         }
         self.round += 1;
-        let links = self.component();
-        self.water_fill(now_ns, &links);
-    }
-
-    /// Bytes sent over each link so far, by link index.
-    pub fn link_bytes(&self) -> &[u64] {
-        &self.link_bytes
+        // Shares computed in a different order differ in their last bits: a flow at the floor
+        // itself may change.
+        let floor = self.settle_floor * (1.0 - FLOOR_TOLERANCE);
+        self.settle_floor = f64::INFINITY;
+        let links = self.component(floor);
+        self.water_fill(now_ns, &links, floor);
     }
 
     /// The current rate of `flow`, bytes per ns (0 once drained).
@@ -223,6 +226,7 @@ impl FlowNetwork {
         for &flow in &ghosts {
             let f = &self.flows[flow as usize];
             self.held_rate -= f.rate;
+            self.settle_floor = self.settle_floor.min(f.rate);
             let start = f.links_start as usize;
             for i in start..start + f.links_len as usize {
                 let link = self.flow_links[i];
@@ -243,9 +247,10 @@ impl FlowNetwork {
         }
     }
 
-    /// The links reachable from the dirty links through shared flows, in ascending order (so
-    /// the result never depends on visiting order), each with its position in `link_slot`.
-    fn component(&mut self) -> Vec<u32> {
+    /// The links reachable from the dirty links through shared flows of rate `floor` or more,
+    /// in ascending order (so the result never depends on visiting order), each with its
+    /// position in `link_slot`.
+    fn component(&mut self, floor: f64) -> Vec<u32> {
         let round = self.round;
         let mut stack = std::mem::take(&mut self.dirty_links);
         let mut links = Vec::new();
@@ -256,7 +261,8 @@ impl FlowNetwork {
             self.link_mark[link as usize] = round;
             links.push(link);
             for &flow in &self.link_flows[link as usize] {
-                if self.flow_mark[flow as usize] != round {
+                if self.flow_mark[flow as usize] != round && self.flows[flow as usize].rate >= floor
+                {
                     self.flow_mark[flow as usize] = round;
                     stack.extend(
                         self.links_of(flow)
@@ -273,17 +279,29 @@ impl FlowNetwork {
         links
     }
 
-    /// Progressive filling over one component: repeatedly the link offering the smallest equal
-    /// share to its unfixed flows fixes them at that share (ties to the lower link index).
-    /// Every active flow on a component link is in the component, so all get a rate.
-    fn water_fill(&mut self, now_ns: u64, links: &[u32]) {
+    /// Progressive filling over one component from level `floor` up: flows below it keep
+    /// their rates (removing flows of rate `floor` or more cannot change them: every link
+    /// that filled below `floor` kept its flows), then repeatedly the link offering the
+    /// smallest equal share to its unfixed flows fixes them at that share (ties to the lower
+    /// link index). Every other flow on a component link is in the component, so all get a
+    /// rate.
+    fn water_fill(&mut self, now_ns: u64, links: &[u32], floor: f64) {
         let round = self.round;
         // Per component link (by `link_slot`): spare capacity and flows still unfixed.
         let mut spare: Vec<f64> = links.iter().map(|&l| self.capacity[l as usize]).collect();
-        let mut unfixed: Vec<u32> = links
-            .iter()
-            .map(|&l| self.link_flows[l as usize].len() as u32)
-            .collect();
+        let mut unfixed: Vec<u32> = vec![0; links.len()];
+        for (i, &link) in links.iter().enumerate() {
+            for &flow in &self.link_flows[link as usize] {
+                let rate = self.flows[flow as usize].rate;
+                if rate < floor {
+                    spare[i] -= rate;
+                    self.flow_fixed[flow as usize] = round;
+                } else {
+                    unfixed[i] += 1;
+                }
+            }
+            spare[i] = spare[i].max(0.0);
+        }
         let mut heap: BinaryHeap<Reverse<(OrdF64, usize)>> = (0..links.len())
             .filter(|&i| unfixed[i] > 0)
             .map(|i| Reverse((OrdF64(spare[i] / f64::from(unfixed[i])), i)))
@@ -405,7 +423,6 @@ mod tests {
             &[(0, vec![0], 900), (0, vec![0], 900), (10, vec![0], 300)],
         );
         assert_eq!(done, vec![24, 24, 20]);
-        assert_eq!(net.link_bytes(), &[2100]);
     }
 
     #[test]

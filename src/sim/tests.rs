@@ -103,7 +103,10 @@ fn a_relayed_transfer_crosses_nvlink_then_the_rail_cut_through() {
     let timeline = engine::run(&graph, &cluster, &exact(1.0));
     assert_eq!(timeline.end_ns, vec![4800]);
     // Half-speed NVLink (100 B/ns) is still faster than the NIC: same time.
-    assert_eq!(engine::run(&graph, &cluster, &exact(0.5)).end_ns, vec![4800]);
+    assert_eq!(
+        engine::run(&graph, &cluster, &exact(0.5)).end_ns,
+        vec![4800]
+    );
     let nic_links = timeline
         .link_bytes
         .iter()
