@@ -337,8 +337,13 @@ impl FlowNetwork {
     fn set_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
         let f = &mut self.flows[flow as usize];
         // Shares recomputed in a different order differ in their last bits: keep the old rate
-        // (and its drain event) unless it really changed.
-        if f.generation > 0 && (f.rate - rate).abs() <= RATE_TOLERANCE * f.rate {
+        // (and its drain event) unless it really changed; within the tolerance, keep a lower
+        // old rate too (never a higher one, so no link carries more than it can).
+        let raise_tolerance = self.ghost_tolerance.max(RATE_TOLERANCE);
+        if f.generation > 0
+            && rate >= f.rate * (1.0 - RATE_TOLERANCE)
+            && rate <= f.rate * (1.0 + raise_tolerance)
+        {
             return;
         }
         f.remaining_bytes = (f.remaining_bytes - f.rate * (now_ns - f.updated_ns) as f64).max(0.0);
