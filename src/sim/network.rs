@@ -79,6 +79,8 @@ pub struct FlowNetwork {
     holding: usize,
     /// Share of `held_rate` the ghosts may hold before their bandwidth is re-divided.
     ghost_tolerance: f64,
+    /// Buffers every settle reuses.
+    scratch: Scratch,
     /// Scratch: per link, the settle round that last visited it.
     link_mark: Vec<u32>,
     /// Scratch: per link, its position in the current component (valid when marked this round).
@@ -108,6 +110,7 @@ impl FlowNetwork {
             held_rate: 0.0,
             holding: 0,
             ghost_tolerance: 0.0,
+            scratch: Scratch::default(),
             link_mark: vec![0; links],
             link_slot: vec![0; links],
             flow_mark: Vec::new(),
@@ -197,8 +200,8 @@ impl FlowNetwork {
         // itself may change.
         let floor = self.settle_floor * (1.0 - FLOOR_TOLERANCE);
         self.settle_floor = f64::INFINITY;
-        let links = self.component(floor);
-        self.water_fill(now_ns, &links, floor);
+        self.gather_component(floor);
+        self.water_fill(now_ns);
     }
 
     /// The current rate of `flow`, bytes per ns (0 once drained).
@@ -210,12 +213,6 @@ impl FlowNetwork {
     fn is_current(&self, flow: FlowId, generation: u32) -> bool {
         let f = &self.flows[flow as usize];
         f.active && f.generation == generation
-    }
-
-    fn links_of(&self, flow: FlowId) -> &[u32] {
-        let f = &self.flows[flow as usize];
-        let start = f.links_start as usize;
-        &self.flow_links[start..start + f.links_len as usize]
     }
 
     /// Takes every drained flow off its links, marking the links for re-division.
@@ -247,65 +244,72 @@ impl FlowNetwork {
         }
     }
 
-    /// The links reachable from the dirty links through shared flows of rate `floor` or more,
-    /// in ascending order (so the result never depends on visiting order), each with its
-    /// position in `link_slot`.
-    fn component(&mut self, floor: f64) -> Vec<u32> {
+    /// Gathers into the scratch buffers the links reachable from the dirty links through
+    /// shared flows of rate `floor` or more (in visiting order, each with its position in
+    /// `link_slot`), and per link its capacity left by the flows below the floor (which keep
+    /// their rates and are marked fixed) and its count of the others.
+    fn gather_component(&mut self, floor: f64) {
         let round = self.round;
         let mut stack = std::mem::take(&mut self.dirty_links);
-        let mut links = Vec::new();
+        let scratch = &mut self.scratch;
+        scratch.links.clear();
+        scratch.spare.clear();
+        scratch.unfixed.clear();
         while let Some(link) = stack.pop() {
             if self.link_mark[link as usize] == round {
                 continue;
             }
             self.link_mark[link as usize] = round;
-            links.push(link);
+            self.link_slot[link as usize] = scratch.links.len() as u32;
+            scratch.links.push(link);
+            let (mut spare, mut unfixed) = (self.capacity[link as usize], 0);
             for &flow in &self.link_flows[link as usize] {
-                if self.flow_mark[flow as usize] != round && self.flows[flow as usize].rate >= floor
-                {
+                let f = &self.flows[flow as usize];
+                if f.rate < floor {
+                    spare -= f.rate;
+                    self.flow_fixed[flow as usize] = round;
+                    continue;
+                }
+                unfixed += 1;
+                if self.flow_mark[flow as usize] != round {
                     self.flow_mark[flow as usize] = round;
+                    let start = f.links_start as usize;
+                    let links = &self.flow_links[start..start + f.links_len as usize];
                     stack.extend(
-                        self.links_of(flow)
+                        links
                             .iter()
                             .filter(|&&l| self.link_mark[l as usize] != round),
                     );
                 }
             }
+            scratch.spare.push(spare.max(0.0));
+            scratch.unfixed.push(unfixed);
         }
-        links.sort_unstable();
-        for (slot, &link) in links.iter().enumerate() {
-            self.link_slot[link as usize] = slot as u32;
-        }
-        links
+        stack.clear();
+        self.dirty_links = stack;
     }
 
-    /// Progressive filling over one component from level `floor` up: flows below it keep
-    /// their rates (removing flows of rate `floor` or more cannot change them: every link
+    /// Progressive filling over the gathered component from level `floor` up: flows below it
+    /// keep their rates (removing flows of rate `floor` or more cannot change them: every link
     /// that filled below `floor` kept its flows), then repeatedly the link offering the
-    /// smallest equal share to its unfixed flows fixes them at that share (ties to the lower
-    /// link index). Every other flow on a component link is in the component, so all get a
+    /// smallest equal share to its unfixed flows fixes them at that share (ties to the link
+    /// visited first). Every other flow on a component link is in the component, so all get a
     /// rate.
-    fn water_fill(&mut self, now_ns: u64, links: &[u32], floor: f64) {
+    fn water_fill(&mut self, now_ns: u64) {
         let round = self.round;
-        // Per component link (by `link_slot`): spare capacity and flows still unfixed.
-        let mut spare: Vec<f64> = links.iter().map(|&l| self.capacity[l as usize]).collect();
-        let mut unfixed: Vec<u32> = vec![0; links.len()];
-        for (i, &link) in links.iter().enumerate() {
-            for &flow in &self.link_flows[link as usize] {
-                let rate = self.flows[flow as usize].rate;
-                if rate < floor {
-                    spare[i] -= rate;
-                    self.flow_fixed[flow as usize] = round;
-                } else {
-                    unfixed[i] += 1;
-                }
-            }
-            spare[i] = spare[i].max(0.0);
-        }
-        let mut heap: BinaryHeap<Reverse<(OrdF64, usize)>> = (0..links.len())
-            .filter(|&i| unfixed[i] > 0)
-            .map(|i| Reverse((OrdF64(spare[i] / f64::from(unfixed[i])), i)))
-            .collect();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let Scratch {
+            links,
+            spare,
+            unfixed,
+            heap,
+        } = &mut scratch;
+        heap.clear();
+        heap.extend(
+            (0..links.len())
+                .filter(|&i| unfixed[i] > 0)
+                .map(|i| Reverse((OrdF64(spare[i] / f64::from(unfixed[i])), i))),
+        );
         while let Some(Reverse((OrdF64(share), i))) = heap.pop() {
             if unfixed[i] == 0 {
                 continue;
@@ -331,6 +335,7 @@ impl FlowNetwork {
                 self.set_rate(now_ns, flow, share);
             }
         }
+        self.scratch = scratch;
     }
 
     /// Brings `flow`'s progress up to `now_ns` and, if its rate changes, schedules its drain.
@@ -355,6 +360,19 @@ impl FlowNetwork {
         let drain_ns = now_ns + left_ns.ceil() as u64;
         self.drains.push(Reverse((drain_ns, flow, f.generation)));
     }
+}
+
+/// The component a settle works on, by position in `links`.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// The component's links, in visiting order.
+    links: Vec<u32>,
+    /// Per link, capacity not yet handed out.
+    spare: Vec<f64>,
+    /// Per link, flows whose rate is not fixed yet.
+    unfixed: Vec<u32>,
+    /// Links by the equal share they offer their unfixed flows (lazily updated).
+    heap: BinaryHeap<Reverse<(OrdF64, usize)>>,
 }
 
 /// An `f64` ordered by `total_cmp`, for heaps of shares.
