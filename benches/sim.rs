@@ -8,9 +8,10 @@
 //! 3. switch-base-128 replay: all 40,800 tokens in steps of 4096, 8 H100s, 6 layers, every
 //!    overlap strategy (target < 2 s).
 //!
-//! Needs MOESIM_SHARED_DATA. `SIM_BENCH_LAYERS` (default 1, `all` for 58) and
-//! `SIM_BENCH_EP256=1` select the DeepSeek cases. Run: `cargo bench --bench sim`, or without a release build of the
-//! dependencies: `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo test --bench sim`.
+//! Needs MOESIM_SHARED_DATA. `SIM_BENCH_LAYERS` (default: all 58) limits the DeepSeek layers and
+//! `SIM_BENCH_EP256=1` adds the EP256 case (about 2 s per layer). Run: `cargo bench --bench sim`,
+//! or without a release build of the dependencies:
+//! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench sim`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -140,19 +141,15 @@ fn switch_replay() {
     );
 }
 
-/// DeepSeek layers simulated unless `SIM_BENCH_LAYERS` says otherwise (`all` for the 58): the
-/// full step takes minutes today, far from the target.
-const DEFAULT_LAYERS: usize = 1;
-
 fn main() {
     let max_layers = match std::env::var("SIM_BENCH_LAYERS").as_deref() {
         Ok("all") => None,
         Ok(n) => Some(n.parse().expect("SIM_BENCH_LAYERS: a layer count or `all`")),
-        Err(_) => Some(DEFAULT_LAYERS),
+        Err(_) => None,
     };
     switch_replay();
     deepseek_decode(8, max_layers);
-    // Last, so its peak RSS is the process's; opt-in (`SIM_BENCH_EP256=1`): over 5 minutes.
+    // Last, so its peak RSS is the process's; opt-in (`SIM_BENCH_EP256=1`).
     if std::env::var_os("SIM_BENCH_EP256").is_some() {
         deepseek_decode(32, max_layers);
     }

@@ -10,6 +10,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
+use super::binding::binding_routes;
+use super::config::SimConfig;
 use super::network::{FlowId, FlowNetwork};
 use crate::topology::{Cluster, LinkKind, Route};
 
@@ -140,9 +142,10 @@ impl Timeline {
 }
 
 /// Runs `graph` on `cluster` from time 0 until every task is done, with NVLink links at
-/// `nvlink_efficiency` of their nominal bandwidth (other links at theirs).
-pub fn run<L: Copy>(graph: &TaskGraph<L>, cluster: &Cluster, nvlink_efficiency: f64) -> Timeline {
-    Engine::new(graph, cluster, nvlink_efficiency).run()
+/// `config.nvlink_efficiency` of their nominal bandwidth (other links at theirs) and bandwidth
+/// re-divided within `config.rate_tolerance`.
+pub fn run<L: Copy>(graph: &TaskGraph<L>, cluster: &Cluster, config: &SimConfig) -> Timeline {
+    Engine::new(graph, cluster, config).run()
 }
 
 /// The routes a transfer follows: `src -> dst`, or `src -> relay -> dst`.
@@ -152,12 +155,18 @@ pub fn transfer_routes(
     dst: u32,
     relay: Option<u32>,
 ) -> impl Iterator<Item = &Route> {
+    transfer_legs(src, dst, relay)
+        .into_iter()
+        .map(|(a, b)| cluster.route(a, b))
+}
+
+/// The GPU pairs a transfer's routes join (`(dst, dst)`, the empty route, when not relayed).
+fn transfer_legs(src: u32, dst: u32, relay: Option<u32>) -> [(usize, usize); 2] {
     let (src, dst) = (src as usize, dst as usize);
-    let legs = match relay {
+    match relay {
         Some(relay) => [(src, relay as usize), (relay as usize, dst)],
         None => [(src, dst), (dst, dst)],
-    };
-    legs.into_iter().map(|(a, b)| cluster.route(a, b))
+    }
 }
 
 /// A GPU stream: busy until a task finishes, with tasks queued behind it.
@@ -174,6 +183,10 @@ struct Engine<'a, L> {
     graph: &'a TaskGraph<L>,
     cluster: &'a Cluster,
     network: FlowNetwork,
+    /// Per GPU pair, the links of its route that can limit a flow ([`binding_routes`]).
+    binding: Vec<Vec<u32>>,
+    /// Scratch: the limiting links of the transfer being started.
+    flow_links: Vec<u32>,
     /// Per flow, the transfer task it carries.
     flow_task: Vec<TaskId>,
     /// Streams, indexed by `gpu * streams_per_gpu + stream`.
@@ -186,7 +199,7 @@ struct Engine<'a, L> {
 }
 
 impl<'a, L: Copy> Engine<'a, L> {
-    fn new(graph: &'a TaskGraph<L>, cluster: &'a Cluster, nvlink_efficiency: f64) -> Self {
+    fn new(graph: &'a TaskGraph<L>, cluster: &'a Cluster, config: &SimConfig) -> Self {
         let streams_per_gpu = graph
             .tasks
             .iter()
@@ -197,13 +210,19 @@ impl<'a, L: Copy> Engine<'a, L> {
             .max()
             .unwrap_or(1);
         let n = graph.len();
+        let capacity_gbps: Vec<f64> = cluster
+            .links()
+            .map(|(_, l)| match l.kind {
+                LinkKind::NvLink => l.bandwidth_gbps * config.nvlink_efficiency,
+                _ => l.bandwidth_gbps,
+            })
+            .collect();
         Engine {
             graph,
             cluster,
-            network: FlowNetwork::new(cluster.links().map(|(_, l)| match l.kind {
-                LinkKind::NvLink => l.bandwidth_gbps * nvlink_efficiency,
-                _ => l.bandwidth_gbps,
-            })),
+            binding: binding_routes(cluster, &capacity_gbps),
+            flow_links: Vec::new(),
+            network: FlowNetwork::new(capacity_gbps).with_ghost_tolerance(config.rate_tolerance),
             flow_task: Vec::new(),
             streams: vec![Stream::default(); cluster.num_gpus() * streams_per_gpu],
             streams_per_gpu,
@@ -213,7 +232,7 @@ impl<'a, L: Copy> Engine<'a, L> {
                 start_ns: vec![0; n],
                 end_ns: vec![0; n],
                 critical_pred: vec![None; n],
-                link_bytes: Vec::new(),
+                link_bytes: vec![0; cluster.num_links()],
                 events: 0,
             },
         }
@@ -261,7 +280,6 @@ impl<'a, L: Copy> Engine<'a, L> {
             }
             self.network.settle(now);
         }
-        self.timeline.link_bytes = self.network.link_bytes().to_vec();
         self.timeline
     }
 
@@ -283,13 +301,21 @@ impl<'a, L: Copy> Engine<'a, L> {
                 bytes,
             } => {
                 self.timeline.start_ns[task as usize] = now;
-                let links: Vec<u32> = transfer_routes(self.cluster, src, dst, relay)
-                    .flat_map(|r| r.links.iter().map(|l| l.0))
-                    .collect();
-                if bytes == 0 || links.is_empty() {
+                let gpus = self.cluster.num_gpus();
+                self.flow_links.clear();
+                for route in transfer_routes(self.cluster, src, dst, relay) {
+                    for link in &route.links {
+                        self.timeline.link_bytes[link.index()] += bytes;
+                    }
+                }
+                for (a, b) in transfer_legs(src, dst, relay) {
+                    self.flow_links
+                        .extend_from_slice(&self.binding[a * gpus + b]);
+                }
+                if bytes == 0 || self.flow_links.is_empty() {
                     self.completions.push(Reverse((now, task)));
                 } else {
-                    self.network.start(now, &links, bytes);
+                    self.network.start(now, &self.flow_links, bytes);
                     self.flow_task.push(task);
                 }
             }

@@ -94,7 +94,7 @@ pub fn layer_times(
         let (start, end) = (timeline.start_ns[id as usize], timeline.end_ns[id as usize]);
         let layer = task.label.layer as usize;
         span[layer] = (span[layer].0.min(start), span[layer].1.max(end));
-        if let Work::Compute { gpu, .. } = task.work {
+        if let Work::Compute { gpu, stream: 0, .. } = task.work {
             layers[layer].gpus[gpu as usize].busy_ns += end - start;
         }
     }

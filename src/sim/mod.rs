@@ -2,6 +2,7 @@
 //! on the cluster's links ([`engine`], [`network`]), built per overlap strategy ([`step`]) from
 //! kernel costs ([`kernels`]), and broken down into where the time went ([`metrics`]).
 
+mod binding;
 pub mod config;
 pub mod engine;
 pub mod kernels;

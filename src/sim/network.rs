@@ -5,6 +5,13 @@
 //! (flows linked by shared links) the change touches; all changes made at one instant are
 //! settled together, so an all-to-all that starts every flow at once costs one recomputation.
 //!
+//! A drained flow can be kept as a *ghost* that goes on holding its bandwidth until the ghosts
+//! together hold more than a tolerance of the bandwidth in use (or a flow starts), so that an
+//! all-to-all of thousands of flows draining at thousands of different instants is re-divided
+//! a few hundred times instead of at every drain. Ghosts only ever slow the others down (no
+//! flow finishes early); with tolerance 0 (the default) every drain is re-divided at once and
+//! the allocation is exactly max-min fair at all times.
+//!
 //! Time is integer nanoseconds. A flow's bytes drain at its current rate; its drain instant is
 //! rounded **up** to the next whole nanosecond (a flow never finishes early), and the bandwidth
 //! it held in that last fraction of a nanosecond is not handed to the others. Propagation latency
@@ -19,6 +26,9 @@ pub type FlowId = u32;
 
 /// Relative rate change below which a flow keeps its rate and drain event.
 const RATE_TOLERANCE: f64 = 1e-12;
+
+/// Relative margin below the settle floor within which a flow is still re-rated.
+const FLOOR_TOLERANCE: f64 = 1e-9;
 
 /// Relative tolerance under which float noise never pushes a drain instant one ns later.
 const DRAIN_TOLERANCE: f64 = 1e-9;
@@ -38,7 +48,7 @@ struct Flow {
     updated_ns: u64,
     /// Bumped at every rate change; drain events of older generations are stale.
     generation: u32,
-    /// Still holding bandwidth.
+    /// Still sending (a drained ghost is not active but may still hold its rate).
     active: bool,
 }
 
@@ -49,8 +59,6 @@ pub struct FlowNetwork {
     capacity: Vec<f64>,
     /// Per link, the active flows crossing it (unordered).
     link_flows: Vec<Vec<FlowId>>,
-    /// Per link, total bytes ever sent over it.
-    link_bytes: Vec<u64>,
     flows: Vec<Flow>,
     /// Concatenated link lists of all flows.
     flow_links: Vec<u32>,
@@ -58,6 +66,21 @@ pub struct FlowNetwork {
     drains: BinaryHeap<Reverse<(u64, FlowId, u32)>>,
     /// Links whose flow set changed since the last [`FlowNetwork::settle`].
     dirty_links: Vec<u32>,
+    /// Drained flows still on their links, holding their last rate.
+    ghosts: Vec<FlowId>,
+    /// Rate below which no flow's rate can change at the next settle: the smallest rate of
+    /// the flows released since the last one, or 0 once a flow started.
+    settle_floor: f64,
+    /// Sum of the ghosts' rates, bytes per ns.
+    ghost_rate: f64,
+    /// Sum of the rates of every flow holding bandwidth (ghosts included), bytes per ns.
+    held_rate: f64,
+    /// Number of flows holding bandwidth (ghosts included).
+    holding: usize,
+    /// Share of `held_rate` the ghosts may hold before their bandwidth is re-divided.
+    ghost_tolerance: f64,
+    /// Buffers every settle reuses.
+    scratch: Scratch,
     /// Scratch: per link, the settle round that last visited it.
     link_mark: Vec<u32>,
     /// Scratch: per link, its position in the current component (valid when marked this round).
@@ -77,17 +100,30 @@ impl FlowNetwork {
         FlowNetwork {
             capacity,
             link_flows: vec![Vec::new(); links],
-            link_bytes: vec![0; links],
             flows: Vec::new(),
             flow_links: Vec::new(),
             drains: BinaryHeap::new(),
             dirty_links: Vec::new(),
+            ghosts: Vec::new(),
+            settle_floor: f64::INFINITY,
+            ghost_rate: 0.0,
+            held_rate: 0.0,
+            holding: 0,
+            ghost_tolerance: 0.0,
+            scratch: Scratch::default(),
             link_mark: vec![0; links],
             link_slot: vec![0; links],
             flow_mark: Vec::new(),
             flow_fixed: Vec::new(),
             round: 0,
         }
+    }
+
+    /// The same network, keeping drained flows as ghosts until they hold more than `tolerance`
+    /// (a share in [0, 1)) of the bandwidth in use; see the module docs.
+    pub fn with_ghost_tolerance(mut self, tolerance: f64) -> FlowNetwork {
+        self.ghost_tolerance = tolerance;
+        self
     }
 
     /// Starts a flow of `bytes` (> 0) over `links` (non-empty, valid indices) at `now_ns`. Its
@@ -106,9 +142,10 @@ impl FlowNetwork {
         self.flow_mark.push(0);
         self.flow_fixed.push(0);
         self.flow_links.extend_from_slice(links);
+        self.holding += 1;
+        self.settle_floor = 0.0;
         for &link in links {
             self.link_flows[link as usize].push(id);
-            self.link_bytes[link as usize] += bytes;
             self.dirty_links.push(link);
         }
         id
@@ -125,7 +162,7 @@ impl FlowNetwork {
         None
     }
 
-    /// Removes every flow that drains at `now_ns` and appends it to `drained` (in flow order).
+    /// Finishes every flow that drains at `now_ns` and appends it to `drained` (in flow order).
     /// Call [`FlowNetwork::settle`] afterwards to hand their bandwidth to the others.
     pub fn drain_at(&mut self, now_ns: u64, drained: &mut Vec<FlowId>) {
         let first = drained.len();
@@ -135,7 +172,11 @@ impl FlowNetwork {
             }
             self.drains.pop();
             if self.is_current(flow, generation) {
-                self.remove(flow);
+                let f = &mut self.flows[flow as usize];
+                f.active = false;
+                f.remaining_bytes = 0.0;
+                self.ghost_rate += f.rate;
+                self.ghosts.push(flow);
                 drained.push(flow);
             }
         }
@@ -144,18 +185,23 @@ impl FlowNetwork {
 
     /// Recomputes the max-min fair rates of the flows connected to links changed since the last
     /// call, and schedules their drains. Flows whose rate is unchanged keep their drain event.
+    /// Drained flows give their bandwidth back here, unless no flow started and they are
+    /// ghosts within the tolerance (see [`FlowNetwork::with_ghost_tolerance`]).
     pub fn settle(&mut self, now_ns: u64) {
+        let ghosts_due = self.ghost_rate > self.ghost_tolerance * self.held_rate;
+        if !self.ghosts.is_empty() && (ghosts_due || !self.dirty_links.is_empty()) {
+            self.release_ghosts();
+        }
         if self.dirty_links.is_empty() {
             return;
         }
         self.round += 1;
-        let links = self.component();
-        self.water_fill(now_ns, &links);
-    }
-
-    /// Bytes sent over each link so far, by link index.
-    pub fn link_bytes(&self) -> &[u64] {
-        &self.link_bytes
+        // Shares computed in a different order differ in their last bits: a flow at the floor
+        // itself may change.
+        let floor = self.settle_floor * (1.0 - FLOOR_TOLERANCE);
+        self.settle_floor = f64::INFINITY;
+        self.gather_component(floor);
+        self.water_fill(now_ns);
     }
 
     /// The current rate of `flow`, bytes per ns (0 once drained).
@@ -169,73 +215,101 @@ impl FlowNetwork {
         f.active && f.generation == generation
     }
 
-    fn links_of(&self, flow: FlowId) -> &[u32] {
-        let f = &self.flows[flow as usize];
-        let start = f.links_start as usize;
-        &self.flow_links[start..start + f.links_len as usize]
-    }
-
-    /// Takes a drained flow off its links.
-    fn remove(&mut self, flow: FlowId) {
-        self.flows[flow as usize].active = false;
-        self.flows[flow as usize].remaining_bytes = 0.0;
-        let f = &self.flows[flow as usize];
-        let start = f.links_start as usize;
-        for i in start..start + f.links_len as usize {
-            let link = self.flow_links[i];
-            let on_link = &mut self.link_flows[link as usize];
-            if let Some(pos) = on_link.iter().position(|&g| g == flow) {
-                on_link.swap_remove(pos);
+    /// Takes every drained flow off its links, marking the links for re-division.
+    fn release_ghosts(&mut self) {
+        let mut ghosts = std::mem::take(&mut self.ghosts);
+        ghosts.sort_unstable();
+        let ghosts_len = ghosts.len();
+        for &flow in &ghosts {
+            let f = &self.flows[flow as usize];
+            self.held_rate -= f.rate;
+            self.settle_floor = self.settle_floor.min(f.rate);
+            let start = f.links_start as usize;
+            for i in start..start + f.links_len as usize {
+                let link = self.flow_links[i];
+                let on_link = &mut self.link_flows[link as usize];
+                if let Some(pos) = on_link.iter().position(|&g| g == flow) {
+                    on_link.swap_remove(pos);
+                }
+                self.dirty_links.push(link);
             }
-            self.dirty_links.push(link);
+        }
+        ghosts.clear();
+        self.ghosts = ghosts;
+        self.ghost_rate = 0.0;
+        self.holding -= ghosts_len;
+        if self.holding == 0 {
+            // Nothing holds bandwidth: drop the rounding the running sum gathered.
+            self.held_rate = 0.0;
         }
     }
 
-    /// The links reachable from the dirty links through shared flows, in ascending order (so
-    /// the result never depends on visiting order), each with its position in `link_slot`.
-    fn component(&mut self) -> Vec<u32> {
+    /// Gathers into the scratch buffers the links reachable from the dirty links through
+    /// shared flows of rate `floor` or more (in visiting order, each with its position in
+    /// `link_slot`), and per link its capacity left by the flows below the floor (which keep
+    /// their rates and are marked fixed) and its count of the others.
+    fn gather_component(&mut self, floor: f64) {
         let round = self.round;
         let mut stack = std::mem::take(&mut self.dirty_links);
-        let mut links = Vec::new();
+        let scratch = &mut self.scratch;
+        scratch.links.clear();
+        scratch.spare.clear();
+        scratch.unfixed.clear();
         while let Some(link) = stack.pop() {
             if self.link_mark[link as usize] == round {
                 continue;
             }
             self.link_mark[link as usize] = round;
-            links.push(link);
+            self.link_slot[link as usize] = scratch.links.len() as u32;
+            scratch.links.push(link);
+            let (mut spare, mut unfixed) = (self.capacity[link as usize], 0);
             for &flow in &self.link_flows[link as usize] {
+                let f = &self.flows[flow as usize];
+                if f.rate < floor {
+                    spare -= f.rate;
+                    self.flow_fixed[flow as usize] = round;
+                    continue;
+                }
+                unfixed += 1;
                 if self.flow_mark[flow as usize] != round {
                     self.flow_mark[flow as usize] = round;
+                    let start = f.links_start as usize;
+                    let links = &self.flow_links[start..start + f.links_len as usize];
                     stack.extend(
-                        self.links_of(flow)
+                        links
                             .iter()
                             .filter(|&&l| self.link_mark[l as usize] != round),
                     );
                 }
             }
+            scratch.spare.push(spare.max(0.0));
+            scratch.unfixed.push(unfixed);
         }
-        links.sort_unstable();
-        for (slot, &link) in links.iter().enumerate() {
-            self.link_slot[link as usize] = slot as u32;
-        }
-        links
+        stack.clear();
+        self.dirty_links = stack;
     }
 
-    /// Progressive filling over one component: repeatedly the link offering the smallest equal
-    /// share to its unfixed flows fixes them at that share (ties to the lower link index).
-    /// Every active flow on a component link is in the component, so all get a rate.
-    fn water_fill(&mut self, now_ns: u64, links: &[u32]) {
+    /// Progressive filling over the gathered component from level `floor` up: flows below it
+    /// keep their rates (removing flows of rate `floor` or more cannot change them: every link
+    /// that filled below `floor` kept its flows), then repeatedly the link offering the
+    /// smallest equal share to its unfixed flows fixes them at that share (ties to the link
+    /// visited first). Every other flow on a component link is in the component, so all get a
+    /// rate.
+    fn water_fill(&mut self, now_ns: u64) {
         let round = self.round;
-        // Per component link (by `link_slot`): spare capacity and flows still unfixed.
-        let mut spare: Vec<f64> = links.iter().map(|&l| self.capacity[l as usize]).collect();
-        let mut unfixed: Vec<u32> = links
-            .iter()
-            .map(|&l| self.link_flows[l as usize].len() as u32)
-            .collect();
-        let mut heap: BinaryHeap<Reverse<(OrdF64, usize)>> = (0..links.len())
-            .filter(|&i| unfixed[i] > 0)
-            .map(|i| Reverse((OrdF64(spare[i] / f64::from(unfixed[i])), i)))
-            .collect();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let Scratch {
+            links,
+            spare,
+            unfixed,
+            heap,
+        } = &mut scratch;
+        heap.clear();
+        heap.extend(
+            (0..links.len())
+                .filter(|&i| unfixed[i] > 0)
+                .map(|i| Reverse((OrdF64(spare[i] / f64::from(unfixed[i])), i))),
+        );
         while let Some(Reverse((OrdF64(share), i))) = heap.pop() {
             if unfixed[i] == 0 {
                 continue;
@@ -261,24 +335,44 @@ impl FlowNetwork {
                 self.set_rate(now_ns, flow, share);
             }
         }
+        self.scratch = scratch;
     }
 
     /// Brings `flow`'s progress up to `now_ns` and, if its rate changes, schedules its drain.
     fn set_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
         let f = &mut self.flows[flow as usize];
         // Shares recomputed in a different order differ in their last bits: keep the old rate
-        // (and its drain event) unless it really changed.
-        if f.generation > 0 && (f.rate - rate).abs() <= RATE_TOLERANCE * f.rate {
+        // (and its drain event) unless it really changed; within the tolerance, keep a lower
+        // old rate too (never a higher one, so no link carries more than it can).
+        let raise_tolerance = self.ghost_tolerance.max(RATE_TOLERANCE);
+        if f.generation > 0
+            && rate >= f.rate * (1.0 - RATE_TOLERANCE)
+            && rate <= f.rate * (1.0 + raise_tolerance)
+        {
             return;
         }
         f.remaining_bytes = (f.remaining_bytes - f.rate * (now_ns - f.updated_ns) as f64).max(0.0);
         f.updated_ns = now_ns;
+        self.held_rate += rate - f.rate;
         f.rate = rate;
         f.generation += 1;
         let left_ns = f.remaining_bytes / rate * (1.0 - DRAIN_TOLERANCE);
         let drain_ns = now_ns + left_ns.ceil() as u64;
         self.drains.push(Reverse((drain_ns, flow, f.generation)));
     }
+}
+
+/// The component a settle works on, by position in `links`.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// The component's links, in visiting order.
+    links: Vec<u32>,
+    /// Per link, capacity not yet handed out.
+    spare: Vec<f64>,
+    /// Per link, flows whose rate is not fixed yet.
+    unfixed: Vec<u32>,
+    /// Links by the equal share they offer their unfixed flows (lazily updated).
+    heap: BinaryHeap<Reverse<(OrdF64, usize)>>,
 }
 
 /// An `f64` ordered by `total_cmp`, for heaps of shares.
@@ -352,7 +446,6 @@ mod tests {
             &[(0, vec![0], 900), (0, vec![0], 900), (10, vec![0], 300)],
         );
         assert_eq!(done, vec![24, 24, 20]);
-        assert_eq!(net.link_bytes(), &[2100]);
     }
 
     #[test]
@@ -370,6 +463,25 @@ mod tests {
         net.settle(100);
         assert_eq!(drained, vec![a, b]);
         assert_eq!(net.next_drain_ns(), None);
+    }
+
+    #[test]
+    fn ghosts_hold_their_bandwidth_until_they_exceed_the_tolerance() {
+        // Link 0 at 90 B/ns; A (450 B), B and C (900 B) start at 0 at 30 B/ns each; A drains
+        // at 15 ns, when B and C have 450 B left. Re-divided (A's 30 of 90 B/ns is over a 20%
+        // tolerance): 45 B/ns each, 15 + 10 = 25 ns. Kept as a ghost (within 50%): 30 ns.
+        let starts = [(0, vec![0], 450), (0, vec![0], 900), (0, vec![0], 900)];
+        let mut net = FlowNetwork::new([90.0]).with_ghost_tolerance(0.2);
+        assert_eq!(run(&mut net, &starts), vec![15, 25, 25]);
+        let mut net = FlowNetwork::new([90.0]).with_ghost_tolerance(0.5);
+        assert_eq!(run(&mut net, &starts), vec![15, 30, 30]);
+        // A flow starting releases the ghosts: D (90 B) at 15 ns gets 30 B/ns beside B and C
+        // (20 B/ns if A's ghost still held 30) and drains at 18 ns; then D is the ghost, within
+        // the tolerance, so B and C stay at 30 B/ns and drain at 30 ns.
+        let mut net = FlowNetwork::new([90.0]).with_ghost_tolerance(0.5);
+        let mut with_d = starts.to_vec();
+        with_d.push((15, vec![0], 90));
+        assert_eq!(run(&mut net, &with_d), vec![15, 30, 30, 18]);
     }
 
     #[test]

@@ -12,6 +12,9 @@ use crate::topology::Cluster;
 /// Track ids of links start here, after any GPU stream's.
 const LINK_TRACK_BASE: usize = 1_000_000;
 
+/// Thread ids of GPU communication streams start here (GPU `g`'s is this plus `g`).
+const COMM_TRACK_BASE: usize = 500_000;
+
 /// Appends the events of one simulated step to `events`, as process `pid` named `name`.
 pub fn append_events(
     events: &mut Vec<Value>,
@@ -26,13 +29,22 @@ pub fn append_events(
         events.push(meta("thread_name", pid, gpu, &format!("gpu{gpu} compute")));
     }
     let mut link_busy: Vec<Vec<(u64, u64)>> = vec![Vec::new(); cluster.num_links()];
+    let mut comm_tracks = std::collections::BTreeSet::new();
     for id in 0..graph.len() as u32 {
         let task = graph.task(id);
         let (start, end) = (timeline.start_ns[id as usize], timeline.end_ns[id as usize]);
         match task.work {
-            Work::Compute { gpu, .. } => {
+            Work::Compute { gpu, stream, .. } => {
                 let name = format!("L{} {}", task.label.layer, phase_name(task.label.phase));
-                events.push(slice(&name, pid, gpu as usize, start, end));
+                let tid = match stream {
+                    0 => gpu as usize,
+                    _ => COMM_TRACK_BASE + gpu as usize,
+                };
+                if tid != gpu as usize && comm_tracks.insert(gpu) {
+                    let track = format!("gpu{gpu} communication");
+                    events.push(meta("thread_name", pid, tid, &track));
+                }
+                events.push(slice(&name, pid, tid, start, end));
             }
             Work::Transfer {
                 src,

@@ -162,7 +162,7 @@ fn run_step(
     placement: &str,
 ) -> (StrategySim, TaskGraph<Label>, Timeline) {
     let graph = step::build(spec, overlap);
-    let timeline = engine::run(&graph, spec.cluster, spec.config.nvlink_efficiency);
+    let timeline = engine::run(&graph, spec.cluster, spec.config);
     let step_ns = timeline.makespan_ns();
     let layers = metrics::layer_times(
         &graph,

@@ -12,6 +12,9 @@ use super::kernels::KernelCosts;
 use crate::cost::{DispatchPlan, TrafficMatrix};
 use crate::topology::Cluster;
 
+/// The GPU stream communication kernels run on (0 is the compute stream).
+pub const COMMUNICATION_STREAM: u8 = 1;
+
 /// Which part of a layer a task belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -156,11 +159,21 @@ impl<'s, 'a> Builder<'s, 'a> {
                 vec![self.compute(gpu, ns, label(Phase::Expert), &[gate[gpu]])]
             })
             .collect();
+        // Fine-grained overlap runs each all-to-all as one fused kernel over all its tiles: the
+        // kernel starts (and pays its fixed cost) once, with the first tile.
+        let fused = self.overlap == Overlap::FineGrained;
+        let mut launched: Option<(Vec<TaskId>, Vec<TaskId>)> = None;
         for _ in 0..self.pieces {
-            let mut arrived: Vec<Vec<TaskId>> = gate.iter().map(|&g| vec![g]).collect();
+            let sends: Vec<TaskId> = (0..gpus)
+                .map(|gpu| {
+                    let fused_start = launched.as_ref().map(|l| l.0[gpu]);
+                    self.comm_kernel(gpu, gate[gpu], fused_start, label(Phase::Dispatch))
+                })
+                .collect();
+            let mut arrived: Vec<Vec<TaskId>> = sends.iter().map(|&s| vec![s]).collect();
             for (src, dst, bytes) in work.dispatch.pairs() {
                 let bytes = (bytes as f64 * piece_share).ceil() as u64;
-                let t = self.transfer(src, dst, bytes, label(Phase::Dispatch), gate[src]);
+                let t = self.transfer(src, dst, bytes, label(Phase::Dispatch), sends[src]);
                 arrived[dst].push(t);
             }
             let experts: Vec<TaskId> = (0..gpus)
@@ -172,13 +185,22 @@ impl<'s, 'a> Builder<'s, 'a> {
                     self.compute(gpu, ns, label(Phase::Expert), &[join])
                 })
                 .collect();
-            for (gpu, &expert) in experts.iter().enumerate() {
-                ends[gpu].push(expert);
+            let returns: Vec<TaskId> = (0..gpus)
+                .map(|gpu| {
+                    let fused_start = launched.as_ref().map(|l| l.1[gpu]);
+                    self.comm_kernel(gpu, experts[gpu], fused_start, label(Phase::Combine))
+                })
+                .collect();
+            for (gpu, &sent) in returns.iter().enumerate() {
+                ends[gpu].push(sent);
             }
             for (src, dst, bytes) in work.combine.pairs() {
                 let bytes = (bytes as f64 * piece_share).ceil() as u64;
-                let t = self.transfer(src, dst, bytes, label(Phase::Combine), experts[src]);
+                let t = self.transfer(src, dst, bytes, label(Phase::Combine), returns[src]);
                 ends[dst].push(t);
+            }
+            if fused && launched.is_none() {
+                launched = Some((sends, returns));
             }
         }
         ends.iter()
@@ -199,6 +221,32 @@ impl<'s, 'a> Builder<'s, 'a> {
             // A separate grouped GEMM per piece.
             _ => costs.routed_ns(expert_tokens.iter().map(|t| t * batch_share / pieces)),
         }
+    }
+
+    /// Where GPU `gpu`'s part of an all-to-all starts once `after` is done: at once, or, for
+    /// low-latency kernels, after their fixed cost (launch, doorbells, completion signalling) on
+    /// the communication stream, where it holds no SMs the GEMMs need; a later tile of a fused
+    /// kernel started at `fused_start` only waits for that start.
+    fn comm_kernel(
+        &mut self,
+        gpu: usize,
+        after: TaskId,
+        fused_start: Option<TaskId>,
+        label: Label,
+    ) -> TaskId {
+        let config = self.spec.config;
+        if config.all_to_all != AllToAll::LowLatency || config.low_latency_fixed_ns == 0 {
+            return after;
+        }
+        if let Some(start) = fused_start {
+            return self.graph.add(Work::Join, label, &[after, start]);
+        }
+        let work = Work::Compute {
+            gpu: gpu as u32,
+            stream: COMMUNICATION_STREAM,
+            duration_ns: config.low_latency_fixed_ns,
+        };
+        self.graph.add(work, label, &[after])
     }
 
     /// A kernel on GPU `gpu`'s compute stream, slowed while communication holds SMs.

@@ -18,13 +18,22 @@ fn transfer(src: u32, dst: u32, bytes: u64) -> Work {
     }
 }
 
+/// Settings that re-divide bandwidth at every drain (exact max-min), NVLink at `efficiency`.
+fn exact(nvlink_efficiency: f64) -> SimConfig {
+    SimConfig {
+        nvlink_efficiency,
+        rate_tolerance: 0.0,
+        ..SimConfig::default()
+    }
+}
+
 /// Runs one transfer per pair of `traffic`, all at time 0; returns the makespan.
 fn all_to_all_ns(cluster: &Cluster, traffic: &TrafficMatrix) -> u64 {
     let mut graph = TaskGraph::default();
     for (src, dst, bytes) in traffic.pairs() {
         graph.add(transfer(src as u32, dst as u32, bytes), (), &[]);
     }
-    engine::run(&graph, cluster, 1.0).makespan_ns()
+    engine::run(&graph, cluster, &exact(1.0)).makespan_ns()
 }
 
 #[test]
@@ -35,7 +44,7 @@ fn a_lone_transfer_takes_latency_plus_bytes_over_bandwidth() {
     graph.add(transfer(0, 1, 450_000), (), &[]);
     // 1 B more: 1000.002 ns, rounded up.
     graph.add(transfer(2, 3, 450_001), (), &[]);
-    let timeline = engine::run(&graph, &cluster, 1.0);
+    let timeline = engine::run(&graph, &cluster, &exact(1.0));
     assert_eq!(timeline.end_ns, vec![2000, 2001]);
 }
 
@@ -91,10 +100,13 @@ fn a_relayed_transfer_crosses_nvlink_then_the_rail_cut_through() {
         bytes: 50_000,
     };
     graph.add(work, (), &[]);
-    let timeline = engine::run(&graph, &cluster, 1.0);
+    let timeline = engine::run(&graph, &cluster, &exact(1.0));
     assert_eq!(timeline.end_ns, vec![4800]);
     // Half-speed NVLink (100 B/ns) is still faster than the NIC: same time.
-    assert_eq!(engine::run(&graph, &cluster, 0.5).end_ns, vec![4800]);
+    assert_eq!(
+        engine::run(&graph, &cluster, &exact(0.5)).end_ns,
+        vec![4800]
+    );
     let nic_links = timeline
         .link_bytes
         .iter()
@@ -117,7 +129,7 @@ fn a_stream_runs_one_kernel_at_a_time_and_the_critical_path_follows_it() {
     let b = graph.add(kernel(20), (), &[]);
     let send = graph.add(transfer(0, 1, 450), (), &[a]);
     let c = graph.add(kernel(5), (), &[send]);
-    let timeline = engine::run(&graph, &cluster, 1.0);
+    let timeline = engine::run(&graph, &cluster, &exact(1.0));
     // b waits for a; the send (1 ns + 1000 ns) ends at 1011; c queues behind nothing then.
     assert_eq!(timeline.start_ns, vec![0, 10, 10, 1011]);
     assert_eq!(timeline.end_ns, vec![10, 30, 1011, 1016]);
@@ -272,19 +284,17 @@ fn in_decode_splitting_the_batch_re_reads_expert_weights() {
     assert!(step(Overlap::FineGrained) < step(Overlap::None));
 }
 
-/// DeepEP's published H800 bandwidths (dispatch, combine) in GB/s and the simulated ones for a
-/// balanced DeepSeek-V3-shaped layer: `tokens` per GPU, hidden 7168, top-8 of 256 experts,
-/// FP8 dispatch and BF16 combine, contiguous placement on `ep` GPUs. Bandwidth is GPU 0's bytes
-/// over the link kind DeepEP reports (NVLink within one machine, RDMA across machines) divided
-/// by the simulated collective time.
-fn deepep_bandwidths(ep: usize, algorithm: AllToAll) -> (f64, f64) {
+/// A balanced DeepSeek-V3-shaped layer as DeepEP benchmarks it, simulated on `ep` H800s:
+/// `tokens` per GPU, hidden 7168, top-8 of 256 experts, FP8 dispatch and BF16 combine
+/// (every (token, expert) pair sent once), contiguous placement. Returns the layer's traffic
+/// and simulated times.
+fn deepep_layer(ep: usize, tokens: f64, algorithm: AllToAll) -> (LayerWork, metrics::LayerTimes) {
     use crate::cost::DispatchPlan;
     use crate::placement::{self, PlacementRequest};
     use crate::trace::ExpertLoads;
 
     let cluster = Cluster::preset_with_nodes("hgx-h800", ep / 8).unwrap();
     let model = MoeModel::preset("deepseek-v3").unwrap();
-    let tokens = 4096.0;
     let loads = ExpertLoads::new(256, vec![vec![tokens * ep as f64 * 8.0 / 256.0; 256]]).unwrap();
     let mut request = PlacementRequest::new(&loads, ep);
     request.num_nodes = ep / 8;
@@ -308,6 +318,15 @@ fn deepep_bandwidths(ep: usize, algorithm: AllToAll) -> (f64, f64) {
         config: &config,
     };
     let layer = simulate_step(&spec, Overlap::None, "contiguous").layers[0].clone();
+    (layers.into_iter().next().unwrap(), layer)
+}
+
+/// DeepEP's bottleneck bandwidths (dispatch, combine) in GB/s for 4096 tokens per GPU: GPU 0's
+/// bytes over the link kind DeepEP reports (NVLink within one machine, RDMA across machines)
+/// divided by the simulated collective time.
+fn deepep_bandwidths(ep: usize, algorithm: AllToAll) -> (f64, f64) {
+    let (work, layer) = deepep_layer(ep, 4096.0, algorithm);
+    let cluster = Cluster::preset_with_nodes("hgx-h800", ep / 8).unwrap();
     let reported = |matrix: &TrafficMatrix| -> f64 {
         (1..ep)
             .filter(|&dst| (ep == 8) == (cluster.node_of(dst) == 0))
@@ -315,9 +334,35 @@ fn deepep_bandwidths(ep: usize, algorithm: AllToAll) -> (f64, f64) {
             .sum()
     };
     (
-        reported(&layers[0].dispatch) / layer.dispatch_ns as f64,
-        reported(&layers[0].combine) / layer.combine_ns as f64,
+        reported(&work.dispatch) / layer.dispatch_ns as f64,
+        reported(&work.combine) / layer.combine_ns as f64,
     )
+}
+
+#[test]
+fn deepep_low_latency_kernel_latencies_are_reproduced_within_15_percent() {
+    // Published dispatch / combine latencies, microseconds, 128 tokens per GPU.
+    for (ep, published) in [
+        (8, (77.0, 114.0)),
+        (16, (118.0, 195.0)),
+        (32, (155.0, 273.0)),
+        (64, (173.0, 314.0)),
+        (128, (192.0, 369.0)),
+        (256, (194.0, 360.0)),
+    ] {
+        let (_, layer) = deepep_layer(ep, 128.0, AllToAll::LowLatency);
+        let simulated = (
+            layer.dispatch_ns as f64 / 1e3,
+            layer.combine_ns as f64 / 1e3,
+        );
+        eprintln!("EP{ep}: simulated {simulated:?} us, published {published:?}");
+        for (sim, real) in [(simulated.0, published.0), (simulated.1, published.1)] {
+            assert!(
+                (sim - real).abs() <= 0.15 * real,
+                "EP{ep}: {sim:.1} vs {real} us"
+            );
+        }
+    }
 }
 
 #[test]
