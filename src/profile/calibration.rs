@@ -363,20 +363,8 @@ mod tests {
     use crate::profile::measurement::Provenance;
 
     fn row(kind: Kind, (k, n, tokens, bytes): (u64, u64, u64, u64), median_ns: u64) -> Measurement {
-        Measurement {
-            kind,
-            shape: format!("{k}x{n}"),
-            k,
-            n,
-            tokens,
-            bytes,
-            reps: 5,
-            median_ns,
-            min_ns: median_ns,
-            max_ns: median_ns,
-            start_ns: None,
-            end_ns: None,
-        }
+        let shape = format!("{k}x{n}");
+        Measurement::test_point(kind, shape, (k, n, tokens, bytes), median_ns)
     }
 
     /// GEMM shapes 10x10, 10x20, 20x20 at 1 and 2 tokens; h2d at 100, 200 and 400 bytes.
@@ -384,12 +372,7 @@ mod tests {
         let gemm = |k, n, tokens, ns| row(Kind::Gemm, (k, n, tokens, 2 * k * n), ns);
         let h2d = |bytes, ns| row(Kind::H2d, (0, 0, 0, bytes), ns);
         Measurements {
-            provenance: Provenance {
-                gpu: "test".into(),
-                driver: "none".into(),
-                date: "2026-11-23".into(),
-                source: "synthetic".into(),
-            },
+            provenance: Provenance::hand_made(),
             rows: vec![
                 gemm(20, 20, 2, 1800),
                 gemm(20, 20, 1, 1400),

@@ -7,12 +7,11 @@
 //! `nvlink_tx_kib`, `nvlink_rx_kib` (u64, cumulative NVLink data over all links) and
 //! `throttle_reasons` (u64 bitmask of NVML `nvmlClocksThrottleReason*`).
 
-use std::fs;
 use std::path::Path;
 
 use polars::prelude::*;
 
-use super::measurement::Table;
+use super::measurement::{Table, read_frame};
 use crate::error::{Error, Result};
 use crate::output::write_parquet_frame;
 
@@ -112,10 +111,7 @@ impl PcieSample {
 
 /// Reads the time and PCIe columns of a counter file; errors name the file and column.
 pub fn read_pcie_counters(path: &Path) -> Result<Vec<PcieSample>> {
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let frame = ParquetReader::new(file)
-        .finish()
-        .map_err(|e| Error::bad_file(path, format!("not a Parquet file: {e}")))?;
+    let frame = read_frame(path)?;
     let table = Table {
         frame: &frame,
         path,

@@ -188,10 +188,7 @@ impl Measurements {
 
     /// Reads and checks a measurement file; errors name the file and the column or row.
     pub fn read_parquet(path: &Path) -> Result<Measurements> {
-        let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let frame = ParquetReader::new(file)
-            .finish()
-            .map_err(|e| Error::bad_file(path, format!("not a Parquet file: {e}")))?;
+        let frame = read_frame(path)?;
         let table = Table {
             frame: &frame,
             path,
@@ -255,6 +252,14 @@ impl Measurements {
 }
 
 /// Typed column access with errors that name the file and column.
+/// Reads a whole Parquet file; errors name the file.
+pub(crate) fn read_frame(path: &Path) -> Result<DataFrame> {
+    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|e| Error::bad_file(path, format!("not a Parquet file: {e}")))
+}
+
 pub(crate) struct Table<'a> {
     /// The frame read.
     pub frame: &'a DataFrame,
@@ -331,5 +336,44 @@ impl Table<'_> {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+impl Measurement {
+    /// A test point of `kind` timed at `median_ns` in 5 repetitions with no spread.
+    pub(crate) fn test_point(
+        kind: Kind,
+        shape: String,
+        (k, n, tokens, bytes): (u64, u64, u64, u64),
+        median_ns: u64,
+    ) -> Measurement {
+        Measurement {
+            kind,
+            shape,
+            k,
+            n,
+            tokens,
+            bytes,
+            reps: 5,
+            median_ns,
+            min_ns: median_ns,
+            max_ns: median_ns,
+            start_ns: None,
+            end_ns: None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Provenance {
+    /// The provenance of hand-made test measurements.
+    pub(crate) fn hand_made() -> Provenance {
+        Provenance {
+            gpu: "test".into(),
+            driver: "none".into(),
+            date: "2026-11-23".into(),
+            source: "synthetic".into(),
+        }
     }
 }

@@ -376,31 +376,14 @@ mod tests {
     use crate::profile::measurement::Provenance;
 
     fn row(kind: Kind, (k, n, tokens, bytes): (u64, u64, u64, u64), median_ns: u64) -> Measurement {
-        Measurement {
-            kind,
-            shape: format!("{} {k}x{n} {bytes}", kind.name()),
-            k,
-            n,
-            tokens,
-            bytes,
-            reps: 5,
-            median_ns,
-            min_ns: median_ns,
-            max_ns: median_ns,
-            start_ns: None,
-            end_ns: None,
-        }
+        let shape = format!("{} {k}x{n} {bytes}", kind.name());
+        Measurement::test_point(kind, shape, (k, n, tokens, bytes), median_ns)
     }
 
     #[test]
     fn the_held_out_half_is_predicted_and_scored_by_hand() {
         let measurements = Measurements {
-            provenance: Provenance {
-                gpu: "test".into(),
-                driver: "none".into(),
-                date: "2026-11-23".into(),
-                source: "synthetic".into(),
-            },
+            provenance: Provenance::hand_made(),
             rows: vec![
                 row(Kind::Gemm, (10, 10, 1, 200), 1100),
                 row(Kind::Gemm, (10, 20, 1, 400), 9999),
