@@ -59,18 +59,19 @@ pub struct Task<L> {
 #[derive(Debug, Clone)]
 pub struct TaskGraph<L> {
     tasks: Vec<Task<L>>,
-    /// Per task, the tasks waiting on it.
-    successors: Vec<Vec<TaskId>>,
-    /// Per task, how many dependencies it has.
-    dep_count: Vec<u32>,
+    /// Every task's dependencies, one after the other (flat: a few bytes per edge rather than a
+    /// vector per task, which matters with one transfer task per GPU pair per layer).
+    deps: Vec<TaskId>,
+    /// Per task, where its dependencies end in `deps` (they start where the previous task's end).
+    deps_end: Vec<u32>,
 }
 
 impl<L: Copy> Default for TaskGraph<L> {
     fn default() -> Self {
         TaskGraph {
             tasks: Vec::new(),
-            successors: Vec::new(),
-            dep_count: Vec::new(),
+            deps: Vec::new(),
+            deps_end: Vec::new(),
         }
     }
 }
@@ -80,11 +81,9 @@ impl<L: Copy> TaskGraph<L> {
     pub fn add(&mut self, work: Work, label: L, deps: &[TaskId]) -> TaskId {
         let id = self.tasks.len() as TaskId;
         self.tasks.push(Task { work, label });
-        self.successors.push(Vec::new());
-        self.dep_count.push(deps.len() as u32);
-        for &dep in deps {
-            self.successors[dep as usize].push(id);
-        }
+        debug_assert!(deps.iter().all(|&d| d < id), "dependencies come first");
+        self.deps.extend_from_slice(deps);
+        self.deps_end.push(self.deps.len() as u32);
         id
     }
 
@@ -101,6 +100,45 @@ impl<L: Copy> TaskGraph<L> {
     /// The task `id`.
     pub fn task(&self, id: TaskId) -> &Task<L> {
         &self.tasks[id as usize]
+    }
+}
+
+/// Every task's successors (the tasks waiting on it), in one flat list indexed by task.
+#[derive(Debug)]
+struct Successors {
+    /// Successors of task `t` are `list[start[t]..start[t + 1]]`, in the order they were added.
+    list: Vec<TaskId>,
+    start: Vec<u32>,
+}
+
+impl Successors {
+    /// Inverts `graph`'s dependency lists (counting sort by dependency).
+    fn of<L>(graph: &TaskGraph<L>) -> Successors {
+        let n = graph.tasks.len();
+        let mut start = vec![0u32; n + 1];
+        for &dep in &graph.deps {
+            start[dep as usize + 1] += 1;
+        }
+        for t in 0..n {
+            start[t + 1] += start[t];
+        }
+        let mut next = start.clone();
+        let mut list = vec![0; graph.deps.len()];
+        let mut from = 0;
+        for (task, &end) in graph.deps_end.iter().enumerate() {
+            for &dep in &graph.deps[from..end as usize] {
+                list[next[dep as usize] as usize] = task as TaskId;
+                next[dep as usize] += 1;
+            }
+            from = end as usize;
+        }
+        Successors { list, start }
+    }
+
+    /// The tasks waiting on `task`.
+    fn get(&self, task: TaskId) -> &[TaskId] {
+        let t = task as usize;
+        &self.list[self.start[t] as usize..self.start[t + 1] as usize]
     }
 }
 
@@ -187,7 +225,7 @@ struct Engine<'a, L> {
     binding: Vec<Vec<u32>>,
     /// Scratch: the limiting links of the transfer being started.
     flow_links: Vec<u32>,
-    /// Per flow, the transfer task it carries.
+    /// Per flow slot, the transfer task it carries now.
     flow_task: Vec<TaskId>,
     /// Streams, indexed by `gpu * streams_per_gpu + stream`.
     streams: Vec<Stream>,
@@ -195,6 +233,7 @@ struct Engine<'a, L> {
     /// Task completions: (ns, task).
     completions: BinaryHeap<Reverse<(u64, TaskId)>>,
     waiting_deps: Vec<u32>,
+    successors: Successors,
     timeline: Timeline,
 }
 
@@ -227,7 +266,10 @@ impl<'a, L: Copy> Engine<'a, L> {
             streams: vec![Stream::default(); cluster.num_gpus() * streams_per_gpu],
             streams_per_gpu,
             completions: BinaryHeap::new(),
-            waiting_deps: graph.dep_count.clone(),
+            waiting_deps: (0..n)
+                .map(|t| graph.deps_end[t] - if t == 0 { 0 } else { graph.deps_end[t - 1] })
+                .collect(),
+            successors: Successors::of(graph),
             timeline: Timeline {
                 start_ns: vec![0; n],
                 end_ns: vec![0; n],
@@ -315,8 +357,12 @@ impl<'a, L: Copy> Engine<'a, L> {
                 if bytes == 0 || self.flow_links.is_empty() {
                     self.completions.push(Reverse((now, task)));
                 } else {
-                    self.network.start(now, &self.flow_links, bytes);
-                    self.flow_task.push(task);
+                    let flow = self.network.start(now, &self.flow_links, bytes) as usize;
+                    if flow == self.flow_task.len() {
+                        self.flow_task.push(task);
+                    } else {
+                        self.flow_task[flow] = task;
+                    }
                 }
             }
             Work::Join => {
@@ -356,8 +402,8 @@ impl<'a, L: Copy> Engine<'a, L> {
             self.streams[s].busy = false;
             self.start_next_on(now, s);
         }
-        for i in 0..self.graph.successors[task as usize].len() {
-            let next = self.graph.successors[task as usize][i];
+        for i in 0..self.successors.get(task).len() {
+            let next = self.successors.get(task)[i];
             self.waiting_deps[next as usize] -= 1;
             if self.waiting_deps[next as usize] == 0 {
                 self.ready(now, next, Some(task));

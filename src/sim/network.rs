@@ -21,7 +21,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Index of a flow in its [`FlowNetwork`].
+/// Index of a flow in its [`FlowNetwork`]; reused by a later flow once the flow has drained
+/// and given its bandwidth back, so the network's memory follows the flows in flight.
 pub type FlowId = u32;
 
 /// Relative rate change below which a flow keeps its rate and drain event.
@@ -40,14 +41,19 @@ struct Flow {
     links_start: u32,
     /// Number of links it crosses.
     links_len: u32,
+    /// Room for links at `links_start` (kept when the slot is reused).
+    links_capacity: u32,
     /// Bytes not yet sent at `updated_ns`.
     remaining_bytes: f64,
     /// Current rate, bytes per ns (= GB/s).
     rate: f64,
     /// When `remaining_bytes` was last brought up to date.
     updated_ns: u64,
-    /// Bumped at every rate change; drain events of older generations are stale.
+    /// Bumped at every rate change (and kept when the slot is reused); drain events of older
+    /// generations are stale.
     generation: u32,
+    /// Has had a rate since it started.
+    rated: bool,
     /// Still sending (a drained ghost is not active but may still hold its rate).
     active: bool,
 }
@@ -68,6 +74,8 @@ pub struct FlowNetwork {
     dirty_links: Vec<u32>,
     /// Drained flows still on their links, holding their last rate.
     ghosts: Vec<FlowId>,
+    /// Slots of flows that drained and gave their bandwidth back, for reuse.
+    free_flows: Vec<FlowId>,
     /// Rate below which no flow's rate can change at the next settle: the smallest rate of
     /// the flows released since the last one, or 0 once a flow started.
     settle_floor: f64,
@@ -105,6 +113,7 @@ impl FlowNetwork {
             drains: BinaryHeap::new(),
             dirty_links: Vec::new(),
             ghosts: Vec::new(),
+            free_flows: Vec::new(),
             settle_floor: f64::INFINITY,
             ghost_rate: 0.0,
             held_rate: 0.0,
@@ -129,19 +138,37 @@ impl FlowNetwork {
     /// Starts a flow of `bytes` (> 0) over `links` (non-empty, valid indices) at `now_ns`. Its
     /// rate is set at the next [`FlowNetwork::settle`], which must run before time advances.
     pub fn start(&mut self, now_ns: u64, links: &[u32], bytes: u64) -> FlowId {
-        let id = self.flows.len() as FlowId;
-        self.flows.push(Flow {
-            links_start: self.flow_links.len() as u32,
-            links_len: links.len() as u32,
-            remaining_bytes: bytes as f64,
-            rate: 0.0,
-            updated_ns: now_ns,
-            generation: 0,
-            active: true,
+        let id = self.free_flows.pop().unwrap_or_else(|| {
+            self.flows.push(Flow {
+                links_start: 0,
+                links_len: 0,
+                links_capacity: 0,
+                remaining_bytes: 0.0,
+                rate: 0.0,
+                updated_ns: 0,
+                generation: 0,
+                rated: false,
+                active: false,
+            });
+            self.flow_mark.push(0);
+            self.flow_fixed.push(0);
+            (self.flows.len() - 1) as FlowId
         });
-        self.flow_mark.push(0);
-        self.flow_fixed.push(0);
-        self.flow_links.extend_from_slice(links);
+        let f = &mut self.flows[id as usize];
+        if links.len() as u32 > f.links_capacity {
+            f.links_start = self.flow_links.len() as u32;
+            f.links_capacity = links.len() as u32;
+            self.flow_links.extend_from_slice(links);
+        } else {
+            let start = f.links_start as usize;
+            self.flow_links[start..start + links.len()].copy_from_slice(links);
+        }
+        f.links_len = links.len() as u32;
+        f.remaining_bytes = bytes as f64;
+        f.rate = 0.0;
+        f.updated_ns = now_ns;
+        f.rated = false;
+        f.active = true;
         self.holding += 1;
         self.settle_floor = 0.0;
         for &link in links {
@@ -234,6 +261,7 @@ impl FlowNetwork {
                 self.dirty_links.push(link);
             }
         }
+        self.free_flows.extend_from_slice(&ghosts);
         ghosts.clear();
         self.ghosts = ghosts;
         self.ghost_rate = 0.0;
@@ -345,7 +373,7 @@ impl FlowNetwork {
         // (and its drain event) unless it really changed; within the tolerance, keep a lower
         // old rate too (never a higher one, so no link carries more than it can).
         let raise_tolerance = self.ghost_tolerance.max(RATE_TOLERANCE);
-        if f.generation > 0
+        if f.rated
             && rate >= f.rate * (1.0 - RATE_TOLERANCE)
             && rate <= f.rate * (1.0 + raise_tolerance)
         {
@@ -355,7 +383,8 @@ impl FlowNetwork {
         f.updated_ns = now_ns;
         self.held_rate += rate - f.rate;
         f.rate = rate;
-        f.generation += 1;
+        f.generation = f.generation.wrapping_add(1);
+        f.rated = true;
         let left_ns = f.remaining_bytes / rate * (1.0 - DRAIN_TOLERANCE);
         let drain_ns = now_ns + left_ns.ceil() as u64;
         self.drains.push(Reverse((drain_ns, flow, f.generation)));
