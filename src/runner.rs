@@ -1,5 +1,6 @@
 //! Runs a scenario end to end: load the model, cluster and trace, place experts with every
-//! strategy the scenario names, and estimate each MoE layer's step time under each placement.
+//! strategy the scenario names, estimate each MoE layer's step time under each placement, and
+//! simulate the steps with the discrete-event simulator.
 //!
 //! The result is plain data ([`RunResult`]) that `report` renders; nothing here writes files.
 
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::model::MoeModel;
 use crate::placement::{self, Placement, PlacementRequest};
 use crate::scenario::{Scenario, TraceSource};
+use crate::sim::{self, SimOptions, SimResult};
 use crate::topology::Cluster;
 use crate::trace::{self, ExpertLoads, Trace, synth};
 
@@ -41,6 +43,30 @@ pub struct RunResult {
     pub trace: TraceStats,
     /// One entry per placement strategy, in scenario order.
     pub strategies: Vec<StrategyResult>,
+    /// The discrete-event simulation of the same placements (what `moesim simulate --json`
+    /// prints); `None` when the simulator cannot run the scenario (see `not_simulated`).
+    pub simulated: Option<SimResult>,
+    /// Why the scenario was not simulated, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_simulated: Option<String>,
+}
+
+/// A scenario resolved and placed: what the analytical estimate and the simulator share.
+pub struct Prepared {
+    /// The model.
+    pub model: MoeModel,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// GPUs holding experts.
+    pub gpus: usize,
+    /// Nodes those GPUs span.
+    pub nodes: usize,
+    /// The routing trace.
+    pub trace: Trace,
+    /// Where the routing came from.
+    pub trace_source: String,
+    /// Every placement strategy the scenario names, with its placement, in scenario order.
+    pub placements: Vec<(String, Placement)>,
 }
 
 /// How one placement strategy fared.
@@ -79,8 +105,67 @@ pub struct LayerResult {
     pub inter_node_bytes: u64,
 }
 
-/// Runs `scenario`.
+/// Runs `scenario`: the analytical estimate, then the simulation with the same placements.
 pub fn run(scenario: &Scenario) -> Result<RunResult> {
+    let prepared = prepare(scenario)?;
+    let Prepared {
+        model,
+        cluster,
+        gpus,
+        nodes,
+        trace,
+        trace_source,
+        placements,
+    } = &prepared;
+    let stats = analysis::trace_stats(trace);
+    let loads = trace.expert_loads();
+    let compute = RooflineCompute::default();
+    let options = CostOptions {
+        dispatch_bytes_per_elem: f64::from(scenario.comm.dispatch_bytes_per_elem),
+        combine_bytes_per_elem: f64::from(scenario.comm.combine_bytes_per_elem),
+    };
+    let cost = AnalyticalCost::new(model, cluster, &compute, options);
+    let steps = Steps::new(trace, gpus * scenario.tokens_per_gpu, model.top_k);
+    let strategies = placements
+        .iter()
+        .map(|(name, placement)| {
+            let estimates = steps.estimate(&cost, placement)?;
+            strategy_result(name, placement, &loads, &estimates)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (simulated, not_simulated) = if *gpus == cluster.num_gpus() {
+        let options = SimOptions {
+            perfetto: false,
+            timeline_excerpt: true,
+        };
+        (Some(sim::simulate_prepared(scenario, &prepared, options)?), None)
+    } else {
+        let reason = format!(
+            "the simulator runs on the whole cluster ({} GPUs), the scenario asks for {gpus}",
+            cluster.num_gpus()
+        );
+        (None, Some(reason))
+    };
+    Ok(RunResult {
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        model: model.name.clone(),
+        cluster: scenario.cluster.clone(),
+        gpus: *gpus,
+        nodes: *nodes,
+        tokens_per_gpu: scenario.tokens_per_gpu,
+        steps: steps.count(),
+        trace_source: trace_source.clone(),
+        trace: stats,
+        strategies,
+        simulated,
+        not_simulated,
+    })
+}
+
+/// Resolves `scenario`'s model, cluster and trace and places its experts with every strategy
+/// it names.
+pub fn prepare(scenario: &Scenario) -> Result<Prepared> {
     let model = MoeModel::resolve(&scenario.model)?;
     let cluster = Cluster::resolve(&scenario.cluster)?;
     let gpus = scenario.gpus.unwrap_or(cluster.num_gpus());
@@ -93,17 +178,9 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
     }
     let (trace, trace_source) = load_trace(scenario)?;
     check_trace_fits_model(&trace, &model, &trace_source)?;
-    let stats = analysis::trace_stats(&trace);
     let loads = trace.expert_loads();
-    let compute = RooflineCompute::default();
-    let options = CostOptions {
-        dispatch_bytes_per_elem: f64::from(scenario.comm.dispatch_bytes_per_elem),
-        combine_bytes_per_elem: f64::from(scenario.comm.combine_bytes_per_elem),
-    };
-    let cost = AnalyticalCost::new(&model, &cluster, &compute, options);
-    let steps = Steps::new(&trace, gpus * scenario.tokens_per_gpu, model.top_k);
     let nodes = gpus.div_ceil(cluster.gpus_per_node());
-    let strategies = scenario
+    let placements = scenario
         .placements
         .iter()
         .map(|name| {
@@ -114,23 +191,17 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
                 cluster: Some(&cluster),
                 ..PlacementRequest::new(&loads, gpus)
             };
-            let placement = placement::strategy(name)?.place(&request)?;
-            let estimates = steps.estimate(&cost, &placement)?;
-            strategy_result(name, &placement, &loads, &estimates)
+            Ok((name.clone(), placement::strategy(name)?.place(&request)?))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(RunResult {
-        scenario: scenario.name.clone(),
-        seed: scenario.seed,
-        model: model.name.clone(),
-        cluster: scenario.cluster.clone(),
+    Ok(Prepared {
+        model,
+        cluster,
         gpus,
         nodes,
-        tokens_per_gpu: scenario.tokens_per_gpu,
-        steps: steps.count(),
+        trace,
         trace_source,
-        trace: stats,
-        strategies,
+        placements,
     })
 }
 

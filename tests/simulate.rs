@@ -12,8 +12,9 @@ fn quickstart_json_has_every_strategy_with_a_consistent_breakdown() {
     assert!(out.status.success(), "{}", common::stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let strategies = json["strategies"].as_array().unwrap();
-    // 4 placements x 4 overlap strategies.
+    // 4 placements x 4 overlap strategies; 4096 tokens in steps of 8 GPUs x 256 tokens.
     assert_eq!(strategies.len(), 16);
+    assert_eq!(json["steps"], 2);
     let names: Vec<&str> = strategies[..4]
         .iter()
         .map(|s| s["strategy"].as_str().unwrap())
@@ -31,7 +32,22 @@ fn quickstart_json_has_every_strategy_with_a_consistent_breakdown() {
                     .sum::<u64>()
             })
             .sum();
-        assert_eq!(sum, s["step_ns"].as_u64().unwrap());
+        assert_eq!(sum, s["total_ns"].as_u64().unwrap());
+        let steps: Vec<u64> = s["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| {
+                assert_eq!(step["tokens"], 2048);
+                step["step_ns"].as_u64().unwrap()
+            })
+            .collect();
+        let (a, b) = (steps[0], steps[1]);
+        assert_eq!(a + b, s["total_ns"].as_u64().unwrap());
+        assert_eq!(s["step_ns"].as_u64().unwrap(), (a + b).div_ceil(2));
+        // Nearest rank of two: the median is the shorter step, the 99th percentile the longer.
+        assert_eq!(s["p50_step_ns"].as_u64().unwrap(), a.min(b));
+        assert_eq!(s["p99_step_ns"].as_u64().unwrap(), a.max(b));
         assert_eq!(layers[0]["gpus"].as_array().unwrap().len(), 8);
         assert!(layers[0]["gpus"][0]["busy_ns"].as_u64().unwrap() > 0);
     }

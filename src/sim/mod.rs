@@ -1,7 +1,9 @@
 //! The discrete-event simulator: one model step as a graph of kernels on GPU streams and flows
 //! on the cluster's links ([`engine`], [`network`]), built per overlap strategy ([`step`]) from
-//! kernel costs ([`kernels`]), and broken down into where the time went ([`metrics`]).
+//! kernel costs ([`kernels`]), and broken down into where the time went ([`metrics`]); a
+//! scenario's trace is replayed step by step ([`batches`]).
 
+pub mod batches;
 pub mod config;
 pub mod engine;
 pub mod kernels;
@@ -13,8 +15,10 @@ pub mod step;
 mod tables;
 
 pub use config::{AllToAll, Overlap, SimConfig};
+pub use batches::{StepBatch, step_batches};
 pub use scenario_run::{
-    SimOptions, SimResult, StrategySim, simulate_scenario, simulate_step, step_plans,
+    SimOptions, SimResult, StepTime, StrategySim, batch_plans, excerpt_layer, simulate_prepared,
+    simulate_scenario, simulate_step, step_plans,
 };
 pub use tables::write_tables;
 

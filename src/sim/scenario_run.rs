@@ -1,25 +1,25 @@
-//! Simulates one step of a scenario: the first `gpus x tokens_per_gpu` tokens of its trace (or
-//! its loads rescaled to that many tokens) through every MoE layer, for every placement strategy
-//! and overlap strategy it names.
+//! Simulates a scenario: every step of its trace (cut by [`step_batches`]) through every MoE
+//! layer, for every placement strategy and overlap strategy it names, with per-step times and
+//! their mean, median and 99th percentile.
 
 use serde::Serialize;
 
+use super::batches::{StepBatch, step_batches};
 use super::config::Overlap;
 use super::engine::{self, TaskGraph, Timeline};
 use super::kernels::KernelCosts;
-use super::metrics::{self, LayerTimes, LinkUse};
+use super::metrics::{self, ExcerptBar, LayerTimes, LinkUse};
 use super::perfetto;
 use super::step::{self, Label, LayerWork, StepSpec};
 use crate::cost::DispatchPlan;
 use crate::error::{Error, Result};
-use crate::model::MoeModel;
-use crate::placement::{self, Placement, PlacementRequest};
-use crate::runner::{check_trace_fits_model, load_trace};
+use crate::placement::Placement;
+use crate::runner::{self, Prepared};
 use crate::scenario::Scenario;
 use crate::topology::Cluster;
-use crate::trace::Trace;
+use crate::trace::{Phase, Trace};
 
-/// The simulated step of a scenario, per placement and overlap strategy.
+/// The simulated steps of a scenario, per placement and overlap strategy.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimResult {
     /// Scenario name.
@@ -30,15 +30,17 @@ pub struct SimResult {
     pub cluster: String,
     /// GPUs (expert-parallel degree; attention is data-parallel over the same GPUs).
     pub gpus: usize,
-    /// Tokens each GPU brings to the step.
+    /// Tokens each GPU brings to a step without a batch schedule.
     pub tokens_per_gpu: usize,
+    /// Steps simulated per strategy.
+    pub steps: usize,
     /// All-to-all algorithm.
     pub all_to_all: String,
     /// SMs communication takes while it overlaps GEMMs.
     pub comm_sms: u32,
     /// One entry per (placement, overlap) pair, placements outermost, in scenario order.
     pub strategies: Vec<StrategySim>,
-    /// The Chrome / Perfetto trace of every strategy's step, when asked for.
+    /// The Chrome / Perfetto trace of every strategy's first step, when asked for.
     #[serde(skip)]
     pub perfetto: Option<serde_json::Value>,
 }
@@ -48,39 +50,87 @@ pub struct SimResult {
 pub struct SimOptions {
     /// Build the Chrome / Perfetto trace ([`SimResult::perfetto`]).
     pub perfetto: bool,
+    /// Keep every strategy's [`StrategySim::timeline_excerpt`].
+    pub timeline_excerpt: bool,
 }
 
-/// One overlap strategy under one placement.
+/// One simulated step's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StepTime {
+    /// Step index, in trace order.
+    pub step: usize,
+    /// Prefill or decode, when the schedule or the trace says.
+    pub phase: Option<Phase>,
+    /// Tokens of the step, all GPUs together.
+    pub tokens: usize,
+    /// Simulated time of the step through all MoE layers.
+    pub step_ns: u64,
+}
+
+/// One overlap strategy under one placement, over every simulated step.
 #[derive(Debug, Clone, Serialize)]
 pub struct StrategySim {
     /// Overlap strategy name.
     pub strategy: String,
     /// Placement strategy name.
     pub placement: String,
-    /// Simulated time of the step through all MoE layers.
+    /// Mean step time (rounded up).
     pub step_ns: u64,
-    /// Communication on the critical path, all layers.
+    /// Median step time (nearest rank).
+    pub p50_step_ns: u64,
+    /// 99th-percentile step time (nearest rank).
+    pub p99_step_ns: u64,
+    /// All steps together: the sum of `steps[].step_ns`.
+    pub total_ns: u64,
+    /// Communication on the critical path, all steps and layers.
     pub exposed_comm_ns: u64,
-    /// `exposed_comm_ns / step_ns`.
+    /// `exposed_comm_ns / total_ns`.
     pub exposed_comm_share: f64,
-    /// All-to-all bytes between GPUs of one machine (dispatch + combine, all layers).
+    /// All-to-all bytes between GPUs of one machine (dispatch + combine, all steps and layers).
     pub intra_node_bytes: u64,
     /// All-to-all bytes between machines.
     pub inter_node_bytes: u64,
     /// Engine events processed.
     pub events: u64,
-    /// Per MoE layer.
+    /// Per step.
+    pub steps: Vec<StepTime>,
+    /// Per MoE layer, summed over steps: the critical-path shares add up to `total_ns`.
     pub layers: Vec<LayerTimes>,
     /// Links that carried bytes.
     pub links: Vec<LinkUse>,
+    /// The kernels and transfers of MoE layer [`excerpt_layer`] in the first step, when asked
+    /// for ([`SimOptions::timeline_excerpt`]).
+    #[serde(skip)]
+    pub timeline_excerpt: Vec<ExcerptBar>,
 }
 
-/// Simulates one step of `scenario` (see the module docs).
+/// The MoE layer a timeline excerpt shows: the second (the first has no predecessor to
+/// overlap with), or the only one.
+pub fn excerpt_layer(num_layers: usize) -> u32 {
+    u32::from(num_layers > 1)
+}
+
+/// Simulates every step of `scenario` (see the module docs), resolving and placing it first.
 pub fn simulate_scenario(scenario: &Scenario, options: SimOptions) -> Result<SimResult> {
-    let model = MoeModel::resolve(&scenario.model)?;
-    let cluster = Cluster::resolve(&scenario.cluster)?;
-    let gpus = scenario.gpus.unwrap_or(cluster.num_gpus());
-    if gpus != cluster.num_gpus() {
+    simulate_prepared(scenario, &runner::prepare(scenario)?, options)
+}
+
+/// Simulates every step of `scenario` with its model, cluster, trace and placements already
+/// resolved (`moesim run` shares them with the analytical estimate).
+pub fn simulate_prepared(
+    scenario: &Scenario,
+    prepared: &Prepared,
+    options: SimOptions,
+) -> Result<SimResult> {
+    let Prepared {
+        model,
+        cluster,
+        gpus,
+        trace,
+        placements,
+        ..
+    } = prepared;
+    if *gpus != cluster.num_gpus() {
         return Err(Error::invalid(format!(
             "simulate: scenario asks for {gpus} GPUs but cluster `{}` has {}; the simulator runs on the whole cluster",
             scenario.cluster,
@@ -88,7 +138,7 @@ pub fn simulate_scenario(scenario: &Scenario, options: SimOptions) -> Result<Sim
         )));
     }
     let config = &scenario.sim;
-    let costs = KernelCosts::new(&model, cluster.gpu_spec(0));
+    let costs = KernelCosts::new(model, cluster.gpu_spec(0));
     if config.comm_sms >= costs.sm_count() {
         return Err(Error::invalid(format!(
             "`sim.comm_sms` = {} leaves no SM of the {} for GEMMs",
@@ -96,107 +146,187 @@ pub fn simulate_scenario(scenario: &Scenario, options: SimOptions) -> Result<Sim
             costs.sm_count()
         )));
     }
-    let (trace, source) = load_trace(scenario)?;
-    check_trace_fits_model(&trace, &model, &source)?;
-    let step_tokens = gpus * scenario.tokens_per_gpu;
+    let batches = step_batches(trace, &scenario.schedule, *gpus, scenario.tokens_per_gpu);
+    let hidden = model.hidden_size as f64;
     let mut strategies = Vec::new();
     let mut events = Vec::new();
-    let loads = trace.expert_loads();
-    for name in &scenario.placements {
-        let mut request = PlacementRequest::new(&loads, gpus);
-        request.num_nodes = cluster.num_nodes();
-        let placement = placement::strategy(name)?.place(&request)?;
-        let plans = step_plans(&cluster, &placement, &trace, step_tokens, model.top_k)?;
-        let hidden = model.hidden_size as f64;
-        let work: Vec<LayerWork> = plans
+    for (name, placement) in placements {
+        let mut totals: Vec<Totals> = config
+            .overlap
             .iter()
-            .map(|plan| {
-                LayerWork::from_plan(
-                    plan,
-                    hidden * f64::from(scenario.comm.dispatch_bytes_per_elem),
-                    hidden * f64::from(scenario.comm.combine_bytes_per_elem),
-                )
-            })
+            .map(|&overlap| Totals::new(overlap, name, cluster))
             .collect();
-        let spec = StepSpec {
-            cluster: &cluster,
-            costs: &costs,
-            layers: &work,
-            config,
-        };
-        for &overlap in &config.overlap {
-            let (sim, graph, timeline) = run_step(&spec, overlap, name);
-            if options.perfetto {
-                let process = format!("{} / {}", sim.placement, sim.strategy);
-                let pid = strategies.len();
-                perfetto::append_events(&mut events, pid, &process, &graph, &timeline, &cluster);
+        for (index, batch) in batches.iter().enumerate() {
+            let plans = batch_plans(cluster, placement, trace, batch, model.top_k)?;
+            let work: Vec<LayerWork> = plans
+                .iter()
+                .map(|plan| {
+                    LayerWork::from_plan(
+                        plan,
+                        hidden * f64::from(scenario.comm.dispatch_bytes_per_elem),
+                        hidden * f64::from(scenario.comm.combine_bytes_per_elem),
+                    )
+                })
+                .collect();
+            let spec = StepSpec {
+                cluster,
+                costs: &costs,
+                layers: &work,
+                config,
+            };
+            for (k, total) in totals.iter_mut().enumerate() {
+                let (graph, timeline) = run_graph(&spec, total.overlap);
+                if index == 0 && options.perfetto {
+                    let process = format!("{name} / {}", total.overlap.name());
+                    let pid = strategies.len() + k;
+                    perfetto::append_events(&mut events, pid, &process, &graph, &timeline, cluster);
+                }
+                if index == 0 && options.timeline_excerpt {
+                    let layer = excerpt_layer(work.len());
+                    total.excerpt = metrics::timeline_excerpt(&graph, &timeline, layer);
+                }
+                total.add(&spec, batch.phase, &graph, &timeline);
             }
-            strategies.push(sim);
         }
+        strategies.extend(totals.into_iter().map(|t| t.finish(cluster)));
     }
     Ok(SimResult {
         scenario: scenario.name.clone(),
         model: model.name.clone(),
         cluster: scenario.cluster.clone(),
-        gpus,
+        gpus: *gpus,
         tokens_per_gpu: scenario.tokens_per_gpu,
+        steps: batches.len(),
         all_to_all: config.all_to_all.name().to_string(),
         comm_sms: config.comm_sms,
         strategies,
         perfetto: options.perfetto.then(|| perfetto::document(events)),
     })
 }
-
-/// Simulates the step `spec` describes under `overlap`, labelling it with `placement`.
+/// Simulates the one step `spec` describes under `overlap`, labelling it with `placement`.
 pub fn simulate_step(spec: &StepSpec, overlap: Overlap, placement: &str) -> StrategySim {
-    run_step(spec, overlap, placement).0
+    let (graph, timeline) = run_graph(spec, overlap);
+    let mut total = Totals::new(overlap, placement, spec.cluster);
+    total.add(spec, None, &graph, &timeline);
+    total.finish(spec.cluster)
 }
 
-/// [`simulate_step`], also returning the task graph and its timeline.
-fn run_step(
-    spec: &StepSpec,
-    overlap: Overlap,
-    placement: &str,
-) -> (StrategySim, TaskGraph<Label>, Timeline) {
+/// The task graph of the step `spec` describes under `overlap`, and its timeline.
+fn run_graph(spec: &StepSpec, overlap: Overlap) -> (TaskGraph<Label>, Timeline) {
     let graph = step::build(spec, overlap);
     let timeline = engine::run(&graph, spec.cluster, spec.config.nvlink_efficiency);
-    let step_ns = timeline.makespan_ns();
-    let layers = metrics::layer_times(
-        &graph,
-        &timeline,
-        spec.layers.len(),
-        spec.cluster.num_gpus(),
-    );
-    let exposed_comm_ns = layers.iter().map(|l| l.exposed_comm_ns).sum();
-    let (mut intra_node_bytes, mut inter_node_bytes) = (0, 0);
-    for work in spec.layers {
-        for matrix in [&work.dispatch, &work.combine] {
-            for (src, dst, bytes) in matrix.pairs() {
-                if spec.cluster.node_of(src) == spec.cluster.node_of(dst) {
-                    intra_node_bytes += bytes;
-                } else {
-                    inter_node_bytes += bytes;
+    (graph, timeline)
+}
+
+/// One strategy's results, summed over the steps simulated so far.
+struct Totals {
+    overlap: Overlap,
+    placement: String,
+    steps: Vec<StepTime>,
+    layers: Vec<LayerTimes>,
+    /// Per link index, bytes per layer.
+    link_layer_bytes: Vec<Vec<u64>>,
+    intra_node_bytes: u64,
+    inter_node_bytes: u64,
+    events: u64,
+    excerpt: Vec<ExcerptBar>,
+}
+
+impl Totals {
+    fn new(overlap: Overlap, placement: &str, cluster: &Cluster) -> Totals {
+        Totals {
+            overlap,
+            placement: placement.to_string(),
+            steps: Vec::new(),
+            layers: Vec::new(),
+            link_layer_bytes: vec![Vec::new(); cluster.num_links()],
+            intra_node_bytes: 0,
+            inter_node_bytes: 0,
+            events: 0,
+            excerpt: Vec::new(),
+        }
+    }
+
+    /// Adds the step `spec` describes, run as `graph` into `timeline`.
+    fn add(
+        &mut self,
+        spec: &StepSpec,
+        phase: Option<Phase>,
+        graph: &TaskGraph<Label>,
+        timeline: &Timeline,
+    ) {
+        let cluster = spec.cluster;
+        let num_layers = spec.layers.len();
+        let layers = metrics::layer_times(graph, timeline, num_layers, cluster.num_gpus());
+        if self.layers.is_empty() {
+            self.layers = layers;
+        } else {
+            metrics::add_layer_times(&mut self.layers, &layers);
+        }
+        let link_bytes = metrics::link_layer_bytes(graph, cluster, num_layers);
+        for (sum, step) in self.link_layer_bytes.iter_mut().zip(link_bytes) {
+            sum.resize(num_layers, 0);
+            for (s, b) in sum.iter_mut().zip(step) {
+                *s += b;
+            }
+        }
+        for work in spec.layers {
+            for matrix in [&work.dispatch, &work.combine] {
+                for (src, dst, bytes) in matrix.pairs() {
+                    if cluster.node_of(src) == cluster.node_of(dst) {
+                        self.intra_node_bytes += bytes;
+                    } else {
+                        self.inter_node_bytes += bytes;
+                    }
                 }
             }
         }
+        self.events += timeline.events;
+        let tokens = spec
+            .layers
+            .first()
+            .map_or(0.0, |l| l.source_tokens.iter().sum::<f64>());
+        self.steps.push(StepTime {
+            step: self.steps.len(),
+            phase,
+            tokens: tokens.round() as usize,
+            step_ns: timeline.makespan_ns(),
+        });
     }
-    let sim = StrategySim {
-        strategy: overlap.name().to_string(),
-        placement: placement.to_string(),
-        step_ns,
-        exposed_comm_ns,
-        exposed_comm_share: exposed_comm_ns as f64 / step_ns.max(1) as f64,
-        intra_node_bytes,
-        inter_node_bytes,
-        events: timeline.events,
-        links: metrics::link_use(spec.cluster, &timeline, step_ns),
-        layers,
-    };
-    (sim, graph, timeline)
+
+    fn finish(self, cluster: &Cluster) -> StrategySim {
+        let total_ns: u64 = self.steps.iter().map(|s| s.step_ns).sum();
+        let mut sorted: Vec<u64> = self.steps.iter().map(|s| s.step_ns).collect();
+        sorted.sort_unstable();
+        let exposed_comm_ns = self.layers.iter().map(|l| l.exposed_comm_ns).sum();
+        StrategySim {
+            strategy: self.overlap.name().to_string(),
+            placement: self.placement,
+            step_ns: total_ns.div_ceil(sorted.len().max(1) as u64),
+            p50_step_ns: nearest_rank(&sorted, 50),
+            p99_step_ns: nearest_rank(&sorted, 99),
+            total_ns,
+            exposed_comm_ns,
+            exposed_comm_share: exposed_comm_ns as f64 / total_ns.max(1) as f64,
+            intra_node_bytes: self.intra_node_bytes,
+            inter_node_bytes: self.inter_node_bytes,
+            events: self.events,
+            links: metrics::link_use(cluster, &self.link_layer_bytes, total_ns),
+            steps: self.steps,
+            layers: self.layers,
+            timeline_excerpt: self.excerpt,
+        }
+    }
 }
 
-/// Per MoE layer, the dispatch plan of the step's tokens: the first `step_tokens` of a token
-/// trace, or aggregate loads rescaled to `step_tokens x top_k` (token, expert) pairs.
+/// The `percent`th percentile of ascending `sorted` by the nearest-rank method (0 when empty).
+fn nearest_rank(sorted: &[u64], percent: usize) -> u64 {
+    let rank = (percent * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or(0)
+}
+
+/// Per MoE layer, the dispatch plan of the first `step_tokens` tokens of `trace` (or its loads
+/// rescaled to that many tokens): [`batch_plans`] of the first step.
 pub fn step_plans(
     cluster: &Cluster,
     placement: &Placement,
@@ -204,9 +334,27 @@ pub fn step_plans(
     step_tokens: usize,
     top_k: usize,
 ) -> Result<Vec<DispatchPlan>> {
+    let batch = StepBatch {
+        phase: None,
+        first_token: 0,
+        tokens: step_tokens,
+    };
+    batch_plans(cluster, placement, trace, &batch, top_k)
+}
+
+/// Per MoE layer, the dispatch plan of `batch`: its tokens of a token trace, or aggregate loads
+/// rescaled to `batch.tokens x top_k` (token, expert) pairs.
+pub fn batch_plans(
+    cluster: &Cluster,
+    placement: &Placement,
+    trace: &Trace,
+    batch: &StepBatch,
+    top_k: usize,
+) -> Result<Vec<DispatchPlan>> {
     match trace {
         Trace::Tokens(routing) => {
-            let step = routing.slice_tokens(0..step_tokens.min(routing.num_tokens()));
+            let end = (batch.first_token + batch.tokens).min(routing.num_tokens());
+            let step = routing.slice_tokens(batch.first_token.min(end)..end);
             (0..step.num_layers())
                 .map(|layer| {
                     DispatchPlan::from_tokens(cluster, placement, layer, step.layer(layer))
@@ -217,7 +365,7 @@ pub fn step_plans(
             .map(|layer| {
                 let total = loads.layer_total(layer);
                 let scale = if total > 0.0 {
-                    (step_tokens * top_k) as f64 / total
+                    (batch.tokens * top_k) as f64 / total
                 } else {
                     0.0
                 };
@@ -225,5 +373,20 @@ pub fn step_plans(
                 DispatchPlan::from_loads(cluster, placement, layer, &scaled, top_k)
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_rank;
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let sorted: Vec<u64> = (1..=200).collect();
+        assert_eq!(nearest_rank(&sorted, 50), 100);
+        assert_eq!(nearest_rank(&sorted, 99), 198);
+        assert_eq!(nearest_rank(&[7, 9], 50), 7);
+        assert_eq!(nearest_rank(&[7, 9], 99), 9);
+        assert_eq!(nearest_rank(&[], 99), 0);
     }
 }
