@@ -138,7 +138,10 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
             perfetto: false,
             timeline_excerpt: true,
         };
-        (Some(sim::simulate_prepared(scenario, &prepared, options)?), None)
+        (
+            Some(sim::simulate_prepared(scenario, &prepared, options)?),
+            None,
+        )
     } else {
         let reason = format!(
             "the simulator runs on the whole cluster ({} GPUs), the scenario asks for {gpus}",

@@ -254,11 +254,11 @@ file = "x.parquet"
                 },
             ]
         );
-        let err = Scenario::parse(&text.replace("repeat = 3", "repeat = 0"), Path::new(""))
-            .unwrap_err();
+        let err =
+            Scenario::parse(&text.replace("repeat = 3", "repeat = 0"), Path::new("")).unwrap_err();
         assert!(err.contains("schedule[1]"), "{err}");
-        let err = Scenario::parse(&text.replace("\"decode\"", "\"serve\""), Path::new(""))
-            .unwrap_err();
+        let err =
+            Scenario::parse(&text.replace("\"decode\"", "\"serve\""), Path::new("")).unwrap_err();
         assert!(err.contains("serve"), "{err}");
     }
 

@@ -14,8 +14,8 @@ mod scenario_run;
 pub mod step;
 mod tables;
 
-pub use config::{AllToAll, Overlap, SimConfig};
 pub use batches::{StepBatch, step_batches};
+pub use config::{AllToAll, Overlap, SimConfig};
 pub use scenario_run::{
     SimOptions, SimResult, StepTime, StrategySim, batch_plans, excerpt_layer, simulate_prepared,
     simulate_scenario, simulate_step, step_plans,

@@ -378,7 +378,55 @@ pub fn batch_plans(
 
 #[cfg(test)]
 mod tests {
-    use super::nearest_rank;
+    use super::*;
+    use crate::model::MoeModel;
+    use crate::sim::SimConfig;
+    use crate::sim::tests::uniform_layers;
+
+    #[test]
+    fn steps_add_up_into_totals_with_mean_median_and_tail() {
+        let cluster = Cluster::preset("hgx-h800").unwrap();
+        let model = MoeModel::preset("deepseek-v3").unwrap();
+        let costs = KernelCosts::new(&model, cluster.gpu_spec(0));
+        let config = SimConfig::default();
+        let (big, small) = (
+            uniform_layers(&cluster, 2, 128),
+            uniform_layers(&cluster, 2, 64),
+        );
+        let spec = |layers| StepSpec {
+            cluster: &cluster,
+            costs: &costs,
+            layers,
+            config: &config,
+        };
+        let mut totals = Totals::new(Overlap::None, "p", &cluster);
+        let mut alone = Vec::new();
+        for (phase, layers) in [(Phase::Prefill, &big), (Phase::Decode, &small)] {
+            let (graph, timeline) = run_graph(&spec(layers), Overlap::None);
+            totals.add(&spec(layers), Some(phase), &graph, &timeline);
+            alone.push(simulate_step(&spec(layers), Overlap::None, "p"));
+        }
+        let sim = totals.finish(&cluster);
+        let (a, b) = (alone[0].step_ns, alone[1].step_ns);
+        assert!(b < a);
+        assert_eq!(sim.total_ns, a + b);
+        assert_eq!(sim.step_ns, (a + b).div_ceil(2));
+        assert_eq!((sim.p50_step_ns, sim.p99_step_ns), (b, a));
+        assert_eq!(sim.steps[1].phase, Some(Phase::Decode));
+        assert_eq!(sim.steps[1].tokens, 8 * 64);
+        let layer_sum =
+            |s: &StrategySim, f: fn(&LayerTimes) -> u64| -> u64 { s.layers.iter().map(f).sum() };
+        assert_eq!(
+            layer_sum(&sim, |l| l.expert_ns),
+            layer_sum(&alone[0], |l| l.expert_ns) + layer_sum(&alone[1], |l| l.expert_ns)
+        );
+        // GPU 0's port to the NVSwitch carries, per layer, its 7 remote pairs' dispatch (1 B)
+        // and combine (2 B) of 7168-wide tokens: 7 x (128 + 64) x 7168 x 3 = 28,901,376 B.
+        let port = &sim.links[0];
+        assert_eq!(port.layer_bytes, vec![28_901_376; 2]);
+        assert_eq!(port.bytes, 2 * 28_901_376);
+        assert_eq!(sim.intra_node_bytes, 2 * 56 * 192 * 7168 * 3);
+    }
 
     #[test]
     fn percentiles_take_the_nearest_rank() {
