@@ -44,18 +44,15 @@ pub struct RunResult {
     /// One entry per placement strategy, in scenario order.
     pub strategies: Vec<StrategyResult>,
     /// The discrete-event simulation of the same placements (what `moesim simulate --json`
-    /// prints); `None` when the simulator cannot run the scenario (see `not_simulated`).
-    pub simulated: Option<SimResult>,
-    /// Why the scenario was not simulated, when it was not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_simulated: Option<String>,
+    /// prints).
+    pub simulated: SimResult,
 }
 
 /// A scenario resolved and placed: what the analytical estimate and the simulator share.
 pub struct Prepared {
     /// The model.
     pub model: MoeModel,
-    /// The cluster.
+    /// The cluster the expert-parallel group occupies ([`ep_cluster`]).
     pub cluster: Cluster,
     /// GPUs holding experts.
     pub gpus: usize,
@@ -133,22 +130,11 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
             strategy_result(name, placement, &loads, &estimates)
         })
         .collect::<Result<Vec<_>>>()?;
-    let (simulated, not_simulated) = if *gpus == cluster.num_gpus() {
-        let options = SimOptions {
-            perfetto: false,
-            timeline_excerpt: true,
-        };
-        (
-            Some(sim::simulate_prepared(scenario, &prepared, options)?),
-            None,
-        )
-    } else {
-        let reason = format!(
-            "the simulator runs on the whole cluster ({} GPUs), the scenario asks for {gpus}",
-            cluster.num_gpus()
-        );
-        (None, Some(reason))
+    let options = SimOptions {
+        perfetto: false,
+        timeline_excerpt: true,
     };
+    let simulated = sim::simulate_prepared(scenario, &prepared, options)?;
     Ok(RunResult {
         scenario: scenario.name.clone(),
         seed: scenario.seed,
@@ -162,7 +148,6 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
         trace: stats,
         strategies,
         simulated,
-        not_simulated,
     })
 }
 
@@ -170,15 +155,9 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
 /// it names.
 pub fn prepare(scenario: &Scenario) -> Result<Prepared> {
     let model = MoeModel::resolve(&scenario.model)?;
-    let cluster = Cluster::resolve(&scenario.cluster)?;
-    let gpus = scenario.gpus.unwrap_or(cluster.num_gpus());
-    if gpus > cluster.num_gpus() {
-        return Err(Error::invalid(format!(
-            "scenario asks for {gpus} GPUs but cluster `{}` has {}",
-            scenario.cluster,
-            cluster.num_gpus()
-        )));
-    }
+    let whole = Cluster::resolve(&scenario.cluster)?;
+    let gpus = scenario.gpus.unwrap_or(whole.num_gpus());
+    let cluster = ep_cluster(&whole, gpus)?;
     let (trace, trace_source) = load_trace(scenario)?;
     check_trace_fits_model(&trace, &model, &trace_source)?;
     let loads = trace.expert_loads();
@@ -206,6 +185,35 @@ pub fn prepare(scenario: &Scenario) -> Result<Prepared> {
         trace_source,
         placements,
     })
+}
+
+/// The cluster of the first `gpus` GPUs of `cluster` in cluster order (machine-major): the
+/// machines they fill, as a cluster of their own (same GPUs, NVLink and PCIe; the scale-out
+/// network those machines would have alone). `gpus` must fit in one machine or fill whole
+/// machines; the error names `gpus` otherwise.
+pub fn ep_cluster(cluster: &Cluster, gpus: usize) -> Result<Cluster> {
+    let per_node = cluster.gpus_per_node();
+    if gpus == cluster.num_gpus() {
+        return Ok(cluster.clone());
+    }
+    let mut spec = cluster.spec().clone();
+    if gpus > cluster.num_gpus() || (gpus > per_node && gpus % per_node != 0) {
+        return Err(Error::invalid(format!(
+            "`gpus` = {gpus}: cluster `{}` has {} GPUs, {per_node} per machine; the \
+             expert-parallel group must fit in one machine or fill whole machines",
+            cluster.name(),
+            cluster.num_gpus()
+        )));
+    }
+    if gpus < per_node {
+        spec.nodes = 1;
+        spec.gpus_per_node = gpus;
+        spec.pcie.gpus_per_switch = spec.pcie.gpus_per_switch.min(gpus);
+    } else {
+        spec.nodes = gpus / per_node;
+    }
+    spec.name = format!("{} (first {gpus} GPUs)", spec.name);
+    Cluster::from_spec(spec)
 }
 
 /// Reads or generates the scenario's trace, and says where it came from.
@@ -350,4 +358,32 @@ fn strategy_result(
         mean_gpu_max_mean,
         layers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ep_group_is_the_first_gpus_as_a_cluster_of_their_own() {
+        let dgx = Cluster::preset("dgx-h100").unwrap();
+        let four = ep_cluster(&dgx, 4).unwrap();
+        assert_eq!((four.num_gpus(), four.num_nodes()), (4, 1));
+        // Same NVSwitch ports: GPU to GPU is two 450 GB/s links of 500 ns, as in the whole node.
+        let route = four.route(0, 3);
+        assert_eq!(route.latency_ns, dgx.route(0, 3).latency_ns);
+        assert_eq!(route.latency_ns, 1000);
+        assert_eq!(route.bottleneck_gbps, 450.0);
+        let h800x4 = Cluster::preset("hgx-h800x4").unwrap();
+        let two_nodes = ep_cluster(&h800x4, 16).unwrap();
+        assert_eq!((two_nodes.num_gpus(), two_nodes.num_nodes()), (16, 2));
+        assert_eq!(
+            two_nodes.route(0, 8).latency_ns,
+            h800x4.route(0, 8).latency_ns
+        );
+        for bad in [12, 40] {
+            let err = ep_cluster(&h800x4, bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("`gpus` = {bad}")), "{err}");
+        }
+    }
 }

@@ -62,11 +62,7 @@ fn write_body(md: &mut String, r: &RunResult) -> std::fmt::Result {
     }
     writeln!(md, "\n![load imbalance per layer](imbalance.png)\n")?;
     writeln!(md, "![GPU load heatmap](gpu_load_heatmap.png)\n")?;
-    match (&r.simulated, &r.not_simulated) {
-        (Some(sim), _) => write_simulated(md, sim)?,
-        (None, Some(reason)) => writeln!(md, "## Simulated steps\n\nNot simulated: {reason}.\n")?,
-        (None, None) => {}
-    }
+    write_simulated(md, &r.simulated)?;
 
     writeln!(md, "## Routing statistics per MoE layer\n")?;
     writeln!(

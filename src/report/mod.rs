@@ -27,9 +27,7 @@ pub fn write_report(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
     written.push(summary);
     written.extend(imbalance_chart(result, dir)?);
     written.extend(gpu_load_heatmap(result, dir)?);
-    if let Some(sim) = &result.simulated {
-        written.extend(sim_charts::write(sim, dir)?);
-    }
+    written.extend(sim_charts::write(&result.simulated, dir)?);
     let report = dir.join("report.md");
     output::write_bytes_atomic(&report, markdown::render(result).as_bytes())?;
     written.push(report);

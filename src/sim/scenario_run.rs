@@ -28,7 +28,8 @@ pub struct SimResult {
     pub model: String,
     /// Cluster name.
     pub cluster: String,
-    /// GPUs (expert-parallel degree; attention is data-parallel over the same GPUs).
+    /// GPUs (expert-parallel degree; attention is data-parallel over the same GPUs): the
+    /// cluster's first GPUs in cluster order.
     pub gpus: usize,
     /// Tokens each GPU brings to a step without a batch schedule.
     pub tokens_per_gpu: usize,
@@ -130,13 +131,6 @@ pub fn simulate_prepared(
         placements,
         ..
     } = prepared;
-    if *gpus != cluster.num_gpus() {
-        return Err(Error::invalid(format!(
-            "simulate: scenario asks for {gpus} GPUs but cluster `{}` has {}; the simulator runs on the whole cluster",
-            scenario.cluster,
-            cluster.num_gpus()
-        )));
-    }
     let config = &scenario.sim;
     let costs = KernelCosts::new(model, cluster.gpu_spec(0));
     if config.comm_sms >= costs.sm_count() {
