@@ -197,7 +197,7 @@ pub fn ep_cluster(cluster: &Cluster, gpus: usize) -> Result<Cluster> {
         return Ok(cluster.clone());
     }
     let mut spec = cluster.spec().clone();
-    if gpus > cluster.num_gpus() || (gpus > per_node && gpus % per_node != 0) {
+    if gpus > cluster.num_gpus() || (gpus > per_node && !gpus.is_multiple_of(per_node)) {
         return Err(Error::invalid(format!(
             "`gpus` = {gpus}: cluster `{}` has {} GPUs, {per_node} per machine; the \
              expert-parallel group must fit in one machine or fill whole machines",
