@@ -5,6 +5,7 @@ mod common;
 use std::fs;
 
 use common::{assert_fails_with, moesim, stdout};
+use polars::prelude::{ParquetReader, SerReader};
 
 #[test]
 fn quickstart_json_has_every_strategy_with_a_consistent_breakdown() {
@@ -77,6 +78,27 @@ fn two_runs_write_byte_identical_outputs() {
     };
     let (a, b) = (run("a"), run("b"));
     assert_eq!(a, b);
+    // One sim_steps row per (placement, strategy, step), with the JSON's step times.
+    let steps = ParquetReader::new(fs::File::open(dir.path().join("a/sim_steps.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&a.0).unwrap();
+    let expected: Vec<u64> = json["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["steps"].as_array().unwrap().iter())
+        .map(|step| step["step_ns"].as_u64().unwrap())
+        .collect();
+    assert_eq!(expected.len(), 16 * 2);
+    let column: Vec<u64> = steps
+        .column("step_ns")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(column, expected);
     let trace: serde_json::Value = serde_json::from_slice(&a.1).unwrap();
     let events = trace["traceEvents"].as_array().unwrap();
     let first_kernel = events.iter().find(|e| e["ph"] == "X").unwrap();
