@@ -12,7 +12,7 @@ use crate::cost::analytical::{AnalyticalCost, CostOptions, LayerEstimate, LayerI
 use crate::cost::compute::RooflineCompute;
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
-use crate::placement::{self, Placement, PlacementRequest};
+use crate::placement::{self, LayerPlacement, Placement, PlacementRequest};
 use crate::scenario::{Scenario, TraceSource};
 use crate::sim::{self, SimOptions, SimResult};
 use crate::topology::Cluster;
@@ -56,13 +56,16 @@ pub struct Prepared {
     pub cluster: Cluster,
     /// GPUs holding experts.
     pub gpus: usize,
+    /// Tensor-parallel degree inside experts.
+    pub tp: usize,
     /// Nodes those GPUs span.
     pub nodes: usize,
     /// The routing trace.
     pub trace: Trace,
     /// Where the routing came from.
     pub trace_source: String,
-    /// Every placement strategy the scenario names, with its placement, in scenario order.
+    /// Every placement strategy the scenario names, with its placement over the GPUs (with
+    /// `tp` > 1, each rank's experts on every GPU of the rank: [`tp_expand`]), in scenario order.
     pub placements: Vec<(String, Placement)>,
 }
 
@@ -110,6 +113,7 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
         cluster,
         gpus,
         nodes,
+        tp: _,
         trace,
         trace_source,
         placements,
@@ -162,6 +166,13 @@ pub fn prepare(scenario: &Scenario) -> Result<Prepared> {
     check_trace_fits_model(&trace, &model, &trace_source)?;
     let loads = trace.expert_loads();
     let nodes = gpus.div_ceil(cluster.gpus_per_node());
+    let tp = scenario.tp;
+    if !gpus.min(cluster.gpus_per_node()).is_multiple_of(tp) {
+        return Err(Error::invalid(format!(
+            "`tp` = {tp} must divide the {gpus} expert-parallel GPUs and the {} GPUs of a machine",
+            cluster.gpus_per_node()
+        )));
+    }
     let placements = scenario
         .placements
         .iter()
@@ -170,21 +181,50 @@ pub fn prepare(scenario: &Scenario) -> Result<Prepared> {
                 num_nodes: nodes,
                 num_groups: model.num_expert_groups,
                 transitions: trace.tokens(),
-                cluster: Some(&cluster),
-                ..PlacementRequest::new(&loads, gpus)
+                cluster: (tp == 1).then_some(&cluster),
+                ..PlacementRequest::new(&loads, gpus / tp)
             };
-            Ok((name.clone(), placement::strategy(name)?.place(&request)?))
+            let ranks = placement::strategy(name)?.place(&request)?;
+            Ok((name.clone(), tp_expand(&ranks, tp)?))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Prepared {
         model,
         cluster,
         gpus,
+        tp,
         nodes,
         trace,
         trace_source,
         placements,
     })
+}
+
+/// The GPU-level placement of `ranks` (a placement over tensor-parallel ranks of `tp`
+/// consecutive GPUs): every GPU of a rank lists the rank's experts, as replicas do. The
+/// analytical tier reads it as such (tokens split over the rank's GPUs); the simulator splits
+/// each expert's FFN over them instead.
+pub fn tp_expand(ranks: &Placement, tp: usize) -> Result<Placement> {
+    if tp == 1 {
+        return Ok(ranks.clone());
+    }
+    let layers = ranks
+        .layers()
+        .iter()
+        .map(|layer| LayerPlacement {
+            gpu_experts: layer
+                .gpu_experts
+                .iter()
+                .flat_map(|experts| std::iter::repeat_n(experts.clone(), tp))
+                .collect(),
+        })
+        .collect();
+    Placement::new(
+        ranks.num_gpus() * tp,
+        ranks.num_experts(),
+        ranks.slots_per_gpu(),
+        layers,
+    )
 }
 
 /// The cluster of the first `gpus` GPUs of `cluster` in cluster order (machine-major): the
@@ -385,5 +425,31 @@ mod tests {
             let err = ep_cluster(&h800x4, bad).unwrap_err().to_string();
             assert!(err.contains(&format!("`gpus` = {bad}")), "{err}");
         }
+    }
+
+    #[test]
+    fn tp_must_divide_the_gpus_and_a_machine() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let text = crate::scenario::QUICKSTART_TOML.replace("seed = 7", "seed = 7\ntp = 3");
+        let scenario = Scenario::parse(&text, &root).unwrap();
+        let err = prepare(&scenario).err().unwrap().to_string();
+        assert!(err.contains("`tp` = 3 must divide the 8"), "{err}");
+    }
+
+    #[test]
+    fn tp_expand_lists_each_rank_on_its_gpus() {
+        let ranks = Placement::new(
+            2,
+            4,
+            2,
+            vec![LayerPlacement {
+                gpu_experts: vec![vec![0, 1], vec![2, 3]],
+            }],
+        )
+        .unwrap();
+        let gpus = tp_expand(&ranks, 2).unwrap();
+        assert_eq!(gpus.num_gpus(), 4);
+        assert_eq!(gpus.experts_on(0, 1), &[0, 1]);
+        assert_eq!(gpus.experts_on(0, 2), &[2, 3]);
     }
 }

@@ -33,6 +33,11 @@ pub struct Scenario {
     /// Expert-parallel degree: how many of the cluster's GPUs hold experts. Defaults to all.
     #[serde(default)]
     pub gpus: Option<usize>,
+    /// Tensor-parallel degree inside experts: the `gpus` GPUs form `gpus / tp` expert-parallel
+    /// ranks of `tp` consecutive GPUs, experts are placed over the ranks, and each expert's FFN
+    /// is split over its rank's GPUs. Default 1.
+    #[serde(default = "Scenario::default_tp")]
+    pub tp: usize,
     /// Tokens each GPU contributes to one step (the batch, after data-parallel attention).
     pub tokens_per_gpu: usize,
     /// Batch schedule of the simulated steps (`moesim simulate`, the simulated part of
@@ -158,6 +163,9 @@ impl Scenario {
         if self.gpus == Some(0) {
             return Err("`gpus` must be at least 1".into());
         }
+        if self.tp == 0 {
+            return Err("`tp` must be at least 1".into());
+        }
         for (i, batch) in self.schedule.iter().enumerate() {
             if batch.tokens_per_gpu == 0 || batch.repeat == 0 {
                 return Err(format!(
@@ -166,6 +174,10 @@ impl Scenario {
             }
         }
         self.sim.check()
+    }
+
+    fn default_tp() -> usize {
+        1
     }
 
     /// The report folder.
@@ -214,6 +226,14 @@ file = "x.parquet"
         let text = MINIMAL.replace("128", "0");
         let err = Scenario::parse(&text, Path::new("")).unwrap_err();
         assert!(err.contains("tokens_per_gpu"), "{err}");
+    }
+
+    #[test]
+    fn tp_defaults_to_1_and_0_is_rejected() {
+        assert_eq!(Scenario::parse(MINIMAL, Path::new("")).unwrap().tp, 1);
+        let text = MINIMAL.replace("placements", "tp = 0\nplacements");
+        let err = Scenario::parse(&text, Path::new("")).unwrap_err();
+        assert!(err.contains("`tp`"), "{err}");
     }
 
     #[test]

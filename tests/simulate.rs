@@ -27,10 +27,16 @@ fn quickstart_json_has_every_strategy_with_a_consistent_breakdown() {
         let sum: u64 = layers
             .iter()
             .map(|l| {
-                ["attention_ns", "dispatch_ns", "expert_ns", "combine_ns"]
-                    .iter()
-                    .map(|k| l[k].as_u64().unwrap())
-                    .sum::<u64>()
+                [
+                    "attention_ns",
+                    "dispatch_ns",
+                    "expert_ns",
+                    "tp_reduce_ns",
+                    "combine_ns",
+                ]
+                .iter()
+                .map(|k| l[k].as_u64().unwrap())
+                .sum::<u64>()
             })
             .sum();
         assert_eq!(sum, s["total_ns"].as_u64().unwrap());

@@ -10,10 +10,11 @@ use crate::sim::step::Phase;
 use crate::sim::{SimResult, excerpt_layer};
 
 /// Parts of a layer in the charts, in stacking order, with their legend names.
-const PARTS: [(Phase, &str); 4] = [
+const PARTS: [(Phase, &str); 5] = [
     (Phase::Attention, "attention + gate"),
     (Phase::Dispatch, "dispatch"),
     (Phase::Expert, "experts"),
+    (Phase::TpReduce, "TP reduce-scatter"),
     (Phase::Combine, "combine"),
 ];
 
@@ -32,6 +33,7 @@ fn phase_ns(layer: &LayerTimes, phase: Phase) -> u64 {
         Phase::Dispatch => layer.dispatch_ns,
         Phase::Expert => layer.expert_ns,
         Phase::Combine => layer.combine_ns,
+        Phase::TpReduce => layer.tp_reduce_ns,
         Phase::Sync => 0,
     }
 }
@@ -56,9 +58,11 @@ fn step_breakdown(sim: &SimResult, dir: &Path) -> Result<Vec<PathBuf>> {
                 .collect()
         })
         .collect();
+    // Parts that never show (TP reduce-scatter without TP) stay out of the legend.
     let parts: Vec<Series> = PARTS
         .iter()
         .zip(&values)
+        .filter(|(_, values)| values.iter().any(|&v| v > 0.0))
         .map(|(&(_, name), values)| Series { name, values })
         .collect();
     let title = format!(

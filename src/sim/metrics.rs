@@ -24,7 +24,9 @@ pub struct LayerTimes {
     pub expert_ns: u64,
     /// Combine on the critical path.
     pub combine_ns: u64,
-    /// `dispatch_ns + combine_ns`: communication nothing overlapped.
+    /// Tensor-parallel reduce-scatter on the critical path (0 without TP).
+    pub tp_reduce_ns: u64,
+    /// `dispatch_ns + tp_reduce_ns + combine_ns`: communication nothing overlapped.
     pub exposed_comm_ns: u64,
     /// From the layer's first task start to its last task end (it may overlap neighbouring
     /// layers under dual-batch overlap).
@@ -97,6 +99,7 @@ pub fn layer_times(
             dispatch_ns: 0,
             expert_ns: 0,
             combine_ns: 0,
+            tp_reduce_ns: 0,
             exposed_comm_ns: 0,
             span_ns: 0,
             gpus: (0..num_gpus)
@@ -117,6 +120,7 @@ pub fn layer_times(
             Phase::Dispatch => layer.dispatch_ns += ns,
             Phase::Expert => layer.expert_ns += ns,
             Phase::Combine => layer.combine_ns += ns,
+            Phase::TpReduce => layer.tp_reduce_ns += ns,
             Phase::Sync => {}
         }
     }
@@ -131,7 +135,7 @@ pub fn layer_times(
         }
     }
     for (layer, (start, end)) in layers.iter_mut().zip(span) {
-        layer.exposed_comm_ns = layer.dispatch_ns + layer.combine_ns;
+        layer.exposed_comm_ns = layer.dispatch_ns + layer.tp_reduce_ns + layer.combine_ns;
         layer.span_ns = end.saturating_sub(start);
         for gpu in &mut layer.gpus {
             gpu.idle_ns = layer.span_ns.saturating_sub(gpu.busy_ns);
@@ -147,6 +151,7 @@ pub fn add_layer_times(total: &mut [LayerTimes], step: &[LayerTimes]) {
         sum.dispatch_ns += layer.dispatch_ns;
         sum.expert_ns += layer.expert_ns;
         sum.combine_ns += layer.combine_ns;
+        sum.tp_reduce_ns += layer.tp_reduce_ns;
         sum.exposed_comm_ns += layer.exposed_comm_ns;
         sum.span_ns += layer.span_ns;
         for (gpu_sum, gpu) in sum.gpus.iter_mut().zip(&layer.gpus) {

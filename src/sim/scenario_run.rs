@@ -127,12 +127,13 @@ pub fn simulate_prepared(
         model,
         cluster,
         gpus,
+        tp,
         trace,
         placements,
         ..
     } = prepared;
     let config = &scenario.sim;
-    let costs = KernelCosts::new(model, cluster.gpu_spec(0));
+    let costs = KernelCosts::new(model, cluster.gpu_spec(0)).with_expert_tp(*tp as u64);
     if config.comm_sms >= costs.sm_count() {
         return Err(Error::invalid(format!(
             "`sim.comm_sms` = {} leaves no SM of the {} for GEMMs",
@@ -155,10 +156,11 @@ pub fn simulate_prepared(
             let work: Vec<LayerWork> = plans
                 .iter()
                 .map(|plan| {
-                    LayerWork::from_plan(
+                    LayerWork::from_plan_tp(
                         plan,
                         hidden * f64::from(scenario.comm.dispatch_bytes_per_elem),
                         hidden * f64::from(scenario.comm.combine_bytes_per_elem),
+                        *tp,
                     )
                 })
                 .collect();
@@ -420,6 +422,71 @@ mod tests {
         assert_eq!(port.layer_bytes, vec![28_901_376; 2]);
         assert_eq!(port.bytes, 2 * 28_901_376);
         assert_eq!(sim.intra_node_bytes, 2 * 56 * 192 * 7168 * 3);
+    }
+
+    #[test]
+    fn tp2_halves_the_expert_gemm_and_adds_a_reduce_scatter_over_nvswitch() {
+        use crate::placement::LayerPlacement;
+        use crate::trace::LayerRouting;
+        // DeepSeek-V3 on one DGX H100: 4 ranks of 2 GPUs, 64 experts per rank. Token t (of
+        // 1024, 128 on each GPU) picks experts 8(t mod 32) .. 8(t mod 32) + 7, all on rank
+        // (t mod 32) / 8: each rank gets 256 tokens, each expert 32.
+        let cluster = Cluster::preset("dgx-h100").unwrap();
+        let model = MoeModel::preset("deepseek-v3").unwrap();
+        let ranks = Placement::new(
+            4,
+            256,
+            64,
+            vec![LayerPlacement {
+                gpu_experts: (0..4u16)
+                    .map(|rank| (rank * 64..rank * 64 + 64).collect())
+                    .collect(),
+            }],
+        )
+        .unwrap();
+        let placement = crate::runner::tp_expand(&ranks, 2).unwrap();
+        let experts: Vec<u16> = (0..1024u16)
+            .flat_map(|t| (0..8).map(move |j| 8 * (t % 32) + j))
+            .collect();
+        let routing = LayerRouting::fixed_k(8, experts, None).unwrap();
+        let plan = DispatchPlan::from_tokens(&cluster, &placement, 0, &routing).unwrap();
+        let hidden = 7168.0;
+        let work = [LayerWork::from_plan_tp(&plan, hidden, 2.0 * hidden, 2)];
+        assert_eq!(work[0].expert_tokens[5], vec![32.0; 64]);
+        let base = KernelCosts::new(&model, cluster.gpu_spec(0));
+        let costs = base.clone().with_expert_tp(2);
+        let config = SimConfig::default();
+        let spec = StepSpec {
+            cluster: &cluster,
+            costs: &costs,
+            layers: &work,
+            config: &config,
+        };
+        let layer = simulate_step(&spec, Overlap::None, "p").layers.remove(0);
+        // Each GPU reads half of each expert's weights: 64 x 7,304 ns (memory-bound) + launch,
+        // exactly half of the whole experts' 64 x 14,608 ns.
+        let launch = crate::sim::kernels::KERNEL_LAUNCH_NS;
+        let routed_ns = costs.routed_ns(vec![32.0; 64]);
+        assert_eq!(routed_ns, 64 * 7_304 + launch);
+        assert_eq!(
+            2 * (routed_ns - launch),
+            base.routed_ns(vec![32.0; 64]) - launch
+        );
+        // GPU 5 runs attention, the (unsplit) shared expert and its half of the routed experts.
+        let busy = costs.attention_ns(128.0) + costs.shared_ns(128.0) + routed_ns;
+        assert_eq!(layer.gpus[5].busy_ns, busy);
+        // Reduce-scatter: each GPU sends its peer half of its 256 partial BF16 outputs,
+        // 256 x 7168 x 2 / 2 = 1,835,008 B over its own 450 GB/s ports: 4,077.8 -> 4,078 ns,
+        // plus the 1,000 ns GPU-to-GPU latency.
+        assert_eq!(work[0].tp_reduce.get(4, 5), 1_835_008);
+        assert_eq!(work[0].tp_reduce.get(4, 6), 0);
+        assert_eq!(layer.tp_reduce_ns, 4_078 + 1_000);
+        // Combine: each GPU returns its half of the outputs of the 32 tokens a GPU sent it.
+        assert_eq!(work[0].combine.get(5, 0), 32 * 7168);
+        assert_eq!(
+            layer.exposed_comm_ns,
+            layer.dispatch_ns + layer.tp_reduce_ns + layer.combine_ns
+        );
     }
 
     #[test]

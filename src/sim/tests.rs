@@ -140,6 +140,7 @@ pub(super) fn uniform_layers(cluster: &Cluster, layers: usize, tokens: u64) -> V
     let work = LayerWork {
         dispatch,
         combine,
+        tp_reduce: TrafficMatrix::zeros(gpus),
         // 32 experts per GPU, 1024 (token, expert) pairs per GPU: 32 each.
         expert_tokens: vec![vec![tokens as f64 / 4.0; 32]; gpus],
         source_tokens: vec![tokens as f64; gpus],
