@@ -85,7 +85,7 @@ pub fn stacked_bars(
 }
 
 /// Writes `<stem>.png` and `<stem>.svg` with the panels stacked top to bottom, bars coloured by
-/// `kinds` (the legend). Returns the two paths written.
+/// `kinds` (the legend, listing the kinds a panel has bars of). Returns the two paths written.
 pub fn gantt(
     stem: &Path,
     labels: ChartLabels,
@@ -382,6 +382,9 @@ fn draw_gantt<DB: DrawingBackend>(
                     bar
                 })
                 .collect();
+            if bars.is_empty() {
+                continue;
+            }
             chart
                 .draw_series(bars)?
                 .label(*name)

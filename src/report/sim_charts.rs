@@ -9,13 +9,14 @@ use crate::sim::metrics::{ExcerptRow, LayerTimes};
 use crate::sim::step::Phase;
 use crate::sim::{SimResult, excerpt_layer};
 
-/// Parts of a layer in the charts, in stacking order, with their legend names.
+/// Parts of a layer in the charts, in stacking order, with their legend names. The TP
+/// reduce-scatter comes last so that leaving it out (without TP) keeps every other colour.
 const PARTS: [(Phase, &str); 5] = [
     (Phase::Attention, "attention + gate"),
     (Phase::Dispatch, "dispatch"),
     (Phase::Expert, "experts"),
-    (Phase::TpReduce, "TP reduce-scatter"),
     (Phase::Combine, "combine"),
+    (Phase::TpReduce, "TP reduce-scatter"),
 ];
 
 /// Writes the three charts of `sim` into `dir`, returning every path written.
