@@ -131,3 +131,50 @@ fn an_unknown_overlap_strategy_is_named() {
     let out = moesim(&["simulate", path.to_str().unwrap()]);
     assert_fails_with(&out, &["bad.toml", "pipelined"]);
 }
+
+#[test]
+fn a_batch_schedule_drives_prefill_and_decode_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = fs::read_to_string("scenarios/quickstart.toml")
+        .unwrap()
+        .replace(
+            "../traces",
+            &format!("{}/traces", env!("CARGO_MANIFEST_DIR")),
+        )
+        .replace(
+            "placements = [\"contiguous\", \"round-robin\", \"eplb\", \"ilp-balance\"]",
+            "placements = [\"contiguous\"]\nschedule = [{ phase = \"prefill\", tokens_per_gpu = 128 }, \
+             { phase = \"decode\", tokens_per_gpu = 16, repeat = 4 }]",
+        )
+        + "\n[sim]\noverlap = [\"none\"]\n";
+    let path = dir.path().join("schedule.toml");
+    fs::write(&path, text).unwrap();
+    let out = moesim(&["simulate", path.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    // 8 GPUs: a cycle is 1024 prefill tokens then 4 x 128 decode tokens (1536 in all); the
+    // 4096-token trace takes two cycles and one more prefill step of the last 1024 tokens.
+    assert_eq!(json["steps"], 11);
+    let steps = json["strategies"][0]["steps"].as_array().unwrap();
+    let shape: Vec<(&str, u64)> = steps
+        .iter()
+        .map(|s| (s["phase"].as_str().unwrap(), s["tokens"].as_u64().unwrap()))
+        .collect();
+    let cycle = [
+        ("prefill", 1024),
+        ("decode", 128),
+        ("decode", 128),
+        ("decode", 128),
+        ("decode", 128),
+    ];
+    let expected: Vec<(&str, u64)> = cycle
+        .iter()
+        .chain(&cycle)
+        .chain(&[("prefill", 1024)])
+        .copied()
+        .collect();
+    assert_eq!(shape, expected);
+    // A decode step moves an eighth of a prefill step's tokens and takes less time.
+    let time = |i: usize| steps[i]["step_ns"].as_u64().unwrap();
+    assert!(time(1) < time(0), "{} vs {}", time(1), time(0));
+}
