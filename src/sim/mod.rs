@@ -13,14 +13,16 @@ pub mod perfetto;
 mod scenario_run;
 pub mod step;
 mod tables;
+mod totals;
 
 pub use batches::{StepBatch, step_batches};
 pub use config::{AllToAll, Overlap, SimConfig};
 pub use scenario_run::{
-    SimOptions, SimResult, StepTime, StrategySim, batch_plans, excerpt_layer, simulate_prepared,
-    simulate_scenario, simulate_step, step_plans,
+    SimOptions, SimResult, batch_plans, simulate_prepared, simulate_scenario, simulate_step,
+    step_plans,
 };
 pub use tables::write_tables;
+pub use totals::{StepTime, StrategySim, excerpt_layer};
 
 #[cfg(test)]
 mod tests;
