@@ -1,5 +1,6 @@
 //! Runs a scenario end to end: load the model, cluster and trace, place experts with every
-//! strategy the scenario names, and estimate each MoE layer's step time under each placement.
+//! strategy the scenario names, estimate each MoE layer's step time under each placement, and
+//! simulate the steps with the discrete-event simulator.
 //!
 //! The result is plain data ([`RunResult`]) that `report` renders; nothing here writes files.
 
@@ -11,8 +12,9 @@ use crate::cost::analytical::{AnalyticalCost, CostOptions, LayerEstimate, LayerI
 use crate::cost::compute::RooflineCompute;
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
-use crate::placement::{self, Placement, PlacementRequest};
+use crate::placement::{self, LayerPlacement, Placement, PlacementRequest};
 use crate::scenario::{Scenario, TraceSource};
+use crate::sim::{self, SimOptions, SimResult};
 use crate::topology::Cluster;
 use crate::trace::{self, ExpertLoads, Trace, synth};
 
@@ -41,6 +43,30 @@ pub struct RunResult {
     pub trace: TraceStats,
     /// One entry per placement strategy, in scenario order.
     pub strategies: Vec<StrategyResult>,
+    /// The discrete-event simulation of the same placements (what `moesim simulate --json`
+    /// prints).
+    pub simulated: SimResult,
+}
+
+/// A scenario resolved and placed: what the analytical estimate and the simulator share.
+pub struct Prepared {
+    /// The model.
+    pub model: MoeModel,
+    /// The cluster the expert-parallel group occupies ([`ep_cluster`]).
+    pub cluster: Cluster,
+    /// GPUs holding experts.
+    pub gpus: usize,
+    /// Tensor-parallel degree inside experts.
+    pub tp: usize,
+    /// Nodes those GPUs span.
+    pub nodes: usize,
+    /// The routing trace.
+    pub trace: Trace,
+    /// Where the routing came from.
+    pub trace_source: String,
+    /// Every placement strategy the scenario names, with its placement over the GPUs (with
+    /// `tp` > 1, each rank's experts on every GPU of the rank: [`tp_expand`]), in scenario order.
+    pub placements: Vec<(String, Placement)>,
 }
 
 /// How one placement strategy fared.
@@ -79,31 +105,75 @@ pub struct LayerResult {
     pub inter_node_bytes: u64,
 }
 
-/// Runs `scenario`.
+/// Runs `scenario`: the analytical estimate, then the simulation with the same placements.
 pub fn run(scenario: &Scenario) -> Result<RunResult> {
-    let model = MoeModel::resolve(&scenario.model)?;
-    let cluster = Cluster::resolve(&scenario.cluster)?;
-    let gpus = scenario.gpus.unwrap_or(cluster.num_gpus());
-    if gpus > cluster.num_gpus() {
-        return Err(Error::invalid(format!(
-            "scenario asks for {gpus} GPUs but cluster `{}` has {}",
-            scenario.cluster,
-            cluster.num_gpus()
-        )));
-    }
-    let (trace, trace_source) = load_trace(scenario)?;
-    check_trace_fits_model(&trace, &model, &trace_source)?;
-    let stats = analysis::trace_stats(&trace);
+    let prepared = prepare(scenario)?;
+    let Prepared {
+        model,
+        cluster,
+        gpus,
+        nodes,
+        tp: _,
+        trace,
+        trace_source,
+        placements,
+    } = &prepared;
+    let stats = analysis::trace_stats(trace);
     let loads = trace.expert_loads();
     let compute = RooflineCompute::default();
     let options = CostOptions {
         dispatch_bytes_per_elem: f64::from(scenario.comm.dispatch_bytes_per_elem),
         combine_bytes_per_elem: f64::from(scenario.comm.combine_bytes_per_elem),
     };
-    let cost = AnalyticalCost::new(&model, &cluster, &compute, options);
-    let steps = Steps::new(&trace, gpus * scenario.tokens_per_gpu, model.top_k);
+    let cost = AnalyticalCost::new(model, cluster, &compute, options);
+    let steps = Steps::new(trace, gpus * scenario.tokens_per_gpu, model.top_k);
+    let strategies = placements
+        .iter()
+        .map(|(name, placement)| {
+            let estimates = steps.estimate(&cost, placement)?;
+            strategy_result(name, placement, &loads, &estimates)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = SimOptions {
+        perfetto: false,
+        timeline_excerpt: true,
+    };
+    let simulated = sim::simulate_prepared(scenario, &prepared, options)?;
+    Ok(RunResult {
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        model: model.name.clone(),
+        cluster: scenario.cluster.clone(),
+        gpus: *gpus,
+        nodes: *nodes,
+        tokens_per_gpu: scenario.tokens_per_gpu,
+        steps: steps.count(),
+        trace_source: trace_source.clone(),
+        trace: stats,
+        strategies,
+        simulated,
+    })
+}
+
+/// Resolves `scenario`'s model, cluster and trace and places its experts with every strategy
+/// it names.
+pub fn prepare(scenario: &Scenario) -> Result<Prepared> {
+    let model = MoeModel::resolve(&scenario.model)?;
+    let whole = Cluster::resolve(&scenario.cluster)?;
+    let gpus = scenario.gpus.unwrap_or(whole.num_gpus());
+    let cluster = ep_cluster(&whole, gpus)?;
+    let (trace, trace_source) = load_trace(scenario)?;
+    check_trace_fits_model(&trace, &model, &trace_source)?;
+    let loads = trace.expert_loads();
     let nodes = gpus.div_ceil(cluster.gpus_per_node());
-    let strategies = scenario
+    let tp = scenario.tp;
+    if !gpus.min(cluster.gpus_per_node()).is_multiple_of(tp) {
+        return Err(Error::invalid(format!(
+            "`tp` = {tp} must divide the {gpus} expert-parallel GPUs and the {} GPUs of a machine",
+            cluster.gpus_per_node()
+        )));
+    }
+    let placements = scenario
         .placements
         .iter()
         .map(|name| {
@@ -111,27 +181,79 @@ pub fn run(scenario: &Scenario) -> Result<RunResult> {
                 num_nodes: nodes,
                 num_groups: model.num_expert_groups,
                 transitions: trace.tokens(),
-                cluster: Some(&cluster),
-                ..PlacementRequest::new(&loads, gpus)
+                cluster: (tp == 1).then_some(&cluster),
+                ..PlacementRequest::new(&loads, gpus / tp)
             };
-            let placement = placement::strategy(name)?.place(&request)?;
-            let estimates = steps.estimate(&cost, &placement)?;
-            strategy_result(name, &placement, &loads, &estimates)
+            let ranks = placement::strategy(name)?.place(&request)?;
+            Ok((name.clone(), tp_expand(&ranks, tp)?))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(RunResult {
-        scenario: scenario.name.clone(),
-        seed: scenario.seed,
-        model: model.name.clone(),
-        cluster: scenario.cluster.clone(),
+    Ok(Prepared {
+        model,
+        cluster,
         gpus,
+        tp,
         nodes,
-        tokens_per_gpu: scenario.tokens_per_gpu,
-        steps: steps.count(),
+        trace,
         trace_source,
-        trace: stats,
-        strategies,
+        placements,
     })
+}
+
+/// The GPU-level placement of `ranks` (a placement over tensor-parallel ranks of `tp`
+/// consecutive GPUs): every GPU of a rank lists the rank's experts, as replicas do. The
+/// analytical tier reads it as such (tokens split over the rank's GPUs); the simulator splits
+/// each expert's FFN over them instead.
+pub fn tp_expand(ranks: &Placement, tp: usize) -> Result<Placement> {
+    if tp == 1 {
+        return Ok(ranks.clone());
+    }
+    let layers = ranks
+        .layers()
+        .iter()
+        .map(|layer| LayerPlacement {
+            gpu_experts: layer
+                .gpu_experts
+                .iter()
+                .flat_map(|experts| std::iter::repeat_n(experts.clone(), tp))
+                .collect(),
+        })
+        .collect();
+    Placement::new(
+        ranks.num_gpus() * tp,
+        ranks.num_experts(),
+        ranks.slots_per_gpu(),
+        layers,
+    )
+}
+
+/// The cluster of the first `gpus` GPUs of `cluster` in cluster order (machine-major): the
+/// machines they fill, as a cluster of their own (same GPUs, NVLink and PCIe; the scale-out
+/// network those machines would have alone). `gpus` must fit in one machine or fill whole
+/// machines; the error names `gpus` otherwise.
+pub fn ep_cluster(cluster: &Cluster, gpus: usize) -> Result<Cluster> {
+    let per_node = cluster.gpus_per_node();
+    if gpus == cluster.num_gpus() {
+        return Ok(cluster.clone());
+    }
+    let mut spec = cluster.spec().clone();
+    if gpus > cluster.num_gpus() || (gpus > per_node && !gpus.is_multiple_of(per_node)) {
+        return Err(Error::invalid(format!(
+            "`gpus` = {gpus}: cluster `{}` has {} GPUs, {per_node} per machine; the \
+             expert-parallel group must fit in one machine or fill whole machines",
+            cluster.name(),
+            cluster.num_gpus()
+        )));
+    }
+    if gpus < per_node {
+        spec.nodes = 1;
+        spec.gpus_per_node = gpus;
+        spec.pcie.gpus_per_switch = spec.pcie.gpus_per_switch.min(gpus);
+    } else {
+        spec.nodes = gpus / per_node;
+    }
+    spec.name = format!("{} (first {gpus} GPUs)", spec.name);
+    Cluster::from_spec(spec)
 }
 
 /// Reads or generates the scenario's trace, and says where it came from.
@@ -276,4 +398,58 @@ fn strategy_result(
         mean_gpu_max_mean,
         layers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ep_group_is_the_first_gpus_as_a_cluster_of_their_own() {
+        let dgx = Cluster::preset("dgx-h100").unwrap();
+        let four = ep_cluster(&dgx, 4).unwrap();
+        assert_eq!((four.num_gpus(), four.num_nodes()), (4, 1));
+        // Same NVSwitch ports: GPU to GPU is two 450 GB/s links of 500 ns, as in the whole node.
+        let route = four.route(0, 3);
+        assert_eq!(route.latency_ns, dgx.route(0, 3).latency_ns);
+        assert_eq!(route.latency_ns, 1000);
+        assert_eq!(route.bottleneck_gbps, 450.0);
+        let h800x4 = Cluster::preset("hgx-h800x4").unwrap();
+        let two_nodes = ep_cluster(&h800x4, 16).unwrap();
+        assert_eq!((two_nodes.num_gpus(), two_nodes.num_nodes()), (16, 2));
+        assert_eq!(
+            two_nodes.route(0, 8).latency_ns,
+            h800x4.route(0, 8).latency_ns
+        );
+        for bad in [12, 40] {
+            let err = ep_cluster(&h800x4, bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("`gpus` = {bad}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn tp_must_divide_the_gpus_and_a_machine() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let text = crate::scenario::QUICKSTART_TOML.replace("seed = 7", "seed = 7\ntp = 3");
+        let scenario = Scenario::parse(&text, &root).unwrap();
+        let err = prepare(&scenario).err().unwrap().to_string();
+        assert!(err.contains("`tp` = 3 must divide the 8"), "{err}");
+    }
+
+    #[test]
+    fn tp_expand_lists_each_rank_on_its_gpus() {
+        let ranks = Placement::new(
+            2,
+            4,
+            2,
+            vec![LayerPlacement {
+                gpu_experts: vec![vec![0, 1], vec![2, 3]],
+            }],
+        )
+        .unwrap();
+        let gpus = tp_expand(&ranks, 2).unwrap();
+        assert_eq!(gpus.num_gpus(), 4);
+        assert_eq!(gpus.experts_on(0, 1), &[0, 1]);
+        assert_eq!(gpus.experts_on(0, 2), &[2, 3]);
+    }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result, describe_toml_error};
 use crate::sim::SimConfig;
+use crate::trace::Phase;
 use crate::trace::synth::SynthParams;
 
 /// The scenario `moesim run` uses when given no file: `scenarios/quickstart.toml`, compiled in.
@@ -32,8 +33,19 @@ pub struct Scenario {
     /// Expert-parallel degree: how many of the cluster's GPUs hold experts. Defaults to all.
     #[serde(default)]
     pub gpus: Option<usize>,
+    /// Tensor-parallel degree inside experts: the `gpus` GPUs form `gpus / tp` expert-parallel
+    /// ranks of `tp` consecutive GPUs, experts are placed over the ranks, and each expert's FFN
+    /// is split over its rank's GPUs. Default 1.
+    #[serde(default = "Scenario::default_tp")]
+    pub tp: usize,
     /// Tokens each GPU contributes to one step (the batch, after data-parallel attention).
     pub tokens_per_gpu: usize,
+    /// Batch schedule of the simulated steps (`moesim simulate`, the simulated part of
+    /// `moesim run`): entries played in order, each `repeat` times, the list cycled until the
+    /// trace's tokens are used. Empty: steps of `tokens_per_gpu` per GPU (or the trace's own
+    /// step metadata when it has some).
+    #[serde(default)]
+    pub schedule: Vec<BatchSpec>,
     /// Placement strategies to compare, by name.
     pub placements: Vec<String>,
     /// Where the routing comes from.
@@ -57,6 +69,26 @@ pub enum TraceSource {
     File(PathBuf),
     /// Generate the trace with the seeded synthetic generator.
     Synth(SynthParams),
+}
+
+/// One entry of a batch schedule: `repeat` steps of `tokens_per_gpu` tokens per GPU in `phase`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    /// `prefill` or `decode`; labels the steps in the outputs (their cost follows from the
+    /// token count: decode batches are small and memory-bound).
+    pub phase: Phase,
+    /// Tokens each GPU brings to each of these steps.
+    pub tokens_per_gpu: usize,
+    /// Consecutive steps of this shape before the next entry (default 1).
+    #[serde(default = "BatchSpec::default_repeat")]
+    pub repeat: usize,
+}
+
+impl BatchSpec {
+    fn default_repeat() -> usize {
+        1
+    }
 }
 
 /// Payload element sizes for dispatch and combine.
@@ -136,7 +168,21 @@ impl Scenario {
         if self.gpus == Some(0) {
             return Err("`gpus` must be at least 1".into());
         }
+        if self.tp == 0 {
+            return Err("`tp` must be at least 1".into());
+        }
+        for (i, batch) in self.schedule.iter().enumerate() {
+            if batch.tokens_per_gpu == 0 || batch.repeat == 0 {
+                return Err(format!(
+                    "`schedule[{i}]`: `tokens_per_gpu` and `repeat` must be at least 1"
+                ));
+            }
+        }
         self.sim.check()
+    }
+
+    fn default_tp() -> usize {
+        1
     }
 
     /// The report folder.
@@ -188,6 +234,14 @@ file = "x.parquet"
     }
 
     #[test]
+    fn tp_defaults_to_1_and_0_is_rejected() {
+        assert_eq!(Scenario::parse(MINIMAL, Path::new("")).unwrap().tp, 1);
+        let text = MINIMAL.replace("placements", "tp = 0\nplacements");
+        let err = Scenario::parse(&text, Path::new("")).unwrap_err();
+        assert!(err.contains("`tp`"), "{err}");
+    }
+
+    #[test]
     fn the_sim_table_is_optional_and_checked() {
         let s = Scenario::parse(MINIMAL, Path::new("")).unwrap();
         assert_eq!(s.sim, SimConfig::default());
@@ -200,6 +254,37 @@ file = "x.parquet"
         let err =
             Scenario::parse(&format!("{MINIMAL}[sim]\nchunks = 0\n"), Path::new("")).unwrap_err();
         assert!(err.contains("sim.chunks"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_schedule_is_parsed_and_checked() {
+        let text = MINIMAL.replace(
+            "placements",
+            "schedule = [{ phase = \"prefill\", tokens_per_gpu = 512 }, \
+             { phase = \"decode\", tokens_per_gpu = 16, repeat = 3 }]\nplacements",
+        );
+        let s = Scenario::parse(&text, Path::new("")).unwrap();
+        assert_eq!(
+            s.schedule,
+            vec![
+                BatchSpec {
+                    phase: Phase::Prefill,
+                    tokens_per_gpu: 512,
+                    repeat: 1
+                },
+                BatchSpec {
+                    phase: Phase::Decode,
+                    tokens_per_gpu: 16,
+                    repeat: 3
+                },
+            ]
+        );
+        let err =
+            Scenario::parse(&text.replace("repeat = 3", "repeat = 0"), Path::new("")).unwrap_err();
+        assert!(err.contains("schedule[1]"), "{err}");
+        let err =
+            Scenario::parse(&text.replace("\"decode\"", "\"serve\""), Path::new("")).unwrap_err();
+        assert!(err.contains("serve"), "{err}");
     }
 
     #[test]

@@ -127,6 +127,12 @@ fn quickstart_writes_a_complete_deterministic_report() {
         "imbalance.svg",
         "gpu_load_heatmap.png",
         "gpu_load_heatmap.svg",
+        "sim_step_breakdown.png",
+        "sim_step_breakdown.svg",
+        "sim_link_heatmap.png",
+        "sim_link_heatmap.svg",
+        "sim_timeline.png",
+        "sim_timeline.svg",
     ] {
         assert!(first.join(file).is_file(), "missing {file}");
     }
@@ -144,6 +150,31 @@ fn quickstart_writes_a_complete_deterministic_report() {
         assert_eq!(s["layers"].as_array().unwrap().len(), 16);
         assert!(s["step_ns"].as_u64().unwrap() > 0);
     }
+    // The simulated part is exactly what `moesim simulate --json` prints for the scenario.
+    let simulate = moesim_in(
+        std::path::Path::new(root),
+        &["simulate", "scenarios/quickstart.toml", "--json"],
+    );
+    assert!(simulate.status.success(), "{}", stderr(&simulate));
+    let printed: Value = serde_json::from_slice(&simulate.stdout).unwrap();
+    assert_eq!(json["simulated"], printed);
+    // 4096 tokens in 2 steps of 2048; one DGX node: every byte stays inside it.
+    let sim = &json["simulated"];
+    assert_eq!(sim["steps"], 2);
+    for s in sim["strategies"].as_array().unwrap() {
+        assert_eq!(s["inter_node_bytes"], 0);
+        let steps = s["steps"].as_array().unwrap();
+        let times: Vec<u64> = steps
+            .iter()
+            .map(|t| t["step_ns"].as_u64().unwrap())
+            .collect();
+        assert_eq!(s["total_ns"].as_u64().unwrap(), times[0] + times[1]);
+        // 8 GPUs, each link to and from the NVSwitch: 16 links carried bytes.
+        assert_eq!(s["links"].as_array().unwrap().len(), 16);
+    }
+    let report = std::fs::read_to_string(first.join("report.md")).unwrap();
+    assert!(report.contains("## Simulated steps"), "{report}");
+    assert!(report.contains("| eplb | dual-batch |"), "{report}");
 }
 
 #[test]

@@ -33,6 +33,7 @@ impl SimulateArgs {
         let scenario = Scenario::load(&self.scenario)?;
         let options = SimOptions {
             perfetto: self.perfetto.is_some(),
+            timeline_excerpt: false,
         };
         let result = sim::simulate_scenario(&scenario, options)?;
         if let (Some(path), Some(trace)) = (&self.perfetto, &result.perfetto) {
@@ -47,19 +48,22 @@ impl SimulateArgs {
             writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
             return Ok(());
         }
+        writeln!(out, "{} step(s) per strategy", result.steps)?;
         writeln!(
             out,
-            "{:<14} {:<13} {:>12} {:>16} {:>8}",
-            "placement", "strategy", "step ms", "exposed comm ms", "share"
+            "{:<14} {:<13} {:>13} {:>10} {:>10} {:>8}",
+            "placement", "strategy", "mean step ms", "p50 ms", "p99 ms", "exposed"
         )?;
+        let ms = |ns: u64| ns as f64 / 1e6;
         for s in &result.strategies {
             writeln!(
                 out,
-                "{:<14} {:<13} {:>12.3} {:>16.3} {:>7.1}%",
+                "{:<14} {:<13} {:>13.3} {:>10.3} {:>10.3} {:>7.1}%",
                 s.placement,
                 s.strategy,
-                s.step_ns as f64 / 1e6,
-                s.exposed_comm_ns as f64 / 1e6,
+                ms(s.step_ns),
+                ms(s.p50_step_ns),
+                ms(s.p99_step_ns),
                 s.exposed_comm_share * 100.0
             )?;
         }

@@ -5,14 +5,17 @@
 
 use std::path::{Path, PathBuf};
 
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::output::temp_sibling;
 
-/// Pixel size of every chart.
+/// Pixel size of every chart but Gantt charts.
 const CHART_SIZE: (u32, u32) = (960, 540);
+
+/// Width of a Gantt chart, and the height of each of its panels.
+const GANTT_PANEL_SIZE: (u32, u32) = (1200, 320);
 
 /// A named line of values, one per x position.
 pub struct Series<'a> {
@@ -30,16 +33,73 @@ pub struct HeatmapPanel<'a> {
     pub rows: &'a [Vec<f64>],
 }
 
+/// One bar of a Gantt chart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GanttBar {
+    /// Row index (0 at the top).
+    pub row: usize,
+    /// Index into the chart's kinds: picks the colour and legend entry.
+    pub kind: usize,
+    /// Start on the x axis.
+    pub start: f64,
+    /// End on the x axis.
+    pub end: f64,
+}
+
+/// One panel of a Gantt chart: named rows and the bars on them.
+pub struct GanttPanel<'a> {
+    /// Panel title.
+    pub title: &'a str,
+    /// Row names, top to bottom.
+    pub rows: &'a [String],
+    /// Bars, drawn in order (later on top).
+    pub bars: &'a [GanttBar],
+}
+
 /// Writes `<stem>.png` and `<stem>.svg` with one line per series against the layer index.
 /// Returns the two paths written.
 pub fn line_chart(stem: &Path, labels: ChartLabels, series: &[Series]) -> Result<Vec<PathBuf>> {
-    render_both(stem, &Chart::Lines { labels, series })
+    render_both(stem, &Chart::Lines { labels, series }, CHART_SIZE)
 }
 
 /// Writes `<stem>.png` and `<stem>.svg` with one heatmap panel per matrix, side by side, sharing
 /// one colour scale from 0 to the largest cell. Returns the two paths written.
 pub fn heatmap(stem: &Path, labels: ChartLabels, panels: &[HeatmapPanel]) -> Result<Vec<PathBuf>> {
-    render_both(stem, &Chart::Heatmap { labels, panels })
+    render_both(stem, &Chart::Heatmap { labels, panels }, CHART_SIZE)
+}
+
+/// Writes `<stem>.png` and `<stem>.svg` with one horizontal bar per category, stacked from the
+/// parts: `parts[p].values[c]` is part `p` of category `c`. Returns the two paths written.
+pub fn stacked_bars(
+    stem: &Path,
+    labels: ChartLabels,
+    categories: &[String],
+    parts: &[Series],
+) -> Result<Vec<PathBuf>> {
+    let chart = Chart::StackedBars {
+        labels,
+        categories,
+        parts,
+    };
+    render_both(stem, &chart, CHART_SIZE)
+}
+
+/// Writes `<stem>.png` and `<stem>.svg` with the panels stacked top to bottom, bars coloured by
+/// `kinds` (the legend, listing the kinds a panel has bars of). Returns the two paths written.
+pub fn gantt(
+    stem: &Path,
+    labels: ChartLabels,
+    kinds: &[&str],
+    panels: &[GanttPanel],
+) -> Result<Vec<PathBuf>> {
+    let (width, panel_height) = GANTT_PANEL_SIZE;
+    let height = 60 + panel_height * panels.len().max(1) as u32;
+    let chart = Chart::Gantt {
+        labels,
+        kinds,
+        panels,
+    };
+    render_both(stem, &chart, (width, height))
 }
 
 /// Title and axis descriptions of a chart.
@@ -63,6 +123,16 @@ enum Chart<'a> {
         labels: ChartLabels<'a>,
         panels: &'a [HeatmapPanel<'a>],
     },
+    StackedBars {
+        labels: ChartLabels<'a>,
+        categories: &'a [String],
+        parts: &'a [Series<'a>],
+    },
+    Gantt {
+        labels: ChartLabels<'a>,
+        kinds: &'a [&'a str],
+        panels: &'a [GanttPanel<'a>],
+    },
 }
 
 impl Chart<'_> {
@@ -73,6 +143,16 @@ impl Chart<'_> {
         let drawn = match self {
             Chart::Lines { labels, series } => draw_lines(area, labels, series),
             Chart::Heatmap { labels, panels } => draw_heatmaps(area, labels, panels),
+            Chart::StackedBars {
+                labels,
+                categories,
+                parts,
+            } => draw_stacked_bars(area, labels, categories, parts),
+            Chart::Gantt {
+                labels,
+                kinds,
+                panels,
+            } => draw_gantt(area, labels, kinds, panels),
         };
         drawn
             .and_then(|()| area.present())
@@ -80,9 +160,9 @@ impl Chart<'_> {
     }
 }
 
-/// Renders the chart to PNG and SVG, each through a temporary file renamed into place only when
-/// both are drawn.
-fn render_both(stem: &Path, chart: &Chart) -> Result<Vec<PathBuf>> {
+/// Renders the chart to PNG and SVG of `size` pixels, each through a temporary file renamed into
+/// place only when both are drawn.
+fn render_both(stem: &Path, chart: &Chart, size: (u32, u32)) -> Result<Vec<PathBuf>> {
     if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -91,8 +171,8 @@ fn render_both(stem: &Path, chart: &Chart) -> Result<Vec<PathBuf>> {
     let png_tmp = temp_sibling(&png).with_extension("png");
     let svg_tmp = temp_sibling(&svg).with_extension("svg");
     let drawn = chart
-        .draw(&BitMapBackend::new(&png_tmp, CHART_SIZE).into_drawing_area())
-        .and_then(|()| chart.draw(&SVGBackend::new(&svg_tmp, CHART_SIZE).into_drawing_area()))
+        .draw(&BitMapBackend::new(&png_tmp, size).into_drawing_area())
+        .and_then(|()| chart.draw(&SVGBackend::new(&svg_tmp, size).into_drawing_area()))
         .and_then(|()| {
             std::fs::rename(&png_tmp, &png).map_err(|e| e.to_string())?;
             std::fs::rename(&svg_tmp, &svg).map_err(|e| e.to_string())
@@ -161,12 +241,157 @@ fn draw_lines<DB: DrawingBackend>(
                 .map(|(x, &y)| Circle::new((x as f64, y), 3, color.filled())),
         )?;
     }
+    draw_legend(&mut chart)
+}
+
+/// The legend of a chart's labelled series, in its upper right corner.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> DrawResult<DB> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperRight)
+        .draw()
+}
+
+/// A legend entry: a filled square of `color`.
+fn legend_swatch(color: RGBAColor) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> {
+    move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+}
+
+/// The name of the segment `value` points into, for row and category axes.
+fn segment_name(names: &[String], value: &SegmentValue<usize>) -> String {
+    match value {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            names.get(*i).cloned().unwrap_or_default()
+        }
+        SegmentValue::Last => String::new(),
+    }
+}
+
+fn draw_stacked_bars<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    labels: &ChartLabels,
+    categories: &[String],
+    parts: &[Series],
+) -> DrawResult<DB> {
+    area.fill(&WHITE)?;
+    let count = categories.len().max(1);
+    let total = |c: usize| {
+        parts
+            .iter()
+            .map(|p| p.values.get(c).copied().unwrap_or(0.0))
+            .sum()
+    };
+    let x_max = (0..count)
+        .map(total)
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE)
+        * 1.25;
+    let label_width = categories.iter().map(String::len).max().unwrap_or(0) as u32 * 8 + 16;
+    let mut chart = ChartBuilder::on(area)
+        .caption(labels.title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(label_width)
+        .build_cartesian_2d(0.0..x_max, (0..count - 1).into_segmented())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc(labels.x)
+        .y_desc(labels.y)
+        .y_labels(count + 1)
+        .y_label_formatter(&|v| segment_name(categories, v))
         .draw()?;
+    let mut offsets = vec![0.0; count];
+    for (index, part) in parts.iter().enumerate() {
+        let color = Palette99::pick(index).to_rgba();
+        let bars: Vec<Rectangle<_>> = (0..count)
+            .map(|c| {
+                let value = part.values.get(c).copied().unwrap_or(0.0);
+                let (start, end) = (offsets[c], offsets[c] + value);
+                offsets[c] = end;
+                let mut bar = Rectangle::new(
+                    [
+                        (start, SegmentValue::Exact(c)),
+                        (end, SegmentValue::Exact(c + 1)),
+                    ],
+                    color.filled(),
+                );
+                bar.set_margin(3, 3, 0, 0);
+                bar
+            })
+            .collect();
+        chart
+            .draw_series(bars)?
+            .label(part.name)
+            .legend(legend_swatch(color));
+    }
+    draw_legend(&mut chart)
+}
+
+fn draw_gantt<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    labels: &ChartLabels,
+    kinds: &[&str],
+    panels: &[GanttPanel],
+) -> DrawResult<DB> {
+    area.fill(&WHITE)?;
+    let area = area.titled(labels.title, ("sans-serif", 24))?;
+    let x_max = panels
+        .iter()
+        .flat_map(|p| p.bars.iter().map(|b| b.end))
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let x_min = panels
+        .iter()
+        .flat_map(|p| p.bars.iter().map(|b| b.start))
+        .fold(x_max, f64::min);
+    for (panel, cell) in panels
+        .iter()
+        .zip(area.split_evenly((panels.len().max(1), 1)))
+    {
+        let rows = panel.rows.len().max(1);
+        let label_width = panel.rows.iter().map(String::len).max().unwrap_or(0) as u32 * 8 + 16;
+        let mut chart = ChartBuilder::on(&cell)
+            .caption(panel.title, ("sans-serif", 18))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(label_width)
+            .build_cartesian_2d(x_min..x_max * 1.15, (0..rows - 1).into_segmented())?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc(labels.x)
+            .y_labels(rows + 1)
+            .y_label_formatter(&|v| segment_name(panel.rows, v))
+            .draw()?;
+        for (kind, name) in kinds.iter().enumerate() {
+            let color = Palette99::pick(kind).to_rgba();
+            let bars: Vec<Rectangle<_>> = panel
+                .bars
+                .iter()
+                .filter(|b| b.kind == kind)
+                .map(|b| {
+                    let (top, bottom) =
+                        (SegmentValue::Exact(b.row), SegmentValue::Exact(b.row + 1));
+                    let mut bar = Rectangle::new([(b.start, top), (b.end, bottom)], color.filled());
+                    bar.set_margin(2, 2, 0, 0);
+                    bar
+                })
+                .collect();
+            if bars.is_empty() {
+                continue;
+            }
+            chart
+                .draw_series(bars)?
+                .label(*name)
+                .legend(legend_swatch(color));
+        }
+        draw_legend(&mut chart)?;
+    }
     Ok(())
 }
 

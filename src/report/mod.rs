@@ -1,9 +1,11 @@
-//! Reports: what a run writes to disk for people (Markdown, charts) and tools (JSON).
+//! Reports: what a run writes to disk for people (Markdown, charts) and tools (JSON), for the
+//! analytical estimate and the simulated steps.
 //!
 //! `report` only reads results; it never computes them.
 
 pub mod charts;
 mod markdown;
+mod sim_charts;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +27,7 @@ pub fn write_report(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
     written.push(summary);
     written.extend(imbalance_chart(result, dir)?);
     written.extend(gpu_load_heatmap(result, dir)?);
+    written.extend(sim_charts::write(&result.simulated, dir)?);
     let report = dir.join("report.md");
     output::write_bytes_atomic(&report, markdown::render(result).as_bytes())?;
     written.push(report);

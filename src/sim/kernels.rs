@@ -73,6 +73,13 @@ impl KernelCosts {
         }
     }
 
+    /// The same costs with every routed expert's FFN split over `tp` tensor-parallel GPUs:
+    /// each GPU multiplies and reads `1 / tp` of the expert's weights.
+    pub fn with_expert_tp(mut self, tp: u64) -> KernelCosts {
+        self.routed.params /= tp.max(1);
+        self
+    }
+
     /// Attention plus gate over `tokens` tokens (0 when there are none).
     pub fn attention_ns(&self, tokens: f64) -> u64 {
         self.kernel(&self.attention, tokens) + self.kernel(&self.gate, tokens)

@@ -1,5 +1,5 @@
 //! Where the nanoseconds of a simulated step went: the critical path split by layer and phase,
-//! per-GPU busy and idle time, per-link bytes and utilisation.
+//! per-GPU busy and idle time, per-link bytes per layer, and a timeline excerpt for charts.
 //!
 //! Every task on the critical path starts the instant its critical predecessor ends, so the
 //! durations of the path's tasks add up to the step time exactly. Communication on the critical
@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::engine::{TaskGraph, Timeline, Work};
+use super::engine::{TaskGraph, Timeline, Work, transfer_routes};
 use super::step::{Label, Phase};
 use crate::topology::Cluster;
 
@@ -24,8 +24,13 @@ pub struct LayerTimes {
     pub expert_ns: u64,
     /// Combine on the critical path.
     pub combine_ns: u64,
-    /// `dispatch_ns + combine_ns`: communication nothing overlapped.
+    /// Tensor-parallel reduce-scatter on the critical path (0 without TP).
+    pub tp_reduce_ns: u64,
+    /// `dispatch_ns + tp_reduce_ns + combine_ns`: communication nothing overlapped.
     pub exposed_comm_ns: u64,
+    /// From the layer's first task start to its last task end (it may overlap neighbouring
+    /// layers under dual-batch overlap).
+    pub span_ns: u64,
     /// Per GPU, time spent computing this layer and the rest of the layer's span.
     pub gpus: Vec<GpuTime>,
 }
@@ -46,10 +51,38 @@ pub struct GpuTime {
 pub struct LinkUse {
     /// Link name, `from->to`.
     pub link: String,
-    /// Bytes carried during the step.
+    /// Nominal bandwidth, GB/s (bytes per ns).
+    pub bandwidth_gbps: f64,
+    /// Bytes carried during the simulated steps.
     pub bytes: u64,
-    /// `bytes / (bandwidth x step time)`.
+    /// `bytes / (bandwidth x simulated time)`.
     pub utilization: f64,
+    /// Bytes carried per MoE layer.
+    pub layer_bytes: Vec<u64>,
+}
+
+/// Which row of a timeline excerpt a bar sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExcerptRow {
+    /// The GPU's compute stream.
+    Compute,
+    /// The all-to-all transfers the GPU sends.
+    Send,
+}
+
+/// One kernel or transfer of a timeline excerpt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExcerptBar {
+    /// GPU the kernel runs on, or that sends the transfer.
+    pub gpu: usize,
+    /// Compute stream or sends.
+    pub row: ExcerptRow,
+    /// Part of the layer.
+    pub phase: Phase,
+    /// Start, ns from the step's start.
+    pub start_ns: u64,
+    /// End, ns from the step's start.
+    pub end_ns: u64,
 }
 
 /// Per-layer breakdown of `timeline` for `graph` of `num_layers` layers on `num_gpus` GPUs.
@@ -66,7 +99,9 @@ pub fn layer_times(
             dispatch_ns: 0,
             expert_ns: 0,
             combine_ns: 0,
+            tp_reduce_ns: 0,
             exposed_comm_ns: 0,
+            span_ns: 0,
             gpus: (0..num_gpus)
                 .map(|gpu| GpuTime {
                     gpu,
@@ -85,6 +120,7 @@ pub fn layer_times(
             Phase::Dispatch => layer.dispatch_ns += ns,
             Phase::Expert => layer.expert_ns += ns,
             Phase::Combine => layer.combine_ns += ns,
+            Phase::TpReduce => layer.tp_reduce_ns += ns,
             Phase::Sync => {}
         }
     }
@@ -99,27 +135,99 @@ pub fn layer_times(
         }
     }
     for (layer, (start, end)) in layers.iter_mut().zip(span) {
-        layer.exposed_comm_ns = layer.dispatch_ns + layer.combine_ns;
-        let span_ns = end.saturating_sub(start);
+        layer.exposed_comm_ns = layer.dispatch_ns + layer.tp_reduce_ns + layer.combine_ns;
+        layer.span_ns = end.saturating_sub(start);
         for gpu in &mut layer.gpus {
-            gpu.idle_ns = span_ns.saturating_sub(gpu.busy_ns);
+            gpu.idle_ns = layer.span_ns.saturating_sub(gpu.busy_ns);
         }
     }
     layers
 }
 
-/// The links that carried bytes, in link order, with their utilisation over `step_ns`.
-pub fn link_use(cluster: &Cluster, timeline: &Timeline, step_ns: u64) -> Vec<LinkUse> {
+/// Adds `step`'s layer times into `total`'s, field by field (both of the same layers and GPUs).
+pub fn add_layer_times(total: &mut [LayerTimes], step: &[LayerTimes]) {
+    for (sum, layer) in total.iter_mut().zip(step) {
+        sum.attention_ns += layer.attention_ns;
+        sum.dispatch_ns += layer.dispatch_ns;
+        sum.expert_ns += layer.expert_ns;
+        sum.combine_ns += layer.combine_ns;
+        sum.tp_reduce_ns += layer.tp_reduce_ns;
+        sum.exposed_comm_ns += layer.exposed_comm_ns;
+        sum.span_ns += layer.span_ns;
+        for (gpu_sum, gpu) in sum.gpus.iter_mut().zip(&layer.gpus) {
+            gpu_sum.busy_ns += gpu.busy_ns;
+            gpu_sum.idle_ns += gpu.idle_ns;
+        }
+    }
+}
+
+/// Per link (by link index), the bytes `graph`'s transfers put on it per MoE layer.
+pub fn link_layer_bytes(
+    graph: &TaskGraph<Label>,
+    cluster: &Cluster,
+    num_layers: usize,
+) -> Vec<Vec<u64>> {
+    let mut bytes = vec![vec![0; num_layers]; cluster.num_links()];
+    for id in 0..graph.len() as u32 {
+        let task = graph.task(id);
+        if let Work::Transfer {
+            src,
+            dst,
+            relay,
+            bytes: payload,
+        } = task.work
+        {
+            for route in transfer_routes(cluster, src, dst, relay) {
+                for link in &route.links {
+                    bytes[link.index()][task.label.layer as usize] += payload;
+                }
+            }
+        }
+    }
+    bytes
+}
+
+/// The links that carried bytes, in link order, from their per-layer bytes
+/// ([`link_layer_bytes`], summed over steps), with their utilisation over `total_ns`.
+pub fn link_use(cluster: &Cluster, layer_bytes: &[Vec<u64>], total_ns: u64) -> Vec<LinkUse> {
     cluster
         .links()
-        .filter(|(id, _)| timeline.link_bytes[id.index()] > 0)
-        .map(|(id, link)| {
-            let bytes = timeline.link_bytes[id.index()];
-            LinkUse {
+        .filter_map(|(id, link)| {
+            let per_layer = &layer_bytes[id.index()];
+            let bytes: u64 = per_layer.iter().sum();
+            (bytes > 0).then(|| LinkUse {
                 link: link.name.clone(),
+                bandwidth_gbps: link.bandwidth_gbps,
                 bytes,
-                utilization: bytes as f64 / (link.bandwidth_gbps * step_ns.max(1) as f64),
-            }
+                utilization: bytes as f64 / (link.bandwidth_gbps * total_ns.max(1) as f64),
+                layer_bytes: per_layer.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The kernels and transfers of MoE layer `layer` in `timeline`, for a Gantt chart.
+pub fn timeline_excerpt(
+    graph: &TaskGraph<Label>,
+    timeline: &Timeline,
+    layer: u32,
+) -> Vec<ExcerptBar> {
+    (0..graph.len() as u32)
+        .filter_map(|id| {
+            let task = graph.task(id);
+            let (gpu, row) = match task.work {
+                Work::Compute { gpu, .. } => (gpu, ExcerptRow::Compute),
+                Work::Transfer { src, bytes, .. } if bytes > 0 => (src, ExcerptRow::Send),
+                _ => return None,
+            };
+            let (start_ns, end_ns) = (timeline.start_ns[id as usize], timeline.end_ns[id as usize]);
+            (task.label.layer == layer && end_ns > start_ns).then_some(ExcerptBar {
+                gpu: gpu as usize,
+                row,
+                phase: task.label.phase,
+                start_ns,
+                end_ns,
+            })
         })
         .collect()
 }

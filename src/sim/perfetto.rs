@@ -93,6 +93,7 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Dispatch => "dispatch",
         Phase::Expert => "experts",
         Phase::Combine => "combine",
+        Phase::TpReduce => "tp-reduce-scatter",
         Phase::Sync => "sync",
     }
 }

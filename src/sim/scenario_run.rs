@@ -1,25 +1,26 @@
-//! Simulates one step of a scenario: the first `gpus x tokens_per_gpu` tokens of its trace (or
-//! its loads rescaled to that many tokens) through every MoE layer, for every placement strategy
-//! and overlap strategy it names.
+//! Simulates a scenario: every step of its trace (cut by [`step_batches`]) through every MoE
+//! layer, for every placement strategy and overlap strategy it names, with per-step times and
+//! their mean, median and 99th percentile.
 
 use serde::Serialize;
 
+use super::batches::{StepBatch, step_batches};
 use super::config::Overlap;
 use super::engine::{self, TaskGraph, Timeline};
 use super::kernels::KernelCosts;
-use super::metrics::{self, LayerTimes, LinkUse};
+use super::metrics;
 use super::perfetto;
 use super::step::{self, Label, LayerWork, StepSpec};
+use super::totals::{StrategySim, Totals, excerpt_layer};
 use crate::cost::DispatchPlan;
 use crate::error::{Error, Result};
-use crate::model::MoeModel;
-use crate::placement::{self, Placement, PlacementRequest};
-use crate::runner::{check_trace_fits_model, load_trace};
+use crate::placement::Placement;
+use crate::runner::{self, Prepared};
 use crate::scenario::Scenario;
 use crate::topology::Cluster;
 use crate::trace::Trace;
 
-/// The simulated step of a scenario, per placement and overlap strategy.
+/// The simulated steps of a scenario, per placement and overlap strategy.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimResult {
     /// Scenario name.
@@ -28,17 +29,20 @@ pub struct SimResult {
     pub model: String,
     /// Cluster name.
     pub cluster: String,
-    /// GPUs (expert-parallel degree; attention is data-parallel over the same GPUs).
+    /// GPUs (expert-parallel degree; attention is data-parallel over the same GPUs): the
+    /// cluster's first GPUs in cluster order.
     pub gpus: usize,
-    /// Tokens each GPU brings to the step.
+    /// Tokens each GPU brings to a step without a batch schedule.
     pub tokens_per_gpu: usize,
+    /// Steps simulated per strategy.
+    pub steps: usize,
     /// All-to-all algorithm.
     pub all_to_all: String,
     /// SMs communication takes while it overlaps GEMMs.
     pub comm_sms: u32,
     /// One entry per (placement, overlap) pair, placements outermost, in scenario order.
     pub strategies: Vec<StrategySim>,
-    /// The Chrome / Perfetto trace of every strategy's step, when asked for.
+    /// The Chrome / Perfetto trace of every strategy's first step, when asked for.
     #[serde(skip)]
     pub perfetto: Option<serde_json::Value>,
 }
@@ -48,50 +52,37 @@ pub struct SimResult {
 pub struct SimOptions {
     /// Build the Chrome / Perfetto trace ([`SimResult::perfetto`]).
     pub perfetto: bool,
+    /// Keep every strategy's [`StrategySim::timeline_excerpt`].
+    pub timeline_excerpt: bool,
 }
 
-/// One overlap strategy under one placement.
-#[derive(Debug, Clone, Serialize)]
-pub struct StrategySim {
-    /// Overlap strategy name.
-    pub strategy: String,
-    /// Placement strategy name.
-    pub placement: String,
-    /// Simulated time of the step through all MoE layers.
-    pub step_ns: u64,
-    /// Communication on the critical path, all layers.
-    pub exposed_comm_ns: u64,
-    /// `exposed_comm_ns / step_ns`.
-    pub exposed_comm_share: f64,
-    /// All-to-all bytes between GPUs of one machine (dispatch + combine, all layers).
-    pub intra_node_bytes: u64,
-    /// All-to-all bytes between machines.
-    pub inter_node_bytes: u64,
-    /// Engine events processed.
-    pub events: u64,
-    /// Per MoE layer.
-    pub layers: Vec<LayerTimes>,
-    /// Links that carried bytes.
-    pub links: Vec<LinkUse>,
-}
-
-/// Simulates one step of `scenario` (see the module docs).
+/// Simulates every step of `scenario` (see the module docs), resolving and placing it first.
 pub fn simulate_scenario(scenario: &Scenario, options: SimOptions) -> Result<SimResult> {
-    let model = MoeModel::resolve(&scenario.model)?;
-    let cluster = Cluster::resolve(&scenario.cluster)?;
-    let gpus = scenario.gpus.unwrap_or(cluster.num_gpus());
-    if gpus != cluster.num_gpus() {
-        return Err(Error::invalid(format!(
-            "simulate: scenario asks for {gpus} GPUs but cluster `{}` has {}; the simulator runs on the whole cluster",
-            scenario.cluster,
-            cluster.num_gpus()
-        )));
-    }
+    simulate_prepared(scenario, &runner::prepare(scenario)?, options)
+}
+
+/// Simulates every step of `scenario` with its model, cluster, trace and placements already
+/// resolved (`moesim run` shares them with the analytical estimate).
+pub fn simulate_prepared(
+    scenario: &Scenario,
+    prepared: &Prepared,
+    options: SimOptions,
+) -> Result<SimResult> {
+    let Prepared {
+        model,
+        cluster,
+        gpus,
+        tp,
+        trace,
+        placements,
+        ..
+    } = prepared;
     let config = &scenario.sim;
     let costs = match &config.calibration {
-        Some(path) => KernelCosts::calibrated(&model, cluster.gpu_spec(0), path)?,
-        None => KernelCosts::new(&model, cluster.gpu_spec(0)),
-    };
+        Some(path) => KernelCosts::calibrated(model, cluster.gpu_spec(0), path)?,
+        None => KernelCosts::new(model, cluster.gpu_spec(0)),
+    }
+    .with_expert_tp(*tp as u64);
     if config.comm_sms >= costs.sm_count() {
         return Err(Error::invalid(format!(
             "`sim.comm_sms` = {} leaves no SM of the {} for GEMMs",
@@ -99,107 +90,81 @@ pub fn simulate_scenario(scenario: &Scenario, options: SimOptions) -> Result<Sim
             costs.sm_count()
         )));
     }
-    let (trace, source) = load_trace(scenario)?;
-    check_trace_fits_model(&trace, &model, &source)?;
-    let step_tokens = gpus * scenario.tokens_per_gpu;
+    let batches = step_batches(trace, &scenario.schedule, *gpus, scenario.tokens_per_gpu);
+    let hidden = model.hidden_size as f64;
     let mut strategies = Vec::new();
     let mut events = Vec::new();
-    let loads = trace.expert_loads();
-    for name in &scenario.placements {
-        let mut request = PlacementRequest::new(&loads, gpus);
-        request.num_nodes = cluster.num_nodes();
-        let placement = placement::strategy(name)?.place(&request)?;
-        let plans = step_plans(&cluster, &placement, &trace, step_tokens, model.top_k)?;
-        let hidden = model.hidden_size as f64;
-        let work: Vec<LayerWork> = plans
+    for (name, placement) in placements {
+        let mut totals: Vec<Totals> = config
+            .overlap
             .iter()
-            .map(|plan| {
-                LayerWork::from_plan(
-                    plan,
-                    hidden * f64::from(scenario.comm.dispatch_bytes_per_elem),
-                    hidden * f64::from(scenario.comm.combine_bytes_per_elem),
-                )
-            })
+            .map(|&overlap| Totals::new(overlap, name, cluster))
             .collect();
-        let spec = StepSpec {
-            cluster: &cluster,
-            costs: &costs,
-            layers: &work,
-            config,
-        };
-        for &overlap in &config.overlap {
-            let (sim, graph, timeline) = run_step(&spec, overlap, name);
-            if options.perfetto {
-                let process = format!("{} / {}", sim.placement, sim.strategy);
-                let pid = strategies.len();
-                perfetto::append_events(&mut events, pid, &process, &graph, &timeline, &cluster);
+        for (index, batch) in batches.iter().enumerate() {
+            let plans = batch_plans(cluster, placement, trace, batch, model.top_k)?;
+            let work: Vec<LayerWork> = plans
+                .iter()
+                .map(|plan| {
+                    LayerWork::from_plan_tp(
+                        plan,
+                        hidden * f64::from(scenario.comm.dispatch_bytes_per_elem),
+                        hidden * f64::from(scenario.comm.combine_bytes_per_elem),
+                        *tp,
+                    )
+                })
+                .collect();
+            let spec = StepSpec {
+                cluster,
+                costs: &costs,
+                layers: &work,
+                config,
+            };
+            for (k, total) in totals.iter_mut().enumerate() {
+                let (graph, timeline) = run_graph(&spec, total.overlap);
+                if index == 0 && options.perfetto {
+                    let process = format!("{name} / {}", total.overlap.name());
+                    let pid = strategies.len() + k;
+                    perfetto::append_events(&mut events, pid, &process, &graph, &timeline, cluster);
+                }
+                if index == 0 && options.timeline_excerpt {
+                    let layer = excerpt_layer(work.len());
+                    total.excerpt = metrics::timeline_excerpt(&graph, &timeline, layer);
+                }
+                total.add(&spec, batch.phase, &graph, &timeline);
             }
-            strategies.push(sim);
         }
+        strategies.extend(totals.into_iter().map(|t| t.finish(cluster)));
     }
     Ok(SimResult {
         scenario: scenario.name.clone(),
         model: model.name.clone(),
         cluster: scenario.cluster.clone(),
-        gpus,
+        gpus: *gpus,
         tokens_per_gpu: scenario.tokens_per_gpu,
+        steps: batches.len(),
         all_to_all: config.all_to_all.name().to_string(),
         comm_sms: config.comm_sms,
         strategies,
         perfetto: options.perfetto.then(|| perfetto::document(events)),
     })
 }
-
-/// Simulates the step `spec` describes under `overlap`, labelling it with `placement`.
+/// Simulates the one step `spec` describes under `overlap`, labelling it with `placement`.
 pub fn simulate_step(spec: &StepSpec, overlap: Overlap, placement: &str) -> StrategySim {
-    run_step(spec, overlap, placement).0
+    let (graph, timeline) = run_graph(spec, overlap);
+    let mut total = Totals::new(overlap, placement, spec.cluster);
+    total.add(spec, None, &graph, &timeline);
+    total.finish(spec.cluster)
 }
 
-/// [`simulate_step`], also returning the task graph and its timeline.
-fn run_step(
-    spec: &StepSpec,
-    overlap: Overlap,
-    placement: &str,
-) -> (StrategySim, TaskGraph<Label>, Timeline) {
+/// The task graph of the step `spec` describes under `overlap`, and its timeline.
+pub(super) fn run_graph(spec: &StepSpec, overlap: Overlap) -> (TaskGraph<Label>, Timeline) {
     let graph = step::build(spec, overlap);
     let timeline = engine::run(&graph, spec.cluster, spec.config);
-    let step_ns = timeline.makespan_ns();
-    let layers = metrics::layer_times(
-        &graph,
-        &timeline,
-        spec.layers.len(),
-        spec.cluster.num_gpus(),
-    );
-    let exposed_comm_ns = layers.iter().map(|l| l.exposed_comm_ns).sum();
-    let (mut intra_node_bytes, mut inter_node_bytes) = (0, 0);
-    for work in spec.layers {
-        for matrix in [&work.dispatch, &work.combine] {
-            for (src, dst, bytes) in matrix.pairs() {
-                if spec.cluster.node_of(src) == spec.cluster.node_of(dst) {
-                    intra_node_bytes += bytes;
-                } else {
-                    inter_node_bytes += bytes;
-                }
-            }
-        }
-    }
-    let sim = StrategySim {
-        strategy: overlap.name().to_string(),
-        placement: placement.to_string(),
-        step_ns,
-        exposed_comm_ns,
-        exposed_comm_share: exposed_comm_ns as f64 / step_ns.max(1) as f64,
-        intra_node_bytes,
-        inter_node_bytes,
-        events: timeline.events,
-        links: metrics::link_use(spec.cluster, &timeline, step_ns),
-        layers,
-    };
-    (sim, graph, timeline)
+    (graph, timeline)
 }
 
-/// Per MoE layer, the dispatch plan of the step's tokens: the first `step_tokens` of a token
-/// trace, or aggregate loads rescaled to `step_tokens x top_k` (token, expert) pairs.
+/// Per MoE layer, the dispatch plan of the first `step_tokens` tokens of `trace` (or its loads
+/// rescaled to that many tokens): [`batch_plans`] of the first step.
 pub fn step_plans(
     cluster: &Cluster,
     placement: &Placement,
@@ -207,9 +172,27 @@ pub fn step_plans(
     step_tokens: usize,
     top_k: usize,
 ) -> Result<Vec<DispatchPlan>> {
+    let batch = StepBatch {
+        phase: None,
+        first_token: 0,
+        tokens: step_tokens,
+    };
+    batch_plans(cluster, placement, trace, &batch, top_k)
+}
+
+/// Per MoE layer, the dispatch plan of `batch`: its tokens of a token trace, or aggregate loads
+/// rescaled to `batch.tokens x top_k` (token, expert) pairs.
+pub fn batch_plans(
+    cluster: &Cluster,
+    placement: &Placement,
+    trace: &Trace,
+    batch: &StepBatch,
+    top_k: usize,
+) -> Result<Vec<DispatchPlan>> {
     match trace {
         Trace::Tokens(routing) => {
-            let step = routing.slice_tokens(0..step_tokens.min(routing.num_tokens()));
+            let end = (batch.first_token + batch.tokens).min(routing.num_tokens());
+            let step = routing.slice_tokens(batch.first_token.min(end)..end);
             (0..step.num_layers())
                 .map(|layer| {
                     DispatchPlan::from_tokens(cluster, placement, layer, step.layer(layer))
@@ -220,7 +203,7 @@ pub fn step_plans(
             .map(|layer| {
                 let total = loads.layer_total(layer);
                 let scale = if total > 0.0 {
-                    (step_tokens * top_k) as f64 / total
+                    (batch.tokens * top_k) as f64 / total
                 } else {
                     0.0
                 };
@@ -228,5 +211,77 @@ pub fn step_plans(
                 DispatchPlan::from_loads(cluster, placement, layer, &scaled, top_k)
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MoeModel;
+    use crate::sim::SimConfig;
+
+    #[test]
+    fn tp2_halves_the_expert_gemm_and_adds_a_reduce_scatter_over_nvswitch() {
+        use crate::placement::LayerPlacement;
+        use crate::trace::LayerRouting;
+        // DeepSeek-V3 on one DGX H100: 4 ranks of 2 GPUs, 64 experts per rank. Token t (of
+        // 1024, 128 on each GPU) picks experts 8(t mod 32) .. 8(t mod 32) + 7, all on rank
+        // (t mod 32) / 8: each rank gets 256 tokens, each expert 32.
+        let cluster = Cluster::preset("dgx-h100").unwrap();
+        let model = MoeModel::preset("deepseek-v3").unwrap();
+        let ranks = Placement::new(
+            4,
+            256,
+            64,
+            vec![LayerPlacement {
+                gpu_experts: (0..4u16)
+                    .map(|rank| (rank * 64..rank * 64 + 64).collect())
+                    .collect(),
+            }],
+        )
+        .unwrap();
+        let placement = crate::runner::tp_expand(&ranks, 2).unwrap();
+        let experts: Vec<u16> = (0..1024u16)
+            .flat_map(|t| (0..8).map(move |j| 8 * (t % 32) + j))
+            .collect();
+        let routing = LayerRouting::fixed_k(8, experts, None).unwrap();
+        let plan = DispatchPlan::from_tokens(&cluster, &placement, 0, &routing).unwrap();
+        let hidden = 7168.0;
+        let work = [LayerWork::from_plan_tp(&plan, hidden, 2.0 * hidden, 2)];
+        assert_eq!(work[0].expert_tokens[5], vec![32.0; 64]);
+        let base = KernelCosts::new(&model, cluster.gpu_spec(0));
+        let costs = base.clone().with_expert_tp(2);
+        let config = SimConfig::default();
+        let spec = StepSpec {
+            cluster: &cluster,
+            costs: &costs,
+            layers: &work,
+            config: &config,
+        };
+        let layer = simulate_step(&spec, Overlap::None, "p").layers.remove(0);
+        // Each GPU reads half of each expert's weights: 64 x 7,304 ns (memory-bound) + launch,
+        // exactly half of the whole experts' 64 x 14,608 ns.
+        let launch = crate::sim::kernels::KERNEL_LAUNCH_NS;
+        let routed_ns = costs.routed_ns(vec![32.0; 64]);
+        assert_eq!(routed_ns, 64 * 7_304 + launch);
+        assert_eq!(
+            2 * (routed_ns - launch),
+            base.routed_ns(vec![32.0; 64]) - launch
+        );
+        // GPU 5 runs attention, the (unsplit) shared expert and its half of the routed experts.
+        let busy = costs.attention_ns(128.0) + costs.shared_ns(128.0) + routed_ns;
+        assert_eq!(layer.gpus[5].busy_ns, busy);
+        // Reduce-scatter: each GPU sends its peer half of its 256 partial BF16 outputs,
+        // 256 x 7168 x 2 / 2 = 1,835,008 B over its own 450 GB/s ports: 4,077.8 -> 4,078 ns,
+        // plus the 1,000 ns GPU-to-GPU latency.
+        assert_eq!(work[0].tp_reduce.get(4, 5), 1_835_008);
+        assert_eq!(work[0].tp_reduce.get(4, 6), 0);
+        assert_eq!(layer.tp_reduce_ns, 4_078 + 1_000);
+        // Combine: each GPU returns its half of the outputs of the 32 tokens a GPU sent it.
+        assert_eq!(work[0].combine.get(5, 0), 32 * 7168);
+        assert_eq!(
+            layer.exposed_comm_ns,
+            layer.dispatch_ns + layer.tp_reduce_ns + layer.combine_ns
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Builds the task graph of one model step: for every MoE layer and micro-batch, attention and
 //! gate on each GPU (data-parallel attention), the dispatch all-to-all, the routed experts'
-//! grouped GEMM beside the shared experts, and the combine all-to-all, shaped by the overlap
+//! grouped GEMM beside the shared experts, the tensor-parallel reduce-scatter of the experts'
+//! partial outputs (with TP inside experts), and the combine all-to-all, shaped by the overlap
 //! strategy and the all-to-all algorithm.
 //!
 //! Splitting (micro-batches, chunks, tiles) divides every token count and every pair's bytes
@@ -24,6 +25,8 @@ pub enum Phase {
     Dispatch,
     /// Routed and shared experts.
     Expert,
+    /// Reduce-scatter of partial expert outputs inside tensor-parallel groups.
+    TpReduce,
     /// Combine all-to-all.
     Combine,
     /// Zero-time synchronisation points.
@@ -46,6 +49,8 @@ pub struct LayerWork {
     pub dispatch: TrafficMatrix,
     /// Combine bytes per GPU pair (expert holder to token owner).
     pub combine: TrafficMatrix,
+    /// Reduce-scatter bytes per GPU pair inside each tensor-parallel group (none without TP).
+    pub tp_reduce: TrafficMatrix,
     /// Per GPU, tokens of each expert it holds.
     pub expert_tokens: Vec<Vec<f64>>,
     /// Per GPU, the tokens that start there.
@@ -54,16 +59,68 @@ pub struct LayerWork {
 
 impl LayerWork {
     /// The work of `plan` with `dispatch_bytes_per_token` and `combine_bytes_per_token` per
-    /// token and destination GPU.
+    /// token and destination GPU, without tensor parallelism.
     pub fn from_plan(
         plan: &DispatchPlan,
         dispatch_bytes_per_token: f64,
         combine_bytes_per_token: f64,
     ) -> LayerWork {
+        LayerWork::from_plan_tp(plan, dispatch_bytes_per_token, combine_bytes_per_token, 1)
+    }
+
+    /// The work of `plan` (over a [`crate::runner::tp_expand`]ed placement: every GPU of a rank
+    /// of `tp` consecutive GPUs lists the rank's experts, and the plan sends each token to one
+    /// of them) with each expert's FFN split over its rank's `tp` GPUs:
+    /// - dispatch: a token goes to every GPU of each rank it needs, whole;
+    /// - experts: every GPU of a rank computes all the rank's tokens at `1 / tp` of the FFN;
+    /// - reduce-scatter: each GPU sends every other GPU of its rank `1 / tp` of its partial
+    ///   outputs (the rank's tokens x `combine_bytes_per_token / tp`);
+    /// - combine: each GPU of the rank returns its `1 / tp` slice of every token's output.
+    ///
+    /// Byte counts are rounded up per pair. With `tp` = 1 this is the plan's own traffic.
+    pub fn from_plan_tp(
+        plan: &DispatchPlan,
+        dispatch_bytes_per_token: f64,
+        combine_bytes_per_token: f64,
+        tp: usize,
+    ) -> LayerWork {
+        let gpus = plan.source_tokens.len();
+        let ranks = gpus / tp;
+        let rank_gpus = |rank: usize| rank * tp..(rank + 1) * tp;
+        // Tokens each GPU sends to each rank, and each rank's tokens per expert slot.
+        let to_rank =
+            |src: usize, rank: usize| -> f64 { rank_gpus(rank).map(|g| plan.flow(src, g)).sum() };
+        let bytes = |tokens: f64, per_token: f64| (tokens * per_token).ceil() as u64;
+        let slice = combine_bytes_per_token / tp as f64;
+        let mut dispatch = TrafficMatrix::zeros(gpus);
+        let mut combine = TrafficMatrix::zeros(gpus);
+        let mut tp_reduce = TrafficMatrix::zeros(gpus);
+        let mut expert_tokens = plan.expert_tokens.clone();
+        for rank in 0..ranks {
+            let mut rank_slots = vec![0.0; plan.expert_tokens[rank * tp].len()];
+            for gpu in rank_gpus(rank) {
+                for (sum, tokens) in rank_slots.iter_mut().zip(&plan.expert_tokens[gpu]) {
+                    *sum += tokens;
+                }
+            }
+            let rank_tokens: f64 = (0..gpus).map(|src| to_rank(src, rank)).sum();
+            for gpu in rank_gpus(rank) {
+                expert_tokens[gpu].clone_from(&rank_slots);
+                for src in 0..gpus {
+                    let tokens = to_rank(src, rank);
+                    dispatch.add(src, gpu, bytes(tokens, dispatch_bytes_per_token));
+                    combine.add(gpu, src, bytes(tokens, slice));
+                }
+                for peer in rank_gpus(rank).filter(|&peer| peer != gpu) {
+                    tp_reduce.add(gpu, peer, bytes(rank_tokens, slice));
+                }
+            }
+        }
         LayerWork {
-            dispatch: plan.dispatch_traffic(dispatch_bytes_per_token),
-            combine: plan.combine_traffic(combine_bytes_per_token),
-            expert_tokens: plan.expert_tokens.clone(),
+            dispatch,
+            combine,
+            tp_reduce,
+            expert_tokens,
             source_tokens: plan.source_tokens.clone(),
         }
     }
@@ -185,10 +242,24 @@ impl<'s, 'a> Builder<'s, 'a> {
                     self.compute(gpu, ns, label(Phase::Expert), &[join])
                 })
                 .collect();
+            // With TP, a GPU's output slices are whole once its peers' partials have arrived.
+            let mut partials: Vec<Vec<TaskId>> = experts.iter().map(|&e| vec![e]).collect();
+            for (src, dst, bytes) in work.tp_reduce.pairs() {
+                let bytes = (bytes as f64 * piece_share).ceil() as u64;
+                let t = self.transfer(src, dst, bytes, label(Phase::TpReduce), experts[src]);
+                partials[dst].push(t);
+            }
+            let outputs: Vec<TaskId> = partials
+                .iter()
+                .map(|deps| match deps[..] {
+                    [expert] => expert,
+                    _ => self.graph.add(Work::Join, label(Phase::Sync), deps),
+                })
+                .collect();
             let returns: Vec<TaskId> = (0..gpus)
                 .map(|gpu| {
                     let fused_start = launched.as_ref().map(|l| l.1[gpu]);
-                    self.comm_kernel(gpu, experts[gpu], fused_start, label(Phase::Combine))
+                    self.comm_kernel(gpu, outputs[gpu], fused_start, label(Phase::Combine))
                 })
                 .collect();
             for (gpu, &sent) in returns.iter().enumerate() {

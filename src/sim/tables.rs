@@ -1,6 +1,6 @@
-//! A simulation's results as Parquet tables for notebooks: `sim_layers.parquet` (one row per
-//! placement, strategy and layer), `sim_gpus.parquet` (per GPU too) and `sim_links.parquet`
-//! (per link that carried bytes).
+//! A simulation's results as Parquet tables for notebooks: `sim_steps.parquet` (one row per
+//! placement, strategy and step), `sim_layers.parquet` (per layer, summed over steps),
+//! `sim_gpus.parquet` (per GPU too) and `sim_links.parquet` (per link that carried bytes).
 
 use std::path::{Path, PathBuf};
 
@@ -10,10 +10,11 @@ use super::SimResult;
 use crate::error::{Error, Result};
 use crate::output::write_parquet_frame;
 
-/// Writes the three tables into `dir` (created if needed) and returns their paths.
+/// Writes the four tables into `dir` (created if needed) and returns their paths.
 pub fn write_tables(result: &SimResult, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for (name, frame) in [
+        ("sim_steps.parquet", steps_frame(result)),
         ("sim_layers.parquet", layers_frame(result)),
         ("sim_gpus.parquet", gpus_frame(result)),
         ("sim_links.parquet", links_frame(result)),
@@ -38,6 +39,26 @@ fn keys(result: &SimResult, rows: impl Fn(usize) -> usize) -> (Column, Column) {
     (
         Column::new("placement".into(), placement),
         Column::new("strategy".into(), strategy),
+    )
+}
+
+fn steps_frame(result: &SimResult) -> polars::prelude::PolarsResult<DataFrame> {
+    let (placement, strategy) = keys(result, |i| result.strategies[i].steps.len());
+    let steps = || result.strategies.iter().flat_map(|s| &s.steps);
+    let col = |name: &str, f: fn(&super::StepTime) -> u64| {
+        Column::new(name.into(), steps().map(f).collect::<Vec<u64>>())
+    };
+    let phases: Vec<Option<&str>> = steps().map(|s| s.phase.map(|p| p.as_str())).collect();
+    DataFrame::new(
+        phases.len(),
+        vec![
+            placement,
+            strategy,
+            col("step", |s| s.step as u64),
+            Column::new("phase".into(), phases),
+            col("tokens", |s| s.tokens as u64),
+            col("step_ns", |s| s.step_ns),
+        ],
     )
 }
 

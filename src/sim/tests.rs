@@ -138,7 +138,7 @@ fn a_stream_runs_one_kernel_at_a_time_and_the_critical_path_follows_it() {
 }
 
 /// DeepSeek-V3 on one H800 machine: `layers` layers of uniform traffic, `tokens` per GPU.
-fn uniform_layers(cluster: &Cluster, layers: usize, tokens: u64) -> Vec<LayerWork> {
+pub(super) fn uniform_layers(cluster: &Cluster, layers: usize, tokens: u64) -> Vec<LayerWork> {
     let gpus = cluster.num_gpus();
     // Each token goes to 8 experts, one per GPU: every pair carries the token once.
     let mut dispatch = TrafficMatrix::zeros(gpus);
@@ -152,6 +152,7 @@ fn uniform_layers(cluster: &Cluster, layers: usize, tokens: u64) -> Vec<LayerWor
     let work = LayerWork {
         dispatch,
         combine,
+        tp_reduce: TrafficMatrix::zeros(gpus),
         // 32 experts per GPU, 1024 (token, expert) pairs per GPU: 32 each.
         expert_tokens: vec![vec![tokens as f64 / 4.0; 32]; gpus],
         source_tokens: vec![tokens as f64; gpus],
