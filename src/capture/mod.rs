@@ -1,0 +1,6 @@
+//! Capturing routing decisions from the gating kernel: the kernel's semantics ([`gating`]), its
+//! CPU twin ([`reference`]), the ring-buffer records it writes ([`records`]), the embedded PTX
+//! ([`ptx`]) and the host side that runs it through cudarc ([`device`]).
+
+pub mod gating;
+pub mod reference;
