@@ -3,4 +3,5 @@
 //! ([`ptx`]) and the host side that runs it through cudarc ([`device`]).
 
 pub mod gating;
+pub mod ptx;
 pub mod reference;
