@@ -44,7 +44,14 @@ fn main() {
 /// Runs nvcc on the kernel for `arch`, writing PTX to `ptx`.
 fn compile(nvcc: &Path, arch: &str, ptx: &Path) -> Result<(), String> {
     let output = Command::new(nvcc)
-        .args(["-ptx", "-fmad=false", "-O3", &format!("-arch={arch}"), KERNEL, "-o"])
+        .args([
+            "-ptx",
+            "-fmad=false",
+            "-O3",
+            &format!("-arch={arch}"),
+            KERNEL,
+            "-o",
+        ])
         .arg(ptx)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", nvcc.display()))?;

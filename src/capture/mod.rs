@@ -4,4 +4,5 @@
 
 pub mod gating;
 pub mod ptx;
+pub mod records;
 pub mod reference;
