@@ -92,7 +92,7 @@ impl GatingConfig {
             )));
         }
         if let Some(GroupLimit { groups, top_groups }) = group_limit {
-            if groups == 0 || num_experts % groups != 0 {
+            if groups == 0 || !num_experts.is_multiple_of(groups) {
                 return Err(Error::invalid(format!(
                     "--groups {groups} must divide the {num_experts} experts"
                 )));

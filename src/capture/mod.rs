@@ -3,6 +3,7 @@
 //! ([`ptx`]) and the host side that runs it through cudarc ([`device`]).
 
 pub mod cpu;
+pub mod device;
 pub mod gating;
 pub mod logits;
 pub mod ptx;

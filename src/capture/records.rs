@@ -113,7 +113,7 @@ impl Assembler {
             )));
         }
         let stride = record_words(self.top_k);
-        if words.len() % stride != 0 {
+        if !words.len().is_multiple_of(stride) {
             return Err(Error::invalid(format!(
                 "ring drain of {} words is not a whole number of {stride}-word records",
                 words.len()

@@ -31,7 +31,6 @@ pub const WARP_LANES: usize = 32;
 /// infinity (so `sigmoid` of a logit under -88 is exactly 0), otherwise within 2 ulp of the true
 /// value.
 pub fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = 1.442_695_04;
     // ln 2 split so that `n * LN2_HI` is exact for |n| <= 128 (Cody and Waite).
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
@@ -41,7 +40,8 @@ pub fn exp_f32(x: f32) -> f32 {
     if x > 88.0 {
         return f32::INFINITY;
     }
-    let n = (x * LOG2E).round_ties_even();
+    // LOG2_E is 0x3fb8aa3b, the kernel's 1.44269504f.
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
     let r = n.mul_add(-LN2_HI, x);
     let r = n.mul_add(-LN2_LO, r);
     // Taylor coefficients 1/7! .. 1/0! of exp on |r| <= ln 2 / 2.
@@ -214,7 +214,7 @@ pub fn route_layer(
     what: &str,
 ) -> Result<LayerDecisions> {
     let (num_experts, k) = (config.num_experts(), config.top_k());
-    if logits.len() % num_experts != 0 {
+    if !logits.len().is_multiple_of(num_experts) {
         return Err(Error::invalid(format!(
             "{what}: {} logits are not a whole number of rows of {num_experts} experts",
             logits.len()
@@ -223,14 +223,7 @@ pub fn route_layer(
     if let Some(bias) = bias {
         check_bias(bias, num_experts)?;
     }
-    if let Some(at) = logits.iter().position(|x| !x.is_finite()) {
-        return Err(Error::invalid(format!(
-            "{what}: token {} expert {}: logit {} is not finite",
-            at / num_experts,
-            at % num_experts,
-            logits[at]
-        )));
-    }
+    check_logits(logits, num_experts, what)?;
     let tokens = logits.len() / num_experts;
     let mut decisions = LayerDecisions {
         experts: vec![0; tokens * k],
@@ -246,6 +239,20 @@ pub fn route_layer(
         route_token(config, row, bias, &mut scratch, experts, weights);
     }
     Ok(decisions)
+}
+
+/// Checks every logit is finite (the kernel's precondition), naming the token and expert of the
+/// first that is not.
+pub fn check_logits(logits: &[f32], num_experts: usize, what: &str) -> Result<()> {
+    match logits.iter().position(|x| !x.is_finite()) {
+        Some(at) => Err(Error::invalid(format!(
+            "{what}: token {} expert {}: logit {} is not finite",
+            at / num_experts,
+            at % num_experts,
+            logits[at]
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Checks a score-correction bias: one finite value per expert.
