@@ -2,6 +2,7 @@
 //!
 //! Exit codes (scripts and CI rely on them): 0 success, 1 bad input or failure, 2 bad usage.
 
+mod capture;
 mod place;
 mod run;
 mod simulate;
@@ -21,7 +22,8 @@ Examples:
   moesim trace fit t.parquet -o fit.toml        learn a generator from a real trace
   moesim trace synth --params fit.toml --tokens 1000000 -o long.parquet
   moesim place --trace loads.json --strategy eplb --gpus 32 --nodes 4 --slots 288 --groups 8 -o p.json
-  moesim place eval --placement p.json --trace other.json --json";
+  moesim place eval --placement p.json --trace other.json --json
+  moesim capture --cpu --logits router_logits.npy --top-k 2 -o t.parquet   route recorded logits";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -46,6 +48,9 @@ enum Command {
     Place(place::PlaceArgs),
     /// Simulate one step event by event per overlap strategy (JSON, Perfetto trace, Parquet).
     Simulate(simulate::SimulateArgs),
+    /// Route recorded router logits through the instrumented CUDA gating kernel (or its CPU
+    /// twin with --cpu) and write the decisions as a trace.
+    Capture(capture::CaptureArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -63,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => args.execute(),
         Command::Place(args) => args.execute(),
         Command::Simulate(args) => args.execute(),
+        Command::Capture(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
