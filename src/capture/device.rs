@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    DriverError, LaunchConfig, PinnedHostSlice, PushKernelArg, result as cu, sys,
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError,
+    LaunchConfig, PinnedHostSlice, PushKernelArg, result as cu, sys,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -59,8 +59,7 @@ fn cuda(step: &'static str) -> impl Fn(DriverError) -> Error {
     move |e| Error::invalid(format!("CUDA {step}: {e}"))
 }
 
-/// The kernel's pointer argument block (`MoesimGatingArgs` in gating.cu), field for field.
-#[repr(C)]
+/// The kernel's pointer arguments (the first eight parameters in gating.cu), as device addresses.
 #[derive(Debug, Clone, Copy, Default)]
 struct KernelPointers {
     logits: u64,
@@ -72,9 +71,6 @@ struct KernelPointers {
     overflow: u64,
     expert_counts: u64,
 }
-
-// SAFETY: a plain `repr(C)` block of 64-bit device addresses, laid out like the kernel's struct.
-unsafe impl DeviceRepr for KernelPointers {}
 
 /// The per-launch scalars of the kernel.
 #[derive(Debug, Clone, Copy)]
@@ -358,7 +354,14 @@ impl Gpu {
         let cfg = launch_config(scalars.num_tokens, experts);
         let mut builder = stream.launch_builder(kernel);
         builder
-            .arg(&pointers)
+            .arg(&pointers.logits)
+            .arg(&pointers.bias)
+            .arg(&pointers.out_experts)
+            .arg(&pointers.out_weights)
+            .arg(&pointers.ring)
+            .arg(&pointers.seq_counter)
+            .arg(&pointers.overflow)
+            .arg(&pointers.expert_counts)
             .arg(&scalars.num_tokens)
             .arg(&experts)
             .arg(&top_k)

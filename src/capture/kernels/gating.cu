@@ -197,21 +197,27 @@ __device__ void moesim_gating_body(const MoesimGatingArgs a, unsigned num_tokens
   }
 }
 
+// Both entries take the pointers flat (not as one struct) so any host can launch them: cudarc,
+// CuPy's RawModule (python/moesim_capture), or a C++ caller.
+#define MOESIM_GATING_PARAMS                                                                     \
+  const float *logits, const float *bias, int *out_experts, float *out_weights, unsigned *ring,   \
+      unsigned long long *seq_counter, unsigned long long *overflow,                              \
+      unsigned long long *expert_counts, unsigned num_tokens, unsigned E, unsigned k,             \
+      unsigned scoring, unsigned groups, unsigned top_groups, unsigned renormalize,               \
+      unsigned layer, unsigned token_base, unsigned long long ring_capacity,                      \
+      unsigned long long drained_seq
+#define MOESIM_GATING_CALL                                                                       \
+  MoesimGatingArgs{logits, bias, out_experts, out_weights, ring, seq_counter, overflow,          \
+                   expert_counts},                                                                \
+      num_tokens, E, k, scoring, groups, top_groups, renormalize, layer, token_base,              \
+      ring_capacity, drained_seq
+
 // The plain kernel: routing only (the baseline of the overhead measurement).
-extern "C" __global__ void moesim_gating(MoesimGatingArgs a, unsigned num_tokens, unsigned E,
-                                         unsigned k, unsigned scoring, unsigned groups,
-                                         unsigned top_groups, unsigned renormalize, unsigned layer,
-                                         unsigned token_base, unsigned long long ring_capacity,
-                                         unsigned long long drained_seq) {
-  moesim_gating_body<false>(a, num_tokens, E, k, scoring, groups, top_groups, renormalize, layer,
-                            token_base, ring_capacity, drained_seq);
+extern "C" __global__ void moesim_gating(MOESIM_GATING_PARAMS) {
+  moesim_gating_body<false>(MOESIM_GATING_CALL);
 }
 
 // The instrumented kernel: routing plus the ring-buffer record and per-expert counters.
-extern "C" __global__ void moesim_gating_instrumented(
-    MoesimGatingArgs a, unsigned num_tokens, unsigned E, unsigned k, unsigned scoring,
-    unsigned groups, unsigned top_groups, unsigned renormalize, unsigned layer,
-    unsigned token_base, unsigned long long ring_capacity, unsigned long long drained_seq) {
-  moesim_gating_body<true>(a, num_tokens, E, k, scoring, groups, top_groups, renormalize, layer,
-                           token_base, ring_capacity, drained_seq);
+extern "C" __global__ void moesim_gating_instrumented(MOESIM_GATING_PARAMS) {
+  moesim_gating_body<true>(MOESIM_GATING_CALL);
 }
