@@ -164,3 +164,22 @@ fn bad_capture_inputs_are_named_and_leave_no_file() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn the_python_capture_module_passes_its_cpu_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let numpy = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output();
+    if !numpy.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: python3 with numpy not available");
+        return;
+    }
+    let output = std::process::Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", "python/tests"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("Ran 6 tests"), "{}", stderr(&output));
+}
