@@ -181,5 +181,9 @@ fn the_python_capture_module_passes_its_cpu_tests() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains("Ran 6 tests"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Ran 6 tests"),
+        "{}",
+        stderr(&output)
+    );
 }
