@@ -245,8 +245,7 @@ impl Gpu {
         let single = single_layer(config, logits, bias)?;
         let bias_rows = bias.map(|b| vec![b.to_vec()]);
         let stream = self.ctx.new_stream().map_err(cuda("creating a stream"))?;
-        let buffers = Buffers::new(&stream, config, &single, bias_rows.as_deref(), 1)?;
-        let mut buffers = buffers;
+        let mut buffers = Buffers::new(&stream, config, &single, bias_rows.as_deref(), 1)?;
         stream
             .memcpy_htod(logits, &mut buffers.logits)
             .map_err(cuda("uploading logits"))?;
@@ -283,6 +282,11 @@ impl Gpu {
         reps: usize,
         rounds: usize,
     ) -> Result<Overhead> {
+        if reps == 0 || rounds == 0 {
+            return Err(Error::invalid(format!(
+                "overhead timing needs at least one launch and one round (got {reps} and {rounds})"
+            )));
+        }
         let single = single_layer(config, logits, bias)?;
         let tokens = single.num_tokens as u64;
         let bias_rows = bias.map(|b| vec![b.to_vec()]);
@@ -350,6 +354,7 @@ impl Gpu {
             .group_limit()
             .map_or((0, 0), |g| (g.groups as u32, g.top_groups as u32));
         let renormalize = u32::from(config.renormalize());
+        // Whole layers per launch, so record token indices need no offset.
         let token_base = 0_u32;
         let cfg = launch_config(scalars.num_tokens, experts);
         let mut builder = stream.launch_builder(kernel);

@@ -1,6 +1,10 @@
-//! Capturing routing decisions from the gating kernel: the kernel's semantics ([`gating`]), its
-//! CPU twin ([`reference`]), the ring-buffer records it writes ([`records`]), the embedded PTX
-//! ([`ptx`]) and the host side that runs it through cudarc ([`device`]).
+//! Capturing routing decisions with moesim's gating kernel (`kernels/gating.cu`).
+//!
+//! [`gating`] states what a decision computes; [`reference`] is the kernel's CPU twin (bit for
+//! bit); [`records`] decodes the instrumented kernel's ring buffer into a trace; [`ptx`] holds
+//! the PTX build.rs embedded; [`device`] runs the kernel through cudarc; [`cpu`] captures with
+//! the twin instead; [`logits`] reads recorded router logits; [`summary`] writes the trace and
+//! its `.capture.json` sidecar.
 
 pub mod cpu;
 pub mod device;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::capture::device::{DeviceInfo, Gpu, Overhead};
 use crate::capture::gating::{GatingConfig, GroupLimit, Scoring};
 use crate::capture::logits::RouterLogits;
+use crate::capture::records::Captured;
 use crate::capture::{cpu, summary};
 use crate::gpu;
 use crate::output::write_bytes_atomic;
@@ -53,7 +54,7 @@ pub struct CaptureArgs {
     no_renormalize: bool,
     /// Ring-buffer capacity in records (default: two layers' worth); decisions that do not fit
     /// are lost, counted and reported.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "cpu")]
     ring_capacity: Option<u64>,
     /// Route with the CPU twin instead of the GPU kernel (same decisions, no GPU needed).
     #[arg(long)]
@@ -123,7 +124,7 @@ impl CaptureArgs {
     /// Writes the trace and sidecar and says what happened, losses included.
     fn finish(
         &self,
-        captured: crate::capture::records::Captured,
+        captured: Captured,
         config: &GatingConfig,
         engine: &str,
         input: &Path,

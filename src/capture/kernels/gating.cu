@@ -14,6 +14,8 @@
 // goes to ring slot `seq % ring_capacity` when `seq < drained_seq + ring_capacity` (the host
 // passes the first sequence number it may still be copying out); otherwise the record is lost and
 // `overflow` counts it. `expert_counts[layer * E + e]` counts every decision, lost or not.
+// `token_base` is added to the token index in records, for callers that split a layer into
+// several launches (moesim launches whole layers and passes 0).
 
 #define MOESIM_FULL_MASK 0xffffffffu
 #define MOESIM_NO_ID 0xffffffffu
