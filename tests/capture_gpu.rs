@@ -1,58 +1,28 @@
 //! The gating kernel on a real GPU against its CPU twin, bit for bit. Ignored by default (no
 //! GPU in CI); `scripts/gpu_run.sh test` runs them with `--include-ignored` on the lent GPU.
 
+mod common;
+
+use common::gating_cases::{Case, cases, logits};
 use moesim::capture::cpu;
 use moesim::capture::device::Gpu;
-use moesim::capture::gating::{GatingConfig, GroupLimit, Scoring};
+use moesim::capture::gating::{GatingConfig, Scoring};
 use moesim::capture::logits::RouterLogits;
 use moesim::capture::reference::route_layer;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-/// `tokens x experts` seeded logits in [-4, 4); with `coarse`, rounded to quarters so that many
-/// scores tie exactly and the lower-id rule is exercised.
-fn logits(seed: u64, tokens: usize, experts: usize, coarse: bool) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..tokens * experts)
-        .map(|_| {
-            let x: f32 = rng.random_range(-4.0..4.0);
-            if coarse { (x * 4.0).round() / 4.0 } else { x }
-        })
-        .collect()
-}
-
-/// The configurations checked: (experts, k, scoring, groups, bias, coarse logits).
-fn cases() -> Vec<(GatingConfig, Option<Vec<f32>>, bool)> {
-    let config = |e, k, scoring, groups: Option<(usize, usize)>| {
-        let limit = groups.map(|(groups, top_groups)| GroupLimit { groups, top_groups });
-        GatingConfig::new(e, k, scoring, limit, true).unwrap()
-    };
-    let bias: Vec<f32> = logits(9, 1, 256, false).iter().map(|b| b / 40.0).collect();
-    vec![
-        (config(8, 2, Scoring::Softmax, None), None, false),
-        (config(8, 2, Scoring::Softmax, None), None, true),
-        (config(64, 8, Scoring::Softmax, None), None, false),
-        (config(60, 4, Scoring::Softmax, None), None, true),
-        (config(16, 16, Scoring::Softmax, None), None, false),
-        (
-            config(256, 8, Scoring::Sigmoid, Some((8, 4))),
-            Some(bias),
-            false,
-        ),
-        (config(1024, 4, Scoring::Softmax, None), None, false),
-        (
-            GatingConfig::new(128, 8, Scoring::Softmax, None, false).unwrap(),
-            None,
-            false,
-        ),
-    ]
-}
 
 #[test]
 #[ignore = "needs an NVIDIA GPU (scripts/gpu_run.sh test)"]
 fn the_plain_kernel_matches_the_cpu_twin_bit_for_bit() {
     let gpu = Gpu::open("capture_gpu test").unwrap();
-    for (index, (config, bias, coarse)) in cases().into_iter().enumerate() {
+    for (
+        index,
+        Case {
+            config,
+            bias,
+            coarse,
+        },
+    ) in cases().into_iter().enumerate()
+    {
         let values = logits(index as u64, 4096, config.num_experts(), coarse);
         let cpu = route_layer(&config, &values, bias.as_deref(), "cpu").unwrap();
         let gpu_out = gpu.route_layer(&config, &values, bias.as_deref()).unwrap();
