@@ -148,7 +148,7 @@ fn the_kernel_source_matches_the_cpu_twin_bit_for_bit() {
         let values = logits(index as u64, 12, config.num_experts(), coarse);
         let twin = route_layer(&config, &values, bias.as_deref(), "twin").unwrap();
         let kernel = emulate(
-            &emulator,
+            emulator,
             dir.path(),
             &config,
             &values,
@@ -185,7 +185,7 @@ fn the_instrumented_kernel_records_decode_to_the_twin_and_count_their_losses() {
     // A ring of 20 holds every record; one of 6 keeps sequence numbers 0..6 and loses 14.
     for (capacity, lost) in [(20_u64, 0_u64), (6, 14)] {
         let kernel = emulate(
-            &emulator,
+            emulator,
             dir.path(),
             &config,
             &values,
