@@ -79,7 +79,7 @@ __device__ void moesim_gating_body(const MoesimGatingArgs a, unsigned num_tokens
   const unsigned lane = threadIdx.x & 31u;
   const unsigned warp = threadIdx.x >> 5;
   const unsigned warps = blockDim.x >> 5;
-  float* scores = moesim_shared + (size_t)warp * 4u * E;
+  float* scores = moesim_shared + (unsigned long long)warp * 4u * E;
   float* choice = scores + E;
   float* group_score = choice + E;                      // [groups], then:
   float* chosen_weight = group_score;                   // [k]
@@ -88,7 +88,7 @@ __device__ void moesim_gating_body(const MoesimGatingArgs a, unsigned num_tokens
 
   for (unsigned token = blockIdx.x * warps + warp; token < num_tokens;
        token += gridDim.x * warps) {
-    const float* x = a.logits + (size_t)token * E;
+    const float* x = a.logits + (unsigned long long)token * E;
     if (scoring == 0u) {
       float max = __int_as_float(0xff800000);
       for (unsigned e = lane; e < E; e += 32u) max = fmaxf(max, x[e]);
@@ -169,8 +169,8 @@ __device__ void moesim_gating_body(const MoesimGatingArgs a, unsigned num_tokens
     }
     __syncwarp();
     for (unsigned slot = lane; slot < k; slot += 32u) {
-      a.out_experts[(size_t)token * k + slot] = (int)chosen_id[slot];
-      a.out_weights[(size_t)token * k + slot] = chosen_weight[slot];
+      a.out_experts[(unsigned long long)token * k + slot] = (int)chosen_id[slot];
+      a.out_weights[(unsigned long long)token * k + slot] = chosen_weight[slot];
     }
 
     if (INSTRUMENTED) {
@@ -179,7 +179,7 @@ __device__ void moesim_gating_body(const MoesimGatingArgs a, unsigned num_tokens
       seq = __shfl_sync(MOESIM_FULL_MASK, seq, 0);
       const bool kept = seq < drained_seq + ring_capacity;
       const unsigned stride = 4u + 2u * k;
-      unsigned* record = a.ring + (size_t)(seq % ring_capacity) * stride;
+      unsigned* record = a.ring + (unsigned long long)(seq % ring_capacity) * stride;
       if (kept && lane == 0u) {
         record[0] = (unsigned)seq;
         record[1] = (unsigned)(seq >> 32);
@@ -192,7 +192,7 @@ __device__ void moesim_gating_body(const MoesimGatingArgs a, unsigned num_tokens
           record[4u + slot] = chosen_id[slot];
           record[4u + k + slot] = __float_as_uint(chosen_weight[slot]);
         }
-        atomicAdd(&a.expert_counts[(size_t)layer * E + chosen_id[slot]], 1ull);
+        atomicAdd(&a.expert_counts[(unsigned long long)layer * E + chosen_id[slot]], 1ull);
       }
     }
     __syncwarp();
