@@ -11,7 +11,9 @@
 #                                 # (needs ../shared/data or MOESIM_SHARED_DATA: run it back here,
 #                                 #  with GPU=h100 and MOESIM=target/debug/moesim)
 #   scripts/gpu_run.sh all        # test, overhead, model, profile, and compare when data is there
-# Results land in reports/gpu-<gpu>/ and traces/, ready to commit.
+# Results land in reports/gpu-<gpu>/ and traces/, ready to commit. Under the device tool, each
+# stage also copies what it wrote into $OUT (same relative paths), the only files that come back:
+# copy them from the reply's files_at into the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage="${1:-all}"
@@ -39,6 +41,12 @@ gpu_slug() {
     || echo "$gpu_name" | tr 'A-Z ' 'a-z-' | tr -cd 'a-z0-9-'
 }
 
+# Copies the given repository paths into $OUT (when the device tool set it), keeping their paths.
+publish() {
+  [ -n "${OUT:-}" ] || return 0
+  cp -r --parents "$@" "$OUT/"
+}
+
 machine_json() {
   python3 - <<'PY'
 import json, subprocess, datetime
@@ -54,7 +62,10 @@ stage_test() {
   mkdir -p "$out"
   moesim_bin >/dev/null
   set -o pipefail
-  /tmp/moesim-gpu-bin/capture_gpu --include-ignored --test-threads=1 2>&1 | tee "$out/capture_gpu_tests.log"
+  local status=0
+  /tmp/moesim-gpu-bin/capture_gpu --include-ignored --test-threads=1 2>&1 | tee "$out/capture_gpu_tests.log" || status=$?
+  publish "$out/capture_gpu_tests.log"
+  return "$status"
 }
 
 stage_overhead() {
@@ -85,6 +96,7 @@ report = dict(machine, kernel="src/capture/kernels/gating.cu (moesim_gating vs m
 json.dump(report, open(out, "w"), indent=1)
 print(json.dumps({c["gating"]: round(c["overhead_percent"], 2) for c in cases}))
 PY
+  publish "$out/capture_overhead.json"
 }
 
 stage_model() {
@@ -121,6 +133,8 @@ lines = [
 open(f"traces/{name}.provenance.md", "w").write("\n".join(lines) + "\n")
 PY
   ls -la "traces/$name".*
+  publish "traces/$name.parquet" "traces/$name.capture.json" "traces/$name.provenance.md" \
+    "$out/small_moe_train_summary.json"
 }
 
 stage_profile() {
@@ -130,6 +144,7 @@ stage_profile() {
   moesim calibrate --measurements "$out/profile/measurements.parquet" -o "$out/profile/calibration.toml"
   moesim validate --measurements "$out/profile/measurements.parquet" \
     --calibration "$out/profile/calibration.toml" -o "$out/validation"
+  publish "$out/profile" "$out/validation"
 }
 
 stage_compare() {
