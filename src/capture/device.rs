@@ -16,10 +16,17 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError,
-    LaunchConfig, PinnedHostSlice, PushKernelArg, result as cu, sys,
+    CudaContext, CudaEvent, CudaFunction, CudaStream, DevicePtr, DriverError, LaunchConfig,
+    PinnedHostSlice, PushKernelArg, result as cu, sys,
 };
 use cudarc::nvrtc::Ptx;
+
+mod buffers;
+mod overhead;
+
+pub use overhead::Overhead;
+
+use buffers::{Buffers, KernelPointers};
 
 use super::gating::GatingConfig;
 use super::logits::RouterLogits;
@@ -57,19 +64,6 @@ pub fn ring_segments(first_seq: u64, count: u64, capacity: u64) -> Vec<(u64, u64
 /// A CUDA failure, naming the step.
 fn cuda(step: &'static str) -> impl Fn(DriverError) -> Error {
     move |e| Error::invalid(format!("CUDA {step}: {e}"))
-}
-
-/// The kernel's pointer arguments (the first eight parameters in gating.cu), as device addresses.
-#[derive(Debug, Clone, Copy, Default)]
-struct KernelPointers {
-    logits: u64,
-    bias: u64,
-    out_experts: u64,
-    out_weights: u64,
-    ring: u64,
-    seq_counter: u64,
-    overflow: u64,
-    expert_counts: u64,
 }
 
 /// The per-launch scalars of the kernel.
@@ -272,72 +266,6 @@ impl Gpu {
         Ok(LayerDecisions { experts, weights })
     }
 
-    /// Times the plain and the instrumented kernel on one layer of logits: `rounds` rounds of
-    /// `reps` back-to-back launches of each, alternating, with CUDA events; the median round.
-    pub fn measure_overhead(
-        &self,
-        config: &GatingConfig,
-        logits: &[f32],
-        bias: Option<&[f32]>,
-        reps: usize,
-        rounds: usize,
-    ) -> Result<Overhead> {
-        if reps == 0 || rounds == 0 {
-            return Err(Error::invalid(format!(
-                "overhead timing needs at least one launch and one round (got {reps} and {rounds})"
-            )));
-        }
-        let single = single_layer(config, logits, bias)?;
-        let tokens = single.num_tokens as u64;
-        let bias_rows = bias.map(|b| vec![b.to_vec()]);
-        let stream = self.ctx.new_stream().map_err(cuda("creating a stream"))?;
-        let mut buffers = Buffers::new(&stream, config, &single, bias_rows.as_deref(), tokens)?;
-        stream
-            .memcpy_htod(logits, &mut buffers.logits)
-            .map_err(cuda("uploading logits"))?;
-        let pointers = buffers.pointers(&stream, 0, config.num_experts());
-        let mut instrumented_launches = 0_u64;
-        let mut time_round = |kernel: &CudaFunction, launches: usize| -> Result<f64> {
-            let flags = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
-            let start = stream.record_event(flags).map_err(cuda("timing"))?;
-            for _ in 0..launches {
-                // Each instrumented launch takes `tokens` new sequence numbers; passing the first
-                // of them as drained keeps every record (the ring holds one launch).
-                let scalars = LaunchScalars {
-                    num_tokens: tokens as u32,
-                    layer: 0,
-                    ring_capacity: tokens,
-                    drained_seq: instrumented_launches * tokens,
-                };
-                self.launch(kernel, &stream, pointers, config, scalars)?;
-                if std::ptr::eq(kernel, &self.instrumented) {
-                    instrumented_launches += 1;
-                }
-            }
-            let end = stream.record_event(flags).map_err(cuda("timing"))?;
-            end.synchronize().map_err(cuda("timing"))?;
-            let ms = start.elapsed_ms(&end).map_err(cuda("timing"))?;
-            Ok(f64::from(ms) * 1e6 / launches as f64)
-        };
-        time_round(&self.plain, reps.min(10))?;
-        time_round(&self.instrumented, reps.min(10))?;
-        let (mut plain, mut instrumented) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            plain.push(time_round(&self.plain, reps)?);
-            instrumented.push(time_round(&self.instrumented, reps)?);
-        }
-        let plain_ns = median(&mut plain);
-        let instrumented_ns = median(&mut instrumented);
-        Ok(Overhead {
-            tokens: single.num_tokens,
-            reps,
-            rounds,
-            plain_ns_per_launch: plain_ns,
-            instrumented_ns_per_launch: instrumented_ns,
-            overhead_percent: (instrumented_ns / plain_ns - 1.0) * 100.0,
-        })
-    }
-
     /// Launches `kernel` on `stream`.
     fn launch(
         &self,
@@ -409,34 +337,6 @@ fn launch_config(num_tokens: u32, num_experts: u32) -> LaunchConfig {
     }
 }
 
-/// The median of `values` (the mean of the middle two for an even count).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    }
-}
-
-/// Plain vs instrumented kernel time, as measured by [`Gpu::measure_overhead`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Overhead {
-    /// Tokens per launch.
-    pub tokens: usize,
-    /// Launches per timed round.
-    pub reps: usize,
-    /// Timed rounds per kernel.
-    pub rounds: usize,
-    /// Median over rounds of the plain kernel's time per launch.
-    pub plain_ns_per_launch: f64,
-    /// The same for the instrumented kernel.
-    pub instrumented_ns_per_launch: f64,
-    /// `(instrumented / plain - 1) x 100`.
-    pub overhead_percent: f64,
-}
-
 /// Checks logits and bias before anything reaches the GPU (the kernel assumes finite inputs).
 fn check_inputs(
     config: &GatingConfig,
@@ -488,75 +388,6 @@ fn single_layer(
     Ok(single)
 }
 
-/// The device buffers of one capture.
-struct Buffers {
-    logits: CudaSlice<f32>,
-    bias: Option<CudaSlice<f32>>,
-    out_experts: CudaSlice<i32>,
-    out_weights: CudaSlice<f32>,
-    ring: CudaSlice<u32>,
-    seq_counter: CudaSlice<u64>,
-    overflow: CudaSlice<u64>,
-    expert_counts: CudaSlice<u64>,
-}
-
-impl Buffers {
-    /// Allocates every buffer; the ring's sequence fields start at all-ones, a value no record
-    /// carries, so an unwritten slot always reads as stale.
-    fn new(
-        stream: &Arc<CudaStream>,
-        config: &GatingConfig,
-        logits: &RouterLogits,
-        bias: Option<&[Vec<f32>]>,
-        ring_capacity: u64,
-    ) -> Result<Self> {
-        let (tokens, experts, k) = (logits.num_tokens, config.num_experts(), config.top_k());
-        let ring_words = usize::try_from(ring_capacity)
-            .ok()
-            .and_then(|c| c.checked_mul(record_words(k)))
-            .ok_or_else(|| {
-                Error::invalid(format!("--ring-capacity {ring_capacity} is too large"))
-            })?;
-        let alloc = cuda("allocating GPU memory");
-        let bias = match bias {
-            Some(rows) => Some(stream.clone_htod(&rows.concat()).map_err(&alloc)?),
-            None => None,
-        };
-        Ok(Buffers {
-            logits: stream.alloc_zeros(tokens * experts).map_err(&alloc)?,
-            bias,
-            out_experts: stream.alloc_zeros(tokens * k).map_err(&alloc)?,
-            out_weights: stream.alloc_zeros(tokens * k).map_err(&alloc)?,
-            ring: stream
-                .clone_htod(&vec![u32::MAX; ring_words])
-                .map_err(&alloc)?,
-            seq_counter: stream.alloc_zeros(1).map_err(&alloc)?,
-            overflow: stream.alloc_zeros(1).map_err(&alloc)?,
-            expert_counts: stream
-                .alloc_zeros(logits.layers.len() * experts)
-                .map_err(&alloc)?,
-        })
-    }
-
-    /// The kernel's pointer block for `layer` (the bias row of that layer).
-    fn pointers(&self, stream: &Arc<CudaStream>, layer: usize, experts: usize) -> KernelPointers {
-        let address = |slice: &CudaSlice<f32>| slice.device_ptr(stream).0;
-        KernelPointers {
-            logits: address(&self.logits),
-            bias: self
-                .bias
-                .as_ref()
-                .map_or(0, |b| address(b) + (layer * experts * 4) as u64),
-            out_experts: self.out_experts.device_ptr(stream).0,
-            out_weights: address(&self.out_weights),
-            ring: self.ring.device_ptr(stream).0,
-            seq_counter: self.seq_counter.device_ptr(stream).0,
-            overflow: self.overflow.device_ptr(stream).0,
-            expert_counts: self.expert_counts.device_ptr(stream).0,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,12 +413,6 @@ mod tests {
             (large.grid_dim.0, large.block_dim.0, large.shared_mem_bytes),
             (3, 96, 49_152)
         );
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 
     #[test]
