@@ -5,6 +5,7 @@
 //! `trace` -> `analysis` / `placement` -> `cost` -> `report`; no module reaches back upstream.
 
 pub mod analysis;
+pub mod capture;
 pub mod cli;
 pub mod cost;
 pub mod error;

@@ -3,6 +3,7 @@
 //! Exit codes (scripts and CI rely on them): 0 success, 1 bad input or failure, 2 bad usage.
 
 mod calibrate;
+mod capture;
 mod place;
 mod profile;
 mod run;
@@ -27,7 +28,8 @@ Examples:
   moesim place eval --placement p.json --trace other.json --json
   moesim profile --out prof                     GPU micro-benchmarks + NVML counters
   moesim calibrate --measurements prof/measurements.parquet -o cal.toml
-  moesim validate --measurements prof/measurements.parquet --calibration cal.toml -o val";
+  moesim validate --measurements prof/measurements.parquet --calibration cal.toml -o val
+  moesim capture --cpu --logits router_logits.npy --top-k 2 -o t.parquet   route recorded logits";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -58,6 +60,9 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Predict the held-out half of the measurements with a calibration and compare.
     Validate(validate::ValidateArgs),
+    /// Route recorded router logits through the instrumented CUDA gating kernel (or its CPU
+    /// twin with --cpu) and write the decisions as a trace.
+    Capture(capture::CaptureArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -78,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Profile(args) => args.execute(),
         Command::Calibrate(args) => args.execute(),
         Command::Validate(args) => args.execute(),
+        Command::Capture(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,6 +22,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub use export::{ExportFormat, export};
+pub use npy::{F32Array, read_f32, write_f32};
 
 use crate::error::{Error, Result};
 use crate::trace::Trace;

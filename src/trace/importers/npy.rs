@@ -143,44 +143,9 @@ struct NpyArray<'a> {
 impl<'a> NpyArray<'a> {
     /// Parses the magic, version, header dictionary and checks the body length.
     fn parse(bytes: &'a [u8]) -> std::result::Result<Self, String> {
-        if !bytes.starts_with(MAGIC) || bytes.len() < 10 {
-            return Err("not a NumPy .npy file (magic bytes missing)".into());
-        }
-        let (header_len, header_start) = match bytes[6] {
-            1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-            2 | 3 if bytes.len() >= 12 => (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            ),
-            version => return Err(format!("unsupported .npy format version {version}")),
-        };
-        let body_start = header_start + header_len;
-        let header = bytes
-            .get(header_start..body_start)
-            .ok_or("file ends inside the .npy header")?;
-        let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
-        let fields = HeaderFields::parse(header)?;
+        let (fields, body) = parse_header(bytes)?;
         let dtype = IntDtype::parse(&fields.descr)?;
-        if fields.fortran_order {
-            return Err(
-                "header field 'fortran_order' is True; only C-order arrays are supported".into(),
-            );
-        }
-        let body = &bytes[body_start..];
-        let expected = fields
-            .shape
-            .iter()
-            .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
-            .ok_or("header field 'shape' describes more bytes than can exist")?;
-        if body.len() != expected {
-            return Err(format!(
-                "body has {} bytes but header field 'shape' {:?} of dtype '{}' needs {expected} \
-                 (truncated file?)",
-                body.len(),
-                fields.shape,
-                fields.descr
-            ));
-        }
+        check_body(&fields, body, dtype.size())?;
         Ok(NpyArray {
             dtype,
             shape: fields.shape,
@@ -241,6 +206,98 @@ impl<'a> NpyArray<'a> {
         }?;
         builder.finish(path)
     }
+}
+
+/// Splits a `.npy` file into its header fields and body (C order only).
+fn parse_header(bytes: &[u8]) -> std::result::Result<(HeaderFields, &[u8]), String> {
+    if !bytes.starts_with(MAGIC) || bytes.len() < 10 {
+        return Err("not a NumPy .npy file (magic bytes missing)".into());
+    }
+    let (header_len, header_start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        version => return Err(format!("unsupported .npy format version {version}")),
+    };
+    let body_start = header_start + header_len;
+    let header = bytes
+        .get(header_start..body_start)
+        .ok_or("file ends inside the .npy header")?;
+    let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
+    let fields = HeaderFields::parse(header)?;
+    if fields.fortran_order {
+        return Err(
+            "header field 'fortran_order' is True; only C-order arrays are supported".into(),
+        );
+    }
+    Ok((fields, &bytes[body_start..]))
+}
+
+/// Checks the body holds exactly the elements of `size` bytes the header's shape promises.
+fn check_body(fields: &HeaderFields, body: &[u8], size: usize) -> std::result::Result<(), String> {
+    let expected = fields
+        .shape
+        .iter()
+        .try_fold(size, |n, &d| n.checked_mul(d))
+        .ok_or("header field 'shape' describes more bytes than can exist")?;
+    if body.len() != expected {
+        return Err(format!(
+            "body has {} bytes but header field 'shape' {:?} of dtype '{}' needs {expected} \
+             (truncated file?)",
+            body.len(),
+            fields.shape,
+            fields.descr
+        ));
+    }
+    Ok(())
+}
+
+/// A little-endian float32 array read from a `.npy` file (router logits, biases).
+#[derive(Debug, Clone, PartialEq)]
+pub struct F32Array {
+    /// The array's shape, outermost first.
+    pub shape: Vec<usize>,
+    /// The elements in C order.
+    pub values: Vec<f32>,
+}
+
+/// Reads a float32 (`<f4`) `.npy` file.
+pub fn read_f32(path: &Path) -> Result<F32Array> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (fields, body) = parse_header(&bytes).map_err(|m| Error::bad_file(path, m))?;
+    if !matches!(fields.descr.as_str(), "<f4" | "=f4") {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "header field 'descr': dtype '{}' is not little-endian float32 ('<f4'); convert \
+                 with numpy's .astype('float32')",
+                fields.descr
+            ),
+        ));
+    }
+    check_body(&fields, body, 4).map_err(|m| Error::bad_file(path, m))?;
+    let (cells, _) = body.as_chunks::<4>();
+    Ok(F32Array {
+        shape: fields.shape,
+        values: cells.iter().map(|&b| f32::from_le_bytes(b)).collect(),
+    })
+}
+
+/// Writes `values` as a float32 `.npy` file of `shape`, with the header NumPy itself would write.
+pub fn write_f32(path: &Path, shape: &[usize], values: &[f32]) -> Result<()> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let tuple = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
+    let mut bytes = header_v1(&dict)?;
+    for value in values {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    write_bytes_atomic(path, &bytes)
 }
 
 /// The `[tokens, layers, k]` geometry of a body being converted.
@@ -601,5 +658,30 @@ mod tests {
             let got: Vec<u16> = (0..6).map(|l| trace.layer(l).experts_of(row)[0]).collect();
             assert_eq!(got, ids);
         }
+    }
+
+    #[test]
+    fn float32_arrays_round_trip_and_other_dtypes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logits.npy");
+        write_f32(&path, &[2, 3], &[0.5, -1.0, 2.0, 3.25, 0.0, -0.125]).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(
+            (bytes.len() - 24) % 64,
+            0,
+            "data starts on a 64-byte boundary"
+        );
+        let array = read_f32(&path).unwrap();
+        assert_eq!(array.shape, [2, 3]);
+        assert_eq!(array.values, [0.5, -1.0, 2.0, 3.25, 0.0, -0.125]);
+        write_f32(&path, &[4], &[1.0; 4]).unwrap();
+        assert_eq!(read_f32(&path).unwrap().shape, [4]);
+        let ints = dir.path().join("ids.npy");
+        write_int16(&ints, [1, 1, 1], &[3]).unwrap();
+        let error = read_f32(&ints)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.ends_with("dtype '<i2' is not little-endian float32 ('<f4'); convert with numpy's .astype('float32')"), "{error}");
     }
 }
