@@ -5,12 +5,18 @@
 //! (flows linked by shared links) the change touches; all changes made at one instant are
 //! settled together, so an all-to-all that starts every flow at once costs one recomputation.
 //!
-//! A drained flow can be kept as a *ghost* that goes on holding its bandwidth until the ghosts
-//! together hold more than a tolerance of the bandwidth in use (or a flow starts), so that an
-//! all-to-all of thousands of flows draining at thousands of different instants is re-divided
-//! a few hundred times instead of at every drain. Ghosts only ever slow the others down (no
-//! flow finishes early); with tolerance 0 (the default) every drain is re-divided at once and
-//! the allocation is exactly max-min fair at all times.
+//! A re-division after drains only re-rates the flows whose rate is at least the smallest rate
+//! released: progressive filling below that level is untouched by removing faster flows (every
+//! link that filled below it keeps its flows), so those flows keep their rates exactly.
+//!
+//! With a tolerance (see [`FlowNetwork::with_ghost_tolerance`]), a drained flow is kept as a
+//! *ghost* that goes on holding its bandwidth until the ghosts together hold more than the
+//! tolerance of the bandwidth in use (or a flow starts), so that an all-to-all of thousands of
+//! flows draining at thousands of different instants is re-divided a few hundred times instead
+//! of at every drain; and a flow whose new fair share is above its rate by no more than the
+//! tolerance keeps its rate (and its drain event). Both only ever slow flows down and never
+//! let a link carry more than it can; with tolerance 0 (the default) every drain is re-divided
+//! at once and the allocation is exactly max-min fair at all times.
 //!
 //! Time is integer nanoseconds. A flow's bytes drain at its current rate; its drain instant is
 //! rounded **up** to the next whole nanosecond (a flow never finishes early), and the bandwidth
@@ -77,7 +83,8 @@ pub struct FlowNetwork {
     /// Slots of flows that drained and gave their bandwidth back, for reuse.
     free_flows: Vec<FlowId>,
     /// Rate below which no flow's rate can change at the next settle: the smallest rate of
-    /// the flows released since the last one, or 0 once a flow started.
+    /// the flows released since the last one, or 0 once a flow started (a new flow may take
+    /// bandwidth from any other).
     settle_floor: f64,
     /// Sum of the ghosts' rates, bytes per ns.
     ghost_rate: f64,
@@ -85,7 +92,8 @@ pub struct FlowNetwork {
     held_rate: f64,
     /// Number of flows holding bandwidth (ghosts included).
     holding: usize,
-    /// Share of `held_rate` the ghosts may hold before their bandwidth is re-divided.
+    /// Share of `held_rate` the ghosts may hold before their bandwidth is re-divided, and the
+    /// relative raise a flow may forgo.
     ghost_tolerance: f64,
     /// Buffers every settle reuses.
     scratch: Scratch,
@@ -129,7 +137,8 @@ impl FlowNetwork {
     }
 
     /// The same network, keeping drained flows as ghosts until they hold more than `tolerance`
-    /// (a share in [0, 1)) of the bandwidth in use; see the module docs.
+    /// (a share in [0, 1)) of the bandwidth in use, and keeping a flow's rate when its new share
+    /// is at most `tolerance` above it; see the module docs.
     pub fn with_ghost_tolerance(mut self, tolerance: f64) -> FlowNetwork {
         self.ghost_tolerance = tolerance;
         self
