@@ -30,6 +30,11 @@ fn missing_input_file_is_named() {
         out.to_str().unwrap(),
     ]);
     assert_fails_with(&output, &["/no/such/trace.npy"]);
+    // One line, the system's reason said once.
+    assert_eq!(
+        common::stderr(&output),
+        "error: /no/such/trace.npy: No such file or directory (os error 2)\n"
+    );
     assert!(!out.exists());
 }
 
