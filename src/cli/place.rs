@@ -93,6 +93,11 @@ struct FitArgs {
     /// in the objective [default: 0.3].
     #[arg(long, value_name = "W")]
     load_weight: Option<f64>,
+    /// ilp-balance: weight of the expected cross-node tokens (tokens start evenly on the
+    /// machines and use a local replica when there is one) next to the peak GPU load in the
+    /// objective [default: 0, balance only].
+    #[arg(long, value_name = "W")]
+    comm_weight: Option<f64>,
     /// Fit on the first F of the trace's tokens (token-level traces), 0 < F <= 1.
     #[arg(long, value_name = "F")]
     fit_fraction: Option<f64>,
@@ -198,6 +203,7 @@ impl FitArgs {
             cluster: cluster.as_ref(),
             max_load_ratio: self.max_load_ratio,
             load_weight: self.load_weight,
+            comm_weight: self.comm_weight,
             ..PlacementRequest::new(&loads, gpus)
         };
         let placement = strategy.place(&request)?;

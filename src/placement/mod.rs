@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use affinity::{AffinitySettings, IlpAffinity, TransitionCounts};
 pub use baseline::{Contiguous, RoundRobin};
 pub use eplb::Eplb;
-pub use ilp_balance::{IlpBalance, LayerSolve, SolveOutcome, SolveReport};
+pub use ilp_balance::{IlpBalance, LayerSolve, SolveOutcome, SolveReport, cross_node_tokens};
 pub use topology_aware::{TopologyAware, hop_costs};
 
 use crate::error::{Error, Result};
@@ -298,6 +298,9 @@ pub struct PlacementRequest<'a> {
     /// Affinity strategies' soft load term: transitions one token of a layer's peak GPU load is
     /// worth; `None` keeps the strategy's own setting.
     pub load_weight: Option<f64>,
+    /// `ilp-balance`'s weight of expected cross-node tokens in its objective; `None` keeps the
+    /// strategy's own setting (0: balance only).
+    pub comm_weight: Option<f64>,
 }
 
 /// The memory side of a request: what one expert replica costs and what a GPU can give them.
@@ -345,6 +348,7 @@ impl<'a> PlacementRequest<'a> {
             cluster: None,
             max_load_ratio: None,
             load_weight: None,
+            comm_weight: None,
         }
     }
 

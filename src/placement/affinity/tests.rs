@@ -185,41 +185,37 @@ fn switch_8_beats_exflow_on_transitions_and_ties_on_load() {
     assert!((ours_load - exflow_load).abs() < 1e-9);
 }
 
-#[test]
-#[ignore = "switch-base-32 takes 25 s in the dev profile (2 s at opt-level 3); run with --ignored"]
-fn switch_32_beats_exflow_on_transitions_and_load() {
-    // Default settings. Measured: ours 0.1543 cross-GPU at mean max/mean 1.635; ExFlow 0.1567
-    // at 1.703.
-    let Some([(ours, exflow), (ours_load, exflow_load)]) =
-        compare_with_exflow(32, AffinitySettings::default())
+/// Asserts `ilp-affinity` with `settings` on switch-base-`experts` reaches the `measured`
+/// (cross-GPU fraction, mean max/mean) and beats ExFlow on both.
+fn assert_beats_exflow(experts: usize, settings: AffinitySettings, measured: (f64, f64)) {
+    let Some([(ours, exflow), (ours_load, exflow_load)]) = compare_with_exflow(experts, settings)
     else {
         return;
     };
-    assert!((ours - 0.1543).abs() < 1e-4, "{ours}");
-    assert!((ours_load - 1.635).abs() < 1e-3, "{ours_load}");
+    assert!((ours - measured.0).abs() < 1e-4, "{ours}");
+    assert!((ours_load - measured.1).abs() < 1e-3, "{ours_load}");
     assert!(ours < exflow, "{ours} vs {exflow}");
     assert!(ours_load < exflow_load, "{ours_load} vs {exflow_load}");
 }
 
 #[test]
+#[ignore = "switch-base-32 takes 25 s in the dev profile (2 s at opt-level 3); run with --ignored"]
+fn switch_32_beats_exflow_on_transitions_and_load() {
+    // Default settings. ExFlow: 0.1567 cross-GPU at mean max/mean 1.703.
+    assert_beats_exflow(32, AffinitySettings::default(), (0.1543, 1.635));
+}
+
+#[test]
 #[ignore = "switch-base-128 takes about 10 s at opt-level 3; run with --ignored"]
 fn switch_128_beats_exflow_on_transitions_and_load_without_a_hard_cap() {
-    // ExFlow's placement reaches mean max/mean 2.500, above the default cap (2): without the
-    // cap and with a lighter load term (0.1), ours is below ExFlow on both metrics. Measured:
-    // ours 0.1273 cross-GPU at 2.460; ExFlow 0.1287 at 2.500.
+    // ExFlow's placement reaches mean max/mean 2.500 (0.1287 cross-GPU), above the default cap
+    // (2): without the cap and with a lighter load term (0.1), ours is below it on both.
     let settings = AffinitySettings {
         max_load_ratio: f64::INFINITY,
         load_weight: 0.1,
         ..AffinitySettings::default()
     };
-    let Some([(ours, exflow), (ours_load, exflow_load)]) = compare_with_exflow(128, settings)
-    else {
-        return;
-    };
-    assert!((ours - 0.1273).abs() < 1e-4, "{ours}");
-    assert!((ours_load - 2.460).abs() < 1e-3, "{ours_load}");
-    assert!(ours < exflow, "{ours} vs {exflow}");
-    assert!(ours_load < exflow_load, "{ours_load} vs {exflow_load}");
+    assert_beats_exflow(128, settings, (0.1273, 2.460));
 }
 
 #[test]
