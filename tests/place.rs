@@ -366,22 +366,20 @@ fn eval_with_a_model_and_cluster_reports_the_simulated_step_of_moesim_simulate()
         ],
     );
     assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
-    let eval = eval_json(
-        dir.path(),
-        &[
+    let eval_rr = |extra: &[&str]| {
+        let mut args = vec![
             "place",
             "eval",
             "--placement",
             "rr.json",
             "--trace",
             trace,
-            "--model",
-            "olmoe-1b-7b",
-            "--cluster",
-            "dgx-h100",
             "--json",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        eval_json(dir.path(), &args)
+    };
+    let eval = eval_rr(&["--model", "olmoe-1b-7b", "--cluster", "dgx-h100"]);
     let steps = eval["simulated"].as_array().unwrap();
     let strategies = simulated["strategies"].as_array().unwrap();
     assert_eq!(steps.len(), 4);
@@ -392,17 +390,6 @@ fn eval_with_a_model_and_cluster_reports_the_simulated_step_of_moesim_simulate()
         assert!(step["step_ns"].as_u64().unwrap() > 0);
     }
     // Without a cluster there is nothing to simulate on.
-    let bare = eval_json(
-        dir.path(),
-        &[
-            "place",
-            "eval",
-            "--placement",
-            "rr.json",
-            "--trace",
-            trace,
-            "--json",
-        ],
-    );
+    let bare = eval_rr(&[]);
     assert!(bare.get("simulated").is_none());
 }

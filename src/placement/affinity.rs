@@ -350,8 +350,10 @@ impl Problem<'_> {
 
     /// The best-scoring annealed partition: `balanced` (the balanced packing, always within the
     /// caps) annealed hot, and `settings.restarts` recursive bisections repaired to the caps
-    /// (dropped when that fails), annealed alternately cool and hot. Deterministic: the packing anneals with a
-    /// ChaCha8 stream seeded `settings.seed`, bisection `r` with `settings.seed + 1 + r`.
+    /// (dropped when that fails), annealed alternately cool and hot; no bisection starts once
+    /// half of `settings.time_limit_s` is spent (the rest is the descent's). Deterministic when
+    /// the time limit does not bite: the packing anneals with a ChaCha8 stream seeded
+    /// `settings.seed`, bisection `r` with `settings.seed + 1 + r`.
     fn best_start(
         &self,
         balanced: Vec<Vec<usize>>,
@@ -375,9 +377,13 @@ impl Problem<'_> {
             let score = self.score(&gpu_of, settings.load_weight);
             (gpu_of, score)
         };
+        let started = Instant::now();
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
         let mut best = anneal(balanced, settings.start_temperature, &mut rng);
         for restart in 0..settings.restarts {
+            if started.elapsed().as_secs_f64() > settings.time_limit_s / 2.0 {
+                break;
+            }
             let seed = settings.seed.wrapping_add(1 + restart as u64);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let mut gpu_of = bisect::partition_layers(

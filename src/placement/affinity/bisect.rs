@@ -120,11 +120,11 @@ impl Graph {
                 }
             }
             for _ in 0..MAX_PASSES {
-                if self.pass(&mut side) <= 1e-9 {
+                if self.pass(members, &mut side) <= 1e-9 {
                     break;
                 }
             }
-            let cut = self.cut(&side);
+            let cut = self.cut(members, &side);
             if best.as_ref().is_none_or(|(c, _)| cut < *c) {
                 best = Some((cut, side));
             }
@@ -134,11 +134,11 @@ impl Graph {
         (left, right)
     }
 
-    /// Weight between the part's two sides.
-    fn cut(&self, side: &[Option<bool>]) -> f64 {
+    /// Weight between the two sides of the part `members`.
+    fn cut(&self, members: &[usize], side: &[Option<bool>]) -> f64 {
         let mut twice = 0.0;
-        for (v, edges) in self.adjacency.iter().enumerate() {
-            for &(u, w) in edges {
+        for &v in members {
+            for &(u, w) in &self.adjacency[v] {
                 if side[v].is_some() && side[u].is_some() && side[v] != side[u] {
                     twice += w;
                 }
@@ -147,12 +147,12 @@ impl Graph {
         twice / 2.0
     }
 
-    /// Per node of the part, its weight to the other side minus that to its own.
-    fn external_minus_internal(&self, side: &[Option<bool>]) -> Vec<f64> {
+    /// Per node of the part `members`, its weight to the other side minus that to its own.
+    fn external_minus_internal(&self, members: &[usize], side: &[Option<bool>]) -> Vec<f64> {
         let mut gain = vec![0.0; side.len()];
-        for (v, edges) in self.adjacency.iter().enumerate() {
+        for &v in members {
             let Some(s) = side[v] else { continue };
-            for &(u, w) in edges {
+            for &(u, w) in &self.adjacency[v] {
                 if let Some(t) = side[u] {
                     gain[v] += if s == t { -w } else { w };
                 }
@@ -161,10 +161,11 @@ impl Graph {
         gain
     }
 
-    /// One Kernighan-Lin pass: swaps the best unlocked same-class pair until none is left,
-    /// keeps the best prefix of the swaps and returns its gain (0 when no prefix gains).
-    fn pass(&self, side: &mut [Option<bool>]) -> f64 {
-        let mut gain = self.external_minus_internal(side);
+    /// One Kernighan-Lin pass over the part `members` (ascending): swaps the best unlocked
+    /// same-class pair until none is left, keeps the best prefix of the swaps and returns its
+    /// gain (0 when no prefix gains).
+    fn pass(&self, members: &[usize], side: &mut [Option<bool>]) -> f64 {
+        let mut gain = self.external_minus_internal(members, side);
         let mut locked = vec![false; side.len()];
         let mut swaps = Vec::new();
         let (mut total, mut best_total, mut best_len) = (0.0, 0.0, 0);
@@ -172,9 +173,9 @@ impl Graph {
             // Per class and side, the unlocked node of highest gain; then the best class's pair
             // (an edge between the two, rare, is accounted for after the pick).
             let mut top = vec![[None::<usize>; 2]; self.classes];
-            for (v, s) in side.iter().enumerate() {
-                let Some(s) = s else { continue };
-                let slot = &mut top[self.class[v]][usize::from(*s)];
+            for &v in members {
+                let Some(s) = side[v] else { continue };
+                let slot = &mut top[self.class[v]][usize::from(s)];
                 if !locked[v] && slot.is_none_or(|t| gain[v] > gain[t]) {
                     *slot = Some(v);
                 }
