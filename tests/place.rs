@@ -175,7 +175,7 @@ fn sglang_maps_come_out_of_place() {
 #[test]
 fn bad_requests_fail_before_writing_anything() {
     let dir = tiny_dir();
-    let cases: [(&[&str], &[&str]); 5] = [
+    let cases: [(&[&str], &[&str]); 6] = [
         (
             &["--strategy", "eplb", "--gpus", "2", "--slots", "7"],
             &["7 slots is not a multiple of 2 GPUs (1 over"],
@@ -195,6 +195,17 @@ fn bad_requests_fail_before_writing_anything() {
         (
             &["--strategy", "eplb", "--gpus", "2", "--fit-fraction", "0.1"],
             &["t.csv", "0.1 of 4 tokens leaves no tokens"],
+        ),
+        (
+            &[
+                "--strategy",
+                "ilp-affinity",
+                "--gpus",
+                "2",
+                "--max-load-ratio",
+                "0.5",
+            ],
+            &["max load ratio 0.5 must be at least 1"],
         ),
     ];
     for (args, needles) in cases {
@@ -392,4 +403,52 @@ fn eval_with_a_model_and_cluster_reports_the_simulated_step_of_moesim_simulate()
     // Without a cluster there is nothing to simulate on.
     let bare = eval_rr(&[]);
     assert!(bare.get("simulated").is_none());
+}
+
+#[test]
+fn comm_weight_puts_every_expert_on_both_machines() {
+    // 4 experts of 4 tokens on 2 machines x 2 GPUs x 2 slots: one expert per GPU already meets
+    // the load bound (4), but then every expert lives on one machine and half its tokens cross.
+    // With --comm-weight 1 each expert gets one replica per machine (still 4 per GPU).
+    let dir = tempfile::tempdir().unwrap();
+    let loads = serde_json::json!({ "logical_count": [[4.0, 4.0, 4.0, 4.0]] });
+    std::fs::write(dir.path().join("loads.json"), loads.to_string()).unwrap();
+    let place = |extra: &[&str], out: &str| {
+        let mut args = vec![
+            "place",
+            "--trace",
+            "loads.json",
+            "--strategy",
+            "ilp-balance",
+            "--gpus",
+            "4",
+            "--nodes",
+            "2",
+            "--slots",
+            "8",
+            "-o",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let fit = moesim_in(dir.path(), &args);
+        assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
+        let text = std::fs::read_to_string(dir.path().join(out)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let gpus = json["placement"]["layers"][0]["gpu_experts"].clone();
+        // Per machine, the sorted experts it holds.
+        let machine = |first: usize| {
+            let mut held: Vec<u64> = (first..first + 2)
+                .flat_map(|g| gpus[g].as_array().unwrap().clone())
+                .map(|e| e.as_u64().unwrap())
+                .collect();
+            held.sort_unstable();
+            held
+        };
+        (machine(0), machine(2))
+    };
+    assert_eq!(place(&[], "balance.json"), (vec![0, 1], vec![2, 3]));
+    assert_eq!(
+        place(&["--comm-weight", "1"], "weighted.json"),
+        (vec![0, 1, 2, 3], vec![0, 1, 2, 3])
+    );
 }

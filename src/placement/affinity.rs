@@ -194,10 +194,10 @@ pub(super) fn place_by_affinity(
         )));
     }
     let max_load_ratio = settings.max_load_ratio;
-    if !(max_load_ratio >= 1.0) {
+    if max_load_ratio.is_nan() || max_load_ratio < 1.0 {
         return Err(Error::invalid(format!(
-            "{strategy}: max load ratio {max_load_ratio} is below 1 (a perfect split); use inf \
-             for no cap"
+            "{strategy}: max load ratio {max_load_ratio} must be at least 1 (a perfect split); use \
+             inf for no cap"
         )));
     }
     if !(settings.start_temperature > 0.0

@@ -166,7 +166,7 @@ fn missing_transitions_too_few_slots_and_bad_settings_are_named() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("max load ratio 0.9 is below 1 (a perfect split); use inf for no cap"),
+        err.contains("max load ratio 0.9 must be at least 1 (a perfect split); use inf for no cap"),
         "{err}"
     );
 }
