@@ -2,10 +2,11 @@
 //! graph's classes are its layers): the GPUs are split in two halves, every class's nodes in two
 //! sets sized by the halves' quotas, and the cut (edge weight between the two sets) is
 //! minimised by Kernighan-Lin passes; each half is then split the same way until one GPU is
-//! left. Swapping two nodes of one class keeps every class's split sizes; its gain is the two
-//! nodes' external minus internal weights, less twice the edge between them. A pass swaps the
-//! best pair again and again, each node once, taking worsening swaps too, and keeps the best
-//! prefix: that climbs out of the local optima where single improving swaps stop.
+//! left. Swapping two nodes of one class keeps every class's split sizes; nodes of one class
+//! share no edge (a layer's experts share no transitions), so a swap's gain is the two nodes'
+//! external minus internal weights. A pass swaps the best pair again and again, each node once,
+//! taking worsening swaps too, and keeps the best prefix: that climbs out of the local optima
+//! where single improving swaps stop.
 
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -40,7 +41,8 @@ pub(super) fn partition_layers(
         .collect()
 }
 
-/// An undirected weighted graph whose nodes each belong to one class.
+/// An undirected weighted graph whose nodes each belong to one class; no edge joins two nodes
+/// of one class.
 struct Graph {
     /// Per node, its class.
     class: Vec<usize>,
@@ -170,8 +172,7 @@ impl Graph {
         let mut swaps = Vec::new();
         let (mut total, mut best_total, mut best_len) = (0.0, 0.0, 0);
         loop {
-            // Per class and side, the unlocked node of highest gain; then the best class's pair
-            // (an edge between the two, rare, is accounted for after the pick).
+            // Per class and side, the unlocked node of highest gain; then the best class's pair.
             let mut top = vec![[None::<usize>; 2]; self.classes];
             for &v in members {
                 let Some(s) = side[v] else { continue };
@@ -188,12 +189,7 @@ impl Graph {
                 })
                 .max_by(|x, y| (gain[x.0] + gain[x.1]).total_cmp(&(gain[y.0] + gain[y.1])));
             let Some((a, b)) = pick else { break };
-            let between: f64 = self.adjacency[a]
-                .iter()
-                .filter(|&&(u, _)| u == b)
-                .map(|&(_, w)| w)
-                .sum();
-            let g = gain[a] + gain[b] - 2.0 * between;
+            let g = gain[a] + gain[b];
             for v in [a, b] {
                 let from = side[v];
                 for &(u, w) in &self.adjacency[v] {
