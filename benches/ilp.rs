@@ -3,9 +3,14 @@
 //! - `ilp-balance` on every DeepSeek-V3 workload (58 MoE layers x 256 experts, 32 GPUs x 9 slots
 //!   = 288 slots): total time and mean / max gap to the lower bound. Target: within 1 % in under
 //!   60 s per workload on 2 cores.
-//! - `ilp-affinity` on switch-base-128 (40800 tokens x 6 layers, top-1), 8 GPUs x 16 slots: time,
+//! - `ilp-affinity` on switch-base-8/32/128 (40800 tokens x 6 layers, top-1), 8 GPUs: time,
 //!   cross-GPU transition fraction and mean per-layer GPU max/mean load, next to ExFlow's
-//!   placement of the same trace. Target: under 60 s.
+//!   placement of the same trace, with the default settings and without a hard load cap (load
+//!   weight 0.1). Target: under 60 s for 128 experts.
+//! - `ilp-affinity` at DeepSeek-V3 size (58 MoE layers x 256 experts, top-8 routed within 4 of 8
+//!   groups, 32 GPUs x 8 slots on 4 machines) on a synthetic token trace (`trace synth`
+//!   parameters below; no token-level DeepSeek trace is public): time, cross-GPU and
+//!   cross-machine transition fractions and load, next to `eplb` and `contiguous`.
 //!
 //! Run with `cargo bench --bench ilp [-- NAME]` (NAME filters the workloads and cases).
 
@@ -14,11 +19,13 @@ use std::time::Instant;
 
 use moesim::placement::evaluate::{EvalContext, evaluate};
 use moesim::placement::{
-    IlpAffinity, IlpBalance, LayerPlacement, Placement, PlacementRequest, PlacementStrategy,
-    SolveOutcome,
+    AffinitySettings, Contiguous, Eplb, IlpAffinity, IlpBalance, LayerPlacement, Placement,
+    PlacementRequest, PlacementStrategy, SolveOutcome,
 };
+use moesim::topology::Cluster;
 use moesim::trace::Trace;
 use moesim::trace::importers::{ImportFormat, import};
+use moesim::trace::synth::{GroupLimit, SynthParams, synthesize};
 
 const DEEPSEEK_WORKLOADS: &[&str] = &[
     "prefill_in1024",
@@ -41,11 +48,79 @@ fn main() {
             ilp_balance_deepseek(&root, workload);
         }
     }
+    for experts in [8, 32, 128] {
+        let name = format!("switch-base-{experts}");
+        if only.as_deref().is_none_or(|o| name.contains(o)) {
+            ilp_affinity_switch(&root, experts);
+        }
+    }
     if only
         .as_deref()
-        .is_none_or(|o| "switch-base-128".contains(o))
+        .is_none_or(|o| "deepseek-affinity".contains(o))
     {
-        ilp_affinity_switch(&root, 128);
+        ilp_affinity_deepseek_size();
+    }
+}
+
+/// `ilp-affinity` at DeepSeek-V3 size on a synthetic trace, next to EPLB and contiguous.
+fn ilp_affinity_deepseek_size() {
+    let params = SynthParams {
+        num_experts: 256,
+        num_layers: 58,
+        top_k: 8,
+        num_tokens: 4096,
+        seed: 1,
+        groups: Some(GroupLimit {
+            n_groups: 8,
+            topk_groups: 4,
+        }),
+        ..SynthParams::default()
+    };
+    let trace = synthesize(&params).expect("valid synth parameters");
+    let loads = trace.expert_loads();
+    let cluster = Cluster::resolve("hgx-h800x4").expect("preset cluster");
+    let request = PlacementRequest {
+        transitions: Some(&trace),
+        slots_per_gpu: 8,
+        num_nodes: 4,
+        num_groups: 8,
+        ..PlacementRequest::new(&loads, 32)
+    };
+    // Fewer restarts and bisection tries than the defaults: the graph has 14848 nodes.
+    let affinity = IlpAffinity {
+        settings: AffinitySettings {
+            restarts: 2,
+            bisection_tries: 2,
+            ..AffinitySettings::default()
+        },
+        ..IlpAffinity::default()
+    };
+    let trace = Trace::Tokens(trace.clone());
+    let strategies: [&dyn PlacementStrategy; 3] = [&affinity, &Eplb, &Contiguous];
+    for strategy in strategies {
+        let start = Instant::now();
+        let placement = strategy.place(&request).expect("feasible request");
+        let elapsed_s = start.elapsed().as_secs_f64();
+        let context = EvalContext {
+            cluster: Some(&cluster),
+            ..EvalContext::bare()
+        };
+        let judged = evaluate(&placement, &trace, context).expect("shapes match");
+        let cross_node = judged
+            .layers
+            .iter()
+            .filter_map(|l| l.cross_node_fraction)
+            .sum::<f64>()
+            / (judged.layers.len() - 1) as f64;
+        println!(
+            "deepseek-size synthetic (58 x 256, top-8, 4096 tokens) {} on 32 GPUs / 4 nodes: \
+             cross-GPU {:.4}, cross-node {:.4} (mean over layer pairs), mean max/mean load {:.3}, \
+             {elapsed_s:.2} s",
+            strategy.name(),
+            judged.cross_gpu_fraction.unwrap_or(0.0),
+            cross_node,
+            judged.mean_max_mean
+        );
     }
 }
 
@@ -63,11 +138,26 @@ fn ilp_affinity_switch(root: &Path, experts: usize) {
         slots_per_gpu: experts / 8,
         ..PlacementRequest::new(&loads, 8)
     };
-    let start = Instant::now();
-    let ours = IlpAffinity::default()
-        .place(&request)
-        .expect("feasible request");
-    let elapsed_s = start.elapsed().as_secs_f64();
+    let uncapped = AffinitySettings {
+        max_load_ratio: f64::INFINITY,
+        load_weight: 0.1,
+        ..AffinitySettings::default()
+    };
+    let mut placements = Vec::new();
+    for (name, settings) in [
+        ("ilp-affinity", AffinitySettings::default()),
+        ("ilp-affinity no cap, load weight 0.1", uncapped),
+    ] {
+        let start = Instant::now();
+        let strategy = IlpAffinity {
+            settings,
+            ..IlpAffinity::default()
+        };
+        let placement = strategy.place(&request).expect("feasible request");
+        let elapsed_s = start.elapsed().as_secs_f64();
+        println!("{name} switch-base-{experts} on 8 GPUs: {elapsed_s:.2} s");
+        placements.push((name, placement));
+    }
     let exflow_path = root.join(format!("exflow-placements/switch-exp{experts}-gpu8.json"));
     let text = std::fs::read_to_string(exflow_path).expect("ExFlow placement reads");
     let layers: Vec<Vec<Vec<u16>>> = serde_json::from_str(&text).expect("ExFlow JSON parses");
@@ -76,8 +166,9 @@ fn ilp_affinity_switch(root: &Path, experts: usize) {
         .map(|gpu_experts| LayerPlacement { gpu_experts })
         .collect();
     let exflow = Placement::new(8, experts, experts / 8, layers).expect("ExFlow placement valid");
+    placements.push(("exflow", exflow));
     let trace = Trace::Tokens(trace);
-    for (name, placement) in [("ilp-affinity", &ours), ("exflow", &exflow)] {
+    for (name, placement) in &placements {
         let judged = evaluate(placement, &trace, EvalContext::bare()).expect("shapes match");
         println!(
             "switch-base-{experts} {name}: cross-GPU {:.4}, mean max/mean load {:.3}",
@@ -85,7 +176,6 @@ fn ilp_affinity_switch(root: &Path, experts: usize) {
             judged.mean_max_mean
         );
     }
-    println!("ilp-affinity switch-base-{experts} on 8 GPUs: {elapsed_s:.2} s");
 }
 
 /// Solves one DeepSeek workload and prints time, gaps and how each layer was settled.

@@ -17,6 +17,22 @@ fn tiny_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Fits round-robin on 2 GPUs to the tiny trace with `extra` arguments; asserts it succeeds.
+fn place_tiny_round_robin(dir: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "place",
+        "--trace",
+        "t.csv",
+        "--strategy",
+        "round-robin",
+        "--gpus",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    let fit = moesim_in(dir, &args);
+    assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
+}
+
 fn eval_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let output = moesim_in(dir, args);
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
@@ -78,23 +94,7 @@ fn eplb_fits_and_evaluates_the_tiny_trace_exactly() {
 #[test]
 fn fit_on_the_first_half_and_evaluate_on_the_rest() {
     let dir = tiny_dir();
-    let fit = moesim_in(
-        dir.path(),
-        &[
-            "place",
-            "--trace",
-            "t.csv",
-            "--strategy",
-            "round-robin",
-            "--gpus",
-            "2",
-            "--fit-fraction",
-            "0.5",
-            "-o",
-            "r.json",
-        ],
-    );
-    assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
+    place_tiny_round_robin(dir.path(), &["--fit-fraction", "0.5", "-o", "r.json"]);
     // Round-robin: experts 0, 2 on GPU 0; 1, 3 on GPU 1. Held-out tokens 2 and 3:
     // layer 0 experts 0, 1 -> [1 1]; layer 1 experts 3, 1 -> [0 2]; token 2 crosses (0 -> 3).
     let rest = eval_json(
@@ -158,23 +158,7 @@ fn fit_on_the_first_half_and_evaluate_on_the_rest() {
 #[test]
 fn sglang_maps_come_out_of_place() {
     let dir = tiny_dir();
-    let fit = moesim_in(
-        dir.path(),
-        &[
-            "place",
-            "--trace",
-            "t.csv",
-            "--strategy",
-            "round-robin",
-            "--gpus",
-            "2",
-            "--format",
-            "sglang",
-            "-o",
-            "m.json",
-        ],
-    );
-    assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
+    place_tiny_round_robin(dir.path(), &["--format", "sglang", "-o", "m.json"]);
     let maps = std::fs::read_to_string(dir.path().join("m.json")).unwrap();
     assert!(
         maps.starts_with(r#"{"physical_to_logical_map":[[0,2,1,3],[0,2,1,3]],"#),
@@ -191,7 +175,7 @@ fn sglang_maps_come_out_of_place() {
 #[test]
 fn bad_requests_fail_before_writing_anything() {
     let dir = tiny_dir();
-    let cases: [(&[&str], &[&str]); 5] = [
+    let cases: [(&[&str], &[&str]); 6] = [
         (
             &["--strategy", "eplb", "--gpus", "2", "--slots", "7"],
             &["7 slots is not a multiple of 2 GPUs (1 over"],
@@ -211,6 +195,17 @@ fn bad_requests_fail_before_writing_anything() {
         (
             &["--strategy", "eplb", "--gpus", "2", "--fit-fraction", "0.1"],
             &["t.csv", "0.1 of 4 tokens leaves no tokens"],
+        ),
+        (
+            &[
+                "--strategy",
+                "ilp-affinity",
+                "--gpus",
+                "2",
+                "--max-load-ratio",
+                "0.5",
+            ],
+            &["max load ratio 0.5 must be at least 1"],
         ),
     ];
     for (args, needles) in cases {
@@ -352,4 +347,116 @@ fn exflow_placements_evaluate_from_the_command_line() {
     // layer 4 has 17,458 tokens against a mean of 5,100.
     assert_eq!(eval["cross_gpu_fraction"], 26_252.0 / 204_000.0);
     assert_eq!(eval["layers"][4]["max_mean"], 17_458.0 / 5_100.0);
+}
+
+#[test]
+fn eval_with_a_model_and_cluster_reports_the_simulated_step_of_moesim_simulate() {
+    // The same placement (round-robin), trace, model, cluster and step size through
+    // `moesim simulate` and `moesim place eval`: the same simulated step, overlap by overlap.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("traces/quickstart.parquet");
+    let trace = trace.to_str().unwrap();
+    let scenario = format!(
+        "name = \"rr\"\nmodel = \"olmoe-1b-7b\"\ncluster = \"dgx-h100\"\ntokens_per_gpu = 512\n\
+         placements = [\"round-robin\"]\n[trace]\nfile = \"{trace}\"\n"
+    );
+    std::fs::write(dir.path().join("rr.toml"), scenario).unwrap();
+    let simulated = eval_json(dir.path(), &["simulate", "rr.toml", "--json"]);
+    let fit = moesim_in(
+        dir.path(),
+        &[
+            "place",
+            "--trace",
+            trace,
+            "--strategy",
+            "round-robin",
+            "--gpus",
+            "8",
+            "-o",
+            "rr.json",
+        ],
+    );
+    assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
+    let eval_rr = |extra: &[&str]| {
+        let mut args = vec![
+            "place",
+            "eval",
+            "--placement",
+            "rr.json",
+            "--trace",
+            trace,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        eval_json(dir.path(), &args)
+    };
+    // 8 GPUs x 512 tokens: the trace's 4096 tokens are one step for both commands.
+    let eval = eval_rr(&[
+        "--model",
+        "olmoe-1b-7b",
+        "--cluster",
+        "dgx-h100",
+        "--tokens-per-gpu",
+        "512",
+    ]);
+    let steps = eval["simulated"].as_array().unwrap();
+    let strategies = simulated["strategies"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    for (step, strategy) in steps.iter().zip(strategies) {
+        assert_eq!(step["overlap"], strategy["strategy"]);
+        assert_eq!(step["step_ns"], strategy["step_ns"]);
+        assert_eq!(step["exposed_comm_ns"], strategy["exposed_comm_ns"]);
+        assert!(step["step_ns"].as_u64().unwrap() > 0);
+    }
+    // Without a cluster there is nothing to simulate on.
+    let bare = eval_rr(&[]);
+    assert!(bare.get("simulated").is_none());
+}
+
+#[test]
+fn comm_weight_puts_every_expert_on_both_machines() {
+    // 4 experts of 4 tokens on 2 machines x 2 GPUs x 2 slots: one expert per GPU already meets
+    // the load bound (4), but then every expert lives on one machine and half its tokens cross.
+    // With --comm-weight 1 each expert gets one replica per machine (still 4 per GPU).
+    let dir = tempfile::tempdir().unwrap();
+    let loads = serde_json::json!({ "logical_count": [[4.0, 4.0, 4.0, 4.0]] });
+    std::fs::write(dir.path().join("loads.json"), loads.to_string()).unwrap();
+    let place = |extra: &[&str], out: &str| {
+        let mut args = vec![
+            "place",
+            "--trace",
+            "loads.json",
+            "--strategy",
+            "ilp-balance",
+            "--gpus",
+            "4",
+            "--nodes",
+            "2",
+            "--slots",
+            "8",
+            "-o",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let fit = moesim_in(dir.path(), &args);
+        assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
+        let text = std::fs::read_to_string(dir.path().join(out)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let gpus = json["placement"]["layers"][0]["gpu_experts"].clone();
+        // Per machine, the sorted experts it holds.
+        let machine = |first: usize| {
+            let mut held: Vec<u64> = (first..first + 2)
+                .flat_map(|g| gpus[g].as_array().unwrap().clone())
+                .map(|e| e.as_u64().unwrap())
+                .collect();
+            held.sort_unstable();
+            held
+        };
+        (machine(0), machine(2))
+    };
+    assert_eq!(place(&[], "balance.json"), (vec![0, 1], vec![2, 3]));
+    assert_eq!(
+        place(&["--comm-weight", "1"], "weighted.json"),
+        (vec![0, 1, 2, 3], vec![0, 1, 2, 3])
+    );
 }

@@ -16,7 +16,9 @@ use crate::model::MoeModel;
 use crate::placement::evaluate::{EvalContext, Evaluation, evaluate};
 use crate::placement::export::{ExportFormat, read_placement, write_placement};
 use crate::placement::holdout::{TokenPart, token_part};
+use crate::placement::simulated::{SimulatedStep, SimulationInput, simulate_placement};
 use crate::placement::{self, ExpertMemory, PlacementRequest, slots_per_gpu_for};
+use crate::sim::SimConfig;
 use crate::topology::Cluster;
 use crate::trace::{self, Trace};
 
@@ -83,6 +85,19 @@ struct FitArgs {
     /// Time limit for solver-based strategies, in seconds.
     #[arg(long, value_name = "S")]
     time_limit: Option<f64>,
+    /// ilp-affinity / topology-aware: cap every GPU's token load at R times a perfect split
+    /// (raised to a balanced packing's peak where that is higher; `inf`: no cap) [default: 2].
+    #[arg(long, value_name = "R")]
+    max_load_ratio: Option<f64>,
+    /// ilp-affinity / topology-aware: transitions one token of a layer's peak GPU load is worth
+    /// in the objective [default: 0.3].
+    #[arg(long, value_name = "W")]
+    load_weight: Option<f64>,
+    /// ilp-balance: weight of the expected cross-node tokens (tokens start evenly on the
+    /// machines and use a local replica when there is one) next to the peak GPU load in the
+    /// objective [default: 0, balance only].
+    #[arg(long, value_name = "W")]
+    comm_weight: Option<f64>,
     /// Fit on the first F of the trace's tokens (token-level traces), 0 < F <= 1.
     #[arg(long, value_name = "F")]
     fit_fraction: Option<f64>,
@@ -123,6 +138,16 @@ struct EvalArgs {
     /// Print one JSON object (with a `layers` array) instead of the table.
     #[arg(long)]
     json: bool,
+}
+
+/// `place eval --json`: the evaluation and, with a model and a cluster, the simulated step.
+#[derive(serde::Serialize)]
+struct EvalOutput<'a> {
+    #[serde(flatten)]
+    evaluation: &'a Evaluation,
+    /// Per overlap strategy, the event simulator's step of the first `step_tokens` tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    simulated: Option<Vec<SimulatedStep>>,
 }
 
 impl PlaceArgs {
@@ -176,6 +201,9 @@ impl FitArgs {
             time_limit_s: self.time_limit,
             transitions: trace.tokens(),
             cluster: cluster.as_ref(),
+            max_load_ratio: self.max_load_ratio,
+            load_weight: self.load_weight,
+            comm_weight: self.comm_weight,
             ..PlacementRequest::new(&loads, gpus)
         };
         let placement = strategy.place(&request)?;
@@ -212,12 +240,35 @@ impl EvalArgs {
         };
         let evaluation = evaluate(&document.placement, &trace, context)
             .with_context(|| format!("evaluating {}", self.placement.display()))?;
+        let simulated = match (&model, &cluster) {
+            (Some(model), Some(cluster)) => {
+                let input = SimulationInput {
+                    model,
+                    cluster,
+                    step_tokens: context.step_tokens,
+                    cost: context.cost,
+                    config: &SimConfig::default(),
+                };
+                Some(
+                    simulate_placement(&document.placement, &trace, input)
+                        .with_context(|| format!("simulating {}", self.placement.display()))?,
+                )
+            }
+            _ => None,
+        };
         let mut stdout = std::io::stdout().lock();
         if self.json {
-            serde_json::to_writer(&mut stdout, &evaluation)?;
+            let output = EvalOutput {
+                evaluation: &evaluation,
+                simulated,
+            };
+            serde_json::to_writer(&mut stdout, &output)?;
             writeln!(stdout)?;
         } else {
             write!(stdout, "{}", table(&evaluation))?;
+            if let Some(steps) = &simulated {
+                write!(stdout, "{}", simulated_lines(&evaluation, steps))?;
+            }
         }
         Ok(())
     }
@@ -230,6 +281,23 @@ fn load_part(path: &Path, part: Option<TokenPart>) -> anyhow::Result<Trace> {
         Some(part) => Ok(token_part(&trace, part).with_context(|| path.display().to_string())?),
         None => Ok(trace),
     }
+}
+
+/// The analytical step (the layers' sum) and the simulated one per overlap strategy.
+fn simulated_lines(evaluation: &Evaluation, steps: &[SimulatedStep]) -> String {
+    let analytical_ns: u64 = evaluation.layers.iter().filter_map(|l| l.step_ns).sum();
+    let mut out = format!(
+        "step time, all layers: analytical {:.1} us",
+        analytical_ns as f64 / 1e3
+    );
+    for step in steps {
+        out += &format!(
+            "; simulated {} {:.1} us",
+            step.overlap,
+            step.step_ns as f64 / 1e3
+        );
+    }
+    out + "\n"
 }
 
 /// The evaluation as a readable table, one row per layer, then the totals.

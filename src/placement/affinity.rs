@@ -6,35 +6,34 @@
 //! token's experts at `l` and `l + 1`) of a hop cost between the two experts' GPUs: 0 on the
 //! same GPU, 1 inside a machine, [`IlpAffinity::cross_node_weight`] across machines
 //! (`topology-aware` takes the costs from the cluster's links instead). Each expert is placed
-//! once. Balance: a hard cap, every GPU's token load under `(1 + balance_tolerance) * total /
-//! P` (or a balanced greedy packing's largest load when that is higher, so the cap is always
-//! feasible), and a soft term, [`AffinitySettings::load_weight`] times the sum over layers of
-//! the peak GPU load, which the search minimises with the transitions.
+//! once, with equal expert counts per GPU and layer. Balance: a hard cap, every GPU's token load
+//! at most [`AffinitySettings::max_load_ratio`] times a perfect split (or a balanced greedy
+//! packing's largest load when that is higher, so the cap is always feasible; `inf` for no
+//! cap), and a soft term, [`AffinitySettings::load_weight`] times the sum over layers of the
+//! peak GPU load, which the search minimises with the transitions.
 //!
-//! Search, all layers **jointly** (the graph's nodes are (layer, expert), its edges the
-//! transitions): each restart starts from a partition with equal expert counts per GPU and
-//! layer (restart 0 from the balanced packing, the others grown greedily from random nodes,
-//! [`grow`], then swapped under the cap, [`swaps::repair_loads`]) and anneals it with
-//! same-layer expert swaps ([`anneal`]); the best-scoring restart is then refined without
-//! raising any layer's peak load: greedy swaps and whole-suffix GPU exchanges
-//! ([`swaps::refine`]), then a **layer-by-layer HiGHS descent** — with the neighbours' GPUs
-//! fixed a layer's cost is linear in its own assignment, a generalised assignment problem of
-//! `E x P` binaries; every step keeps the layer's current assignment unless HiGHS finds a
-//! cheaper one, so the cost never rises. A layer-by-layer descent alone stops in poor local
-//! optima (26.9 % cross-GPU on switch-base-32); joint annealing is what beats ExFlow.
+//! Decomposition: **recursive bisection of the whole (layer, expert) transition graph**, then
+//! joint refinement. Each restart splits the graph in two halves with equal expert counts in
+//! every layer, minimising the transitions between them by Kernighan-Lin passes (best of
+//! [`AffinitySettings::bisection_tries`] random splits), recursively down to one GPU per part
+//! ([`bisect`]); swaps repair the loads to the caps ([`swaps::repair_loads`]), and simulated
+//! annealing of same-layer swaps refines all layers together ([`anneal`]). The best-scoring
+//! restart is then refined without raising any layer's peak load: greedy swaps and whole-suffix
+//! GPU exchanges ([`swaps::refine`]), then a **layer-by-layer HiGHS descent** — with the
+//! neighbours' GPUs fixed a layer's cost is linear in its own assignment, a generalised
+//! assignment problem of `E x P` binaries; every step keeps the layer's current assignment
+//! unless HiGHS finds a cheaper one, so the cost never rises.
 //!
-//! Measured on the shared switch traces, 8 GPUs, default settings (cross-GPU share of
-//! transitions, mean per-layer GPU max/mean load): switch-base-8 42.6 % (ExFlow 46.4 %, loads
-//! equal with one expert per GPU); switch-base-32 15.47 % at 1.635 (ExFlow 15.67 % at 1.703),
-//! both better, 0.5 s at opt-level 3; switch-base-128 15.5 % at 1.846 (ExFlow 12.9 % at 2.500),
-//! 2.3 s: load better, transitions not. Before partner selection in the swaps, 5x more
-//! annealing improved 128 experts only from 16.6 % to 15.6 %, and dropping the load terms
-//! reached 13.6 %, still above ExFlow: the swap search does not find ExFlow's basin there; a
-//! multilevel or recursive-bisection start is the next thing to try (annealing against coarse
-//! 2- and 4-way splits first, tried, gained 0.3 points for 4x the time and was not kept).
+//! Why bisection: the chain structure that matters spans all layers (a token's path), which
+//! neither a layer-by-layer descent (26.9 % cross-GPU on switch-base-32, stuck in poor local
+//! optima) nor annealing from greedily grown partitions (15.5 % on switch-base-128, ExFlow 12.9
+//! %) finds; a 2-way cut of the whole graph is where Kernighan-Lin's pair exchanges are
+//! strongest, and each level only has to decide one side per node. Restarts differ in their
+//! seeds and land in different basins, so several cheap ones beat one long anneal. Measured
+//! figures are in the README ("Placement strategies").
 
 mod anneal;
-mod grow;
+mod bisect;
 mod layer_model;
 mod swaps;
 mod transitions;
@@ -58,19 +57,29 @@ pub struct AffinitySettings {
     pub time_limit_s: f64,
     /// HiGHS's relative gap for each layer's assignment problem.
     pub mip_rel_gap: f64,
-    /// How far above a perfect split a GPU's token load may go (0.02 = 2 %): a hard cap.
-    pub balance_tolerance: f64,
+    /// A hard cap on every GPU's token load, as a multiple of a perfect split (raised to a
+    /// balanced packing's peak where that is higher); at least 1, `f64::INFINITY` for none.
+    pub max_load_ratio: f64,
     /// Below the cap, how many transitions one token of a layer's peak GPU load is worth: the
     /// search minimises transitions plus this times the sum of the layers' peak loads.
     pub load_weight: f64,
     /// HiGHS sweeps over all layers, after the swap search.
     pub sweeps: usize,
-    /// Partitions grown from random starts (see [`grow`]); the cheapest is kept.
+    /// Partitions built by recursive bisection from different seeds (see [`bisect`]); the
+    /// cheapest after annealing is kept.
     pub restarts: usize,
-    /// Annealing swaps per (layer, expert) after growing each partition (see [`anneal`]).
+    /// Random splits refined per bisection; the smallest cut is kept.
+    pub bisection_tries: usize,
+    /// Annealing swaps per (layer, expert) after each bisection (see [`anneal`]).
     pub anneal_moves_per_node: usize,
-    /// Annealing's first temperature, in units of a (layer, expert)'s mean token load.
+    /// Annealing's first temperature from the balanced packing, in units of a (layer, expert)'s
+    /// mean token load: hot, since that start knows nothing of the transitions.
     pub start_temperature: f64,
+    /// Annealing's first temperature from every other bisection (the others start at
+    /// `start_temperature`), in the same units: cooler, so that the annealing polishes the
+    /// bisection's structure rather than melting it. Hot restarts win when repairing tight load
+    /// caps broke much of that structure, cool ones when the caps are loose.
+    pub bisection_temperature: f64,
     /// Annealing's last temperature, in the same units.
     pub end_temperature: f64,
     /// Seed of the first restart's random stream (restart `r` uses `seed + r`).
@@ -78,19 +87,22 @@ pub struct AffinitySettings {
 }
 
 impl Default for AffinitySettings {
-    /// 60 s, 1 % gap per layer, caps at 100 % above a perfect split, a token of peak load worth
-    /// 0.3 transitions, 2 restarts of 2000 annealing swaps per (layer, expert) from 2 to 0.005
-    /// times a node's mean load, 3 HiGHS sweeps.
+    /// 60 s, 1 % gap per layer, caps at twice a perfect split, a token of peak load worth
+    /// 0.3 transitions, the balanced packing and 8 bisections (16 tries each) each annealed
+    /// with 1000 swaps per (layer, expert), from 2 (the packing, odd bisections) or 0.4 (even
+    /// bisections) to 0.005 times a node's mean load, 3 HiGHS sweeps.
     fn default() -> Self {
         AffinitySettings {
             time_limit_s: 60.0,
             mip_rel_gap: 0.01,
-            balance_tolerance: 1.0,
+            max_load_ratio: 2.0,
             load_weight: 0.3,
             sweeps: 3,
-            restarts: 2,
-            anneal_moves_per_node: 2000,
+            restarts: 8,
+            bisection_tries: 16,
+            anneal_moves_per_node: 1000,
             start_temperature: 2.0,
+            bisection_temperature: 0.4,
             end_temperature: 0.005,
             seed: 0,
         }
@@ -169,20 +181,32 @@ pub(super) fn place_by_affinity(
             experts - gpus * slots
         )));
     }
-    if !(settings.balance_tolerance >= 0.0
-        && settings.time_limit_s >= 0.0
-        && settings.load_weight >= 0.0)
-    {
+    let settings = &AffinitySettings {
+        max_load_ratio: request.max_load_ratio.unwrap_or(settings.max_load_ratio),
+        load_weight: request.load_weight.unwrap_or(settings.load_weight),
+        time_limit_s: request.time_limit_s.unwrap_or(settings.time_limit_s),
+        ..settings.clone()
+    };
+    if !(settings.time_limit_s >= 0.0 && settings.load_weight >= 0.0) {
         return Err(Error::invalid(format!(
-            "{strategy}: balance tolerance ({}), time limit ({} s) and load weight ({}) must be \
-             non-negative",
-            settings.balance_tolerance, settings.time_limit_s, settings.load_weight
+            "{strategy}: time limit ({} s) and load weight ({}) must be non-negative",
+            settings.time_limit_s, settings.load_weight
         )));
     }
-    if !(settings.start_temperature > 0.0 && settings.end_temperature > 0.0) {
+    let max_load_ratio = settings.max_load_ratio;
+    if max_load_ratio.is_nan() || max_load_ratio < 1.0 {
         return Err(Error::invalid(format!(
-            "{strategy}: annealing temperatures (start {}, end {}) must be positive",
-            settings.start_temperature, settings.end_temperature
+            "{strategy}: max load ratio {max_load_ratio} must be at least 1 (a perfect split); use \
+             inf for no cap"
+        )));
+    }
+    if !(settings.start_temperature > 0.0
+        && settings.bisection_temperature > 0.0
+        && settings.end_temperature > 0.0)
+    {
+        return Err(Error::invalid(format!(
+            "{strategy}: annealing temperatures (start {}, bisection {}, end {}) must be positive",
+            settings.start_temperature, settings.bisection_temperature, settings.end_temperature
         )));
     }
     let mut caps = Vec::with_capacity(layers);
@@ -193,11 +217,7 @@ pub(super) fn place_by_affinity(
             Error::invalid(format!("{strategy}: no balanced packing of layer {layer}"))
         })?;
         let perfect = loads.iter().sum::<f64>() / gpus as f64;
-        caps.push(
-            packing
-                .max_load
-                .max(perfect * (1.0 + settings.balance_tolerance)),
-        );
+        caps.push(packing.max_load.max(perfect * max_load_ratio));
         balanced.push(expert_gpus(&packing.gpu_experts, experts));
     }
     let problem = Problem {
@@ -328,10 +348,12 @@ impl Problem<'_> {
         self.total_cost(gpu_of) + load_weight * self.peaks(gpu_of).iter().sum::<f64>()
     }
 
-    /// The best-scoring of `restarts` annealed partitions: restart 0 starts from `balanced`
-    /// (the balanced packing, always within the caps), the others from grown partitions
-    /// repaired to the caps (dropped when that fails). Deterministic: restart `r` draws from a
-    /// ChaCha8 stream seeded `settings.seed + r`.
+    /// The best-scoring annealed partition: `balanced` (the balanced packing, always within the
+    /// caps) annealed hot, and `settings.restarts` recursive bisections repaired to the caps
+    /// (dropped when that fails), annealed alternately cool and hot; no bisection starts once
+    /// half of `settings.time_limit_s` is spent (the rest is the descent's). Deterministic when
+    /// the time limit does not bite: the packing anneals with a ChaCha8 stream seeded
+    /// `settings.seed`, bisection `r` with `settings.seed + 1 + r`.
     fn best_start(
         &self,
         balanced: Vec<Vec<usize>>,
@@ -344,30 +366,48 @@ impl Problem<'_> {
         );
         let total: f64 = (0..layers).map(|l| self.loads.layer_total(l)).sum();
         let per_node = total / (layers * experts).max(1) as f64;
-        let schedule = anneal::Schedule {
+        let schedule = |start_temperature: f64| anneal::Schedule {
             moves: settings.anneal_moves_per_node * layers * experts,
-            start_temperature: settings.start_temperature * per_node,
+            start_temperature: start_temperature * per_node,
             end_temperature: settings.end_temperature * per_node,
             load_weight: settings.load_weight,
         };
-        let mut best: Option<(Vec<Vec<usize>>, f64)> = None;
-        for restart in 0..settings.restarts.max(1) {
-            let mut rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(restart as u64));
-            let mut gpu_of = if restart == 0 {
-                balanced.clone()
-            } else {
-                grow::grow(self.transitions, layers, experts, gpus, &mut rng)
-            };
+        let anneal = |mut gpu_of: Vec<Vec<usize>>, temperature: f64, rng: &mut ChaCha8Rng| {
+            anneal::anneal(self, &mut gpu_of, &schedule(temperature), rng);
+            let score = self.score(&gpu_of, settings.load_weight);
+            (gpu_of, score)
+        };
+        let started = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+        let mut best = anneal(balanced, settings.start_temperature, &mut rng);
+        for restart in 0..settings.restarts {
+            if started.elapsed().as_secs_f64() > settings.time_limit_s / 2.0 {
+                break;
+            }
+            let seed = settings.seed.wrapping_add(1 + restart as u64);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut gpu_of = bisect::partition_layers(
+                self.transitions,
+                layers,
+                experts,
+                gpus,
+                settings.bisection_tries,
+                &mut rng,
+            );
             if !swaps::repair_loads(self, &mut gpu_of) {
                 continue;
             }
-            anneal::anneal(self, &mut gpu_of, &schedule, &mut rng);
-            let score = self.score(&gpu_of, settings.load_weight);
-            if best.as_ref().is_none_or(|(_, s)| score < *s) {
-                best = Some((gpu_of, score));
+            let temperature = if restart % 2 == 0 {
+                settings.bisection_temperature
+            } else {
+                settings.start_temperature
+            };
+            let annealed = anneal(gpu_of, temperature, &mut rng);
+            if annealed.1 < best.1 {
+                best = annealed;
             }
         }
-        best.map_or(balanced, |(gpu_of, _)| gpu_of)
+        best.0
     }
 }
 

@@ -21,7 +21,15 @@
 //! Determinism: the greedy and local search are deterministic; a layer HiGHS stops at the time
 //! limit may differ between runs (where it stopped depends on the machine's speed).
 //!
-//! Not modelled: a communication term in the objective, and per-replica token shares.
+//! Optional communication term ([`IlpBalance::comm_weight`], default 0: pure balance): the
+//! objective becomes `max GPU load + comm_weight x expected cross-node tokens`, where the
+//! expected cross-node tokens ([`cross_node_tokens`]) assume a layer's tokens start evenly on
+//! the machines and use a replica on their own machine when there is one: expert `e` with load
+//! `w_e` and replicas on `n_e` of the `N` machines sends `w_e (1 - n_e / N)` tokens across
+//! machines. With a positive weight, incumbents are compared by this objective and the solver
+//! always runs (the bound no longer proves optimality).
+//!
+//! Not modelled: per-replica token shares.
 
 pub(super) mod greedy;
 mod local_search;
@@ -42,14 +50,18 @@ pub struct IlpBalance {
     pub time_limit_s: f64,
     /// HiGHS stops a layer once its solution is within this relative gap of its bound.
     pub mip_rel_gap: f64,
+    /// Weight of the expected cross-node tokens in the objective (see the module docs); 0 for
+    /// balance only.
+    pub comm_weight: f64,
 }
 
 impl Default for IlpBalance {
-    /// 60 s in all and a 0.5 % MIP gap; no memory limit.
+    /// 60 s in all, a 0.5 % MIP gap, balance only; no memory limit.
     fn default() -> Self {
         IlpBalance {
             time_limit_s: 60.0,
             mip_rel_gap: 0.005,
+            comm_weight: 0.0,
         }
     }
 }
@@ -130,12 +142,18 @@ impl IlpBalance {
     ) -> Result<(Placement, SolveReport)> {
         request.check()?;
         let time_limit_s = request.time_limit_s.unwrap_or(self.time_limit_s);
-        if !(time_limit_s >= 0.0 && self.mip_rel_gap >= 0.0) {
+        let comm_weight = request.comm_weight.unwrap_or(self.comm_weight);
+        if !(time_limit_s >= 0.0 && self.mip_rel_gap >= 0.0 && comm_weight >= 0.0) {
             return Err(Error::invalid(format!(
-                "ilp-balance: time limit ({time_limit_s} s) and MIP gap ({}) must be non-negative numbers",
+                "ilp-balance: time limit ({time_limit_s} s), MIP gap ({}) and communication \
+                 weight ({comm_weight}) must be non-negative numbers",
                 self.mip_rel_gap
             )));
         }
+        let objective = Objective {
+            comm_weight,
+            gpus_per_node: request.num_gpus / request.num_nodes,
+        };
         let slots = self.usable_slots(request)?;
         if let Some(warm) = warm_start {
             check_warm_start(warm, request, slots)?;
@@ -154,6 +172,7 @@ impl IlpBalance {
                 slots,
                 warm,
                 budget_s,
+                &objective,
             )?;
             placed.push(LayerPlacement { gpu_experts });
             report.push(solve);
@@ -183,8 +202,9 @@ impl IlpBalance {
         Ok(slots)
     }
 
-    /// One layer: the better of the greedy incumbent and the warm start, improved by HiGHS
-    /// within `budget_s` seconds unless it already meets the bound.
+    /// One layer: the better of the greedy incumbent and the warm start (by `objective`),
+    /// improved by HiGHS within `budget_s` seconds unless it already meets the bound with no
+    /// communication term.
     fn solve_layer(
         &self,
         loads: &[f64],
@@ -192,6 +212,7 @@ impl IlpBalance {
         slots: usize,
         warm: Option<&[Vec<ExpertId>]>,
         budget_s: f64,
+        objective: &Objective,
     ) -> Result<(Vec<Vec<ExpertId>>, LayerSolve)> {
         let started = Instant::now();
         let lower_bound = lower_bound(loads, gpus, slots);
@@ -201,15 +222,19 @@ impl IlpBalance {
                 loads.len()
             ))
         })?;
+        let score = |gpu_experts: &[Vec<ExpertId>]| objective.value(loads, gpu_experts);
+        let mut best_score = score(&greedy.gpu_experts);
         let (mut best, mut best_max) = (greedy.gpu_experts, greedy.max_load);
         let mut from_warm = false;
         if let Some(warm) = warm {
-            let warm_max = greedy::max_gpu_load(loads, warm);
-            if warm_max < best_max {
-                (best, best_max, from_warm) = (warm.to_vec(), warm_max, true);
+            let warm_score = score(warm);
+            if warm_score < best_score {
+                best_max = greedy::max_gpu_load(loads, warm);
+                (best, best_score, from_warm) = (warm.to_vec(), warm_score, true);
             }
         }
-        let outcome = if best_max <= lower_bound * (1.0 + self.mip_rel_gap) {
+        let at_bound = best_max <= lower_bound * (1.0 + self.mip_rel_gap);
+        let outcome = if at_bound && objective.comm_weight == 0.0 {
             SolveOutcome::AtBound
         } else {
             let model = mip::LayerModel {
@@ -217,12 +242,15 @@ impl IlpBalance {
                 gpus,
                 slots,
                 lower_bound,
+                comm_weight: objective.comm_weight,
+                gpus_per_node: objective.gpus_per_node,
             };
             match mip::solve(&model, &best, budget_s, self.mip_rel_gap) {
                 Ok(result) => {
-                    let max = greedy::max_gpu_load(loads, &result.gpu_experts);
-                    if max < best_max {
-                        (best, best_max) = (result.gpu_experts, max);
+                    let result_score = score(&result.gpu_experts);
+                    if result_score < best_score {
+                        best_max = greedy::max_gpu_load(loads, &result.gpu_experts);
+                        best = result.gpu_experts;
                         if result.proven {
                             SolveOutcome::Optimal
                         } else {
@@ -253,6 +281,53 @@ impl IlpBalance {
         };
         Ok((best, solve))
     }
+}
+
+/// What `ilp-balance` minimises per layer: the largest GPU load plus `comm_weight` times the
+/// expected cross-node tokens.
+struct Objective {
+    comm_weight: f64,
+    gpus_per_node: usize,
+}
+
+impl Objective {
+    /// The objective of one layer's placement.
+    fn value(&self, loads: &[f64], gpu_experts: &[Vec<ExpertId>]) -> f64 {
+        let max_load = greedy::max_gpu_load(loads, gpu_experts);
+        if self.comm_weight == 0.0 {
+            return max_load;
+        }
+        max_load + self.comm_weight * cross_node_tokens(loads, gpu_experts, self.gpus_per_node)
+    }
+}
+
+/// Expected tokens of one layer that cross machines when tokens start evenly on the machines
+/// (`gpu_experts.len() / gpus_per_node` of them, consecutive GPUs) and use a replica on their
+/// own machine when there is one: expert `e` on `n_e` of `N` machines sends
+/// `loads[e] (1 - n_e / N)`.
+pub fn cross_node_tokens(
+    loads: &[f64],
+    gpu_experts: &[Vec<ExpertId>],
+    gpus_per_node: usize,
+) -> f64 {
+    let per_node = gpus_per_node.max(1);
+    let nodes = gpu_experts.len().div_ceil(per_node).max(1);
+    let mut held = vec![vec![false; nodes]; loads.len()];
+    for (gpu, experts) in gpu_experts.iter().enumerate() {
+        for &e in experts {
+            if let Some(row) = held.get_mut(e as usize) {
+                row[gpu / per_node] = true;
+            }
+        }
+    }
+    loads
+        .iter()
+        .zip(&held)
+        .map(|(w, row)| {
+            let on = row.iter().filter(|&&h| h).count();
+            w * (1.0 - on as f64 / nodes as f64)
+        })
+        .sum()
 }
 
 /// A lower bound on any placement's largest GPU load: the perfect split `total / gpus`, and the

@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod export;
 pub mod holdout;
 mod ilp_balance;
+pub mod simulated;
 mod topology_aware;
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use affinity::{AffinitySettings, IlpAffinity, TransitionCounts};
 pub use baseline::{Contiguous, RoundRobin};
 pub use eplb::Eplb;
-pub use ilp_balance::{IlpBalance, LayerSolve, SolveOutcome, SolveReport};
+pub use ilp_balance::{IlpBalance, LayerSolve, SolveOutcome, SolveReport, cross_node_tokens};
 pub use topology_aware::{TopologyAware, hop_costs};
 
 use crate::error::{Error, Result};
@@ -291,6 +292,15 @@ pub struct PlacementRequest<'a> {
     /// The cluster whose links weight each transition (topology-aware strategies); `None` when
     /// not given.
     pub cluster: Option<&'a Cluster>,
+    /// Affinity strategies' hard cap on a GPU's token load, as a multiple of a perfect split
+    /// (`f64::INFINITY`: none); `None` keeps the strategy's own setting.
+    pub max_load_ratio: Option<f64>,
+    /// Affinity strategies' soft load term: transitions one token of a layer's peak GPU load is
+    /// worth; `None` keeps the strategy's own setting.
+    pub load_weight: Option<f64>,
+    /// `ilp-balance`'s weight of expected cross-node tokens in its objective; `None` keeps the
+    /// strategy's own setting (0: balance only).
+    pub comm_weight: Option<f64>,
 }
 
 /// The memory side of a request: what one expert replica costs and what a GPU can give them.
@@ -323,7 +333,8 @@ pub fn slots_per_gpu_for(total_slots: usize, num_gpus: usize) -> Result<usize> {
 
 impl<'a> PlacementRequest<'a> {
     /// A request with `ceil(num_experts / num_gpus)` slots per GPU (room for each expert once),
-    /// one machine, one expert group, no token-level transitions and no cluster.
+    /// one machine, one expert group, no token-level transitions, no cluster and the
+    /// strategies' own settings.
     pub fn new(loads: &'a ExpertLoads, num_gpus: usize) -> Self {
         PlacementRequest {
             loads,
@@ -335,6 +346,9 @@ impl<'a> PlacementRequest<'a> {
             time_limit_s: None,
             transitions: None,
             cluster: None,
+            max_load_ratio: None,
+            load_weight: None,
+            comm_weight: None,
         }
     }
 

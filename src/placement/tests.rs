@@ -1,6 +1,7 @@
 use super::*;
 
-fn loads(rows: Vec<Vec<f64>>) -> ExpertLoads {
+/// Loads with one row per layer (all rows as long as the first).
+pub(super) fn loads(rows: Vec<Vec<f64>>) -> ExpertLoads {
     ExpertLoads::new(rows[0].len(), rows).unwrap()
 }
 

@@ -102,17 +102,12 @@ pub fn simulate_prepared(
             .collect();
         for (index, batch) in batches.iter().enumerate() {
             let plans = batch_plans(cluster, placement, trace, batch, model.top_k)?;
-            let work: Vec<LayerWork> = plans
-                .iter()
-                .map(|plan| {
-                    LayerWork::from_plan_tp(
-                        plan,
-                        hidden * f64::from(scenario.comm.dispatch_bytes_per_elem),
-                        hidden * f64::from(scenario.comm.combine_bytes_per_elem),
-                        *tp,
-                    )
-                })
-                .collect();
+            let work = LayerWork::from_plans(
+                &plans,
+                hidden * f64::from(scenario.comm.dispatch_bytes_per_elem),
+                hidden * f64::from(scenario.comm.combine_bytes_per_elem),
+                *tp,
+            );
             let spec = StepSpec {
                 cluster,
                 costs: &costs,

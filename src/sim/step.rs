@@ -68,6 +68,21 @@ impl LayerWork {
         LayerWork::from_plan_tp(plan, dispatch_bytes_per_token, combine_bytes_per_token, 1)
     }
 
+    /// [`LayerWork::from_plan_tp`] of every layer's plan.
+    pub fn from_plans(
+        plans: &[DispatchPlan],
+        dispatch_bytes_per_token: f64,
+        combine_bytes_per_token: f64,
+        tp: usize,
+    ) -> Vec<LayerWork> {
+        plans
+            .iter()
+            .map(|plan| {
+                LayerWork::from_plan_tp(plan, dispatch_bytes_per_token, combine_bytes_per_token, tp)
+            })
+            .collect()
+    }
+
     /// The work of `plan` (over a [`crate::runner::tp_expand`]ed placement: every GPU of a rank
     /// of `tp` consecutive GPUs lists the rank's experts, and the plan sends each token to one
     /// of them) with each expert's FFN split over its rank's `tp` GPUs:

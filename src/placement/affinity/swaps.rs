@@ -69,37 +69,82 @@ pub(super) fn refine(problem: &Problem, gpu_of: &mut [Vec<usize>]) {
 }
 
 /// For every layer `l > 0` and pair of GPUs, exchanges the two GPUs' experts in layers `l..`
-/// when that lowers the cost; returns whether anything changed.
+/// when that lowers the cost; returns whether anything changed. Each candidate's cost change
+/// comes from the GPU-to-GPU transition flows of every layer pair ([`gpu_flows`]): only flows
+/// into, out of or between the two GPUs change, so a candidate costs `O(layers x gpus)`.
 fn relabel_suffixes(problem: &Problem, gpu_of: &mut [Vec<usize>]) -> bool {
     let gpus = problem.hop_costs.len();
-    let mut cost = problem.total_cost(gpu_of);
+    let hop = problem.hop_costs;
+    let mut flows = gpu_flows(problem, gpu_of);
     let mut changed = false;
-    let exchange = |gpu_of: &mut [Vec<usize>], from: usize, g: usize, h: usize| {
-        for assignment in &mut gpu_of[from..] {
-            for gpu in assignment.iter_mut() {
-                if *gpu == g {
-                    *gpu = h;
-                } else if *gpu == h {
-                    *gpu = g;
-                }
-            }
-        }
-    };
     for from in 1..gpu_of.len() {
         for g in 0..gpus {
             for h in g + 1..gpus {
-                exchange(gpu_of, from, g, h);
-                let exchanged = problem.total_cost(gpu_of);
-                if exchanged < cost - 1e-9 {
-                    cost = exchanged;
-                    changed = true;
-                } else {
-                    exchange(gpu_of, from, g, h);
+                let swap = |x: usize| match x {
+                    _ if x == g => h,
+                    _ if x == h => g,
+                    _ => x,
+                };
+                // Layer pair `from - 1 -> from`: only the destination GPUs move.
+                let boundary = &flows[from - 1];
+                let mut delta: f64 = (0..gpus)
+                    .map(|a| {
+                        boundary[a][g] * (hop[a][h] - hop[a][g])
+                            + boundary[a][h] * (hop[a][g] - hop[a][h])
+                    })
+                    .sum();
+                // Pairs inside the suffix: both ends move; only flows touching g or h change.
+                for flow in &flows[from..] {
+                    for a in 0..gpus {
+                        for b in [g, h] {
+                            delta += flow[a][b] * (hop[swap(a)][swap(b)] - hop[a][b]);
+                            if a != g && a != h {
+                                delta += flow[b][a] * (hop[swap(b)][a] - hop[b][a]);
+                            }
+                        }
+                    }
+                }
+                if delta >= -1e-9 {
+                    continue;
+                }
+                changed = true;
+                for assignment in &mut gpu_of[from..] {
+                    for gpu in assignment.iter_mut() {
+                        *gpu = swap(*gpu);
+                    }
+                }
+                for row in &mut flows[from - 1] {
+                    row.swap(g, h);
+                }
+                for flow in &mut flows[from..] {
+                    flow.swap(g, h);
+                    for row in flow.iter_mut() {
+                        row.swap(g, h);
+                    }
                 }
             }
         }
     }
     changed
+}
+
+/// Per layer pair `l -> l + 1`, the transitions from each GPU's experts at `l` to each GPU's
+/// experts at `l + 1`.
+fn gpu_flows(problem: &Problem, gpu_of: &[Vec<usize>]) -> Vec<Vec<Vec<f64>>> {
+    let gpus = problem.hop_costs.len();
+    gpu_of
+        .windows(2)
+        .enumerate()
+        .map(|(pair, w)| {
+            let mut flow = vec![vec![0.0; gpus]; gpus];
+            for (from, &a) in w[0].iter().enumerate() {
+                for (to, &b) in w[1].iter().enumerate() {
+                    flow[a][b] += problem.transitions.count(pair, from, to);
+                }
+            }
+            flow
+        })
+        .collect()
 }
 
 /// Takes every expert swap that lowers the transition cost and keeps both GPUs under the

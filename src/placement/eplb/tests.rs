@@ -1,12 +1,8 @@
 use super::*;
 use crate::analysis::imbalance::max_mean;
-use crate::placement::tests::shared_data;
+use crate::placement::tests::{loads, shared_data};
 use crate::placement::{ExpertMemory, Placement, strategy};
 use crate::trace::{self, ExpertLoads};
-
-fn loads(rows: Vec<Vec<f64>>) -> ExpertLoads {
-    ExpertLoads::new(rows[0].len(), rows).unwrap()
-}
 
 fn request(l: &ExpertLoads, gpus: usize, slots: usize, nodes: usize, groups: usize) -> Placement {
     let request = PlacementRequest {

@@ -9,6 +9,11 @@
 //! GPU (`sum_e x <= S`), `sum_e L[e][g] <= T`, and `T >= lower_bound` (a valid bound that lets
 //! HiGHS stop as soon as the incumbent reaches it). At most one replica per GPU holds by `x`
 //! being binary. The incumbent is handed to HiGHS as its starting solution.
+//!
+//! With a communication weight `c > 0` and more than one machine: `z[e][n]` (in `[0, 1]`) when
+//! machine `n` holds a replica of `e`, `z[e][n] <= sum_{g on n} x[e][g]`, and the objective
+//! becomes `T + c sum_e w_e (1 - sum_n z[e][n] / N)` (the expected cross-node tokens of the
+//! parent module); maximising drives each `z` to 1 exactly where a replica is.
 
 use good_lp::solvers::highs::highs;
 use good_lp::{
@@ -28,6 +33,10 @@ pub(super) struct LayerModel<'a> {
     pub slots: usize,
     /// A valid lower bound on the largest GPU load.
     pub lower_bound: f64,
+    /// Weight of the expected cross-node tokens in the objective (0: balance only).
+    pub comm_weight: f64,
+    /// GPUs per machine (consecutive).
+    pub gpus_per_node: usize,
 }
 
 /// What HiGHS returned.
@@ -95,7 +104,34 @@ pub(super) fn solve(
         })
         .collect();
 
-    let mut problem = highs(vars.minimise(t))
+    let per_node = model.gpus_per_node.max(1);
+    let nodes = gpus.div_ceil(per_node);
+    let communicates = model.comm_weight > 0.0 && nodes > 1;
+    // `z[e][n]`: machine `n` holds a replica of `e` (only with a communication term).
+    let z: Vec<Vec<Variable>> = if communicates {
+        (0..experts)
+            .map(|_| {
+                (0..nodes)
+                    .map(|_| vars.add(variable().min(0.0).max(1.0)))
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let covered: Expression = z
+        .iter()
+        .zip(model.loads)
+        .flat_map(|(row, &w)| row.iter().map(move |&zn| w * zn))
+        .sum();
+    let total: f64 = model.loads.iter().sum();
+    let scale = model.comm_weight / nodes as f64;
+    let objective = if communicates {
+        t + model.comm_weight * total - scale * covered
+    } else {
+        Expression::from(t)
+    };
+    let mut problem = highs(vars.minimise(objective))
         .set_time_limit(time_limit_s.max(0.0))
         .set_option("output_flag", false)
         .set_mip_rel_gap(mip_rel_gap as f32)
@@ -122,6 +158,14 @@ pub(super) fn solve(
                     Expression::from(load[e][g]).geq(share * x[e][g] + share * yk - share),
                 );
             }
+        }
+    }
+    for (e, row) in z.iter().enumerate() {
+        for (n, &zn) in row.iter().enumerate() {
+            let on_node: Expression = x[e][n * per_node..((n + 1) * per_node).min(gpus)]
+                .iter()
+                .sum();
+            problem.add_constraint(Expression::from(zn).leq(on_node));
         }
     }
     for g in 0..gpus {

@@ -154,3 +154,49 @@ fn a_deepseek_layer_lands_within_two_percent_of_the_bound() {
     assert!(solve.gap <= 0.02, "{solve:?}");
     assert!(solve.max_load >= solve.lower_bound);
 }
+
+#[test]
+fn cross_node_tokens_count_the_machines_without_a_replica() {
+    // 2 machines x 2 GPUs. Expert 0 (load 4) on both machines: 0. Expert 1 (load 6) only on
+    // machine 0: half its tokens start on machine 1, 3. Expert 2 (load 2) twice on machine 1: 1.
+    let gpu_experts = vec![vec![0, 1], vec![], vec![2, 0], vec![2]];
+    assert_eq!(cross_node_tokens(&[4.0, 6.0, 2.0], &gpu_experts, 2), 4.0);
+}
+
+#[test]
+fn a_communication_weight_spreads_replicas_over_machines() {
+    // 4 experts of load 4 on 2 machines x 2 GPUs x 2 slots: one expert per GPU already gives
+    // every GPU the bound, 4, so balance alone stops at the greedy packing [[0], [1], [2], [3]]:
+    // each expert on one machine, half of its tokens start on the other, 4 x 4 / 2 = 8 cross.
+    // With weight 1 the optimum is each expert once per machine (two replicas of 2 tokens):
+    // still 4 per GPU, and no token crosses.
+    let l = one_layer(&[4.0; 4]);
+    let request = PlacementRequest {
+        num_nodes: 2,
+        ..request(&l, 4, 2)
+    };
+    let crossing = |p: &Placement| cross_node_tokens(l.layer(0), &p.layer(0).gpu_experts, 2);
+    let balance_only = quick().place(&request).unwrap();
+    assert_eq!(balance_only, IlpBalance::default().place(&request).unwrap());
+    assert_eq!(
+        balance_only.layer(0).gpu_experts,
+        vec![vec![0], vec![1], vec![2], vec![3]]
+    );
+    assert_eq!(crossing(&balance_only), 8.0);
+    let weighted = IlpBalance {
+        comm_weight: 1.0,
+        ..quick()
+    };
+    for placement in [
+        weighted.place(&request).unwrap(),
+        quick()
+            .place(&PlacementRequest {
+                comm_weight: Some(1.0),
+                ..request
+            })
+            .unwrap(),
+    ] {
+        assert_eq!(crossing(&placement), 0.0);
+        assert_eq!(placement.gpu_loads(&l).unwrap(), vec![vec![4.0; 4]]);
+    }
+}
