@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         eprintln!("usage: placement_report DATA_ROOT OUT_DIR");
         return ExitCode::from(2);
     };
-    match example_rows(data_root).and_then(|rows| {
+    match example_rows(data_root, true).and_then(|rows| {
         write_report(&rows, out_dir)?;
         Ok(rows)
     }) {

@@ -11,8 +11,14 @@ use crate::error::{Error, Result};
 use crate::output::write_bytes_atomic;
 use crate::trace::{self, Trace};
 
-/// The strategies the example report compares.
+/// The strategies the example report compares on every case: quick and deterministic.
 pub const EXAMPLE_STRATEGIES: [&str; 3] = ["contiguous", "round-robin", "eplb"];
+
+/// The solver strategies the example report adds: `ilp-balance` on every case, and
+/// `ilp-affinity` where the fitted trace has token-level routing (its transitions). They take
+/// seconds to a minute and stop at their time limits, so the tests recompute only
+/// [`EXAMPLE_STRATEGIES`].
+pub const EXAMPLE_SOLVERS: [&str; 2] = ["ilp-balance", "ilp-affinity"];
 
 /// Which tokens of a token-level trace to keep: `floor(F x tokens)` splits it, so `First(F)`
 /// and `Rest(F)` are disjoint and together cover every token.
@@ -98,6 +104,7 @@ pub fn compare(case: &HoldoutCase, strategies: &[&str]) -> Result<Vec<HoldoutRow
         slots_per_gpu: case.slots_per_gpu,
         num_nodes: case.num_nodes,
         num_groups: case.num_groups,
+        transitions: case.fit.tokens(),
         ..PlacementRequest::new(&loads, case.num_gpus)
     };
     strategies
@@ -120,30 +127,36 @@ pub fn compare(case: &HoldoutCase, strategies: &[&str]) -> Result<Vec<HoldoutRow
 
 /// The rows as a Markdown table.
 pub fn markdown_table(rows: &[HoldoutRow]) -> String {
-    let cell = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.4}"));
     let mut out = String::from(
         "| case | strategy | max/mean in sample | max/mean out of sample | cross-GPU in sample | cross-GPU out of sample |\n\
          |---|---|---:|---:|---:|---:|\n",
     );
     for row in rows {
-        out += &format!(
-            "| {} | {} | {:.4} | {:.4} | {} | {} |\n",
-            row.case,
-            row.strategy,
-            row.in_sample_max_mean,
-            row.out_of_sample_max_mean,
-            cell(row.in_sample_cross_gpu),
-            cell(row.out_of_sample_cross_gpu)
-        );
+        out += &markdown_row(row);
     }
     out
+}
+
+/// One row of [`markdown_table`], with its line end.
+pub fn markdown_row(row: &HoldoutRow) -> String {
+    let cell = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.4}"));
+    format!(
+        "| {} | {} | {:.4} | {:.4} | {} | {} |\n",
+        row.case,
+        row.strategy,
+        row.in_sample_max_mean,
+        row.out_of_sample_max_mean,
+        cell(row.in_sample_cross_gpu),
+        cell(row.out_of_sample_cross_gpu)
+    )
 }
 
 /// The committed example report's comparison, from the shared third-party data under
 /// `data_root`: DeepSeek-V3 loads fitted on `prefill_in1024` and judged on `prefill_in4096`
 /// (EP32, 4 nodes, 8 groups, 9 slots per GPU), and switch-base-128 routing fitted on its first
-/// half and judged on its second (8 GPUs, 18 slots each), for [`EXAMPLE_STRATEGIES`].
-pub fn example_rows(data_root: &Path) -> Result<Vec<HoldoutRow>> {
+/// half and judged on its second (8 GPUs, 18 slots each), for [`EXAMPLE_STRATEGIES`] and,
+/// with `solvers`, [`EXAMPLE_SOLVERS`].
+pub fn example_rows(data_root: &Path, solvers: bool) -> Result<Vec<HoldoutRow>> {
     let load = |relative: &str| trace::load(&data_root.join(relative));
     let ds_fit = load("deepseek-v3-expert-load/prefill_in1024.json")?;
     let ds_held = load("deepseek-v3-expert-load/prefill_in4096.json")?;
@@ -174,7 +187,16 @@ pub fn example_rows(data_root: &Path) -> Result<Vec<HoldoutRow>> {
     ];
     let mut rows = Vec::new();
     for case in &cases {
-        rows.extend(compare(case, &EXAMPLE_STRATEGIES)?);
+        let mut strategies = EXAMPLE_STRATEGIES.to_vec();
+        if solvers {
+            let token_level = case.fit.tokens().is_some();
+            strategies.extend(
+                EXAMPLE_SOLVERS
+                    .iter()
+                    .filter(|&&name| token_level || name != "ilp-affinity"),
+            );
+        }
+        rows.extend(compare(case, &strategies)?);
     }
     Ok(rows)
 }

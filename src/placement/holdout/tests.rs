@@ -61,13 +61,15 @@ fn eplb_advantage_shrinks_out_of_sample_but_stays_ahead() {
     let Some(root) = shared_data("") else {
         return;
     };
-    let rows = example_rows(&root).unwrap();
-    // The committed example report shows exactly these numbers.
+    let rows = example_rows(&root, false).unwrap();
+    // The committed example report shows exactly these numbers (beside the solvers' rows).
     let committed = include_str!("../../../reports/placement-example/report.md");
-    assert!(
-        committed.ends_with(&markdown_table(&rows)),
-        "regenerate the example report"
-    );
+    for row in &rows {
+        assert!(
+            committed.contains(&markdown_row(row)),
+            "regenerate the example report: {row:?}"
+        );
+    }
     let get = |case: usize, strategy: usize| &rows[case * 3 + strategy];
     for case in 0..2 {
         let (contiguous, round_robin, eplb) = (get(case, 0), get(case, 1), get(case, 2));
