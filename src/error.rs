@@ -50,6 +50,15 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::Invalid(message.into())
     }
+
+    /// This error as met while working on `path` (a scenario, say): an invalid request then
+    /// names that file; errors that already name their own file are kept as they are.
+    pub fn in_file(self, path: impl AsRef<Path>) -> Self {
+        match self {
+            Error::Invalid(message) => Error::bad_file(path, message),
+            other => other,
+        }
+    }
 }
 
 /// Describes a TOML parse error as `line N: message`, so callers can prefix the file name.

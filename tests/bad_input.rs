@@ -119,6 +119,34 @@ fn unknown_scenario_key_is_named_and_no_report_is_written() {
 }
 
 #[test]
+fn an_impossible_parallel_layout_names_the_scenario_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tp3.toml");
+    let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/traces/quickstart.parquet");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"tp3\"\nmodel = \"olmoe-1b-7b\"\ncluster = \"dgx-h100\"\ntp = 3\n\
+             tokens_per_gpu = 8\nplacements = [\"contiguous\"]\n[trace]\nfile = \"{trace}\"\n"
+        ),
+    )
+    .unwrap();
+    for command in ["run", "simulate"] {
+        let output = moesim_in(dir.path(), &[command, scenario.to_str().unwrap()]);
+        assert_fails_with(&output, &[]);
+        assert_eq!(
+            common::stderr(&output),
+            format!(
+                "error: {}: `tp` = 3 must divide the 8 expert-parallel GPUs and the 8 GPUs of a \
+                 machine\n",
+                scenario.display()
+            )
+        );
+    }
+    assert!(!dir.path().join("reports").exists());
+}
+
+#[test]
 fn validate_lists_every_violation_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("hand.csv");

@@ -30,7 +30,10 @@ impl RunArgs {
                 .map_err(|message| anyhow::anyhow!("built-in quickstart scenario: {message}"))?,
         };
         let dir = self.out.unwrap_or_else(|| scenario.output_dir());
-        let result = runner::run(&scenario)?;
+        let result = runner::run(&scenario).map_err(|e| match &self.scenario {
+            Some(path) => e.in_file(path),
+            None => e,
+        })?;
         let written = report::write_report(&result, &dir)?;
         for strategy in &result.strategies {
             println!(

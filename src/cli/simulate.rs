@@ -35,7 +35,8 @@ impl SimulateArgs {
             perfetto: self.perfetto.is_some(),
             timeline_excerpt: false,
         };
-        let result = sim::simulate_scenario(&scenario, options)?;
+        let result =
+            sim::simulate_scenario(&scenario, options).map_err(|e| e.in_file(&self.scenario))?;
         if let (Some(path), Some(trace)) = (&self.perfetto, &result.perfetto) {
             write_bytes_atomic(path, serde_json::to_string(trace)?.as_bytes())?;
         }
