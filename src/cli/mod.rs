@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 const EXAMPLES: &str = "\
 Examples:
   moesim run scenarios/quickstart.toml          run a scenario, write reports/quickstart/
-  moesim simulate scenarios/quickstart.toml --json   event-simulate one step per overlap strategy
+  moesim simulate scenarios/quickstart.toml --json   event-simulate every step per overlap strategy
   moesim trace import routing.npy -o t.parquet  import an ExFlow / vLLM / SGLang / CSV trace
   moesim trace stats t.parquet                  per-layer load imbalance, affinity, locality
   moesim trace stats t.parquet --json           the same as one JSON object, for scripts
@@ -52,7 +52,7 @@ enum Command {
     /// Place experts on GPUs with a strategy fitted to a trace (`place eval`: judge a
     /// placement on a trace).
     Place(place::PlaceArgs),
-    /// Simulate one step event by event per overlap strategy (JSON, Perfetto trace, Parquet).
+    /// Simulate every step of the trace event by event per overlap strategy (JSON, Perfetto trace, Parquet).
     Simulate(simulate::SimulateArgs),
     /// Run GPU micro-benchmarks (expert GEMMs, HBM and PCIe copies) with NVML counters.
     Profile(profile::ProfileArgs),
