@@ -5,13 +5,20 @@
 //! (flows linked by shared links) the change touches; all changes made at one instant are
 //! settled together, so an all-to-all that starts every flow at once costs one recomputation.
 //!
+//! Flows that start are first rated from the bandwidth their links have spare, every other
+//! flow untouched; that is kept when it is max-min fair (each new flow's bottleneck is full and
+//! carries no faster flow), which is the common case when the GPUs of an all-to-all start
+//! sending at different instants and each new flow is limited by its own sending port.
+//! Otherwise the component is recomputed.
+//!
 //! A re-division after drains only re-rates the flows whose rate is at least the smallest rate
 //! released: progressive filling below that level is untouched by removing faster flows (every
 //! link that filled below it keeps its flows), so those flows keep their rates exactly.
 //!
 //! With a tolerance (see [`FlowNetwork::with_ghost_tolerance`]), a drained flow is kept as a
 //! *ghost* that goes on holding its bandwidth until the ghosts together hold more than the
-//! tolerance of the bandwidth in use (or a flow starts), so that an all-to-all of thousands of
+//! tolerance of the bandwidth in use (or a flow starts that cannot be rated from the spare
+//! bandwidth alone), so that an all-to-all of thousands of
 //! flows draining at thousands of different instants is re-divided a few hundred times instead
 //! of at every drain; and a flow whose new fair share is above its rate by no more than the
 //! tolerance keeps its rate (and its drain event). Both only ever slow flows down and never
@@ -26,6 +33,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+use super::drain_queue::DrainQueue;
 
 /// Index of a flow in its [`FlowNetwork`]; reused by a later flow once the flow has drained
 /// and given its bandwidth back, so the network's memory follows the flows in flight.
@@ -55,9 +64,6 @@ struct Flow {
     rate: f64,
     /// When `remaining_bytes` was last brought up to date.
     updated_ns: u64,
-    /// Bumped at every rate change (and kept when the slot is reused); drain events of older
-    /// generations are stale.
-    generation: u32,
     /// Has had a rate since it started.
     rated: bool,
     /// Still sending (a drained ghost is not active but may still hold its rate).
@@ -69,15 +75,20 @@ struct Flow {
 pub struct FlowNetwork {
     /// Per link, bytes per ns.
     capacity: Vec<f64>,
-    /// Per link, the active flows crossing it (unordered).
+    /// Per link, the flows crossing it (unordered; ghosts included).
     link_flows: Vec<Vec<FlowId>>,
+    /// Per link, the sum of the rates of its flows (ghosts included), bytes per ns.
+    used: Vec<f64>,
     flows: Vec<Flow>,
     /// Concatenated link lists of all flows.
     flow_links: Vec<u32>,
-    /// Pending drain instants: (ns, flow, generation).
-    drains: BinaryHeap<Reverse<(u64, FlowId, u32)>>,
-    /// Links whose flow set changed since the last [`FlowNetwork::settle`].
+    /// Pending drain instants of the active flows.
+    drains: DrainQueue,
+    /// Links whose flow set changed since the last [`FlowNetwork::settle`], once per flow
+    /// added or removed.
     dirty_links: Vec<u32>,
+    /// Flows started since the last [`FlowNetwork::settle`].
+    started: Vec<FlowId>,
     /// Drained flows still on their links, holding their last rate.
     ghosts: Vec<FlowId>,
     /// Slots of flows that drained and gave their bandwidth back, for reuse.
@@ -116,10 +127,12 @@ impl FlowNetwork {
         FlowNetwork {
             capacity,
             link_flows: vec![Vec::new(); links],
+            used: vec![0.0; links],
             flows: Vec::new(),
             flow_links: Vec::new(),
-            drains: BinaryHeap::new(),
+            drains: DrainQueue::default(),
             dirty_links: Vec::new(),
+            started: Vec::new(),
             ghosts: Vec::new(),
             free_flows: Vec::new(),
             settle_floor: f64::INFINITY,
@@ -155,7 +168,6 @@ impl FlowNetwork {
                 remaining_bytes: 0.0,
                 rate: 0.0,
                 updated_ns: 0,
-                generation: 0,
                 rated: false,
                 active: false,
             });
@@ -180,6 +192,7 @@ impl FlowNetwork {
         f.active = true;
         self.holding += 1;
         self.settle_floor = 0.0;
+        self.started.push(id);
         for &link in links {
             self.link_flows[link as usize].push(id);
             self.dirty_links.push(link);
@@ -188,33 +201,21 @@ impl FlowNetwork {
     }
 
     /// The earliest pending drain instant, if any flow is active.
-    pub fn next_drain_ns(&mut self) -> Option<u64> {
-        while let Some(&Reverse((ns, flow, generation))) = self.drains.peek() {
-            if self.is_current(flow, generation) {
-                return Some(ns);
-            }
-            self.drains.pop();
-        }
-        None
+    pub fn next_drain_ns(&self) -> Option<u64> {
+        self.drains.peek().map(|(ns, _)| ns)
     }
 
     /// Finishes every flow that drains at `now_ns` and appends it to `drained` (in flow order).
     /// Call [`FlowNetwork::settle`] afterwards to hand their bandwidth to the others.
     pub fn drain_at(&mut self, now_ns: u64, drained: &mut Vec<FlowId>) {
         let first = drained.len();
-        while let Some(&Reverse((ns, flow, generation))) = self.drains.peek() {
-            if ns > now_ns {
-                break;
-            }
-            self.drains.pop();
-            if self.is_current(flow, generation) {
-                let f = &mut self.flows[flow as usize];
-                f.active = false;
-                f.remaining_bytes = 0.0;
-                self.ghost_rate += f.rate;
-                self.ghosts.push(flow);
-                drained.push(flow);
-            }
+        while let Some(flow) = self.drains.pop_due(now_ns) {
+            let f = &mut self.flows[flow as usize];
+            f.active = false;
+            f.remaining_bytes = 0.0;
+            self.ghost_rate += f.rate;
+            self.ghosts.push(flow);
+            drained.push(flow);
         }
         drained[first..].sort_unstable();
     }
@@ -225,6 +226,13 @@ impl FlowNetwork {
     /// ghosts within the tolerance (see [`FlowNetwork::with_ghost_tolerance`]).
     pub fn settle(&mut self, now_ns: u64) {
         let ghosts_due = self.ghost_rate > self.ghost_tolerance * self.held_rate;
+        if !self.started.is_empty() && !ghosts_due && self.rate_starts_from_spare(now_ns) {
+            self.started.clear();
+            self.dirty_links.clear();
+            self.settle_floor = f64::INFINITY;
+            return;
+        }
+        self.started.clear();
         if !self.ghosts.is_empty() && (ghosts_due || !self.dirty_links.is_empty()) {
             self.release_ghosts();
         }
@@ -237,7 +245,10 @@ impl FlowNetwork {
         let floor = self.settle_floor * (1.0 - FLOOR_TOLERANCE);
         self.settle_floor = f64::INFINITY;
         self.gather_component(floor);
-        self.water_fill(now_ns);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.fill(&mut scratch, self.round, false);
+        self.apply_fixed(now_ns, &scratch.fixed);
+        self.scratch = scratch;
     }
 
     /// The current rate of `flow`, bytes per ns (0 once drained).
@@ -246,9 +257,44 @@ impl FlowNetwork {
         if f.active { f.rate } else { 0.0 }
     }
 
-    fn is_current(&self, flow: FlowId, generation: u32) -> bool {
-        let f = &self.flows[flow as usize];
-        f.active && f.generation == generation
+    /// Rates the flows started since the last settle by progressive filling over the bandwidth
+    /// their links have spare, leaving every other flow's rate alone, when that is the max-min
+    /// fair allocation: each new flow's bottleneck (the link that fixes it) is then full and no
+    /// other active flow on it is faster, and the flows that were there keep their bottlenecks
+    /// (a full link has no spare, so a new flow crossing one would be fixed there at nothing).
+    /// A combine whose GPUs start at different instants mostly adds flows limited by their own
+    /// sending port, so this settles each start without touching the thousands of flows in
+    /// flight. Returns false, having changed nothing, when the check fails.
+    fn rate_starts_from_spare(&mut self, now_ns: u64) -> bool {
+        self.round += 1;
+        let round = self.round;
+        for &flow in &self.started {
+            self.flow_mark[flow as usize] = round;
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.links.clear();
+        scratch.spare.clear();
+        scratch.unfixed.clear();
+        for &link in &self.dirty_links {
+            let l = link as usize;
+            if self.link_mark[l] == round {
+                scratch.unfixed[self.link_slot[l] as usize] += 1;
+                continue;
+            }
+            self.link_mark[l] = round;
+            self.link_slot[l] = scratch.links.len() as u32;
+            scratch.links.push(link);
+            scratch
+                .spare
+                .push((self.capacity[l] - self.used[l]).max(0.0));
+            scratch.unfixed.push(1);
+        }
+        let fair = self.fill(&mut scratch, round, true);
+        if fair {
+            self.apply_fixed(now_ns, &scratch.fixed);
+        }
+        self.scratch = scratch;
+        fair
     }
 
     /// Takes every drained flow off its links, marking the links for re-division.
@@ -267,6 +313,11 @@ impl FlowNetwork {
                 if let Some(pos) = on_link.iter().position(|&g| g == flow) {
                     on_link.swap_remove(pos);
                 }
+                self.used[link as usize] = if on_link.is_empty() {
+                    0.0
+                } else {
+                    self.used[link as usize] - f.rate
+                };
                 self.dirty_links.push(link);
             }
         }
@@ -282,25 +333,31 @@ impl FlowNetwork {
     }
 
     /// Gathers into the scratch buffers the links reachable from the dirty links through
-    /// shared flows of rate `floor` or more (in visiting order, each with its position in
+    /// shared flows of rate `floor` or more (breadth first, each with its position in
     /// `link_slot`), and per link its capacity left by the flows below the floor (which keep
     /// their rates and are marked fixed) and its count of the others.
     fn gather_component(&mut self, floor: f64) {
         let round = self.round;
-        let mut stack = std::mem::take(&mut self.dirty_links);
         let scratch = &mut self.scratch;
         scratch.links.clear();
         scratch.spare.clear();
         scratch.unfixed.clear();
-        while let Some(link) = stack.pop() {
-            if self.link_mark[link as usize] == round {
-                continue;
-            }
-            self.link_mark[link as usize] = round;
-            self.link_slot[link as usize] = scratch.links.len() as u32;
-            scratch.links.push(link);
-            let (mut spare, mut unfixed) = (self.capacity[link as usize], 0);
-            for &flow in &self.link_flows[link as usize] {
+        for &link in &self.dirty_links {
+            enqueue_link(
+                link,
+                round,
+                &mut self.link_mark,
+                &mut self.link_slot,
+                &mut scratch.links,
+            );
+        }
+        self.dirty_links.clear();
+        let mut next = 0;
+        while next < scratch.links.len() {
+            let link = scratch.links[next] as usize;
+            next += 1;
+            let (mut spare, mut unfixed) = (self.capacity[link], 0);
+            for &flow in &self.link_flows[link] {
                 let f = &self.flows[flow as usize];
                 if f.rate < floor {
                     spare -= f.rate;
@@ -311,42 +368,39 @@ impl FlowNetwork {
                 if self.flow_mark[flow as usize] != round {
                     self.flow_mark[flow as usize] = round;
                     let start = f.links_start as usize;
-                    let links = &self.flow_links[start..start + f.links_len as usize];
-                    stack.extend(
-                        links
-                            .iter()
-                            .filter(|&&l| self.link_mark[l as usize] != round),
-                    );
+                    for &l in &self.flow_links[start..start + f.links_len as usize] {
+                        enqueue_link(
+                            l,
+                            round,
+                            &mut self.link_mark,
+                            &mut self.link_slot,
+                            &mut scratch.links,
+                        );
+                    }
                 }
             }
             scratch.spare.push(spare.max(0.0));
             scratch.unfixed.push(unfixed);
         }
-        stack.clear();
-        self.dirty_links = stack;
     }
 
-    /// Progressive filling over the gathered component from level `floor` up: flows below it
-    /// keep their rates (removing flows of rate `floor` or more cannot change them: every link
-    /// that filled below `floor` kept its flows), then repeatedly the link offering the
-    /// smallest equal share to its unfixed flows fixes them at that share (ties to the link
-    /// visited first). Every other flow on a component link is in the component, so all get a
-    /// rate.
-    fn water_fill(&mut self, now_ns: u64) {
-        let round = self.round;
-        let mut scratch = std::mem::take(&mut self.scratch);
+    /// Progressive filling over the links in `scratch` (with their spare capacity and count
+    /// of unfixed flows): repeatedly the link offering the smallest equal share to its unfixed
+    /// flows fixes them at that share (ties to the link gathered first), recording each flow
+    /// and its share in `scratch.fixed`. Flows already marked fixed in `round` keep their rates.
+    /// With `new_only`, only the flows marked `round` in `flow_mark` are filled, and it stops
+    /// with false as soon as a bottleneck would leave them nothing or carries another active
+    /// flow faster than their share (see [`FlowNetwork::rate_starts_from_spare`]).
+    fn fill(&mut self, scratch: &mut Scratch, round: u32, new_only: bool) -> bool {
         let Scratch {
             links,
             spare,
             unfixed,
             heap,
-        } = &mut scratch;
-        heap.clear();
-        heap.extend(
-            (0..links.len())
-                .filter(|&i| unfixed[i] > 0)
-                .map(|i| Reverse((OrdF64(spare[i] / f64::from(unfixed[i])), i))),
-        );
+            fixed,
+        } = scratch;
+        fixed.clear();
+        fill_heap(heap, spare, unfixed);
         while let Some(Reverse((OrdF64(share), i))) = heap.pop() {
             if unfixed[i] == 0 {
                 continue;
@@ -356,28 +410,50 @@ impl FlowNetwork {
                 heap.push(Reverse((OrdF64(current), i)));
                 continue;
             }
-            for n in 0..self.link_flows[links[i] as usize].len() {
-                let flow = self.link_flows[links[i] as usize][n];
-                if self.flow_fixed[flow as usize] == round {
+            let on_link = &self.link_flows[links[i] as usize];
+            if new_only && (share <= 0.0 || self.has_faster_old_flow(on_link, round, share)) {
+                return false;
+            }
+            for &flow in on_link {
+                let fl = flow as usize;
+                if self.flow_fixed[fl] == round || (new_only && self.flow_mark[fl] != round) {
                     continue;
                 }
-                self.flow_fixed[flow as usize] = round;
-                let f = &self.flows[flow as usize];
+                self.flow_fixed[fl] = round;
+                let f = &self.flows[fl];
                 let start = f.links_start as usize;
                 for &l in &self.flow_links[start..start + f.links_len as usize] {
                     let j = self.link_slot[l as usize] as usize;
                     spare[j] = (spare[j] - share).max(0.0);
                     unfixed[j] -= 1;
                 }
-                self.set_rate(now_ns, flow, share);
+                fixed.push((flow, share));
             }
         }
-        self.scratch = scratch;
+        true
+    }
+
+    /// Whether an active flow on `on_link` not marked `round` (not new) runs faster than `share`.
+    fn has_faster_old_flow(&self, on_link: &[FlowId], round: u32, share: f64) -> bool {
+        on_link.iter().any(|&flow| {
+            let f = &self.flows[flow as usize];
+            self.flow_mark[flow as usize] != round
+                && f.active
+                && f.rate > share * (1.0 + RATE_TOLERANCE)
+        })
+    }
+
+    /// Gives every flow the filling fixed its share (see [`FlowNetwork::set_rate`]).
+    fn apply_fixed(&mut self, now_ns: u64, fixed: &[(FlowId, f64)]) {
+        for &(flow, share) in fixed {
+            self.set_rate(now_ns, flow, share);
+        }
     }
 
     /// Brings `flow`'s progress up to `now_ns` and, if its rate changes, schedules its drain.
+    #[inline]
     fn set_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
-        let f = &mut self.flows[flow as usize];
+        let f = &self.flows[flow as usize];
         // Shares recomputed in a different order differ in their last bits: keep the old rate
         // (and its drain event) unless it really changed; within the tolerance, keep a lower
         // old rate too (never a higher one, so no link carries more than it can).
@@ -388,15 +464,24 @@ impl FlowNetwork {
         {
             return;
         }
+        self.change_rate(now_ns, flow, rate);
+    }
+
+    /// [`FlowNetwork::set_rate`] for a rate that changes.
+    fn change_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
+        let f = &mut self.flows[flow as usize];
         f.remaining_bytes = (f.remaining_bytes - f.rate * (now_ns - f.updated_ns) as f64).max(0.0);
         f.updated_ns = now_ns;
         self.held_rate += rate - f.rate;
+        let start = f.links_start as usize;
+        for &l in &self.flow_links[start..start + f.links_len as usize] {
+            self.used[l as usize] += rate - f.rate;
+        }
         f.rate = rate;
-        f.generation = f.generation.wrapping_add(1);
         f.rated = true;
         let left_ns = f.remaining_bytes / rate * (1.0 - DRAIN_TOLERANCE);
         let drain_ns = now_ns + left_ns.ceil() as u64;
-        self.drains.push(Reverse((drain_ns, flow, f.generation)));
+        self.drains.set(flow, drain_ns);
     }
 }
 
@@ -411,6 +496,29 @@ struct Scratch {
     unfixed: Vec<u32>,
     /// Links by the equal share they offer their unfixed flows (lazily updated).
     heap: BinaryHeap<Reverse<(OrdF64, usize)>>,
+    /// New flows and the shares they were fixed at, before they are applied.
+    fixed: Vec<(FlowId, f64)>,
+}
+
+/// Appends `link` to `links` (recording its position in `slot`) unless it is already marked
+/// in this `round`.
+fn enqueue_link(link: u32, round: u32, mark: &mut [u32], slot: &mut [u32], links: &mut Vec<u32>) {
+    let l = link as usize;
+    if mark[l] != round {
+        mark[l] = round;
+        slot[l] = links.len() as u32;
+        links.push(link);
+    }
+}
+
+/// Fills `heap` with every link that has unfixed flows, by the equal share it offers them.
+fn fill_heap(heap: &mut BinaryHeap<Reverse<(OrdF64, usize)>>, spare: &[f64], unfixed: &[u32]) {
+    heap.clear();
+    heap.extend(
+        (0..spare.len())
+            .filter(|&i| unfixed[i] > 0)
+            .map(|i| Reverse((OrdF64(spare[i] / f64::from(unfixed[i])), i))),
+    );
 }
 
 /// An `f64` ordered by `total_cmp`, for heaps of shares.
@@ -520,6 +628,27 @@ mod tests {
         let mut with_d = starts.to_vec();
         with_d.push((15, vec![0], 90));
         assert_eq!(run(&mut net, &with_d), vec![15, 30, 30, 18]);
+    }
+
+    #[test]
+    fn a_start_takes_spare_bandwidth_only_when_that_is_fair() {
+        // Link 0: 100 B/ns; link 1: 20 B/ns. A crosses both and is held to 20 by link 1, so B
+        // starting on link 0 alone gets the 80 left over and A keeps its rate.
+        let mut net = FlowNetwork::new([100.0, 20.0]);
+        let a = net.start(0, &[0, 1], 1_000_000);
+        net.settle(0);
+        let b = net.start(5, &[0], 1_000_000);
+        net.settle(5);
+        assert_eq!((net.rate(a), net.rate(b)), (20.0, 80.0));
+        // Link 1 at 60 B/ns: A runs at 60 and 40 are spare, but B's fair share of link 0 is 50,
+        // A's rate too (link 0 fills at 50 before link 1 at 60).
+        let mut net = FlowNetwork::new([100.0, 60.0]);
+        let a = net.start(0, &[0, 1], 1_000_000);
+        net.settle(0);
+        assert_eq!(net.rate(a), 60.0);
+        let b = net.start(5, &[0], 1_000_000);
+        net.settle(5);
+        assert_eq!((net.rate(a), net.rate(b)), (50.0, 50.0));
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! The flows' pending drain instants: a binary min-heap holding one entry per flow, indexed by
+//! flow so that a re-rated flow moves its entry instead of leaving a stale one behind.
+//!
+//! An all-to-all re-rates thousands of flows at every start and re-division; a heap of stale
+//! entries grew to tens of thousands and most of its pops were discarded. Here the heap never
+//! holds more entries than flows in flight.
+
+/// Where a flow sits in the heap, or that it is not queued.
+const NOT_QUEUED: u32 = u32::MAX;
+
+/// Pending drains, earliest first; ties go to the lower flow.
+#[derive(Debug, Clone, Default)]
+pub struct DrainQueue {
+    /// Heap of (drain instant in ns, flow).
+    heap: Vec<(u64, u32)>,
+    /// Per flow, its position in `heap` or [`NOT_QUEUED`].
+    position: Vec<u32>,
+}
+
+impl DrainQueue {
+    /// Queues `flow` to drain at `ns`, moving its entry if it has one.
+    pub fn set(&mut self, flow: u32, ns: u64) {
+        let f = flow as usize;
+        if f >= self.position.len() {
+            self.position.resize(f + 1, NOT_QUEUED);
+        }
+        let at = self.position[f];
+        if at == NOT_QUEUED {
+            self.heap.push((ns, flow));
+            self.sift_up(self.heap.len() - 1);
+        } else {
+            let at = at as usize;
+            let old = self.heap[at];
+            self.heap[at] = (ns, flow);
+            if (ns, flow) < old {
+                self.sift_up(at);
+            } else {
+                self.sift_down(at);
+            }
+        }
+    }
+
+    /// The earliest drain, if any.
+    pub fn peek(&self) -> Option<(u64, u32)> {
+        self.heap.first().copied()
+    }
+
+    /// Removes and returns the earliest drain if it is due at or before `now_ns`.
+    pub fn pop_due(&mut self, now_ns: u64) -> Option<u32> {
+        let &(ns, flow) = self.heap.first()?;
+        if ns > now_ns {
+            return None;
+        }
+        let last = self.heap.pop().expect("non-empty");
+        self.position[flow as usize] = NOT_QUEUED;
+        if !self.heap.is_empty() {
+            self.heap[0] = last;
+            self.position[last.1 as usize] = 0;
+            self.sift_down(0);
+        }
+        Some(flow)
+    }
+
+    fn sift_up(&mut self, mut at: usize) {
+        let entry = self.heap[at];
+        while at > 0 {
+            let parent = (at - 1) / 2;
+            if self.heap[parent] <= entry {
+                break;
+            }
+            self.heap[at] = self.heap[parent];
+            self.position[self.heap[at].1 as usize] = at as u32;
+            at = parent;
+        }
+        self.heap[at] = entry;
+        self.position[entry.1 as usize] = at as u32;
+    }
+
+    fn sift_down(&mut self, mut at: usize) {
+        let entry = self.heap[at];
+        let len = self.heap.len();
+        loop {
+            let left = 2 * at + 1;
+            if left >= len {
+                break;
+            }
+            let right = left + 1;
+            let child = if right < len && self.heap[right] < self.heap[left] {
+                right
+            } else {
+                left
+            };
+            if entry <= self.heap[child] {
+                break;
+            }
+            self.heap[at] = self.heap[child];
+            self.position[self.heap[at].1 as usize] = at as u32;
+            at = child;
+        }
+        self.heap[at] = entry;
+        self.position[entry.1 as usize] = at as u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain_all(queue: &mut DrainQueue) -> Vec<(u64, u32)> {
+        let mut out = Vec::new();
+        while let Some((ns, _)) = queue.peek() {
+            out.push((ns, queue.pop_due(ns).unwrap()));
+        }
+        out
+    }
+
+    #[test]
+    fn moved_entries_drain_in_their_new_order_once_each() {
+        let mut queue = DrainQueue::default();
+        for (flow, ns) in [(0, 50), (1, 10), (2, 30), (3, 30), (4, 70)] {
+            queue.set(flow, ns);
+        }
+        queue.set(1, 60); // later
+        queue.set(4, 5); // earlier
+        assert_eq!(queue.pop_due(4), None);
+        assert_eq!(
+            drain_all(&mut queue),
+            vec![(5, 4), (30, 2), (30, 3), (50, 0), (60, 1)]
+        );
+        queue.set(2, 7);
+        assert_eq!(drain_all(&mut queue), vec![(7, 2)]);
+    }
+}
