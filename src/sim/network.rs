@@ -247,7 +247,7 @@ impl FlowNetwork {
         self.gather_component(floor);
         let mut scratch = std::mem::take(&mut self.scratch);
         self.fill(&mut scratch, self.round, false);
-        self.apply_fixed(now_ns, &scratch.fixed);
+        self.apply_changes(now_ns, &scratch.changes);
         self.scratch = scratch;
     }
 
@@ -291,7 +291,7 @@ impl FlowNetwork {
         }
         let fair = self.fill(&mut scratch, round, true);
         if fair {
-            self.apply_fixed(now_ns, &scratch.fixed);
+            self.apply_changes(now_ns, &scratch.changes);
         }
         self.scratch = scratch;
         fair
@@ -386,8 +386,9 @@ impl FlowNetwork {
 
     /// Progressive filling over the links in `scratch` (with their spare capacity and count
     /// of unfixed flows): repeatedly the link offering the smallest equal share to its unfixed
-    /// flows fixes them at that share (ties to the link gathered first), recording each flow
-    /// and its share in `scratch.fixed`. Flows already marked fixed in `round` keep their rates.
+    /// flows fixes them at that share (ties to the link gathered first), recording in
+    /// `scratch.changes` the flows whose rate that changes ([`FlowNetwork::keeps_rate`]).
+    /// Flows already marked fixed in `round` keep their rates.
     /// With `new_only`, only the flows marked `round` in `flow_mark` are filled, and it stops
     /// with false as soon as a bottleneck would leave them nothing or carries another active
     /// flow faster than their share (see [`FlowNetwork::rate_starts_from_spare`]).
@@ -397,9 +398,9 @@ impl FlowNetwork {
             spare,
             unfixed,
             heap,
-            fixed,
+            changes,
         } = scratch;
-        fixed.clear();
+        changes.clear();
         fill_heap(heap, spare, unfixed);
         while let Some(Reverse((OrdF64(share), i))) = heap.pop() {
             if unfixed[i] == 0 {
@@ -427,7 +428,9 @@ impl FlowNetwork {
                     spare[j] = (spare[j] - share).max(0.0);
                     unfixed[j] -= 1;
                 }
-                fixed.push((flow, share));
+                if !(f.rated && self.keeps_rate(f.rate, share)) {
+                    changes.push((flow, share));
+                }
             }
         }
         true
@@ -443,31 +446,23 @@ impl FlowNetwork {
         })
     }
 
-    /// Gives every flow the filling fixed its share (see [`FlowNetwork::set_rate`]).
-    fn apply_fixed(&mut self, now_ns: u64, fixed: &[(FlowId, f64)]) {
-        for &(flow, share) in fixed {
-            self.set_rate(now_ns, flow, share);
+    /// Gives every flow the filling re-rated its new rate (see [`FlowNetwork::change_rate`]).
+    fn apply_changes(&mut self, now_ns: u64, changes: &[(FlowId, f64)]) {
+        for &(flow, rate) in changes {
+            self.change_rate(now_ns, flow, rate);
         }
     }
 
-    /// Brings `flow`'s progress up to `now_ns` and, if its rate changes, schedules its drain.
-    #[inline]
-    fn set_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
-        let f = &self.flows[flow as usize];
-        // Shares recomputed in a different order differ in their last bits: keep the old rate
-        // (and its drain event) unless it really changed; within the tolerance, keep a lower
-        // old rate too (never a higher one, so no link carries more than it can).
+    /// Whether a flow at `old` given `rate` keeps `old` (and its drain event): shares
+    /// recomputed in a different order differ in their last bits, so the rate must really
+    /// change; within the tolerance a lower old rate is kept too (never a higher one, so no
+    /// link carries more than it can).
+    fn keeps_rate(&self, old: f64, rate: f64) -> bool {
         let raise_tolerance = self.ghost_tolerance.max(RATE_TOLERANCE);
-        if f.rated
-            && rate >= f.rate * (1.0 - RATE_TOLERANCE)
-            && rate <= f.rate * (1.0 + raise_tolerance)
-        {
-            return;
-        }
-        self.change_rate(now_ns, flow, rate);
+        rate >= old * (1.0 - RATE_TOLERANCE) && rate <= old * (1.0 + raise_tolerance)
     }
 
-    /// [`FlowNetwork::set_rate`] for a rate that changes.
+    /// Brings `flow`'s progress up to `now_ns`, gives it `rate` and schedules its drain.
     fn change_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
         let f = &mut self.flows[flow as usize];
         f.remaining_bytes = (f.remaining_bytes - f.rate * (now_ns - f.updated_ns) as f64).max(0.0);
@@ -480,7 +475,7 @@ impl FlowNetwork {
         f.rate = rate;
         f.rated = true;
         let left_ns = f.remaining_bytes / rate * (1.0 - DRAIN_TOLERANCE);
-        let drain_ns = now_ns + left_ns.ceil() as u64;
+        let drain_ns = now_ns + ceil_ns(left_ns);
         self.drains.set(flow, drain_ns);
     }
 }
@@ -496,8 +491,19 @@ struct Scratch {
     unfixed: Vec<u32>,
     /// Links by the equal share they offer their unfixed flows (lazily updated).
     heap: BinaryHeap<Reverse<(OrdF64, usize)>>,
-    /// New flows and the shares they were fixed at, before they are applied.
-    fixed: Vec<(FlowId, f64)>,
+    /// Flows whose rate the filling changes, and their new rates, before they are applied.
+    changes: Vec<(FlowId, f64)>,
+}
+
+/// `ns` (finite, >= 0) rounded up to whole nanoseconds, without a call to `f64::ceil` (not
+/// inlined on baseline x86-64, and this runs at every re-rating).
+fn ceil_ns(ns: f64) -> u64 {
+    let whole = ns as u64;
+    if (whole as f64) < ns {
+        whole + 1
+    } else {
+        whole
+    }
 }
 
 /// Appends `link` to `links` (recording its position in `slot`) unless it is already marked
