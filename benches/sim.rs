@@ -56,10 +56,26 @@ fn work(
         .collect()
 }
 
+/// Resets the peak resident set size to the current one (Linux `clear_refs`), so that a later
+/// [`peak_rss_mib`] is the peak since; false where that is not possible.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Peak resident set size of this process, from /proc (Linux), in MiB.
 fn peak_rss_mib() -> Option<f64> {
+    proc_status_mib("VmHWM:")
+}
+
+/// Resident set size of this process now, from /proc (Linux), in MiB.
+fn rss_mib() -> Option<f64> {
+    proc_status_mib("VmRSS:")
+}
+
+/// A memory figure of /proc/self/status (`field` with its colon), in MiB.
+fn proc_status_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
@@ -90,18 +106,28 @@ fn deepseek_decode(nodes: usize, max_layers: Option<usize>) {
         layers: &layers,
         config: &config,
     };
+    let traffic_mib: f64 = layers
+        .iter()
+        .map(|l| [&l.dispatch, &l.combine, &l.tp_reduce])
+        .flatten()
+        .filter(|m| m.pairs().next().is_some())
+        .map(|m| (m.num_gpus() * m.num_gpus() * 8) as f64 / (1 << 20) as f64)
+        .sum();
+    let rss_before = rss_mib().unwrap_or(f64::NAN);
+    let peak_reset = reset_peak_rss();
     let start = Instant::now();
     let sim = simulate_step(&spec, Overlap::None, "contiguous");
     let wall = start.elapsed().as_secs_f64();
     println!(
-        "DeepSeek-V3 EP{} decode 128 tok/GPU, {} MoE layers: step {:.3} ms simulated, {:.3} s wall, {} events, {:.2} M events/s, peak RSS {:.0} MiB",
+        "DeepSeek-V3 EP{} decode 128 tok/GPU, {} MoE layers: step {:.3} ms simulated, {:.3} s wall, {} events, {:.2} M events/s, peak RSS {:.0} MiB {} ({rss_before:.0} MiB before it, traffic matrices given to it included: {traffic_mib:.0} MiB)",
         cluster.num_gpus(),
         layers.len(),
         sim.step_ns as f64 / 1e6,
         wall,
         sim.events,
         sim.events as f64 / wall / 1e6,
-        peak_rss_mib().unwrap_or(f64::NAN)
+        peak_rss_mib().unwrap_or(f64::NAN),
+        if peak_reset { "while simulating" } else { "(whole process)" },
     );
 }
 

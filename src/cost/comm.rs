@@ -15,7 +15,8 @@ use crate::topology::{Cluster, LinkId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrafficMatrix {
     num_gpus: usize,
-    /// Row-major: `bytes[src * num_gpus + dst]`.
+    /// Row-major: `bytes[src * num_gpus + dst]`; empty until bytes are first added, so that
+    /// a matrix that stays empty (no tensor parallelism) costs nothing per GPU pair.
     bytes: Vec<u64>,
 }
 
@@ -24,7 +25,7 @@ impl TrafficMatrix {
     pub fn zeros(num_gpus: usize) -> TrafficMatrix {
         TrafficMatrix {
             num_gpus,
-            bytes: vec![0; num_gpus * num_gpus],
+            bytes: Vec::new(),
         }
     }
 
@@ -35,11 +36,19 @@ impl TrafficMatrix {
 
     /// Bytes from `src` to `dst`.
     pub fn get(&self, src: usize, dst: usize) -> u64 {
-        self.bytes[src * self.num_gpus + dst]
+        assert!(src < self.num_gpus && dst < self.num_gpus, "GPU out of range");
+        self.bytes.get(src * self.num_gpus + dst).copied().unwrap_or(0)
     }
 
     /// Adds `bytes` from `src` to `dst`.
     pub fn add(&mut self, src: usize, dst: usize, bytes: u64) {
+        assert!(src < self.num_gpus && dst < self.num_gpus, "GPU out of range");
+        if bytes == 0 {
+            return;
+        }
+        if self.bytes.is_empty() {
+            self.bytes = vec![0; self.num_gpus * self.num_gpus];
+        }
         self.bytes[src * self.num_gpus + dst] += bytes;
     }
 

@@ -6,6 +6,12 @@
 //! starts as soon as its dependencies are done: its bytes become a flow on the
 //! [`FlowNetwork`] and it completes the route latency after its last byte left. Every task
 //! remembers the predecessor that decided its start, so the critical path can be walked back.
+//!
+//! An all-to-all is a [`Collective`]: one [`Work::Send`] per sending GPU, which starts a flow
+//! to every GPU it owes bytes, and one [`Work::Receive`] per receiving GPU, which completes when
+//! every flow bound for it has arrived. The per-pair bytes stay in the traffic matrix the
+//! collective borrows, so the graph holds a few tasks per GPU and layer rather than one per GPU
+//! pair, and the network holds only the flows in flight.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -13,6 +19,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use super::binding::binding_routes;
 use super::config::SimConfig;
 use super::network::{FlowId, FlowNetwork};
+use crate::cost::TrafficMatrix;
 use crate::topology::{Cluster, LinkKind, Route};
 
 /// Index of a task in its [`TaskGraph`].
@@ -42,9 +49,88 @@ pub enum Work {
         /// Payload.
         bytes: u64,
     },
-    /// Nothing: completes when its dependencies do (a collective's fan-in point).
+    /// Nothing: completes when its dependencies do (a fan-in point).
     Join,
+    /// GPU `src`'s part of all-to-all `collective`: a flow to every GPU it owes bytes, started
+    /// together; completes at once (the collective's receives wait for the flows).
+    Send {
+        /// Index of the collective in its graph.
+        collective: u32,
+        /// Sending GPU.
+        src: u32,
+    },
+    /// GPU `dst`'s end of all-to-all `collective`: completes once its dependencies are done and
+    /// every flow of the collective bound for `dst` has arrived. On the critical path it spans
+    /// the last flow to arrive, from its send.
+    Receive {
+        /// Index of the collective in its graph.
+        collective: u32,
+        /// Receiving GPU.
+        dst: u32,
+    },
 }
+
+/// Bytes moved from one GPU to another: a [`Work::Transfer`], or one pair of a [`Work::Send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairTransfer {
+    /// Sending GPU.
+    pub src: u32,
+    /// Receiving GPU.
+    pub dst: u32,
+    /// Forwarding GPU, if any.
+    pub relay: Option<u32>,
+    /// Payload.
+    pub bytes: u64,
+}
+
+/// An all-to-all: GPU `src` sends GPU `dst` `ceil(share x matrix[src][dst])` bytes (`src !=
+/// dst`), directly or, when `hierarchical`, through the GPU of `src`'s machine on `dst`'s rail
+/// ([`hierarchical_relay`]).
+#[derive(Debug, Clone)]
+pub struct Collective<'m> {
+    matrix: &'m TrafficMatrix,
+    share: f64,
+    hierarchical: bool,
+    /// Per receiving GPU, its [`Work::Receive`] task ([`NO_TASK`] until added).
+    receives: Vec<TaskId>,
+}
+
+impl Collective<'_> {
+    /// What GPU `src` sends, by receiving GPU.
+    fn sends<'a>(
+        &'a self,
+        src: u32,
+        cluster: &'a Cluster,
+    ) -> impl Iterator<Item = PairTransfer> + 'a {
+        let gpus = self.matrix.num_gpus();
+        (0..gpus as u32).filter_map(move |dst| {
+            let bytes = self.matrix.get(src as usize, dst as usize);
+            (dst != src && bytes > 0).then(|| PairTransfer {
+                src,
+                dst,
+                relay: if self.hierarchical {
+                    hierarchical_relay(cluster, src, dst)
+                } else {
+                    None
+                },
+                bytes: (bytes as f64 * self.share).ceil() as u64,
+            })
+        })
+    }
+}
+
+/// The GPU a hierarchical all-to-all forwards `src -> dst` through: the GPU of `src`'s machine
+/// on `dst`'s rail (NVLink inside the machine, then one RDMA hop), or none within a machine or
+/// when that GPU is `src` itself.
+pub fn hierarchical_relay(cluster: &Cluster, src: u32, dst: u32) -> Option<u32> {
+    let (src, dst) = (src as usize, dst as usize);
+    let per_node = cluster.gpus_per_node();
+    let relay = cluster.node_of(src) * per_node + dst % per_node;
+    (cluster.node_of(src) != cluster.node_of(dst) && relay != src).then_some(relay as u32)
+}
+
+/// A task id that names no task.
+const NO_TASK: TaskId = TaskId::MAX;
 
 /// One task and the label metrics group it under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,31 +141,55 @@ pub struct Task<L> {
     pub label: L,
 }
 
-/// Tasks and their dependency edges, built in any order that lists dependencies first.
+/// Tasks and their dependency edges, built in any order that lists dependencies first, and the
+/// all-to-alls whose traffic matrices (borrowed for `'m`) their sends and receives share.
 #[derive(Debug, Clone)]
-pub struct TaskGraph<L> {
+pub struct TaskGraph<'m, L> {
     tasks: Vec<Task<L>>,
+    collectives: Vec<Collective<'m>>,
     /// Every task's dependencies, one after the other (flat: a few bytes per edge rather than a
-    /// vector per task, which matters with one transfer task per GPU pair per layer).
+    /// vector per task).
     deps: Vec<TaskId>,
     /// Per task, where its dependencies end in `deps` (they start where the previous task's end).
     deps_end: Vec<u32>,
 }
 
-impl<L: Copy> Default for TaskGraph<L> {
+impl<L: Copy> Default for TaskGraph<'_, L> {
     fn default() -> Self {
         TaskGraph {
             tasks: Vec::new(),
+            collectives: Vec::new(),
             deps: Vec::new(),
             deps_end: Vec::new(),
         }
     }
 }
 
-impl<L: Copy> TaskGraph<L> {
+impl<'m, L: Copy> TaskGraph<'m, L> {
+    /// Adds an all-to-all moving `share` of `matrix`'s bytes (each pair rounded up), relayed
+    /// when `hierarchical`; returns its index for [`Work::Send`] and [`Work::Receive`] tasks,
+    /// of which it needs one per GPU that sends and one per GPU that receives.
+    pub fn add_collective(
+        &mut self,
+        matrix: &'m TrafficMatrix,
+        share: f64,
+        hierarchical: bool,
+    ) -> u32 {
+        self.collectives.push(Collective {
+            matrix,
+            share,
+            hierarchical,
+            receives: vec![NO_TASK; matrix.num_gpus()],
+        });
+        (self.collectives.len() - 1) as u32
+    }
+
     /// Adds a task that waits for every task in `deps` (already added).
     pub fn add(&mut self, work: Work, label: L, deps: &[TaskId]) -> TaskId {
         let id = self.tasks.len() as TaskId;
+        if let Work::Receive { collective, dst } = work {
+            self.collectives[collective as usize].receives[dst as usize] = id;
+        }
         self.tasks.push(Task { work, label });
         debug_assert!(deps.iter().all(|&d| d < id), "dependencies come first");
         self.deps.extend_from_slice(deps);
@@ -101,6 +211,36 @@ impl<L: Copy> TaskGraph<L> {
     pub fn task(&self, id: TaskId) -> &Task<L> {
         &self.tasks[id as usize]
     }
+
+    /// The bytes task `id` moves between GPUs: its own for a transfer, every pair for a send.
+    pub fn transfers<'a>(
+        &'a self,
+        id: TaskId,
+        cluster: &'a Cluster,
+    ) -> impl Iterator<Item = PairTransfer> + 'a {
+        let (single, send) = match self.tasks[id as usize].work {
+            Work::Transfer {
+                src,
+                dst,
+                relay,
+                bytes,
+            } => (
+                Some(PairTransfer {
+                    src,
+                    dst,
+                    relay,
+                    bytes,
+                }),
+                None,
+            ),
+            Work::Send { collective, src } => (None, Some((collective, src))),
+            _ => (None, None),
+        };
+        single.into_iter().chain(
+            send.into_iter()
+                .flat_map(move |(c, src)| self.collectives[c as usize].sends(src, cluster)),
+        )
+    }
 }
 
 /// Every task's successors (the tasks waiting on it), in one flat list indexed by task.
@@ -113,7 +253,7 @@ struct Successors {
 
 impl Successors {
     /// Inverts `graph`'s dependency lists (counting sort by dependency).
-    fn of<L>(graph: &TaskGraph<L>) -> Successors {
+    fn of<L>(graph: &TaskGraph<'_, L>) -> Successors {
         let n = graph.tasks.len();
         let mut start = vec![0u32; n + 1];
         for &dep in &graph.deps {
@@ -152,9 +292,14 @@ pub struct Timeline {
     /// Per task, the task whose completion let it start (a dependency or the previous task on
     /// its stream); `None` for tasks that start at time 0.
     pub critical_pred: Vec<Option<TaskId>>,
+    /// Per [`Work::Send`] task, when the last of its flows arrived (0 for other tasks).
+    pub sends_done_ns: Vec<u64>,
     /// Bytes each cluster link carried, by link index.
     pub link_bytes: Vec<u64>,
-    /// Events processed (task completions and flow drains).
+    /// Per link (by index), the intervals some transfer occupied it (from its start to its
+    /// arrival), overlapping and touching ones merged, in time order.
+    pub link_busy: Vec<Vec<(u64, u64)>>,
+    /// Events processed (task completions, flow drains and arrivals).
     pub events: u64,
 }
 
@@ -182,7 +327,7 @@ impl Timeline {
 /// Runs `graph` on `cluster` from time 0 until every task is done, with NVLink links at
 /// `config.nvlink_efficiency` of their nominal bandwidth (other links at theirs) and bandwidth
 /// re-divided within `config.rate_tolerance`.
-pub fn run<L: Copy>(graph: &TaskGraph<L>, cluster: &Cluster, config: &SimConfig) -> Timeline {
+pub fn run<L: Copy>(graph: &TaskGraph<'_, L>, cluster: &Cluster, config: &SimConfig) -> Timeline {
     Engine::new(graph, cluster, config).run()
 }
 
@@ -216,29 +361,88 @@ struct Stream {
     queue: VecDeque<TaskId>,
 }
 
+/// What a flow in flight belongs to.
+#[derive(Debug, Clone, Copy)]
+struct FlowOwner {
+    /// The bytes and route.
+    transfer: PairTransfer,
+    /// The [`Work::Transfer`] or [`Work::Send`] task that started it.
+    task: TaskId,
+    /// For a send's flow, the receive it arrives at; [`NO_TASK`] for a transfer.
+    receive: TaskId,
+    /// Latency of its routes, added once its last byte has left.
+    latency_ns: u64,
+}
+
+/// Per link, how many transfers occupy it and the merged intervals they occupied it.
+#[derive(Debug)]
+struct LinkOccupancy {
+    /// Per link, transfers whose flow has not drained yet.
+    active: Vec<u32>,
+    /// Per link, the latest arrival of a drained transfer.
+    busy_until: Vec<u64>,
+    /// Per link, merged busy intervals; the last one is open while `active` > 0.
+    intervals: Vec<Vec<(u64, u64)>>,
+}
+
+impl LinkOccupancy {
+    fn new(links: usize) -> Self {
+        LinkOccupancy {
+            active: vec![0; links],
+            busy_until: vec![0; links],
+            intervals: vec![Vec::new(); links],
+        }
+    }
+
+    /// A transfer starts occupying `link` at `now`: a new interval unless the last one is
+    /// still open or ended at or after `now`.
+    fn start(&mut self, link: usize, now: u64) {
+        let intervals = &mut self.intervals[link];
+        let continues = self.active[link] > 0
+            || intervals
+                .last()
+                .is_some_and(|_| self.busy_until[link] >= now);
+        if !continues {
+            intervals.push((now, now));
+        }
+        self.active[link] += 1;
+    }
+
+    /// A transfer on `link` drained; it occupies the link until it arrives at `arrival`.
+    fn drain(&mut self, link: usize, arrival: u64) {
+        self.active[link] -= 1;
+        self.busy_until[link] = self.busy_until[link].max(arrival);
+        if let Some(last) = self.intervals[link].last_mut() {
+            last.1 = self.busy_until[link];
+        }
+    }
+}
+
 /// Engine state while a graph runs.
-struct Engine<'a, L> {
-    graph: &'a TaskGraph<L>,
-    cluster: &'a Cluster,
+struct Engine<'g, 'm, L> {
+    graph: &'g TaskGraph<'m, L>,
+    cluster: &'g Cluster,
     network: FlowNetwork,
     /// Per GPU pair, the links of its route that can limit a flow ([`binding_routes`]).
     binding: Vec<Vec<u32>>,
     /// Scratch: the limiting links of the transfer being started.
     flow_links: Vec<u32>,
-    /// Per flow slot, the transfer task it carries now.
-    flow_task: Vec<TaskId>,
+    /// Per flow slot, what the flow in it belongs to.
+    flow_owner: Vec<FlowOwner>,
     /// Streams, indexed by `gpu * streams_per_gpu + stream`.
     streams: Vec<Stream>,
     streams_per_gpu: usize,
-    /// Task completions: (ns, task).
-    completions: BinaryHeap<Reverse<(u64, TaskId)>>,
+    /// Task completions `(ns, task, NO_TASK)` and arrivals `(ns, receive, send)`.
+    completions: BinaryHeap<Reverse<(u64, TaskId, TaskId)>>,
+    /// Per task, dependencies (and, for a receive, flows) it still waits for.
     waiting_deps: Vec<u32>,
     successors: Successors,
+    occupancy: LinkOccupancy,
     timeline: Timeline,
 }
 
-impl<'a, L: Copy> Engine<'a, L> {
-    fn new(graph: &'a TaskGraph<L>, cluster: &'a Cluster, config: &SimConfig) -> Self {
+impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
+    fn new(graph: &'g TaskGraph<'m, L>, cluster: &'g Cluster, config: &SimConfig) -> Self {
         let streams_per_gpu = graph
             .tasks
             .iter()
@@ -256,25 +460,42 @@ impl<'a, L: Copy> Engine<'a, L> {
                 _ => l.bandwidth_gbps,
             })
             .collect();
+        let mut waiting_deps: Vec<u32> = (0..n)
+            .map(|t| graph.deps_end[t] - if t == 0 { 0 } else { graph.deps_end[t - 1] })
+            .collect();
+        for collective in &graph.collectives {
+            for src in 0..collective.matrix.num_gpus() as u32 {
+                for pair in collective.sends(src, cluster) {
+                    let receive = collective.receives[pair.dst as usize];
+                    assert_ne!(
+                        receive, NO_TASK,
+                        "a collective's GPU {} has no receive",
+                        pair.dst
+                    );
+                    waiting_deps[receive as usize] += 1;
+                }
+            }
+        }
         Engine {
             graph,
             cluster,
             binding: binding_routes(cluster, &capacity_gbps),
             flow_links: Vec::new(),
             network: FlowNetwork::new(capacity_gbps).with_ghost_tolerance(config.rate_tolerance),
-            flow_task: Vec::new(),
+            flow_owner: Vec::new(),
             streams: vec![Stream::default(); cluster.num_gpus() * streams_per_gpu],
             streams_per_gpu,
             completions: BinaryHeap::new(),
-            waiting_deps: (0..n)
-                .map(|t| graph.deps_end[t] - if t == 0 { 0 } else { graph.deps_end[t - 1] })
-                .collect(),
+            waiting_deps,
             successors: Successors::of(graph),
+            occupancy: LinkOccupancy::new(cluster.num_links()),
             timeline: Timeline {
                 start_ns: vec![0; n],
                 end_ns: vec![0; n],
                 critical_pred: vec![None; n],
+                sends_done_ns: vec![0; n],
                 link_bytes: vec![0; cluster.num_links()],
+                link_busy: Vec::new(),
                 events: 0,
             },
         }
@@ -290,7 +511,7 @@ impl<'a, L: Copy> Engine<'a, L> {
         self.network.settle(0);
         let mut drained: Vec<FlowId> = Vec::new();
         loop {
-            let next_completion = self.completions.peek().map(|Reverse((ns, _))| *ns);
+            let next_completion = self.completions.peek().map(|Reverse((ns, ..))| *ns);
             let now = match (next_completion, self.network.next_drain_ns()) {
                 (Some(c), Some(d)) => c.min(d),
                 (Some(c), None) => c,
@@ -301,28 +522,99 @@ impl<'a, L: Copy> Engine<'a, L> {
             self.network.drain_at(now, &mut drained);
             for &flow in &drained {
                 self.timeline.events += 1;
-                let task = self.flow_task[flow as usize];
-                let latency = match self.graph.tasks[task as usize].work {
-                    Work::Transfer {
-                        src, dst, relay, ..
-                    } => transfer_routes(self.cluster, src, dst, relay)
-                        .map(|r| r.latency_ns)
-                        .sum(),
-                    _ => 0,
-                };
-                self.completions.push(Reverse((now + latency, task)));
+                self.drained(now, self.flow_owner[flow as usize]);
             }
-            while let Some(&Reverse((ns, task))) = self.completions.peek() {
+            while let Some(&Reverse((ns, task, via))) = self.completions.peek() {
                 if ns > now {
                     break;
                 }
                 self.completions.pop();
                 self.timeline.events += 1;
-                self.complete(now, task);
+                if via == NO_TASK {
+                    self.complete(now, task);
+                } else {
+                    self.arrive(now, task, via);
+                }
             }
             self.network.settle(now);
         }
+        self.timeline.link_busy = self.occupancy.intervals;
         self.timeline
+    }
+
+    /// The flow of `owner` drained at `now`: it arrives a route latency later.
+    fn drained(&mut self, now: u64, owner: FlowOwner) {
+        let PairTransfer {
+            src, dst, relay, ..
+        } = owner.transfer;
+        let arrival = now + owner.latency_ns;
+        for route in transfer_routes(self.cluster, src, dst, relay) {
+            for link in &route.links {
+                self.occupancy.drain(link.index(), arrival);
+            }
+        }
+        self.arrival_at(arrival, owner.task, owner.receive);
+    }
+
+    /// Queues what completes when a transfer started by `task` arrives at `ns`: the transfer
+    /// itself, or its share of `receive`.
+    fn arrival_at(&mut self, ns: u64, task: TaskId, receive: TaskId) {
+        let event = if receive == NO_TASK {
+            (ns, task, NO_TASK)
+        } else {
+            (ns, receive, task)
+        };
+        self.completions.push(Reverse(event));
+    }
+
+    /// A flow of send `send` arrived at `receive` at `now`.
+    fn arrive(&mut self, now: u64, receive: TaskId, send: TaskId) {
+        let done = &mut self.timeline.sends_done_ns[send as usize];
+        *done = (*done).max(now);
+        self.waiting_deps[receive as usize] -= 1;
+        if self.waiting_deps[receive as usize] == 0 {
+            self.ready(now, receive, Some(send));
+        }
+    }
+
+    /// Starts moving `transfer` for `task` (arriving at `receive`, if any) at `now`.
+    fn start_transfer(&mut self, now: u64, transfer: PairTransfer, task: TaskId, receive: TaskId) {
+        let PairTransfer {
+            src,
+            dst,
+            relay,
+            bytes,
+        } = transfer;
+        let gpus = self.cluster.num_gpus();
+        self.flow_links.clear();
+        for (a, b) in transfer_legs(src, dst, relay) {
+            self.flow_links
+                .extend_from_slice(&self.binding[a * gpus + b]);
+        }
+        if bytes == 0 || self.flow_links.is_empty() {
+            self.arrival_at(now, task, receive);
+            return;
+        }
+        let mut latency_ns = 0;
+        for route in transfer_routes(self.cluster, src, dst, relay) {
+            latency_ns += route.latency_ns;
+            for link in &route.links {
+                self.timeline.link_bytes[link.index()] += bytes;
+                self.occupancy.start(link.index(), now);
+            }
+        }
+        let flow = self.network.start(now, &self.flow_links, bytes) as usize;
+        let owner = FlowOwner {
+            transfer,
+            task,
+            receive,
+            latency_ns,
+        };
+        if flow == self.flow_owner.len() {
+            self.flow_owner.push(owner);
+        } else {
+            self.flow_owner[flow] = owner;
+        }
     }
 
     /// `task`'s dependencies are all done at `now` (the last being `pred`).
@@ -343,31 +635,33 @@ impl<'a, L: Copy> Engine<'a, L> {
                 bytes,
             } => {
                 self.timeline.start_ns[task as usize] = now;
-                let gpus = self.cluster.num_gpus();
-                self.flow_links.clear();
-                for route in transfer_routes(self.cluster, src, dst, relay) {
-                    for link in &route.links {
-                        self.timeline.link_bytes[link.index()] += bytes;
-                    }
+                let transfer = PairTransfer {
+                    src,
+                    dst,
+                    relay,
+                    bytes,
+                };
+                self.start_transfer(now, transfer, task, NO_TASK);
+            }
+            Work::Send { collective, src } => {
+                self.timeline.start_ns[task as usize] = now;
+                self.timeline.end_ns[task as usize] = now;
+                let collective = &self.graph.collectives[collective as usize];
+                for transfer in collective.sends(src, self.cluster) {
+                    let receive = collective.receives[transfer.dst as usize];
+                    self.start_transfer(now, transfer, task, receive);
                 }
-                for (a, b) in transfer_legs(src, dst, relay) {
-                    self.flow_links
-                        .extend_from_slice(&self.binding[a * gpus + b]);
-                }
-                if bytes == 0 || self.flow_links.is_empty() {
-                    self.completions.push(Reverse((now, task)));
-                } else {
-                    let flow = self.network.start(now, &self.flow_links, bytes) as usize;
-                    if flow == self.flow_task.len() {
-                        self.flow_task.push(task);
-                    } else {
-                        self.flow_task[flow] = task;
-                    }
-                }
+                self.completions.push(Reverse((now, task, NO_TASK)));
+            }
+            Work::Receive { .. } => {
+                // On the critical path a receive spans the flow that arrived last, from its send.
+                let start = pred.map_or(now, |p| self.timeline.end_ns[p as usize]);
+                self.timeline.start_ns[task as usize] = start;
+                self.completions.push(Reverse((now, task, NO_TASK)));
             }
             Work::Join => {
                 self.timeline.start_ns[task as usize] = now;
-                self.completions.push(Reverse((now, task)));
+                self.completions.push(Reverse((now, task, NO_TASK)));
             }
         }
     }
@@ -390,7 +684,8 @@ impl<'a, L: Copy> Engine<'a, L> {
         stream.last = Some(task);
         self.timeline.start_ns[task as usize] = now;
         if let Work::Compute { duration_ns, .. } = self.graph.tasks[task as usize].work {
-            self.completions.push(Reverse((now + duration_ns, task)));
+            self.completions
+                .push(Reverse((now + duration_ns, task, NO_TASK)));
         }
     }
 

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::engine::{TaskGraph, Timeline, Work, transfer_routes};
+use super::engine::{PairTransfer, TaskGraph, Timeline, Work, transfer_routes};
 use super::step::{Label, Phase};
 use crate::topology::Cluster;
 
@@ -87,7 +87,7 @@ pub struct ExcerptBar {
 
 /// Per-layer breakdown of `timeline` for `graph` of `num_layers` layers on `num_gpus` GPUs.
 pub fn layer_times(
-    graph: &TaskGraph<Label>,
+    graph: &TaskGraph<'_, Label>,
     timeline: &Timeline,
     num_layers: usize,
     num_gpus: usize,
@@ -163,23 +163,20 @@ pub fn add_layer_times(total: &mut [LayerTimes], step: &[LayerTimes]) {
 
 /// Per link (by link index), the bytes `graph`'s transfers put on it per MoE layer.
 pub fn link_layer_bytes(
-    graph: &TaskGraph<Label>,
+    graph: &TaskGraph<'_, Label>,
     cluster: &Cluster,
     num_layers: usize,
 ) -> Vec<Vec<u64>> {
     let mut bytes = vec![vec![0; num_layers]; cluster.num_links()];
     for id in 0..graph.len() as u32 {
-        let task = graph.task(id);
-        if let Work::Transfer {
-            src,
-            dst,
-            relay,
-            bytes: payload,
-        } = task.work
-        {
+        let layer = graph.task(id).label.layer as usize;
+        for transfer in graph.transfers(id, cluster) {
+            let PairTransfer {
+                src, dst, relay, ..
+            } = transfer;
             for route in transfer_routes(cluster, src, dst, relay) {
                 for link in &route.links {
-                    bytes[link.index()][task.label.layer as usize] += payload;
+                    bytes[link.index()][layer] += transfer.bytes;
                 }
             }
         }
@@ -208,19 +205,26 @@ pub fn link_use(cluster: &Cluster, layer_bytes: &[Vec<u64>], total_ns: u64) -> V
 
 /// The kernels and transfers of MoE layer `layer` in `timeline`, for a Gantt chart.
 pub fn timeline_excerpt(
-    graph: &TaskGraph<Label>,
+    graph: &TaskGraph<'_, Label>,
     timeline: &Timeline,
     layer: u32,
 ) -> Vec<ExcerptBar> {
     (0..graph.len() as u32)
         .filter_map(|id| {
             let task = graph.task(id);
-            let (gpu, row) = match task.work {
-                Work::Compute { gpu, .. } => (gpu, ExcerptRow::Compute),
-                Work::Transfer { src, bytes, .. } if bytes > 0 => (src, ExcerptRow::Send),
+            let start_ns = timeline.start_ns[id as usize];
+            let (gpu, row, end_ns) = match task.work {
+                Work::Compute { gpu, .. } => {
+                    (gpu, ExcerptRow::Compute, timeline.end_ns[id as usize])
+                }
+                Work::Transfer { src, bytes, .. } if bytes > 0 => {
+                    (src, ExcerptRow::Send, timeline.end_ns[id as usize])
+                }
+                Work::Send { src, .. } => {
+                    (src, ExcerptRow::Send, timeline.sends_done_ns[id as usize])
+                }
                 _ => return None,
             };
-            let (start_ns, end_ns) = (timeline.start_ns[id as usize], timeline.end_ns[id as usize]);
             (task.label.layer == layer && end_ns > start_ns).then_some(ExcerptBar {
                 gpu: gpu as usize,
                 row,

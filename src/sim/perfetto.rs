@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::engine::{TaskGraph, Timeline, Work, transfer_routes};
+use super::engine::{TaskGraph, Timeline, Work};
 use super::step::{Label, Phase};
 use crate::topology::Cluster;
 
@@ -20,7 +20,7 @@ pub fn append_events(
     events: &mut Vec<Value>,
     pid: usize,
     name: &str,
-    graph: &TaskGraph<Label>,
+    graph: &TaskGraph<'_, Label>,
     timeline: &Timeline,
     cluster: &Cluster,
 ) {
@@ -28,57 +28,34 @@ pub fn append_events(
     for gpu in 0..cluster.num_gpus() {
         events.push(meta("thread_name", pid, gpu, &format!("gpu{gpu} compute")));
     }
-    let mut link_busy: Vec<Vec<(u64, u64)>> = vec![Vec::new(); cluster.num_links()];
     let mut comm_tracks = std::collections::BTreeSet::new();
     for id in 0..graph.len() as u32 {
         let task = graph.task(id);
+        let Work::Compute { gpu, stream, .. } = task.work else {
+            continue;
+        };
         let (start, end) = (timeline.start_ns[id as usize], timeline.end_ns[id as usize]);
-        match task.work {
-            Work::Compute { gpu, stream, .. } => {
-                let name = format!("L{} {}", task.label.layer, phase_name(task.label.phase));
-                let tid = match stream {
-                    0 => gpu as usize,
-                    _ => COMM_TRACK_BASE + gpu as usize,
-                };
-                if tid != gpu as usize && comm_tracks.insert(gpu) {
-                    let track = format!("gpu{gpu} communication");
-                    events.push(meta("thread_name", pid, tid, &track));
-                }
-                events.push(slice(&name, pid, tid, start, end));
-            }
-            Work::Transfer {
-                src,
-                dst,
-                relay,
-                bytes,
-            } if bytes > 0 => {
-                for route in transfer_routes(cluster, src, dst, relay) {
-                    for link in &route.links {
-                        link_busy[link.index()].push((start, end));
-                    }
-                }
-            }
-            Work::Transfer { .. } | Work::Join => {}
+        let name = format!("L{} {}", task.label.layer, phase_name(task.label.phase));
+        let tid = match stream {
+            0 => gpu as usize,
+            _ => COMM_TRACK_BASE + gpu as usize,
+        };
+        if tid != gpu as usize && comm_tracks.insert(gpu) {
+            let track = format!("gpu{gpu} communication");
+            events.push(meta("thread_name", pid, tid, &track));
         }
+        events.push(slice(&name, pid, tid, start, end));
     }
     for (id, link) in cluster.links() {
-        let intervals = &mut link_busy[id.index()];
+        let intervals = &timeline.link_busy[id.index()];
         if intervals.is_empty() {
             continue;
         }
         let tid = LINK_TRACK_BASE + id.index();
         events.push(meta("thread_name", pid, tid, &link.name));
-        intervals.sort_unstable();
-        let mut current = intervals[0];
-        for &(start, end) in &intervals[1..] {
-            if start <= current.1 {
-                current.1 = current.1.max(end);
-            } else {
-                events.push(slice("busy", pid, tid, current.0, current.1));
-                current = (start, end);
-            }
+        for &(start, end) in intervals {
+            events.push(slice("busy", pid, tid, start, end));
         }
-        events.push(slice("busy", pid, tid, current.0, current.1));
     }
 }
 

@@ -152,7 +152,10 @@ pub fn simulate_step(spec: &StepSpec, overlap: Overlap, placement: &str) -> Stra
 }
 
 /// The task graph of the step `spec` describes under `overlap`, and its timeline.
-pub(super) fn run_graph(spec: &StepSpec, overlap: Overlap) -> (TaskGraph<Label>, Timeline) {
+pub(super) fn run_graph<'a>(
+    spec: &StepSpec<'a>,
+    overlap: Overlap,
+) -> (TaskGraph<'a, Label>, Timeline) {
     let graph = step::build(spec, overlap);
     let timeline = engine::run(&graph, spec.cluster, spec.config);
     (graph, timeline)

@@ -154,14 +154,14 @@ pub struct StepSpec<'a> {
 }
 
 /// The task graph of one step under `overlap`.
-pub fn build(spec: &StepSpec, overlap: Overlap) -> TaskGraph<Label> {
+pub fn build<'a>(spec: &StepSpec<'a>, overlap: Overlap) -> TaskGraph<'a, Label> {
     Builder::new(spec, overlap).build()
 }
 
 struct Builder<'s, 'a> {
     spec: &'s StepSpec<'a>,
     overlap: Overlap,
-    graph: TaskGraph<Label>,
+    graph: TaskGraph<'a, Label>,
     /// Micro-batches.
     batches: usize,
     /// Pieces each micro-batch's all-to-all and experts are cut into.
@@ -196,7 +196,7 @@ impl<'s, 'a> Builder<'s, 'a> {
         }
     }
 
-    fn build(mut self) -> TaskGraph<Label> {
+    fn build(mut self) -> TaskGraph<'a, Label> {
         let gpus = self.spec.cluster.num_gpus();
         let mut ready: Vec<Vec<TaskId>> = vec![Vec::new(); self.batches * gpus];
         for (layer, work) in self.spec.layers.iter().enumerate() {
@@ -213,7 +213,7 @@ impl<'s, 'a> Builder<'s, 'a> {
 
     /// One micro-batch of one layer; `deps[gpu]` are the tasks GPU `gpu` waits for first.
     /// Returns each GPU's end-of-layer join.
-    fn layer(&mut self, layer: u32, work: &LayerWork, deps: &[Vec<TaskId>]) -> Vec<TaskId> {
+    fn layer(&mut self, layer: u32, work: &'a LayerWork, deps: &[Vec<TaskId>]) -> Vec<TaskId> {
         let gpus = deps.len();
         let costs = self.spec.costs;
         let batch_share = 1.0 / self.batches as f64;
@@ -242,48 +242,35 @@ impl<'s, 'a> Builder<'s, 'a> {
                     self.comm_kernel(gpu, gate[gpu], fused_start, label(Phase::Dispatch))
                 })
                 .collect();
-            let mut arrived: Vec<Vec<TaskId>> = sends.iter().map(|&s| vec![s]).collect();
-            for (src, dst, bytes) in work.dispatch.pairs() {
-                let bytes = (bytes as f64 * piece_share).ceil() as u64;
-                let t = self.transfer(src, dst, bytes, label(Phase::Dispatch), sends[src]);
-                arrived[dst].push(t);
-            }
+            let arrived =
+                self.all_to_all(&work.dispatch, piece_share, label(Phase::Dispatch), &sends);
             let experts: Vec<TaskId> = (0..gpus)
                 .map(|gpu| {
-                    let join = self
-                        .graph
-                        .add(Work::Join, label(Phase::Sync), &arrived[gpu]);
                     let ns = self.expert_ns(&work.expert_tokens[gpu], batch_share);
-                    self.compute(gpu, ns, label(Phase::Expert), &[join])
+                    self.compute(gpu, ns, label(Phase::Expert), &[arrived[gpu]])
                 })
                 .collect();
             // With TP, a GPU's output slices are whole once its peers' partials have arrived.
-            let mut partials: Vec<Vec<TaskId>> = experts.iter().map(|&e| vec![e]).collect();
-            for (src, dst, bytes) in work.tp_reduce.pairs() {
-                let bytes = (bytes as f64 * piece_share).ceil() as u64;
-                let t = self.transfer(src, dst, bytes, label(Phase::TpReduce), experts[src]);
-                partials[dst].push(t);
-            }
-            let outputs: Vec<TaskId> = partials
-                .iter()
-                .map(|deps| match deps[..] {
-                    [expert] => expert,
-                    _ => self.graph.add(Work::Join, label(Phase::Sync), deps),
-                })
-                .collect();
+            let outputs = if work.tp_reduce.pairs().next().is_some() {
+                self.all_to_all(
+                    &work.tp_reduce,
+                    piece_share,
+                    label(Phase::TpReduce),
+                    &experts,
+                )
+            } else {
+                experts
+            };
             let returns: Vec<TaskId> = (0..gpus)
                 .map(|gpu| {
                     let fused_start = launched.as_ref().map(|l| l.1[gpu]);
                     self.comm_kernel(gpu, outputs[gpu], fused_start, label(Phase::Combine))
                 })
                 .collect();
-            for (gpu, &sent) in returns.iter().enumerate() {
-                ends[gpu].push(sent);
-            }
-            for (src, dst, bytes) in work.combine.pairs() {
-                let bytes = (bytes as f64 * piece_share).ceil() as u64;
-                let t = self.transfer(src, dst, bytes, label(Phase::Combine), returns[src]);
-                ends[dst].push(t);
+            let returned =
+                self.all_to_all(&work.combine, piece_share, label(Phase::Combine), &returns);
+            for (gpu, end) in ends.iter_mut().enumerate() {
+                end.push(returned[gpu]);
             }
             if fused && launched.is_none() {
                 launched = Some((sends, returns));
@@ -346,28 +333,35 @@ impl<'s, 'a> Builder<'s, 'a> {
         self.graph.add(work, label, deps)
     }
 
-    /// `bytes` from `src` to `dst` after `dep`, following the all-to-all algorithm.
-    fn transfer(
+    /// An all-to-all of `share` of `matrix`'s bytes: each GPU sends once its `ready` task is
+    /// done; returns each GPU's receive, done once its own `ready` task is and all its bytes
+    /// have arrived.
+    fn all_to_all(
         &mut self,
-        src: usize,
-        dst: usize,
-        bytes: u64,
+        matrix: &'a TrafficMatrix,
+        share: f64,
         label: Label,
-        dep: TaskId,
-    ) -> TaskId {
-        let cluster = self.spec.cluster;
-        let per_node = cluster.gpus_per_node();
-        let relay = cluster.node_of(src) * per_node + dst % per_node;
-        let relay = (self.spec.config.all_to_all == AllToAll::Hierarchical
-            && cluster.node_of(src) != cluster.node_of(dst)
-            && relay != src)
-            .then_some(relay as u32);
-        let work = Work::Transfer {
-            src: src as u32,
-            dst: dst as u32,
-            relay,
-            bytes,
-        };
-        self.graph.add(work, label, &[dep])
+        ready: &[TaskId],
+    ) -> Vec<TaskId> {
+        let hierarchical = self.spec.config.all_to_all == AllToAll::Hierarchical;
+        let collective = self.graph.add_collective(matrix, share, hierarchical);
+        for (src, &after) in ready.iter().enumerate() {
+            let send = Work::Send {
+                collective,
+                src: src as u32,
+            };
+            self.graph.add(send, label, &[after]);
+        }
+        ready
+            .iter()
+            .enumerate()
+            .map(|(dst, &after)| {
+                let receive = Work::Receive {
+                    collective,
+                    dst: dst as u32,
+                };
+                self.graph.add(receive, label, &[after])
+            })
+            .collect()
     }
 }

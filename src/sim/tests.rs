@@ -86,6 +86,46 @@ fn shared_ports_make_the_simulator_slower_than_the_analytical_bound() {
 }
 
 #[test]
+fn a_collective_receive_waits_for_every_flow_bound_for_it_and_spans_the_last() {
+    // 0->1 and 0->2 (450,000 B each) split GPU 0's egress; 0->1 and 2->1 (900,000 B) split
+    // GPU 1's ingress: all three run at 225 B/ns and 0->1, 0->2 drain at 2000 ns; 2->1 then has
+    // 450,000 B left at 450 B/ns and drains at 3000 ns. Each arrives 1000 ns later.
+    let cluster = Cluster::preset("dgx-h100").unwrap();
+    let mut traffic = TrafficMatrix::zeros(3);
+    for (src, dst, bytes) in [(0, 1, 450_000), (0, 2, 450_000), (2, 1, 900_000)] {
+        traffic.add(src, dst, bytes);
+    }
+    let mut graph = TaskGraph::default();
+    let collective = graph.add_collective(&traffic, 1.0, false);
+    let sends: Vec<u32> = (0..3)
+        .map(|src| graph.add(Work::Send { collective, src }, (), &[]))
+        .collect();
+    let receives: Vec<u32> = (0..3)
+        .map(|dst| graph.add(Work::Receive { collective, dst }, (), &[]))
+        .collect();
+    let bytes: Vec<u64> = graph
+        .transfers(sends[0], &cluster)
+        .map(|t| t.bytes)
+        .collect();
+    assert_eq!(bytes, vec![450_000, 450_000]);
+    let timeline = engine::run(&graph, &cluster, &exact(1.0));
+    let ends: Vec<u64> = receives
+        .iter()
+        .map(|&r| timeline.end_ns[r as usize])
+        .collect();
+    assert_eq!(ends, vec![0, 4000, 3000]);
+    // GPU 1's receive spans 2->1 from its send; the sends end as they start.
+    assert_eq!(timeline.critical_path(), vec![sends[2], receives[1]]);
+    assert_eq!(timeline.start_ns[receives[1] as usize], 0);
+    assert_eq!(timeline.sends_done_ns[sends[0] as usize], 3000);
+    assert_eq!(timeline.sends_done_ns[sends[2] as usize], 4000);
+    // Ports are busy from the first start to the last arrival through them.
+    let route = &cluster.route(0, 1).links;
+    assert_eq!(timeline.link_busy[route[0].index()], vec![(0, 3000)]);
+    assert_eq!(timeline.link_busy[route[1].index()], vec![(0, 4000)]);
+}
+
+#[test]
 fn a_relayed_transfer_crosses_nvlink_then_the_rail_cut_through() {
     // Two H800 machines. GPU 0 -> GPU 9 (machine 1, rail 1) relays through GPU 1 (machine 0,
     // rail 1): NVLink (200 B/ns, 1000 ns) then the rail-1 RDMA route (NIC 50 B/ns, 2800 ns).

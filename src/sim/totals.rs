@@ -100,7 +100,7 @@ impl Totals {
         &mut self,
         spec: &StepSpec,
         phase: Option<Phase>,
-        graph: &TaskGraph<Label>,
+        graph: &TaskGraph<'_, Label>,
         timeline: &Timeline,
     ) {
         let cluster = spec.cluster;
