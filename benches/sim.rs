@@ -13,7 +13,9 @@
 //! or without a release build of the dependencies:
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench sim`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use moesim::model::MoeModel;
@@ -56,26 +58,52 @@ fn work(
         .collect()
 }
 
-/// Resets the peak resident set size to the current one (Linux `clear_refs`), so that a later
-/// [`peak_rss_mib`] is the peak since; false where that is not possible.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+/// The system allocator, counting the bytes live and their peak, so that the simulator's own
+/// memory can be told apart from its inputs and from what the allocator keeps resident.
+struct CountingAllocator;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            let live = LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
 }
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Bytes live on the heap now, and sets the peak to that, in MiB.
+fn reset_heap_peak() -> f64 {
+    let live = LIVE_BYTES.load(Ordering::Relaxed);
+    PEAK_BYTES.store(live, Ordering::Relaxed);
+    live as f64 / MIB
+}
+
+/// Peak heap bytes since [`reset_heap_peak`], in MiB.
+fn heap_peak_mib() -> f64 {
+    PEAK_BYTES.load(Ordering::Relaxed) as f64 / MIB
+}
+
+const MIB: f64 = (1 << 20) as f64;
 
 /// Peak resident set size of this process, from /proc (Linux), in MiB.
 fn peak_rss_mib() -> Option<f64> {
-    proc_status_mib("VmHWM:")
-}
-
-/// Resident set size of this process now, from /proc (Linux), in MiB.
-fn rss_mib() -> Option<f64> {
-    proc_status_mib("VmRSS:")
-}
-
-/// A memory figure of /proc/self/status (`field` with its colon), in MiB.
-fn proc_status_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
@@ -108,26 +136,24 @@ fn deepseek_decode(nodes: usize, max_layers: Option<usize>) {
     };
     let traffic_mib: f64 = layers
         .iter()
-        .map(|l| [&l.dispatch, &l.combine, &l.tp_reduce])
-        .flatten()
+        .flat_map(|l| [&l.dispatch, &l.combine, &l.tp_reduce])
         .filter(|m| m.pairs().next().is_some())
-        .map(|m| (m.num_gpus() * m.num_gpus() * 8) as f64 / (1 << 20) as f64)
+        .map(|m| (m.num_gpus() * m.num_gpus() * 8) as f64 / MIB)
         .sum();
-    let rss_before = rss_mib().unwrap_or(f64::NAN);
-    let peak_reset = reset_peak_rss();
+    let heap_before = reset_heap_peak();
     let start = Instant::now();
     let sim = simulate_step(&spec, Overlap::None, "contiguous");
     let wall = start.elapsed().as_secs_f64();
     println!(
-        "DeepSeek-V3 EP{} decode 128 tok/GPU, {} MoE layers: step {:.3} ms simulated, {:.3} s wall, {} events, {:.2} M events/s, peak RSS {:.0} MiB {} ({rss_before:.0} MiB before it, traffic matrices given to it included: {traffic_mib:.0} MiB)",
+        "DeepSeek-V3 EP{} decode 128 tok/GPU, {} MoE layers: step {:.3} ms simulated, {:.3} s wall, {} events, {:.2} M events/s, heap {heap_before:.0} MiB before (traffic matrices {traffic_mib:.0} MiB) and {:.1} MiB more at its peak, process peak RSS {:.0} MiB",
         cluster.num_gpus(),
         layers.len(),
         sim.step_ns as f64 / 1e6,
         wall,
         sim.events,
         sim.events as f64 / wall / 1e6,
+        heap_peak_mib() - heap_before,
         peak_rss_mib().unwrap_or(f64::NAN),
-        if peak_reset { "while simulating" } else { "(whole process)" },
     );
 }
 

@@ -36,13 +36,22 @@ impl TrafficMatrix {
 
     /// Bytes from `src` to `dst`.
     pub fn get(&self, src: usize, dst: usize) -> u64 {
-        assert!(src < self.num_gpus && dst < self.num_gpus, "GPU out of range");
-        self.bytes.get(src * self.num_gpus + dst).copied().unwrap_or(0)
+        assert!(
+            src < self.num_gpus && dst < self.num_gpus,
+            "GPU out of range"
+        );
+        self.bytes
+            .get(src * self.num_gpus + dst)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Adds `bytes` from `src` to `dst`.
     pub fn add(&mut self, src: usize, dst: usize, bytes: u64) {
-        assert!(src < self.num_gpus && dst < self.num_gpus, "GPU out of range");
+        assert!(
+            src < self.num_gpus && dst < self.num_gpus,
+            "GPU out of range"
+        );
         if bytes == 0 {
             return;
         }

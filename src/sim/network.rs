@@ -60,8 +60,6 @@ struct Flow {
     links_capacity: u32,
     /// Bytes not yet sent at `updated_ns`.
     remaining_bytes: f64,
-    /// Current rate, bytes per ns (= GB/s).
-    rate: f64,
     /// When `remaining_bytes` was last brought up to date.
     updated_ns: u64,
     /// Has had a rate since it started.
@@ -80,6 +78,9 @@ pub struct FlowNetwork {
     /// Per link, the sum of the rates of its flows (ghosts included), bytes per ns.
     used: Vec<f64>,
     flows: Vec<Flow>,
+    /// Per flow, its current rate in bytes per ns (= GB/s); apart from the flows because every
+    /// re-division reads the rates of thousands of them.
+    rates: Vec<f64>,
     /// Concatenated link lists of all flows.
     flow_links: Vec<u32>,
     /// Pending drain instants of the active flows.
@@ -129,6 +130,7 @@ impl FlowNetwork {
             link_flows: vec![Vec::new(); links],
             used: vec![0.0; links],
             flows: Vec::new(),
+            rates: Vec::new(),
             flow_links: Vec::new(),
             drains: DrainQueue::default(),
             dirty_links: Vec::new(),
@@ -166,13 +168,13 @@ impl FlowNetwork {
                 links_len: 0,
                 links_capacity: 0,
                 remaining_bytes: 0.0,
-                rate: 0.0,
                 updated_ns: 0,
                 rated: false,
                 active: false,
             });
             self.flow_mark.push(0);
             self.flow_fixed.push(0);
+            self.rates.push(0.0);
             (self.flows.len() - 1) as FlowId
         });
         let f = &mut self.flows[id as usize];
@@ -186,10 +188,10 @@ impl FlowNetwork {
         }
         f.links_len = links.len() as u32;
         f.remaining_bytes = bytes as f64;
-        f.rate = 0.0;
         f.updated_ns = now_ns;
         f.rated = false;
         f.active = true;
+        self.rates[id as usize] = 0.0;
         self.holding += 1;
         self.settle_floor = 0.0;
         self.started.push(id);
@@ -213,7 +215,7 @@ impl FlowNetwork {
             let f = &mut self.flows[flow as usize];
             f.active = false;
             f.remaining_bytes = 0.0;
-            self.ghost_rate += f.rate;
+            self.ghost_rate += self.rates[flow as usize];
             self.ghosts.push(flow);
             drained.push(flow);
         }
@@ -254,7 +256,11 @@ impl FlowNetwork {
     /// The current rate of `flow`, bytes per ns (0 once drained).
     pub fn rate(&self, flow: FlowId) -> f64 {
         let f = &self.flows[flow as usize];
-        if f.active { f.rate } else { 0.0 }
+        if f.active {
+            self.rates[flow as usize]
+        } else {
+            0.0
+        }
     }
 
     /// Rates the flows started since the last settle by progressive filling over the bandwidth
@@ -304,8 +310,9 @@ impl FlowNetwork {
         let ghosts_len = ghosts.len();
         for &flow in &ghosts {
             let f = &self.flows[flow as usize];
-            self.held_rate -= f.rate;
-            self.settle_floor = self.settle_floor.min(f.rate);
+            let rate = self.rates[flow as usize];
+            self.held_rate -= rate;
+            self.settle_floor = self.settle_floor.min(rate);
             let start = f.links_start as usize;
             for i in start..start + f.links_len as usize {
                 let link = self.flow_links[i];
@@ -316,7 +323,7 @@ impl FlowNetwork {
                 self.used[link as usize] = if on_link.is_empty() {
                     0.0
                 } else {
-                    self.used[link as usize] - f.rate
+                    self.used[link as usize] - rate
                 };
                 self.dirty_links.push(link);
             }
@@ -358,15 +365,16 @@ impl FlowNetwork {
             next += 1;
             let (mut spare, mut unfixed) = (self.capacity[link], 0);
             for &flow in &self.link_flows[link] {
-                let f = &self.flows[flow as usize];
-                if f.rate < floor {
-                    spare -= f.rate;
+                let rate = self.rates[flow as usize];
+                if rate < floor {
+                    spare -= rate;
                     self.flow_fixed[flow as usize] = round;
                     continue;
                 }
                 unfixed += 1;
                 if self.flow_mark[flow as usize] != round {
                     self.flow_mark[flow as usize] = round;
+                    let f = &self.flows[flow as usize];
                     let start = f.links_start as usize;
                     for &l in &self.flow_links[start..start + f.links_len as usize] {
                         enqueue_link(
@@ -428,7 +436,7 @@ impl FlowNetwork {
                     spare[j] = (spare[j] - share).max(0.0);
                     unfixed[j] -= 1;
                 }
-                if !(f.rated && self.keeps_rate(f.rate, share)) {
+                if !(f.rated && self.keeps_rate(self.rates[fl], share)) {
                     changes.push((flow, share));
                 }
             }
@@ -439,10 +447,9 @@ impl FlowNetwork {
     /// Whether an active flow on `on_link` not marked `round` (not new) runs faster than `share`.
     fn has_faster_old_flow(&self, on_link: &[FlowId], round: u32, share: f64) -> bool {
         on_link.iter().any(|&flow| {
-            let f = &self.flows[flow as usize];
             self.flow_mark[flow as usize] != round
-                && f.active
-                && f.rate > share * (1.0 + RATE_TOLERANCE)
+                && self.flows[flow as usize].active
+                && self.rates[flow as usize] > share * (1.0 + RATE_TOLERANCE)
         })
     }
 
@@ -465,14 +472,15 @@ impl FlowNetwork {
     /// Brings `flow`'s progress up to `now_ns`, gives it `rate` and schedules its drain.
     fn change_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
         let f = &mut self.flows[flow as usize];
-        f.remaining_bytes = (f.remaining_bytes - f.rate * (now_ns - f.updated_ns) as f64).max(0.0);
+        let old = self.rates[flow as usize];
+        f.remaining_bytes = (f.remaining_bytes - old * (now_ns - f.updated_ns) as f64).max(0.0);
         f.updated_ns = now_ns;
-        self.held_rate += rate - f.rate;
+        self.held_rate += rate - old;
         let start = f.links_start as usize;
         for &l in &self.flow_links[start..start + f.links_len as usize] {
-            self.used[l as usize] += rate - f.rate;
+            self.used[l as usize] += rate - old;
         }
-        f.rate = rate;
+        self.rates[flow as usize] = rate;
         f.rated = true;
         let left_ns = f.remaining_bytes / rate * (1.0 - DRAIN_TOLERANCE);
         let drain_ns = now_ns + ceil_ns(left_ns);
