@@ -54,8 +54,7 @@ impl DrainQueue {
         let last = self.heap.pop().expect("non-empty");
         self.position[flow as usize] = NOT_QUEUED;
         if !self.heap.is_empty() {
-            self.heap[0] = last;
-            self.position[last.1 as usize] = 0;
+            self.put(0, last);
             self.sift_down(0);
         }
         Some(flow)
@@ -68,12 +67,10 @@ impl DrainQueue {
             if self.heap[parent] <= entry {
                 break;
             }
-            self.heap[at] = self.heap[parent];
-            self.position[self.heap[at].1 as usize] = at as u32;
+            self.put(at, self.heap[parent]);
             at = parent;
         }
-        self.heap[at] = entry;
-        self.position[entry.1 as usize] = at as u32;
+        self.put(at, entry);
     }
 
     fn sift_down(&mut self, mut at: usize) {
@@ -93,10 +90,14 @@ impl DrainQueue {
             if entry <= self.heap[child] {
                 break;
             }
-            self.heap[at] = self.heap[child];
-            self.position[self.heap[at].1 as usize] = at as u32;
+            self.put(at, self.heap[child]);
             at = child;
         }
+        self.put(at, entry);
+    }
+
+    /// Stores `entry` at heap position `at` and records where its flow is.
+    fn put(&mut self, at: usize, entry: (u64, u32)) {
         self.heap[at] = entry;
         self.position[entry.1 as usize] = at as u32;
     }
