@@ -483,7 +483,8 @@ impl FlowNetwork {
         self.rates[flow as usize] = rate;
         f.rated = true;
         let left_ns = f.remaining_bytes / rate * (1.0 - DRAIN_TOLERANCE);
-        let drain_ns = now_ns + ceil_ns(left_ns);
+        // A flow given no bandwidth (float noise on a full link) waits for the next re-division.
+        let drain_ns = now_ns.saturating_add(ceil_ns(left_ns));
         self.drains.set(flow, drain_ns);
     }
 }
@@ -503,12 +504,12 @@ struct Scratch {
     changes: Vec<(FlowId, f64)>,
 }
 
-/// `ns` (finite, >= 0) rounded up to whole nanoseconds, without a call to `f64::ceil` (not
-/// inlined on baseline x86-64, and this runs at every re-rating).
+/// `ns` (>= 0) rounded up to whole nanoseconds, saturating at `u64::MAX`, without a call to
+/// `f64::ceil` (not inlined on baseline x86-64, and this runs at every re-rating).
 fn ceil_ns(ns: f64) -> u64 {
     let whole = ns as u64;
     if (whole as f64) < ns {
-        whole + 1
+        whole.saturating_add(1)
     } else {
         whole
     }
@@ -663,6 +664,14 @@ mod tests {
         let b = net.start(5, &[0], 1_000_000);
         net.settle(5);
         assert_eq!((net.rate(a), net.rate(b)), (50.0, 50.0));
+    }
+
+    #[test]
+    fn drain_instants_round_up_and_saturate() {
+        assert_eq!(ceil_ns(20.0), 20);
+        assert_eq!(ceil_ns(20.02), 21);
+        assert_eq!(ceil_ns(0.0), 0);
+        assert_eq!(ceil_ns(f64::INFINITY), u64::MAX);
     }
 
     #[test]
