@@ -3,13 +3,14 @@
 //! 1. DeepSeek-V3, EP64 on 8 H800 machines, decode 128 tokens per GPU, all 58 MoE layers with
 //!    the shared DeepSeek decode loads (SGLang recorder), contiguous placement, no overlap and
 //!    low-latency all-to-all: wall time of one step (target < 0.2 s) and events per second
-//!    (target >= 5 M/s).
-//! 2. The same on EP256 (32 machines): peak resident memory.
+//!    (target >= 5 M/s), and the heap the simulation allocates above its inputs (it should grow
+//!    with GPUs x layers: compare `SIM_BENCH_LAYERS=1` with the default).
+//! 2. The same on EP256 (32 machines): its memory, and the process's peak resident set.
 //! 3. switch-base-128 replay: all 40,800 tokens in steps of 4096, 8 H100s, 6 layers, every
 //!    overlap strategy (target < 2 s).
 //!
 //! Needs MOESIM_SHARED_DATA. `SIM_BENCH_LAYERS` (default: all 58) limits the DeepSeek layers and
-//! `SIM_BENCH_EP256=1` adds the EP256 case (about 2 s per layer). Run: `cargo bench --bench sim`,
+//! `SIM_BENCH_EP256=1` adds the EP256 case (under 1 s per layer). Run: `cargo bench --bench sim`,
 //! or without a release build of the dependencies:
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench sim`.
 
