@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::gating_cases::{Case, cases, logits};
+use common::gating_cases::{Case, assert_same_bits, cases_with_logits, logits};
 use moesim::capture::cpu;
 use moesim::capture::device::Gpu;
 use moesim::capture::gating::{GatingConfig, Scoring};
@@ -14,26 +14,11 @@ use moesim::capture::reference::route_layer;
 #[ignore = "needs an NVIDIA GPU (scripts/gpu_run.sh test)"]
 fn the_plain_kernel_matches_the_cpu_twin_bit_for_bit() {
     let gpu = Gpu::open("capture_gpu test").unwrap();
-    for (
-        index,
-        Case {
-            config,
-            bias,
-            coarse,
-        },
-    ) in cases().into_iter().enumerate()
-    {
-        let values = logits(index as u64, 4096, config.num_experts(), coarse);
+    for (Case { config, bias, .. }, values) in cases_with_logits(4096) {
         let cpu = route_layer(&config, &values, bias.as_deref(), "cpu").unwrap();
         let gpu_out = gpu.route_layer(&config, &values, bias.as_deref()).unwrap();
         assert_eq!(gpu_out.experts, cpu.experts, "{}", config.describe());
-        let bits = |w: &[f32]| w.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(
-            bits(&gpu_out.weights),
-            bits(&cpu.weights),
-            "{}",
-            config.describe()
-        );
+        assert_same_bits(&gpu_out.weights, &cpu.weights, &config.describe());
     }
 }
 
@@ -42,12 +27,7 @@ fn the_plain_kernel_matches_the_cpu_twin_bit_for_bit() {
 fn the_instrumented_capture_equals_the_cpu_capture() {
     let gpu = Gpu::open("capture_gpu test").unwrap();
     let config = GatingConfig::new(64, 8, Scoring::Softmax, None, true).unwrap();
-    let layers: Vec<Vec<f32>> = (0..5).map(|l| logits(100 + l, 3000, 64, false)).collect();
-    let router = RouterLogits {
-        num_experts: 64,
-        num_tokens: 3000,
-        layers,
-    };
+    let router = seeded_router(100, 5, 3000, 64);
     let on_gpu = gpu.capture(&config, &router, None, 6000).unwrap();
     let on_cpu = cpu::capture(&config, &router, None).unwrap();
     assert_eq!(on_gpu.lost_records, 0);
@@ -63,12 +43,7 @@ fn a_small_ring_loses_a_deterministic_count_and_keeps_the_rest_exact() {
     // are taken, so they lose all 1000: 2900 lost.
     let gpu = Gpu::open("capture_gpu test").unwrap();
     let config = GatingConfig::new(32, 2, Scoring::Softmax, None, true).unwrap();
-    let layers: Vec<Vec<f32>> = (0..3).map(|l| logits(200 + l, 1000, 32, false)).collect();
-    let router = RouterLogits {
-        num_experts: 32,
-        num_tokens: 1000,
-        layers,
-    };
+    let router = seeded_router(200, 3, 1000, 32);
     let on_gpu = gpu.capture(&config, &router, None, 100).unwrap();
     let on_cpu = cpu::capture(&config, &router, None).unwrap();
     assert_eq!(on_gpu.lost_records, 2900);
@@ -85,4 +60,15 @@ fn a_small_ring_loses_a_deterministic_count_and_keeps_the_rest_exact() {
         }
     }
     assert_eq!(received, 100);
+}
+
+/// `layers` layers of `tokens x experts` logits, layer `l` seeded `seed + l`.
+fn seeded_router(seed: u64, layers: u64, tokens: usize, experts: usize) -> RouterLogits {
+    RouterLogits {
+        num_experts: experts,
+        num_tokens: tokens,
+        layers: (0..layers)
+            .map(|l| logits(seed + l, tokens, experts, false))
+            .collect(),
+    }
 }

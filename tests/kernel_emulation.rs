@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::gating_cases::{Case, cases, logits};
+use common::gating_cases::{Case, assert_same_bits, cases_with_logits, logits};
 use moesim::capture::gating::{GatingConfig, Scoring};
 use moesim::capture::records::{Assembler, record_words};
 use moesim::capture::reference::route_layer;
@@ -136,16 +136,7 @@ fn the_kernel_source_matches_the_cpu_twin_bit_for_bit() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    for (
-        index,
-        Case {
-            config,
-            bias,
-            coarse,
-        },
-    ) in cases().into_iter().enumerate()
-    {
-        let values = logits(index as u64, 12, config.num_experts(), coarse);
+    for (Case { config, bias, .. }, values) in cases_with_logits(12) {
         let twin = route_layer(&config, &values, bias.as_deref(), "twin").unwrap();
         let kernel = emulate(
             emulator,
@@ -158,13 +149,7 @@ fn the_kernel_source_matches_the_cpu_twin_bit_for_bit() {
         );
         let experts: Vec<i32> = twin.experts.iter().map(|&e| i32::from(e)).collect();
         assert_eq!(kernel.experts, experts, "{}", config.describe());
-        let bits = |w: &[f32]| w.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(
-            bits(&kernel.weights),
-            bits(&twin.weights),
-            "{}",
-            config.describe()
-        );
+        assert_same_bits(&kernel.weights, &twin.weights, &config.describe());
     }
 }
 

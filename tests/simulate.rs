@@ -119,13 +119,7 @@ fn two_runs_write_byte_identical_outputs() {
 #[test]
 fn an_unknown_overlap_strategy_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let text = fs::read_to_string("scenarios/quickstart.toml")
-        .unwrap()
-        .replace(
-            "../traces",
-            &format!("{}/traces", env!("CARGO_MANIFEST_DIR")),
-        )
-        + "\n[sim]\noverlap = [\"none\", \"pipelined\"]\n";
+    let text = quickstart_text() + "\n[sim]\noverlap = [\"none\", \"pipelined\"]\n";
     let path = dir.path().join("bad.toml");
     fs::write(&path, text).unwrap();
     let out = moesim(&["simulate", path.to_str().unwrap()]);
@@ -135,18 +129,11 @@ fn an_unknown_overlap_strategy_is_named() {
 #[test]
 fn a_batch_schedule_drives_prefill_and_decode_steps() {
     let dir = tempfile::tempdir().unwrap();
-    let text = fs::read_to_string("scenarios/quickstart.toml")
-        .unwrap()
-        .replace(
-            "../traces",
-            &format!("{}/traces", env!("CARGO_MANIFEST_DIR")),
-        )
-        .replace(
-            "placements = [\"contiguous\", \"round-robin\", \"eplb\", \"ilp-balance\"]",
-            "placements = [\"contiguous\"]\nschedule = [{ phase = \"prefill\", tokens_per_gpu = 128 }, \
+    let text = quickstart_text().replace(
+        "placements = [\"contiguous\", \"round-robin\", \"eplb\", \"ilp-balance\"]",
+        "placements = [\"contiguous\"]\nschedule = [{ phase = \"prefill\", tokens_per_gpu = 128 }, \
              { phase = \"decode\", tokens_per_gpu = 16, repeat = 4 }]",
-        )
-        + "\n[sim]\noverlap = [\"none\"]\n";
+    ) + "\n[sim]\noverlap = [\"none\"]\n";
     let path = dir.path().join("schedule.toml");
     fs::write(&path, text).unwrap();
     let out = moesim(&["simulate", path.to_str().unwrap(), "--json"]);
@@ -177,4 +164,14 @@ fn a_batch_schedule_drives_prefill_and_decode_steps() {
     // A decode step moves an eighth of a prefill step's tokens and takes less time.
     let time = |i: usize| steps[i]["step_ns"].as_u64().unwrap();
     assert!(time(1) < time(0), "{} vs {}", time(1), time(0));
+}
+
+/// The quickstart scenario's text, its trace path made absolute so that it runs from anywhere.
+fn quickstart_text() -> String {
+    fs::read_to_string("scenarios/quickstart.toml")
+        .unwrap()
+        .replace(
+            "../traces",
+            &format!("{}/traces", env!("CARGO_MANIFEST_DIR")),
+        )
 }

@@ -379,9 +379,8 @@ struct FlowOwner {
 struct LinkOccupancy {
     /// Per link, transfers whose flow has not drained yet.
     active: Vec<u32>,
-    /// Per link, the latest arrival of a drained transfer.
-    busy_until: Vec<u64>,
-    /// Per link, merged busy intervals; the last one is open while `active` > 0.
+    /// Per link, merged busy intervals; the last one is open while `active` > 0 and otherwise
+    /// ends at the latest arrival of its transfers.
     intervals: Vec<Vec<(u64, u64)>>,
 }
 
@@ -389,7 +388,6 @@ impl LinkOccupancy {
     fn new(links: usize) -> Self {
         LinkOccupancy {
             active: vec![0; links],
-            busy_until: vec![0; links],
             intervals: vec![Vec::new(); links],
         }
     }
@@ -398,10 +396,7 @@ impl LinkOccupancy {
     /// still open or ended at or after `now`.
     fn start(&mut self, link: usize, now: u64) {
         let intervals = &mut self.intervals[link];
-        let continues = self.active[link] > 0
-            || intervals
-                .last()
-                .is_some_and(|_| self.busy_until[link] >= now);
+        let continues = self.active[link] > 0 || intervals.last().is_some_and(|l| l.1 >= now);
         if !continues {
             intervals.push((now, now));
         }
@@ -411,9 +406,8 @@ impl LinkOccupancy {
     /// A transfer on `link` drained; it occupies the link until it arrives at `arrival`.
     fn drain(&mut self, link: usize, arrival: u64) {
         self.active[link] -= 1;
-        self.busy_until[link] = self.busy_until[link].max(arrival);
         if let Some(last) = self.intervals[link].last_mut() {
-            last.1 = self.busy_until[link];
+            last.1 = last.1.max(arrival);
         }
     }
 }

@@ -283,17 +283,20 @@ impl FlowNetwork {
         scratch.unfixed.clear();
         for &link in &self.dirty_links {
             let l = link as usize;
-            if self.link_mark[l] == round {
+            if enqueue_link(
+                link,
+                round,
+                &mut self.link_mark,
+                &mut self.link_slot,
+                &mut scratch.links,
+            ) {
+                scratch
+                    .spare
+                    .push((self.capacity[l] - self.used[l]).max(0.0));
+                scratch.unfixed.push(1);
+            } else {
                 scratch.unfixed[self.link_slot[l] as usize] += 1;
-                continue;
             }
-            self.link_mark[l] = round;
-            self.link_slot[l] = scratch.links.len() as u32;
-            scratch.links.push(link);
-            scratch
-                .spare
-                .push((self.capacity[l] - self.used[l]).max(0.0));
-            scratch.unfixed.push(1);
         }
         let fair = self.fill(&mut scratch, round, true);
         if fair {
@@ -516,14 +519,22 @@ fn ceil_ns(ns: f64) -> u64 {
 }
 
 /// Appends `link` to `links` (recording its position in `slot`) unless it is already marked
-/// in this `round`.
-fn enqueue_link(link: u32, round: u32, mark: &mut [u32], slot: &mut [u32], links: &mut Vec<u32>) {
+/// in this `round`; returns whether it did.
+fn enqueue_link(
+    link: u32,
+    round: u32,
+    mark: &mut [u32],
+    slot: &mut [u32],
+    links: &mut Vec<u32>,
+) -> bool {
     let l = link as usize;
-    if mark[l] != round {
+    let new = mark[l] != round;
+    if new {
         mark[l] = round;
         slot[l] = links.len() as u32;
         links.push(link);
     }
+    new
 }
 
 /// Fills `heap` with every link that has unfixed flows, by the equal share it offers them.

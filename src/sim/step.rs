@@ -236,12 +236,8 @@ impl<'s, 'a> Builder<'s, 'a> {
         let fused = self.overlap == Overlap::FineGrained;
         let mut launched: Option<(Vec<TaskId>, Vec<TaskId>)> = None;
         for _ in 0..self.pieces {
-            let sends: Vec<TaskId> = (0..gpus)
-                .map(|gpu| {
-                    let fused_start = launched.as_ref().map(|l| l.0[gpu]);
-                    self.comm_kernel(gpu, gate[gpu], fused_start, label(Phase::Dispatch))
-                })
-                .collect();
+            let fused_starts = launched.as_ref().map(|l| &l.0[..]);
+            let sends = self.comm_kernels(&gate, fused_starts, label(Phase::Dispatch));
             let arrived =
                 self.all_to_all(&work.dispatch, piece_share, label(Phase::Dispatch), &sends);
             let experts: Vec<TaskId> = (0..gpus)
@@ -261,12 +257,8 @@ impl<'s, 'a> Builder<'s, 'a> {
             } else {
                 experts
             };
-            let returns: Vec<TaskId> = (0..gpus)
-                .map(|gpu| {
-                    let fused_start = launched.as_ref().map(|l| l.1[gpu]);
-                    self.comm_kernel(gpu, outputs[gpu], fused_start, label(Phase::Combine))
-                })
-                .collect();
+            let fused_starts = launched.as_ref().map(|l| &l.1[..]);
+            let returns = self.comm_kernels(&outputs, fused_starts, label(Phase::Combine));
             let returned =
                 self.all_to_all(&work.combine, piece_share, label(Phase::Combine), &returns);
             for (gpu, end) in ends.iter_mut().enumerate() {
@@ -294,6 +286,20 @@ impl<'s, 'a> Builder<'s, 'a> {
             // A separate grouped GEMM per piece.
             _ => costs.routed_ns(expert_tokens.iter().map(|t| t * batch_share / pieces)),
         }
+    }
+
+    /// [`Builder::comm_kernel`] on every GPU, after its task in `after` (and its fused start).
+    fn comm_kernels(
+        &mut self,
+        after: &[TaskId],
+        fused_starts: Option<&[TaskId]>,
+        label: Label,
+    ) -> Vec<TaskId> {
+        after
+            .iter()
+            .enumerate()
+            .map(|(gpu, &a)| self.comm_kernel(gpu, a, fused_starts.map(|s| s[gpu]), label))
+            .collect()
     }
 
     /// Where GPU `gpu`'s part of an all-to-all starts once `after` is done: at once, or, for

@@ -23,6 +23,25 @@ pub struct Case {
     pub coarse: bool,
 }
 
+/// Every case of [`cases`] with seeded logits for `tokens` tokens (the case's position is the
+/// seed).
+pub fn cases_with_logits(tokens: usize) -> Vec<(Case, Vec<f32>)> {
+    cases()
+        .into_iter()
+        .enumerate()
+        .map(|(index, case)| {
+            let values = logits(index as u64, tokens, case.config.num_experts(), case.coarse);
+            (case, values)
+        })
+        .collect()
+}
+
+/// Asserts that two weight vectors are equal bit for bit, naming `what` when they are not.
+pub fn assert_same_bits(got: &[f32], expected: &[f32], what: &str) {
+    let bits = |w: &[f32]| w.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(got), bits(expected), "{what}");
+}
+
 /// Mixtral-, OLMoE-, Qwen2-MoE-, DeepSeek-V3-like routers, k = E, 1024 experts, and one
 /// without renormalisation.
 pub fn cases() -> Vec<Case> {
