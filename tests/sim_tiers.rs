@@ -9,7 +9,7 @@ mod common;
 use moesim::cost::all_to_all;
 use moesim::model::MoeModel;
 use moesim::placement::{self, PlacementRequest};
-use moesim::sim::engine::{self, TaskGraph, Work};
+use moesim::sim::engine::{self, LinkBusy, TaskGraph, Work};
 use moesim::sim::step::LayerWork;
 use moesim::sim::{SimConfig, step_plans};
 use moesim::topology::Cluster;
@@ -54,7 +54,7 @@ fn all_to_all_times(
                     };
                     graph.add(transfer, (), &[]);
                 }
-                let simulated = engine::run(&graph, cluster, &exact).makespan_ns();
+                let simulated = engine::run(&graph, cluster, &exact, LinkBusy::Skip).makespan_ns();
                 (simulated, all_to_all(cluster, traffic).unwrap().time_ns)
             })
         })

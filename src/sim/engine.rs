@@ -294,10 +294,9 @@ pub struct Timeline {
     pub critical_pred: Vec<Option<TaskId>>,
     /// Per [`Work::Send`] task, when the last of its flows arrived (0 for other tasks).
     pub sends_done_ns: Vec<u64>,
-    /// Bytes each cluster link carried, by link index.
-    pub link_bytes: Vec<u64>,
     /// Per link (by index), the intervals some transfer occupied it (from its start to its
-    /// arrival), overlapping and touching ones merged, in time order.
+    /// arrival), overlapping and touching ones merged, in time order; empty unless the run was
+    /// asked to record them ([`LinkBusy::Record`]).
     pub link_busy: Vec<Vec<(u64, u64)>>,
     /// Events processed (task completions, flow drains and arrivals).
     pub events: u64,
@@ -324,11 +323,26 @@ impl Timeline {
     }
 }
 
+/// Whether a run records when each link was busy ([`Timeline::link_busy`], which a trace
+/// draws); that costs a little at every transfer, so runs that need only times skip it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkBusy {
+    /// Leave [`Timeline::link_busy`] empty.
+    Skip,
+    /// Fill [`Timeline::link_busy`].
+    Record,
+}
+
 /// Runs `graph` on `cluster` from time 0 until every task is done, with NVLink links at
 /// `config.nvlink_efficiency` of their nominal bandwidth (other links at theirs) and bandwidth
 /// re-divided within `config.rate_tolerance`.
-pub fn run<L: Copy>(graph: &TaskGraph<'_, L>, cluster: &Cluster, config: &SimConfig) -> Timeline {
-    Engine::new(graph, cluster, config).run()
+pub fn run<L: Copy>(
+    graph: &TaskGraph<'_, L>,
+    cluster: &Cluster,
+    config: &SimConfig,
+    link_busy: LinkBusy,
+) -> Timeline {
+    Engine::new(graph, cluster, config, link_busy).run()
 }
 
 /// The routes a transfer follows: `src -> dst`, or `src -> relay -> dst`.
@@ -431,12 +445,18 @@ struct Engine<'g, 'm, L> {
     /// Per task, dependencies (and, for a receive, flows) it still waits for.
     waiting_deps: Vec<u32>,
     successors: Successors,
-    occupancy: LinkOccupancy,
+    /// Link occupancy, when recorded.
+    occupancy: Option<LinkOccupancy>,
     timeline: Timeline,
 }
 
 impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
-    fn new(graph: &'g TaskGraph<'m, L>, cluster: &'g Cluster, config: &SimConfig) -> Self {
+    fn new(
+        graph: &'g TaskGraph<'m, L>,
+        cluster: &'g Cluster,
+        config: &SimConfig,
+        link_busy: LinkBusy,
+    ) -> Self {
         let streams_per_gpu = graph
             .tasks
             .iter()
@@ -482,13 +502,13 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
             completions: BinaryHeap::new(),
             waiting_deps,
             successors: Successors::of(graph),
-            occupancy: LinkOccupancy::new(cluster.num_links()),
+            occupancy: (link_busy == LinkBusy::Record)
+                .then(|| LinkOccupancy::new(cluster.num_links())),
             timeline: Timeline {
                 start_ns: vec![0; n],
                 end_ns: vec![0; n],
                 critical_pred: vec![None; n],
                 sends_done_ns: vec![0; n],
-                link_bytes: vec![0; cluster.num_links()],
                 link_busy: Vec::new(),
                 events: 0,
             },
@@ -532,7 +552,9 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
             }
             self.network.settle(now);
         }
-        self.timeline.link_busy = self.occupancy.intervals;
+        if let Some(occupancy) = self.occupancy {
+            self.timeline.link_busy = occupancy.intervals;
+        }
         self.timeline
     }
 
@@ -542,9 +564,11 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
             src, dst, relay, ..
         } = owner.transfer;
         let arrival = now + owner.latency_ns;
-        for route in transfer_routes(self.cluster, src, dst, relay) {
-            for link in &route.links {
-                self.occupancy.drain(link.index(), arrival);
+        if let Some(occupancy) = &mut self.occupancy {
+            for route in transfer_routes(self.cluster, src, dst, relay) {
+                for link in &route.links {
+                    occupancy.drain(link.index(), arrival);
+                }
             }
         }
         self.arrival_at(arrival, owner.task, owner.receive);
@@ -589,12 +613,14 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
             self.arrival_at(now, task, receive);
             return;
         }
-        let mut latency_ns = 0;
-        for route in transfer_routes(self.cluster, src, dst, relay) {
-            latency_ns += route.latency_ns;
-            for link in &route.links {
-                self.timeline.link_bytes[link.index()] += bytes;
-                self.occupancy.start(link.index(), now);
+        let latency_ns = transfer_routes(self.cluster, src, dst, relay)
+            .map(|route| route.latency_ns)
+            .sum();
+        if let Some(occupancy) = &mut self.occupancy {
+            for route in transfer_routes(self.cluster, src, dst, relay) {
+                for link in &route.links {
+                    occupancy.start(link.index(), now);
+                }
             }
         }
         let flow = self.network.start(now, &self.flow_links, bytes) as usize;

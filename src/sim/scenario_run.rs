@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::batches::{StepBatch, step_batches};
 use super::config::Overlap;
-use super::engine::{self, TaskGraph, Timeline};
+use super::engine::{self, LinkBusy, TaskGraph, Timeline};
 use super::kernels::KernelCosts;
 use super::metrics;
 use super::perfetto;
@@ -115,8 +115,14 @@ pub fn simulate_prepared(
                 config,
             };
             for (k, total) in totals.iter_mut().enumerate() {
-                let (graph, timeline) = run_graph(&spec, total.overlap);
-                if index == 0 && options.perfetto {
+                let trace = index == 0 && options.perfetto;
+                let link_busy = if trace {
+                    LinkBusy::Record
+                } else {
+                    LinkBusy::Skip
+                };
+                let (graph, timeline) = run_graph(&spec, total.overlap, link_busy);
+                if trace {
                     let process = format!("{name} / {}", total.overlap.name());
                     let pid = strategies.len() + k;
                     perfetto::append_events(&mut events, pid, &process, &graph, &timeline, cluster);
@@ -145,19 +151,21 @@ pub fn simulate_prepared(
 }
 /// Simulates the one step `spec` describes under `overlap`, labelling it with `placement`.
 pub fn simulate_step(spec: &StepSpec, overlap: Overlap, placement: &str) -> StrategySim {
-    let (graph, timeline) = run_graph(spec, overlap);
+    let (graph, timeline) = run_graph(spec, overlap, LinkBusy::Skip);
     let mut total = Totals::new(overlap, placement, spec.cluster);
     total.add(spec, None, &graph, &timeline);
     total.finish(spec.cluster)
 }
 
-/// The task graph of the step `spec` describes under `overlap`, and its timeline.
+/// The task graph of the step `spec` describes under `overlap`, and its timeline (with link
+/// occupancy as `link_busy` says).
 pub(super) fn run_graph<'a>(
     spec: &StepSpec<'a>,
     overlap: Overlap,
+    link_busy: LinkBusy,
 ) -> (TaskGraph<'a, Label>, Timeline) {
     let graph = step::build(spec, overlap);
-    let timeline = engine::run(&graph, spec.cluster, spec.config);
+    let timeline = engine::run(&graph, spec.cluster, spec.config, link_busy);
     (graph, timeline)
 }
 

@@ -2,7 +2,7 @@
 //! NVLink port per direction to the NVSwitch at 450 GB/s (450 B/ns), 500 ns latency each, so a
 //! GPU-to-GPU route is two links and 1000 ns.
 
-use super::engine::{self, TaskGraph, Work};
+use super::engine::{self, LinkBusy, TaskGraph, Work};
 use super::step::{LayerWork, StepSpec};
 use super::*;
 use crate::cost::{TrafficMatrix, all_to_all};
@@ -33,7 +33,7 @@ fn all_to_all_ns(cluster: &Cluster, traffic: &TrafficMatrix) -> u64 {
     for (src, dst, bytes) in traffic.pairs() {
         graph.add(transfer(src as u32, dst as u32, bytes), (), &[]);
     }
-    engine::run(&graph, cluster, &exact(1.0)).makespan_ns()
+    engine::run(&graph, cluster, &exact(1.0), LinkBusy::Skip).makespan_ns()
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn a_lone_transfer_takes_latency_plus_bytes_over_bandwidth() {
     graph.add(transfer(0, 1, 450_000), (), &[]);
     // 1 B more: 1000.002 ns, rounded up.
     graph.add(transfer(2, 3, 450_001), (), &[]);
-    let timeline = engine::run(&graph, &cluster, &exact(1.0));
+    let timeline = engine::run(&graph, &cluster, &exact(1.0), LinkBusy::Skip);
     assert_eq!(timeline.end_ns, vec![2000, 2001]);
 }
 
@@ -108,7 +108,7 @@ fn a_collective_receive_waits_for_every_flow_bound_for_it_and_spans_the_last() {
         .map(|t| t.bytes)
         .collect();
     assert_eq!(bytes, vec![450_000, 450_000]);
-    let timeline = engine::run(&graph, &cluster, &exact(1.0));
+    let timeline = engine::run(&graph, &cluster, &exact(1.0), LinkBusy::Record);
     let ends: Vec<u64> = receives
         .iter()
         .map(|&r| timeline.end_ns[r as usize])
@@ -140,18 +140,18 @@ fn a_relayed_transfer_crosses_nvlink_then_the_rail_cut_through() {
         bytes: 50_000,
     };
     graph.add(work, (), &[]);
-    let timeline = engine::run(&graph, &cluster, &exact(1.0));
+    let timeline = engine::run(&graph, &cluster, &exact(1.0), LinkBusy::Record);
     assert_eq!(timeline.end_ns, vec![4800]);
     // Half-speed NVLink (100 B/ns) is still faster than the NIC: same time.
     assert_eq!(
-        engine::run(&graph, &cluster, &exact(0.5)).end_ns,
+        engine::run(&graph, &cluster, &exact(0.5), LinkBusy::Skip).end_ns,
         vec![4800]
     );
     let nic_links = timeline
-        .link_bytes
+        .link_busy
         .iter()
         .zip(cluster.links())
-        .filter(|(bytes, (_, link))| **bytes > 0 && link.name.contains("nic1"))
+        .filter(|(busy, (_, link))| !busy.is_empty() && link.name.contains("nic1"))
         .count();
     assert_eq!(nic_links, 4);
 }
@@ -169,7 +169,7 @@ fn a_stream_runs_one_kernel_at_a_time_and_the_critical_path_follows_it() {
     let b = graph.add(kernel(20), (), &[]);
     let send = graph.add(transfer(0, 1, 450), (), &[a]);
     let c = graph.add(kernel(5), (), &[send]);
-    let timeline = engine::run(&graph, &cluster, &exact(1.0));
+    let timeline = engine::run(&graph, &cluster, &exact(1.0), LinkBusy::Skip);
     // b waits for a; the send (1 ns + 1000 ns) ends at 1011; c queues behind nothing then.
     assert_eq!(timeline.start_ns, vec![0, 10, 10, 1011]);
     assert_eq!(timeline.end_ns, vec![10, 30, 1011, 1016]);

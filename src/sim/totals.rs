@@ -177,6 +177,7 @@ fn nearest_rank(sorted: &[u64], percent: usize) -> u64 {
 mod tests {
     use super::*;
     use crate::model::MoeModel;
+    use crate::sim::engine::LinkBusy;
     use crate::sim::kernels::KernelCosts;
     use crate::sim::scenario_run::run_graph;
     use crate::sim::tests::uniform_layers;
@@ -201,7 +202,7 @@ mod tests {
         let mut totals = Totals::new(Overlap::None, "p", &cluster);
         let mut alone = Vec::new();
         for (phase, layers) in [(Phase::Prefill, &big), (Phase::Decode, &small)] {
-            let (graph, timeline) = run_graph(&spec(layers), Overlap::None);
+            let (graph, timeline) = run_graph(&spec(layers), Overlap::None, LinkBusy::Skip);
             totals.add(&spec(layers), Some(phase), &graph, &timeline);
             alone.push(simulate_step(&spec(layers), Overlap::None, "p"));
         }
