@@ -33,6 +33,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 
 use super::drain_queue::DrainQueue;
 
@@ -246,9 +247,9 @@ impl FlowNetwork {
         // itself may change.
         let floor = self.settle_floor * (1.0 - FLOOR_TOLERANCE);
         self.settle_floor = f64::INFINITY;
-        self.gather_component(floor);
+        let flows = self.gather_component(floor);
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.fill(&mut scratch, self.round, false);
+        self.fill(&mut scratch, self.round, flows, false);
         self.apply_changes(now_ns, &scratch.changes);
         self.scratch = scratch;
     }
@@ -298,7 +299,7 @@ impl FlowNetwork {
                 scratch.unfixed[self.link_slot[l] as usize] += 1;
             }
         }
-        let fair = self.fill(&mut scratch, round, true);
+        let fair = self.fill(&mut scratch, round, self.started.len(), true);
         if fair {
             self.apply_changes(now_ns, &scratch.changes);
         }
@@ -346,7 +347,7 @@ impl FlowNetwork {
     /// shared flows of rate `floor` or more (breadth first, each with its position in
     /// `link_slot`), and per link its capacity left by the flows below the floor (which keep
     /// their rates and are marked fixed) and its count of the others.
-    fn gather_component(&mut self, floor: f64) {
+    fn gather_component(&mut self, floor: f64) -> usize {
         let round = self.round;
         let scratch = &mut self.scratch;
         scratch.links.clear();
@@ -362,6 +363,7 @@ impl FlowNetwork {
             );
         }
         self.dirty_links.clear();
+        let mut flows = 0;
         let mut next = 0;
         while next < scratch.links.len() {
             let link = scratch.links[next] as usize;
@@ -377,6 +379,7 @@ impl FlowNetwork {
                 unfixed += 1;
                 if self.flow_mark[flow as usize] != round {
                     self.flow_mark[flow as usize] = round;
+                    flows += 1;
                     let f = &self.flows[flow as usize];
                     let start = f.links_start as usize;
                     for &l in &self.flow_links[start..start + f.links_len as usize] {
@@ -393,17 +396,19 @@ impl FlowNetwork {
             scratch.spare.push(spare.max(0.0));
             scratch.unfixed.push(unfixed);
         }
+        flows
     }
 
     /// Progressive filling over the links in `scratch` (with their spare capacity and count
     /// of unfixed flows): repeatedly the link offering the smallest equal share to its unfixed
     /// flows fixes them at that share (ties to the link gathered first), recording in
     /// `scratch.changes` the flows whose rate that changes ([`FlowNetwork::keeps_rate`]).
-    /// Flows already marked fixed in `round` keep their rates.
+    /// Flows already marked fixed in `round` keep their rates. It stops once the `flows` it
+    /// has to fix are (rather than pop every link left with none).
     /// With `new_only`, only the flows marked `round` in `flow_mark` are filled, and it stops
     /// with false as soon as a bottleneck would leave them nothing or carries another active
     /// flow faster than their share (see [`FlowNetwork::rate_starts_from_spare`]).
-    fn fill(&mut self, scratch: &mut Scratch, round: u32, new_only: bool) -> bool {
+    fn fill(&mut self, scratch: &mut Scratch, round: u32, flows: usize, new_only: bool) -> bool {
         let Scratch {
             links,
             spare,
@@ -413,15 +418,22 @@ impl FlowNetwork {
         } = scratch;
         changes.clear();
         fill_heap(heap, spare, unfixed);
-        while let Some(Reverse((OrdF64(share), i))) = heap.pop() {
+        let mut left = flows;
+        while left > 0
+            && let Some(mut top) = heap.peek_mut()
+        {
+            let Reverse((OrdF64(share), i)) = *top;
             if unfixed[i] == 0 {
+                PeekMut::pop(top);
                 continue;
             }
+            // Fixing flows only raises a link's share: a stale entry moves down in place.
             let current = spare[i] / f64::from(unfixed[i]);
             if current != share {
-                heap.push(Reverse((OrdF64(current), i)));
+                *top = Reverse((OrdF64(current), i));
                 continue;
             }
+            PeekMut::pop(top);
             let on_link = &self.link_flows[links[i] as usize];
             if new_only && (share <= 0.0 || self.has_faster_old_flow(on_link, round, share)) {
                 return false;
@@ -432,6 +444,7 @@ impl FlowNetwork {
                     continue;
                 }
                 self.flow_fixed[fl] = round;
+                left -= 1;
                 let f = &self.flows[fl];
                 let start = f.links_start as usize;
                 for &l in &self.flow_links[start..start + f.links_len as usize] {
