@@ -9,9 +9,11 @@
 //! 3. switch-base-128 replay: all 40,800 tokens in steps of 4096, 8 H100s, 6 layers, every
 //!    overlap strategy (target < 2 s).
 //!
-//! Needs MOESIM_SHARED_DATA. `SIM_BENCH_LAYERS` (default: all 58) limits the DeepSeek layers and
-//! `SIM_BENCH_EP256=1` adds the EP256 case (under 1 s per layer). Run: `cargo bench --bench sim`,
-//! or without a release build of the dependencies:
+//! Needs MOESIM_SHARED_DATA. `SIM_BENCH_LAYERS` (default: all 58) limits the DeepSeek layers,
+//! `SIM_BENCH_EP256=1` adds the EP256 case (under 1 s per layer) and
+//! `SIM_BENCH_RATE_TOLERANCE` sets the DeepSeek cases' `rate_tolerance` (default: the
+//! simulator's, 0.05; 0 is exact max-min), to weigh speed against the step time it gives.
+//! Run: `cargo bench --bench sim`, or without a release build of the dependencies:
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench sim`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -109,8 +111,9 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Simulates the first `max_layers` MoE layers (all 58 when `None`) of the decode step.
-fn deepseek_decode(nodes: usize, max_layers: Option<usize>) {
+/// Simulates the first `max_layers` MoE layers (all 58 when `None`) of the decode step, with
+/// bandwidth re-divided within `rate_tolerance`.
+fn deepseek_decode(nodes: usize, max_layers: Option<usize>, rate_tolerance: f64) {
     let Some(path) = shared("deepseek-v3-expert-load/decode_in1000out1000.json") else {
         println!("skipping: MOESIM_SHARED_DATA not set");
         return;
@@ -127,6 +130,7 @@ fn deepseek_decode(nodes: usize, max_layers: Option<usize>) {
     let costs = KernelCosts::new(&model, cluster.gpu_spec(0));
     let config = SimConfig {
         all_to_all: AllToAll::LowLatency,
+        rate_tolerance,
         ..SimConfig::default()
     };
     let spec = StepSpec {
@@ -146,7 +150,7 @@ fn deepseek_decode(nodes: usize, max_layers: Option<usize>) {
     let sim = simulate_step(&spec, Overlap::None, "contiguous");
     let wall = start.elapsed().as_secs_f64();
     println!(
-        "DeepSeek-V3 EP{} decode 128 tok/GPU, {} MoE layers: step {:.3} ms simulated, {:.3} s wall, {} events, {:.2} M events/s, heap {heap_before:.0} MiB before (traffic matrices {traffic_mib:.0} MiB) and {:.1} MiB more at its peak, process peak RSS {:.0} MiB",
+        "DeepSeek-V3 EP{} decode 128 tok/GPU, {} MoE layers, rate tolerance {rate_tolerance}: step {:.3} ms simulated, {:.3} s wall, {} events, {:.2} M events/s, heap {heap_before:.0} MiB before (traffic matrices {traffic_mib:.0} MiB) and {:.1} MiB more at its peak, process peak RSS {:.0} MiB",
         cluster.num_gpus(),
         layers.len(),
         sim.step_ns as f64 / 1e6,
@@ -200,10 +204,17 @@ fn main() {
         Ok(n) => Some(n.parse().expect("SIM_BENCH_LAYERS: a layer count or `all`")),
         Err(_) => None,
     };
+    let rate_tolerance = std::env::var("SIM_BENCH_RATE_TOLERANCE").map_or(
+        SimConfig::default().rate_tolerance,
+        |t| {
+            t.parse()
+                .expect("SIM_BENCH_RATE_TOLERANCE: a number in [0, 1)")
+        },
+    );
     switch_replay();
-    deepseek_decode(8, max_layers);
+    deepseek_decode(8, max_layers, rate_tolerance);
     // Last, so its peak RSS is the process's; opt-in (`SIM_BENCH_EP256=1`).
     if std::env::var_os("SIM_BENCH_EP256").is_some() {
-        deepseek_decode(32, max_layers);
+        deepseek_decode(32, max_layers, rate_tolerance);
     }
 }
