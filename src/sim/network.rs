@@ -346,7 +346,8 @@ impl FlowNetwork {
     /// Gathers into the scratch buffers the links reachable from the dirty links through
     /// shared flows of rate `floor` or more (breadth first, each with its position in
     /// `link_slot`), and per link its capacity left by the flows below the floor (which keep
-    /// their rates and are marked fixed) and its count of the others.
+    /// their rates and are marked fixed) and its count of the others; returns how many flows
+    /// the component has at or above the floor (those filling re-rates).
     fn gather_component(&mut self, floor: f64) -> usize {
         let round = self.round;
         let scratch = &mut self.scratch;
