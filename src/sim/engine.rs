@@ -440,10 +440,17 @@ struct Engine<'g, 'm, L> {
     /// Streams, indexed by `gpu * streams_per_gpu + stream`.
     streams: Vec<Stream>,
     streams_per_gpu: usize,
-    /// Task completions `(ns, task, NO_TASK)` and arrivals `(ns, receive, send)`.
+    /// Task completions `(ns, task, NO_TASK)`, and per receive the arrival of its last flow
+    /// `(ns, receive, send)`.
     completions: BinaryHeap<Reverse<(u64, TaskId, TaskId)>>,
-    /// Per task, dependencies (and, for a receive, flows) it still waits for.
+    /// Per task, dependencies it still waits for; a receive with flows bound for it counts
+    /// them as one more, its last arrival.
     waiting_deps: Vec<u32>,
+    /// Per receive, flows bound for it that have not drained yet.
+    flows_left: Vec<u32>,
+    /// Per receive, the latest arrival of its drained flows and the send that started it
+    /// (the later send on ties, the order a queue of every arrival would give).
+    last_arrival: Vec<(u64, TaskId)>,
     successors: Successors,
     /// Link occupancy, when recorded.
     occupancy: Option<LinkOccupancy>,
@@ -477,6 +484,7 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
         let mut waiting_deps: Vec<u32> = (0..n)
             .map(|t| graph.deps_end[t] - if t == 0 { 0 } else { graph.deps_end[t - 1] })
             .collect();
+        let mut flows_left = vec![0u32; n];
         for collective in &graph.collectives {
             for src in 0..collective.matrix.num_gpus() as u32 {
                 for pair in collective.sends(src, cluster) {
@@ -486,7 +494,10 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
                         "a collective's GPU {} has no receive",
                         pair.dst
                     );
-                    waiting_deps[receive as usize] += 1;
+                    if flows_left[receive as usize] == 0 {
+                        waiting_deps[receive as usize] += 1;
+                    }
+                    flows_left[receive as usize] += 1;
                 }
             }
         }
@@ -501,6 +512,8 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
             streams_per_gpu,
             completions: BinaryHeap::new(),
             waiting_deps,
+            flows_left,
+            last_arrival: vec![(0, NO_TASK); n],
             successors: Successors::of(graph),
             occupancy: (link_busy == LinkBusy::Record)
                 .then(|| LinkOccupancy::new(cluster.num_links())),
@@ -543,11 +556,11 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
                     break;
                 }
                 self.completions.pop();
-                self.timeline.events += 1;
                 if via == NO_TASK {
+                    self.timeline.events += 1;
                     self.complete(now, task);
                 } else {
-                    self.arrive(now, task, via);
+                    self.last_flow_arrived(now, task, via);
                 }
             }
             self.network.settle(now);
@@ -574,21 +587,31 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
         self.arrival_at(arrival, owner.task, owner.receive);
     }
 
-    /// Queues what completes when a transfer started by `task` arrives at `ns`: the transfer
-    /// itself, or its share of `receive`.
+    /// Records that a transfer started by `task` arrives at `ns`: the transfer completes then;
+    /// a send's flow counts towards `receive`, which is queued once its last flow is known
+    /// (the arrivals in between change nothing else, so they need no place in the queue).
     fn arrival_at(&mut self, ns: u64, task: TaskId, receive: TaskId) {
-        let event = if receive == NO_TASK {
-            (ns, task, NO_TASK)
-        } else {
-            (ns, receive, task)
-        };
-        self.completions.push(Reverse(event));
+        if receive == NO_TASK {
+            self.completions.push(Reverse((ns, task, NO_TASK)));
+            return;
+        }
+        self.timeline.events += 1;
+        let done = &mut self.timeline.sends_done_ns[task as usize];
+        *done = (*done).max(ns);
+        let r = receive as usize;
+        let last = &mut self.last_arrival[r];
+        if (ns, task) > *last || last.1 == NO_TASK {
+            *last = (ns, task);
+        }
+        self.flows_left[r] -= 1;
+        if self.flows_left[r] == 0 {
+            let (ns, send) = self.last_arrival[r];
+            self.completions.push(Reverse((ns, receive, send)));
+        }
     }
 
-    /// A flow of send `send` arrived at `receive` at `now`.
-    fn arrive(&mut self, now: u64, receive: TaskId, send: TaskId) {
-        let done = &mut self.timeline.sends_done_ns[send as usize];
-        *done = (*done).max(now);
+    /// The last flow bound for `receive`, started by `send`, arrived at `now`.
+    fn last_flow_arrived(&mut self, now: u64, receive: TaskId, send: TaskId) {
         self.waiting_deps[receive as usize] -= 1;
         if self.waiting_deps[receive as usize] == 0 {
             self.ready(now, receive, Some(send));
