@@ -17,12 +17,16 @@
 //!
 //! With a tolerance (see [`FlowNetwork::with_ghost_tolerance`]), a drained flow is kept as a
 //! *ghost* that goes on holding its bandwidth until the ghosts together hold more than the
-//! tolerance of the bandwidth in use (or a flow starts that cannot be rated from the spare
-//! bandwidth alone), so that an all-to-all of thousands of
+//! tolerance of the bandwidth in use, so that an all-to-all of thousands of
 //! flows draining at thousands of different instants is re-divided a few hundred times instead
-//! of at every drain; and a flow whose new fair share is above its rate by no more than the
-//! tolerance keeps its rate (and its drain event). Both only ever slow flows down and never
-//! let a link carry more than it can; with tolerance 0 (the default) every drain is re-divided
+//! of at every drain; a flow whose new fair share is above its rate by no more than the
+//! tolerance keeps its rate (and its drain event); and flows that start where the spare
+//! bandwidth cannot rate them fairly run on what is spare (maybe nothing) until the next
+//! re-division, which their shortfall brings forward like the ghosts' rate and which comes at
+//! the latest after the tolerance of the time they are sure to take (see
+//! [`FlowNetwork::defer_starts`]), so that the GPUs of an all-to-all starting at tens of
+//! instants do not each re-divide every flow in flight. All of these only ever slow flows down
+//! and never let a link carry more than it can; with tolerance 0 every change is re-divided
 //! at once and the allocation is exactly max-min fair at all times.
 //!
 //! Time is integer nanoseconds. A flow's bytes drain at its current rate; its drain instant is
@@ -91,6 +95,14 @@ pub struct FlowNetwork {
     dirty_links: Vec<u32>,
     /// Flows started since the last [`FlowNetwork::settle`].
     started: Vec<FlowId>,
+    /// Links of flows started from spare bandwidth although that was not max-min fair, to be
+    /// re-divided by `redivide_by_ns` at the latest (with a tolerance only).
+    deferred_links: Vec<u32>,
+    /// When the deferred starts must be re-divided (`u64::MAX`: none are waiting).
+    redivide_by_ns: u64,
+    /// How much less than the share they are sure of the deferred starts run, in all,
+    /// bytes per ns; it counts against the tolerance like the ghosts' rate.
+    deferred_shortfall: f64,
     /// Drained flows still on their links, holding their last rate.
     ghosts: Vec<FlowId>,
     /// Slots of flows that drained and gave their bandwidth back, for reuse.
@@ -136,6 +148,9 @@ impl FlowNetwork {
             drains: DrainQueue::default(),
             dirty_links: Vec::new(),
             started: Vec::new(),
+            deferred_links: Vec::new(),
+            redivide_by_ns: u64::MAX,
+            deferred_shortfall: 0.0,
             ghosts: Vec::new(),
             free_flows: Vec::new(),
             settle_floor: f64::INFINITY,
@@ -153,8 +168,9 @@ impl FlowNetwork {
     }
 
     /// The same network, keeping drained flows as ghosts until they hold more than `tolerance`
-    /// (a share in [0, 1)) of the bandwidth in use, and keeping a flow's rate when its new share
-    /// is at most `tolerance` above it; see the module docs.
+    /// (a share in [0, 1)) of the bandwidth in use, keeping a flow's rate when its new share
+    /// is at most `tolerance` above it, and deferring the re-division a start needs within
+    /// that tolerance; see the module docs.
     pub fn with_ghost_tolerance(mut self, tolerance: f64) -> FlowNetwork {
         self.ghost_tolerance = tolerance;
         self
@@ -203,9 +219,15 @@ impl FlowNetwork {
         id
     }
 
-    /// The earliest pending drain instant, if any flow is active.
+    /// The earliest instant the network changes by itself, if any: a pending drain, or the
+    /// deadline of a deferred re-division (see [`FlowNetwork::with_ghost_tolerance`]).
     pub fn next_drain_ns(&self) -> Option<u64> {
-        self.drains.peek().map(|(ns, _)| ns)
+        let drain = self.drains.peek().map(|(ns, _)| ns);
+        if self.redivide_by_ns == u64::MAX {
+            drain
+        } else {
+            Some(drain.map_or(self.redivide_by_ns, |d| d.min(self.redivide_by_ns)))
+        }
     }
 
     /// Finishes every flow that drains at `now_ns` and appends it to `drained` (in flow order).
@@ -228,14 +250,28 @@ impl FlowNetwork {
     /// Drained flows give their bandwidth back here, unless no flow started and they are
     /// ghosts within the tolerance (see [`FlowNetwork::with_ghost_tolerance`]).
     pub fn settle(&mut self, now_ns: u64) {
-        let ghosts_due = self.ghost_rate > self.ghost_tolerance * self.held_rate;
-        if !self.started.is_empty() && !ghosts_due && self.rate_starts_from_spare(now_ns) {
-            self.started.clear();
-            self.dirty_links.clear();
-            self.settle_floor = f64::INFINITY;
-            return;
+        let ghosts_due =
+            self.ghost_rate + self.deferred_shortfall > self.ghost_tolerance * self.held_rate;
+        let redivide_due = ghosts_due || now_ns >= self.redivide_by_ns;
+        if !self.started.is_empty() && !redivide_due {
+            let starts = self.rate_starts_from_spare(now_ns);
+            if starts != StartRating::Redivide {
+                if starts == StartRating::Deferred {
+                    self.defer_starts(now_ns);
+                }
+                self.started.clear();
+                self.dirty_links.clear();
+                self.settle_floor = f64::INFINITY;
+                return;
+            }
         }
         self.started.clear();
+        if (redivide_due || !self.dirty_links.is_empty()) && !self.deferred_links.is_empty() {
+            self.dirty_links.append(&mut self.deferred_links);
+            self.redivide_by_ns = u64::MAX;
+            self.deferred_shortfall = 0.0;
+            self.settle_floor = 0.0;
+        }
         if !self.ghosts.is_empty() && (ghosts_due || !self.dirty_links.is_empty()) {
             self.release_ghosts();
         }
@@ -249,7 +285,7 @@ impl FlowNetwork {
         self.settle_floor = f64::INFINITY;
         let flows = self.gather_component(floor);
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.fill(&mut scratch, self.round, flows, false);
+        self.fill(&mut scratch, self.round, flows, Filling::Component);
         self.apply_changes(now_ns, &scratch.changes);
         self.scratch = scratch;
     }
@@ -271,8 +307,10 @@ impl FlowNetwork {
     /// (a full link has no spare, so a new flow crossing one would be fixed there at nothing).
     /// A combine whose GPUs start at different instants mostly adds flows limited by their own
     /// sending port, so this settles each start without touching the thousands of flows in
-    /// flight. Returns false, having changed nothing, when the check fails.
-    fn rate_starts_from_spare(&mut self, now_ns: u64) -> bool {
+    /// flight. When the check fails it changes nothing, unless the network has a tolerance:
+    /// then the new flows keep what the spare bandwidth gives them (less than their fair share,
+    /// maybe nothing) until a deferred re-division ([`FlowNetwork::defer_starts`]).
+    fn rate_starts_from_spare(&mut self, now_ns: u64) -> StartRating {
         self.round += 1;
         let round = self.round;
         for &flow in &self.started {
@@ -299,12 +337,46 @@ impl FlowNetwork {
                 scratch.unfixed[self.link_slot[l] as usize] += 1;
             }
         }
-        let fair = self.fill(&mut scratch, round, self.started.len(), true);
-        if fair {
+        let may_defer = self.ghost_tolerance > 0.0;
+        let filling = if may_defer {
+            Filling::StartsFromSpare
+        } else {
+            Filling::StartsIfFair
+        };
+        let fair = self.fill(&mut scratch, round, self.started.len(), filling);
+        if fair || may_defer {
             self.apply_changes(now_ns, &scratch.changes);
         }
         self.scratch = scratch;
-        fair
+        match (fair, may_defer) {
+            (true, _) => StartRating::Fair,
+            (false, true) => StartRating::Deferred,
+            (false, false) => StartRating::Redivide,
+        }
+    }
+
+    /// Keeps the links of the flows just started from spare bandwidth for a later
+    /// re-division. A flow's max-min rate is at least the smallest of its links' capacities
+    /// split evenly among their flows (the share it is sure of); the re-division is due once
+    /// the tolerance of the longest time any of them would take at that share has passed, or
+    /// sooner, as soon as how far they run below it, added to the ghosts' rate, is more than
+    /// the tolerance of the bandwidth in use.
+    fn defer_starts(&mut self, now_ns: u64) {
+        let mut wait_ns = 0;
+        for &flow in &self.started {
+            let f = &self.flows[flow as usize];
+            let links = &self.flow_links[f.links_start as usize..][..f.links_len as usize];
+            let guaranteed = links
+                .iter()
+                .map(|&l| self.capacity[l as usize] / self.link_flows[l as usize].len() as f64)
+                .fold(f64::INFINITY, f64::min);
+            self.deferred_shortfall += (guaranteed - self.rates[flow as usize]).max(0.0);
+            wait_ns = wait_ns.max(ceil_ns(
+                self.ghost_tolerance * f.remaining_bytes / guaranteed,
+            ));
+        }
+        self.redivide_by_ns = self.redivide_by_ns.min(now_ns.saturating_add(wait_ns));
+        self.deferred_links.extend_from_slice(&self.dirty_links);
     }
 
     /// Takes every drained flow off its links, marking the links for re-division.
@@ -406,10 +478,13 @@ impl FlowNetwork {
     /// `scratch.changes` the flows whose rate that changes ([`FlowNetwork::keeps_rate`]).
     /// Flows already marked fixed in `round` keep their rates. It stops once the `flows` it
     /// has to fix are (rather than pop every link left with none).
-    /// With `new_only`, only the flows marked `round` in `flow_mark` are filled, and it stops
-    /// with false as soon as a bottleneck would leave them nothing or carries another active
-    /// flow faster than their share (see [`FlowNetwork::rate_starts_from_spare`]).
-    fn fill(&mut self, scratch: &mut Scratch, round: u32, flows: usize, new_only: bool) -> bool {
+    /// When filling starts, only the flows marked `round` in `flow_mark` are filled, and the
+    /// result is false if a bottleneck leaves them nothing or carries another active flow
+    /// faster than their share (see [`FlowNetwork::rate_starts_from_spare`]); with
+    /// [`Filling::StartsIfFair`] it stops there.
+    fn fill(&mut self, scratch: &mut Scratch, round: u32, flows: usize, filling: Filling) -> bool {
+        let new_only = filling != Filling::Component;
+        let mut fair = true;
         let Scratch {
             links,
             spare,
@@ -436,8 +511,12 @@ impl FlowNetwork {
             }
             PeekMut::pop(top);
             let on_link = &self.link_flows[links[i] as usize];
-            if new_only && (share <= 0.0 || self.has_faster_old_flow(on_link, round, share)) {
-                return false;
+            if new_only && fair && (share <= 0.0 || self.has_faster_old_flow(on_link, round, share))
+            {
+                if filling == Filling::StartsIfFair {
+                    return false;
+                }
+                fair = false;
             }
             for &flow in on_link {
                 let fl = flow as usize;
@@ -458,7 +537,7 @@ impl FlowNetwork {
                 }
             }
         }
-        true
+        fair
     }
 
     /// Whether an active flow on `on_link` not marked `round` (not new) runs faster than `share`.
@@ -504,6 +583,29 @@ impl FlowNetwork {
         let drain_ns = now_ns.saturating_add(ceil_ns(left_ns));
         self.drains.set(flow, drain_ns);
     }
+}
+
+/// What [`FlowNetwork::fill`] fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filling {
+    /// Every unfixed flow of the gathered component.
+    Component,
+    /// Only the flows just started, from the spare bandwidth, giving up as soon as that is
+    /// not max-min fair.
+    StartsIfFair,
+    /// Only the flows just started, from the spare bandwidth, fair or not.
+    StartsFromSpare,
+}
+
+/// How the flows started at an instant were rated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartRating {
+    /// From the spare bandwidth, and that is max-min fair.
+    Fair,
+    /// From the spare bandwidth, not fairly: re-divided later.
+    Deferred,
+    /// Not at all: the component must be re-divided now.
+    Redivide,
 }
 
 /// The component a settle works on, by position in `links`.
@@ -661,13 +763,35 @@ mod tests {
         assert_eq!(run(&mut net, &starts), vec![15, 25, 25]);
         let mut net = FlowNetwork::new([90.0]).with_ghost_tolerance(0.5);
         assert_eq!(run(&mut net, &starts), vec![15, 30, 30]);
-        // A flow starting releases the ghosts: D (90 B) at 15 ns gets 30 B/ns beside B and C
-        // (20 B/ns if A's ghost still held 30) and drains at 18 ns; then D is the ghost, within
-        // the tolerance, so B and C stay at 30 B/ns and drain at 30 ns.
+        // D (90 B) starts at 15 ns on the full link: it gets nothing until the deferred
+        // re-division, due after half the 4 ns it is sure to take (90 B at 90 / 4 B/ns), at
+        // 17 ns, which also releases A's ghost: 30 B/ns each, D drains at 20 ns; then D is the
+        // ghost, within the tolerance, so B and C go on at 30 B/ns and drain at 30 ns.
         let mut net = FlowNetwork::new([90.0]).with_ghost_tolerance(0.5);
         let mut with_d = starts.to_vec();
         with_d.push((15, vec![0], 90));
-        assert_eq!(run(&mut net, &with_d), vec![15, 30, 30, 18]);
+        assert_eq!(run(&mut net, &with_d), vec![15, 30, 30, 20]);
+    }
+
+    #[test]
+    fn a_start_that_is_not_fair_from_spare_waits_for_a_deferred_re_division() {
+        // Link 0 at 100 B/ns carries A (10,000 B) alone from 0 ns. B (1,000 B) starts at 10 ns:
+        // exactly, A and B get 50 B/ns each, B drains at 30 ns and A at 110 ns.
+        let starts = [(0, vec![0], 10_000), (10, vec![0], 1_000)];
+        assert_eq!(run(&mut FlowNetwork::new([100.0]), &starts), vec![110, 30]);
+        // With a tolerance of 0.6, B runs on the spare bandwidth (none) until the re-division
+        // due 0.6 x 20 ns later (1,000 B at the 50 B/ns it is sure of), at 22 ns: B drains at
+        // 42 ns; A has 7,800 B left at 22 ns and its 50 B/ns, as B's ghost holds 50 of 100
+        // B/ns, within the tolerance: 22 + 156 = 178 ns.
+        let mut net = FlowNetwork::new([100.0]).with_ghost_tolerance(0.6);
+        assert_eq!(run(&mut net, &starts), vec![178, 42]);
+        // With 0.4, C (200 B on link 1) starting with B drains at 12 ns; its ghost's 100 B/ns
+        // plus B's 50 B/ns shortfall are over 0.4 of the 200 B/ns in use: re-divided at 12 ns,
+        // B drains at 32 ns, its ghost is over the tolerance, and A (7,800 B left) ends at 110.
+        let mut with_c = starts.to_vec();
+        with_c.push((10, vec![1], 200));
+        let mut net = FlowNetwork::new([100.0, 100.0]).with_ghost_tolerance(0.4);
+        assert_eq!(run(&mut net, &with_c), vec![110, 32, 12]);
     }
 
     #[test]
