@@ -163,6 +163,7 @@ pub fn prepare(scenario: &Scenario) -> Result<Prepared> {
     let gpus = scenario.gpus.unwrap_or(whole.num_gpus());
     let cluster = ep_cluster(&whole, gpus)?;
     let (trace, trace_source) = load_trace(scenario)?;
+    let trace = drop_dense_layers(trace, &model);
     check_trace_fits_model(&trace, &model, &trace_source)?;
     let loads = trace.expert_loads();
     let nodes = gpus.div_ceil(cluster.gpus_per_node());
@@ -269,6 +270,19 @@ pub(crate) fn load_trace(scenario: &Scenario) -> Result<(Trace, String)> {
                 format!("synthetic (seed {})", scenario.seed),
             ))
         }
+    }
+}
+
+/// SGLang's expert-load dumps list every decoder layer, DeepSeek's first dense ones as rows of
+/// zeros (61 rows for DeepSeek-V3's 58 MoE layers); when a load trace has more layers than the
+/// model has MoE layers, its empty rows are dropped so the others line up with the MoE layers.
+fn drop_dense_layers(trace: Trace, model: &MoeModel) -> Trace {
+    match trace {
+        Trace::Loads(mut loads) if loads.num_layers() > model.num_moe_layers() => {
+            loads.drop_empty_layers();
+            Trace::Loads(loads)
+        }
+        other => other,
     }
 }
 
@@ -425,6 +439,33 @@ mod tests {
             let err = ep_cluster(&h800x4, bad).unwrap_err().to_string();
             assert!(err.contains(&format!("`gpus` = {bad}")), "{err}");
         }
+    }
+
+    #[test]
+    fn load_traces_lose_their_empty_dense_layers_only_when_the_model_has_fewer() {
+        let model = MoeModel::preset("mixtral-8x7b").unwrap();
+        let layers = model.num_moe_layers();
+        let busy = vec![1.0; model.num_experts];
+        let idle = vec![0.0; model.num_experts];
+        let loads = |rows: Vec<Vec<f64>>| {
+            Trace::Loads(trace::ExpertLoads::new(model.num_experts, rows).unwrap())
+        };
+        // One dense layer in front, as SGLang writes it: dropped, the rest fits.
+        let with_dense = loads([vec![idle.clone()], vec![busy.clone(); layers]].concat());
+        let fitted = drop_dense_layers(with_dense, &model);
+        assert_eq!(fitted.num_layers(), layers);
+        assert!(check_trace_fits_model(&fitted, &model, "t").is_ok());
+        // As many layers as the model: an idle layer is kept (it is a MoE layer no token chose).
+        let exact = loads([vec![idle.clone()], vec![busy.clone(); layers - 1]].concat());
+        assert_eq!(drop_dense_layers(exact, &model).num_layers(), layers);
+        // More busy layers than the model has: still an error naming both counts.
+        let too_many = drop_dense_layers(loads(vec![busy; layers + 1]), &model);
+        let err = check_trace_fits_model(&too_many, &model, "t").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("{} MoE layers but model", layers + 1)),
+            "{err}"
+        );
     }
 
     #[test]
