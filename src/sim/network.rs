@@ -253,17 +253,11 @@ impl FlowNetwork {
         let ghosts_due =
             self.ghost_rate + self.deferred_shortfall > self.ghost_tolerance * self.held_rate;
         let redivide_due = ghosts_due || now_ns >= self.redivide_by_ns;
-        if !self.started.is_empty() && !redivide_due {
-            let starts = self.rate_starts_from_spare(now_ns);
-            if starts != StartRating::Redivide {
-                if starts == StartRating::Deferred {
-                    self.defer_starts(now_ns);
-                }
-                self.started.clear();
-                self.dirty_links.clear();
-                self.settle_floor = f64::INFINITY;
-                return;
-            }
+        if !self.started.is_empty() && !redivide_due && self.rate_starts_from_spare(now_ns) {
+            self.started.clear();
+            self.dirty_links.clear();
+            self.settle_floor = f64::INFINITY;
+            return;
         }
         self.started.clear();
         if (redivide_due || !self.dirty_links.is_empty()) && !self.deferred_links.is_empty() {
@@ -307,10 +301,11 @@ impl FlowNetwork {
     /// (a full link has no spare, so a new flow crossing one would be fixed there at nothing).
     /// A combine whose GPUs start at different instants mostly adds flows limited by their own
     /// sending port, so this settles each start without touching the thousands of flows in
-    /// flight. When the check fails it changes nothing, unless the network has a tolerance:
-    /// then the new flows keep what the spare bandwidth gives them (less than their fair share,
-    /// maybe nothing) until a deferred re-division ([`FlowNetwork::defer_starts`]).
-    fn rate_starts_from_spare(&mut self, now_ns: u64) -> StartRating {
+    /// flight. When the check fails it returns false, having changed nothing, unless the
+    /// network has a tolerance: then the new flows keep what the spare bandwidth gives them
+    /// (less than their fair share, maybe nothing) until a deferred re-division
+    /// ([`FlowNetwork::defer_starts`]), and it returns true.
+    fn rate_starts_from_spare(&mut self, now_ns: u64) -> bool {
         self.round += 1;
         let round = self.round;
         for &flow in &self.started {
@@ -344,15 +339,15 @@ impl FlowNetwork {
             Filling::StartsIfFair
         };
         let fair = self.fill(&mut scratch, round, self.started.len(), filling);
-        if fair || may_defer {
+        let rated = fair || may_defer;
+        if rated {
             self.apply_changes(now_ns, &scratch.changes);
         }
         self.scratch = scratch;
-        match (fair, may_defer) {
-            (true, _) => StartRating::Fair,
-            (false, true) => StartRating::Deferred,
-            (false, false) => StartRating::Redivide,
+        if !fair && may_defer {
+            self.defer_starts(now_ns);
         }
+        rated
     }
 
     /// Keeps the links of the flows just started from spare bandwidth for a later
@@ -595,17 +590,6 @@ enum Filling {
     StartsIfFair,
     /// Only the flows just started, from the spare bandwidth, fair or not.
     StartsFromSpare,
-}
-
-/// How the flows started at an instant were rated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StartRating {
-    /// From the spare bandwidth, and that is max-min fair.
-    Fair,
-    /// From the spare bandwidth, not fairly: re-divided later.
-    Deferred,
-    /// Not at all: the component must be re-divided now.
-    Redivide,
 }
 
 /// The component a settle works on, by position in `links`.
