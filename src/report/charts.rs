@@ -13,6 +13,9 @@ use crate::output::temp_sibling;
 
 /// Pixel size of every chart but Gantt charts.
 const CHART_SIZE: (u32, u32) = (960, 540);
+/// Most row labels a Gantt panel prints; with more rows (two per GPU on big clusters) every
+/// few rows is labelled so that the labels do not overprint each other.
+const MAX_ROW_LABELS: usize = 24;
 
 /// Width of a Gantt chart, and the height of each of its panels.
 const GANTT_PANEL_SIZE: (u32, u32) = (1200, 320);
@@ -262,6 +265,13 @@ fn legend_swatch(color: RGBAColor) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32
 }
 
 /// The name of the segment `value` points into, for row and category axes.
+/// The values of a category axis of `count` rows, to be segmented one row per value. Plotters
+/// maps every value of a range that holds a single value to one pixel (a lone bar would have
+/// no height), so a single row gets a second, unlabelled one beside it.
+fn category_rows(count: usize) -> std::ops::Range<usize> {
+    0..count.max(2) - 1
+}
+
 fn segment_name(names: &[String], value: &SegmentValue<usize>) -> String {
     match value {
         SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
@@ -296,7 +306,7 @@ fn draw_stacked_bars<DB: DrawingBackend>(
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(label_width)
-        .build_cartesian_2d(0.0..x_max, (0..count - 1).into_segmented())?;
+        .build_cartesian_2d(0.0..x_max, category_rows(count).into_segmented())?;
     chart
         .configure_mesh()
         .disable_y_mesh()
@@ -360,12 +370,12 @@ fn draw_gantt<DB: DrawingBackend>(
             .margin(8)
             .x_label_area_size(36)
             .y_label_area_size(label_width)
-            .build_cartesian_2d(x_min..x_max * 1.15, (0..rows - 1).into_segmented())?;
+            .build_cartesian_2d(x_min..x_max * 1.15, category_rows(rows).into_segmented())?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .x_desc(labels.x)
-            .y_labels(rows + 1)
+            .y_labels((rows + 1).min(MAX_ROW_LABELS))
             .y_label_formatter(&|v| segment_name(panel.rows, v))
             .draw()?;
         for (kind, name) in kinds.iter().enumerate() {
@@ -524,5 +534,42 @@ mod tests {
         let svg = std::fs::read_to_string(&written[1]).unwrap();
         assert!(svg.contains("<svg"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_single_stacked_bar_is_drawn_with_height() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = ChartLabels {
+            title: "t",
+            x: "ms",
+            y: "strategy",
+        };
+        let written = stacked_bars(
+            &dir.path().join("bars"),
+            labels,
+            &["contiguous / none".to_string()],
+            &[Series {
+                name: "compute",
+                values: &[2.0],
+            }],
+        )
+        .unwrap();
+        // The bar is the first palette colour (#E6194B); the plot is about 430 px high, so its
+        // one row of two is about 215 px less the 3 px margins.
+        let svg = std::fs::read_to_string(&written[1]).unwrap();
+        let tallest = svg
+            .split("<rect")
+            .filter(|r| r.contains("fill=\"#E6194B\""))
+            .filter_map(|r| {
+                r.split("height=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .fold(0.0, f64::max);
+        assert!(tallest > 150.0, "tallest bar {tallest} px");
+        assert!(svg.contains("contiguous / none"));
     }
 }
