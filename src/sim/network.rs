@@ -19,15 +19,19 @@
 //! *ghost* that goes on holding its bandwidth until the ghosts together hold more than the
 //! tolerance of the bandwidth in use, so that an all-to-all of thousands of
 //! flows draining at thousands of different instants is re-divided a few hundred times instead
-//! of at every drain; a flow whose new fair share is above its rate by no more than the
-//! tolerance keeps its rate (and its drain event); and flows that start where the spare
-//! bandwidth cannot rate them fairly run on what is spare (maybe nothing) until the next
-//! re-division, which their shortfall brings forward like the ghosts' rate and which comes at
-//! the latest after the tolerance of the time they are sure to take (see
+//! of at every drain; a flow whose new fair share is above its rate by no more than a
+//! twentieth of the tolerance keeps its rate (and its drain event); and flows that start where
+//! the spare bandwidth cannot rate them fairly run on what is spare (maybe nothing) until the
+//! next re-division, which their shortfall brings forward like the ghosts' rate and which comes
+//! at the latest after the tolerance of the time they are sure to take (see
 //! [`FlowNetwork::defer_starts`]), so that the GPUs of an all-to-all starting at tens of
-//! instants do not each re-divide every flow in flight. All of these only ever slow flows down
-//! and never let a link carry more than it can; with tolerance 0 every change is re-divided
-//! at once and the allocation is exactly max-min fair at all times.
+//! instants do not each re-divide every flow in flight. All of these only slow flows down
+//! and never let a link carry more than it can. What the late re-division costs is then
+//! mostly given back: each flow it raises is credited the bytes it would have sent at its new
+//! rate since it was last rated, as far as every link it crosses left that many bytes idle
+//! since then (see [`FlowNetwork::credit_idle_bytes`]); a link never carries, in all, more
+//! bytes than its capacity over the time. With tolerance 0 every change is re-divided at once
+//! and the allocation is exactly max-min fair at all times.
 //!
 //! Time is integer nanoseconds. A flow's bytes drain at its current rate; its drain instant is
 //! rounded **up** to the next whole nanosecond (a flow never finishes early), and the bandwidth
@@ -48,27 +52,45 @@ pub type FlowId = u32;
 /// Relative rate change below which a flow keeps its rate and drain event.
 const RATE_TOLERANCE: f64 = 1e-12;
 
+/// Share of the tolerance by which a flow's new share may exceed its rate and the flow keep
+/// its rate: a flow that keeps a lower rate is not credited for it later, so this is kept
+/// well below the ghosts' budget.
+const RAISE_SHARE: f64 = 0.05;
+
+/// Share of a link's capacity below which its spare bandwidth is rounding noise.
+const SPARE_NOISE: f64 = 1e-9;
+
 /// Relative margin below the settle floor within which a flow is still re-rated.
 const FLOOR_TOLERANCE: f64 = 1e-9;
 
 /// Relative tolerance under which float noise never pushes a drain instant one ns later.
 const DRAIN_TOLERANCE: f64 = 1e-9;
 
-/// One transfer in flight.
-#[derive(Debug, Clone)]
-struct Flow {
+/// What every re-division reads of a flow, packed together: a re-division visits thousands
+/// of flows, and one load should bring all it needs of each.
+#[derive(Debug, Clone, Copy, Default)]
+struct FlowState {
+    /// Current rate, bytes per ns (= GB/s); 0 until the flow is first rated.
+    rate: f64,
     /// Start of its links in [`FlowNetwork::flow_links`].
     links_start: u32,
     /// Number of links it crosses.
     links_len: u32,
-    /// Room for links at `links_start` (kept when the slot is reused).
+    /// The settle round that last visited it.
+    mark: u32,
+    /// The settle round that fixed its rate.
+    fixed: u32,
+}
+
+/// The rest of a transfer in flight.
+#[derive(Debug, Clone)]
+struct Flow {
+    /// Room for links at its `links_start` (kept when the slot is reused).
     links_capacity: u32,
     /// Bytes not yet sent at `updated_ns`.
     remaining_bytes: f64,
     /// When `remaining_bytes` was last brought up to date.
     updated_ns: u64,
-    /// Has had a rate since it started.
-    rated: bool,
     /// Still sending (a drained ghost is not active but may still hold its rate).
     active: bool,
 }
@@ -82,10 +104,9 @@ pub struct FlowNetwork {
     link_flows: Vec<Vec<FlowId>>,
     /// Per link, the sum of the rates of its flows (ghosts included), bytes per ns.
     used: Vec<f64>,
+    /// Per flow, what re-divisions read.
+    states: Vec<FlowState>,
     flows: Vec<Flow>,
-    /// Per flow, its current rate in bytes per ns (= GB/s); apart from the flows because every
-    /// re-division reads the rates of thousands of them.
-    rates: Vec<f64>,
     /// Concatenated link lists of all flows.
     flow_links: Vec<u32>,
     /// Pending drain instants of the active flows.
@@ -120,16 +141,23 @@ pub struct FlowNetwork {
     /// Share of `held_rate` the ghosts may hold before their bandwidth is re-divided, and the
     /// relative raise a flow may forgo.
     ghost_tolerance: f64,
+    /// Per link, the rate its active flows send at (`used` without the ghosts), bytes per ns.
+    carried: Vec<f64>,
+    /// Per link, bytes it could have carried but did not since `idle_since` (its last
+    /// re-division).
+    idle_bytes: Vec<f64>,
+    /// Per link, when `idle_bytes` was last brought up to date.
+    idle_since: Vec<u64>,
+    /// Scratch: per link, the bytes the rising flows of a re-division ask to be credited.
+    credit_asked: Vec<f64>,
+    /// Scratch: the flows a re-division raises and the bytes each asks to be credited.
+    raised: Vec<(FlowId, f64)>,
     /// Buffers every settle reuses.
     scratch: Scratch,
     /// Scratch: per link, the settle round that last visited it.
     link_mark: Vec<u32>,
     /// Scratch: per link, its position in the current component (valid when marked this round).
     link_slot: Vec<u32>,
-    /// Scratch: per flow, the settle round that last visited it.
-    flow_mark: Vec<u32>,
-    /// Scratch: per flow, the settle round that fixed its rate.
-    flow_fixed: Vec<u32>,
     round: u32,
 }
 
@@ -142,8 +170,8 @@ impl FlowNetwork {
             capacity,
             link_flows: vec![Vec::new(); links],
             used: vec![0.0; links],
+            states: Vec::new(),
             flows: Vec::new(),
-            rates: Vec::new(),
             flow_links: Vec::new(),
             drains: DrainQueue::default(),
             dirty_links: Vec::new(),
@@ -158,19 +186,22 @@ impl FlowNetwork {
             held_rate: 0.0,
             holding: 0,
             ghost_tolerance: 0.0,
+            carried: vec![0.0; links],
+            idle_bytes: vec![0.0; links],
+            idle_since: vec![0; links],
+            credit_asked: vec![0.0; links],
+            raised: Vec::new(),
             scratch: Scratch::default(),
             link_mark: vec![0; links],
             link_slot: vec![0; links],
-            flow_mark: Vec::new(),
-            flow_fixed: Vec::new(),
             round: 0,
         }
     }
 
     /// The same network, keeping drained flows as ghosts until they hold more than `tolerance`
     /// (a share in [0, 1)) of the bandwidth in use, keeping a flow's rate when its new share
-    /// is at most `tolerance` above it, and deferring the re-division a start needs within
-    /// that tolerance; see the module docs.
+    /// is at most a twentieth of `tolerance` above it, deferring the re-division a start needs
+    /// within that tolerance, and crediting raised flows with idle bytes; see the module docs.
     pub fn with_ghost_tolerance(mut self, tolerance: f64) -> FlowNetwork {
         self.ghost_tolerance = tolerance;
         self
@@ -181,34 +212,29 @@ impl FlowNetwork {
     pub fn start(&mut self, now_ns: u64, links: &[u32], bytes: u64) -> FlowId {
         let id = self.free_flows.pop().unwrap_or_else(|| {
             self.flows.push(Flow {
-                links_start: 0,
-                links_len: 0,
                 links_capacity: 0,
                 remaining_bytes: 0.0,
                 updated_ns: 0,
-                rated: false,
                 active: false,
             });
-            self.flow_mark.push(0);
-            self.flow_fixed.push(0);
-            self.rates.push(0.0);
+            self.states.push(FlowState::default());
             (self.flows.len() - 1) as FlowId
         });
         let f = &mut self.flows[id as usize];
+        let state = &mut self.states[id as usize];
         if links.len() as u32 > f.links_capacity {
-            f.links_start = self.flow_links.len() as u32;
+            state.links_start = self.flow_links.len() as u32;
             f.links_capacity = links.len() as u32;
             self.flow_links.extend_from_slice(links);
         } else {
-            let start = f.links_start as usize;
+            let start = state.links_start as usize;
             self.flow_links[start..start + links.len()].copy_from_slice(links);
         }
-        f.links_len = links.len() as u32;
+        state.links_len = links.len() as u32;
+        state.rate = 0.0;
         f.remaining_bytes = bytes as f64;
         f.updated_ns = now_ns;
-        f.rated = false;
         f.active = true;
-        self.rates[id as usize] = 0.0;
         self.holding += 1;
         self.settle_floor = 0.0;
         self.started.push(id);
@@ -238,7 +264,13 @@ impl FlowNetwork {
             let f = &mut self.flows[flow as usize];
             f.active = false;
             f.remaining_bytes = 0.0;
-            self.ghost_rate += self.rates[flow as usize];
+            let state = self.states[flow as usize];
+            self.ghost_rate += state.rate;
+            for i in state.links_start..state.links_start + state.links_len {
+                let l = self.flow_links[i as usize] as usize;
+                self.account_idle(l, now_ns);
+                self.carried[l] = (self.carried[l] - state.rate).max(0.0);
+            }
             self.ghosts.push(flow);
             drained.push(flow);
         }
@@ -281,6 +313,7 @@ impl FlowNetwork {
         let mut scratch = std::mem::take(&mut self.scratch);
         self.fill(&mut scratch, self.round, flows, Filling::Component);
         self.apply_changes(now_ns, &scratch.changes);
+        self.reset_idle(&scratch.links, now_ns);
         self.scratch = scratch;
     }
 
@@ -288,7 +321,7 @@ impl FlowNetwork {
     pub fn rate(&self, flow: FlowId) -> f64 {
         let f = &self.flows[flow as usize];
         if f.active {
-            self.rates[flow as usize]
+            self.states[flow as usize].rate
         } else {
             0.0
         }
@@ -309,7 +342,7 @@ impl FlowNetwork {
         self.round += 1;
         let round = self.round;
         for &flow in &self.started {
-            self.flow_mark[flow as usize] = round;
+            self.states[flow as usize].mark = round;
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.links.clear();
@@ -326,7 +359,7 @@ impl FlowNetwork {
             ) {
                 scratch
                     .spare
-                    .push((self.capacity[l] - self.used[l]).max(0.0));
+                    .push(spare_bandwidth(self.capacity[l], self.used[l]));
                 scratch.unfixed.push(1);
             } else {
                 scratch.unfixed[self.link_slot[l] as usize] += 1;
@@ -342,6 +375,7 @@ impl FlowNetwork {
         let rated = fair || may_defer;
         if rated {
             self.apply_changes(now_ns, &scratch.changes);
+            self.reset_idle(&scratch.links, now_ns);
         }
         self.scratch = scratch;
         if !fair && may_defer {
@@ -359,16 +393,15 @@ impl FlowNetwork {
     fn defer_starts(&mut self, now_ns: u64) {
         let mut wait_ns = 0;
         for &flow in &self.started {
-            let f = &self.flows[flow as usize];
-            let links = &self.flow_links[f.links_start as usize..][..f.links_len as usize];
-            let guaranteed = links
+            let state = &self.states[flow as usize];
+            let guaranteed = self
+                .links_of(state)
                 .iter()
                 .map(|&l| self.capacity[l as usize] / self.link_flows[l as usize].len() as f64)
                 .fold(f64::INFINITY, f64::min);
-            self.deferred_shortfall += (guaranteed - self.rates[flow as usize]).max(0.0);
-            wait_ns = wait_ns.max(ceil_ns(
-                self.ghost_tolerance * f.remaining_bytes / guaranteed,
-            ));
+            self.deferred_shortfall += (guaranteed - state.rate).max(0.0);
+            let remaining_bytes = self.flows[flow as usize].remaining_bytes;
+            wait_ns = wait_ns.max(ceil_ns(self.ghost_tolerance * remaining_bytes / guaranteed));
         }
         self.redivide_by_ns = self.redivide_by_ns.min(now_ns.saturating_add(wait_ns));
         self.deferred_links.extend_from_slice(&self.dirty_links);
@@ -380,12 +413,12 @@ impl FlowNetwork {
         ghosts.sort_unstable();
         let ghosts_len = ghosts.len();
         for &flow in &ghosts {
-            let f = &self.flows[flow as usize];
-            let rate = self.rates[flow as usize];
+            let state = self.states[flow as usize];
+            let rate = state.rate;
             self.held_rate -= rate;
             self.settle_floor = self.settle_floor.min(rate);
-            let start = f.links_start as usize;
-            for i in start..start + f.links_len as usize {
+            let start = state.links_start as usize;
+            for i in start..start + state.links_len as usize {
                 let link = self.flow_links[i];
                 let on_link = &mut self.link_flows[link as usize];
                 if let Some(pos) = on_link.iter().position(|&g| g == flow) {
@@ -438,19 +471,18 @@ impl FlowNetwork {
             next += 1;
             let (mut spare, mut unfixed) = (self.capacity[link], 0);
             for &flow in &self.link_flows[link] {
-                let rate = self.rates[flow as usize];
-                if rate < floor {
-                    spare -= rate;
-                    self.flow_fixed[flow as usize] = round;
+                let state = &mut self.states[flow as usize];
+                if state.rate < floor {
+                    spare -= state.rate;
+                    state.fixed = round;
                     continue;
                 }
                 unfixed += 1;
-                if self.flow_mark[flow as usize] != round {
-                    self.flow_mark[flow as usize] = round;
+                if state.mark != round {
+                    state.mark = round;
                     flows += 1;
-                    let f = &self.flows[flow as usize];
-                    let start = f.links_start as usize;
-                    for &l in &self.flow_links[start..start + f.links_len as usize] {
+                    let start = state.links_start as usize;
+                    for &l in &self.flow_links[start..start + state.links_len as usize] {
                         enqueue_link(
                             l,
                             round,
@@ -489,19 +521,21 @@ impl FlowNetwork {
         } = scratch;
         changes.clear();
         fill_heap(heap, spare, unfixed);
+        let raise_tolerance = self.raise_tolerance();
         let mut left = flows;
         while left > 0
             && let Some(mut top) = heap.peek_mut()
         {
-            let Reverse((OrdF64(share), i)) = *top;
+            let Reverse((key, slot)) = *top;
+            let i = slot as usize;
             if unfixed[i] == 0 {
                 PeekMut::pop(top);
                 continue;
             }
             // Fixing flows only raises a link's share: a stale entry moves down in place.
-            let current = spare[i] / f64::from(unfixed[i]);
-            if current != share {
-                *top = Reverse((OrdF64(current), i));
+            let share = spare[i] / f64::from(unfixed[i]);
+            if share_key(share) != key {
+                *top = Reverse((share_key(share), slot));
                 continue;
             }
             PeekMut::pop(top);
@@ -514,20 +548,19 @@ impl FlowNetwork {
                 fair = false;
             }
             for &flow in on_link {
-                let fl = flow as usize;
-                if self.flow_fixed[fl] == round || (new_only && self.flow_mark[fl] != round) {
+                let state = &mut self.states[flow as usize];
+                if state.fixed == round || (new_only && state.mark != round) {
                     continue;
                 }
-                self.flow_fixed[fl] = round;
+                state.fixed = round;
                 left -= 1;
-                let f = &self.flows[fl];
-                let start = f.links_start as usize;
-                for &l in &self.flow_links[start..start + f.links_len as usize] {
+                let start = state.links_start as usize;
+                for &l in &self.flow_links[start..start + state.links_len as usize] {
                     let j = self.link_slot[l as usize] as usize;
                     spare[j] = (spare[j] - share).max(0.0);
                     unfixed[j] -= 1;
                 }
-                if !(f.rated && self.keeps_rate(self.rates[fl], share)) {
+                if !keeps_rate(state.rate, share, raise_tolerance) {
                     changes.push((flow, share));
                 }
             }
@@ -538,41 +571,107 @@ impl FlowNetwork {
     /// Whether an active flow on `on_link` not marked `round` (not new) runs faster than `share`.
     fn has_faster_old_flow(&self, on_link: &[FlowId], round: u32, share: f64) -> bool {
         on_link.iter().any(|&flow| {
-            self.flow_mark[flow as usize] != round
+            let state = &self.states[flow as usize];
+            state.mark != round
                 && self.flows[flow as usize].active
-                && self.rates[flow as usize] > share * (1.0 + RATE_TOLERANCE)
+                && state.rate > share * (1.0 + RATE_TOLERANCE)
         })
     }
 
     /// Gives every flow the filling re-rated its new rate (see [`FlowNetwork::change_rate`]).
     fn apply_changes(&mut self, now_ns: u64, changes: &[(FlowId, f64)]) {
+        if self.ghost_tolerance > 0.0 {
+            self.credit_idle_bytes(now_ns, changes);
+        }
         for &(flow, rate) in changes {
             self.change_rate(now_ns, flow, rate);
         }
     }
 
-    /// Whether a flow at `old` given `rate` keeps `old` (and its drain event): shares
-    /// recomputed in a different order differ in their last bits, so the rate must really
-    /// change; within the tolerance a lower old rate is kept too (never a higher one, so no
-    /// link carries more than it can).
-    fn keeps_rate(&self, old: f64, rate: f64) -> bool {
-        let raise_tolerance = self.ghost_tolerance.max(RATE_TOLERANCE);
-        rate >= old * (1.0 - RATE_TOLERANCE) && rate <= old * (1.0 + raise_tolerance)
+    /// Credits each flow that `changes` raises with the bytes it would have sent at its new
+    /// rate since it was last rated, as far as every link it crosses left that many bytes idle
+    /// since then (shared out in proportion to what the raised flows ask of the link).
+    fn credit_idle_bytes(&mut self, now_ns: u64, changes: &[(FlowId, f64)]) {
+        let mut raised = std::mem::take(&mut self.raised);
+        raised.clear();
+        for &(flow, rate) in changes {
+            let state = self.states[flow as usize];
+            let elapsed_ns = now_ns - self.flows[flow as usize].updated_ns;
+            if rate <= state.rate || elapsed_ns == 0 {
+                continue;
+            }
+            let asked = (rate - state.rate) * elapsed_ns as f64;
+            raised.push((flow, asked));
+            for i in state.links_start..state.links_start + state.links_len {
+                let l = self.flow_links[i as usize] as usize;
+                self.account_idle(l, now_ns);
+                self.credit_asked[l] += asked;
+            }
+        }
+        for &(flow, asked) in &raised {
+            let state = self.states[flow as usize];
+            let links = &self.flow_links[state.links_start as usize..][..state.links_len as usize];
+            let granted = links.iter().fold(1.0f64, |g, &l| {
+                g.min(self.idle_bytes[l as usize] / self.credit_asked[l as usize])
+            });
+            let f = &mut self.flows[flow as usize];
+            // Sent at the old rate first (see `change_rate`), then the credit.
+            let sent = state.rate * (now_ns - f.updated_ns) as f64;
+            f.remaining_bytes = sent + (f.remaining_bytes - sent - asked * granted).max(0.0);
+        }
+        for &(flow, _) in &raised {
+            let state = self.states[flow as usize];
+            for i in state.links_start..state.links_start + state.links_len {
+                self.credit_asked[self.flow_links[i as usize] as usize] = 0.0;
+            }
+        }
+        self.raised = raised;
+    }
+
+    /// Brings `link`'s idle bytes up to `now_ns`.
+    fn account_idle(&mut self, link: usize, now_ns: u64) {
+        let idle_rate = (self.capacity[link] - self.carried[link]).max(0.0);
+        self.idle_bytes[link] += idle_rate * (now_ns - self.idle_since[link]) as f64;
+        self.idle_since[link] = now_ns;
+    }
+
+    /// Forgets the idle bytes of `links` up to `now_ns` (their flows were just re-rated).
+    fn reset_idle(&mut self, links: &[u32], now_ns: u64) {
+        for &l in links {
+            self.idle_bytes[l as usize] = 0.0;
+            self.idle_since[l as usize] = now_ns;
+        }
+    }
+
+    /// How far above its rate a flow's new share may be and the flow still keep its rate
+    /// (see [`keeps_rate`]).
+    fn raise_tolerance(&self) -> f64 {
+        (self.ghost_tolerance * RAISE_SHARE).max(RATE_TOLERANCE)
+    }
+
+    /// The links `state`'s flow crosses.
+    fn links_of(&self, state: &FlowState) -> &[u32] {
+        &self.flow_links[state.links_start as usize..][..state.links_len as usize]
     }
 
     /// Brings `flow`'s progress up to `now_ns`, gives it `rate` and schedules its drain.
     fn change_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
         let f = &mut self.flows[flow as usize];
-        let old = self.rates[flow as usize];
+        let state = &mut self.states[flow as usize];
+        let old = state.rate;
         f.remaining_bytes = (f.remaining_bytes - old * (now_ns - f.updated_ns) as f64).max(0.0);
         f.updated_ns = now_ns;
         self.held_rate += rate - old;
-        let start = f.links_start as usize;
-        for &l in &self.flow_links[start..start + f.links_len as usize] {
-            self.used[l as usize] += rate - old;
+        let start = state.links_start as usize;
+        for &l in &self.flow_links[start..start + state.links_len as usize] {
+            let l = l as usize;
+            let idle_rate = (self.capacity[l] - self.carried[l]).max(0.0);
+            self.idle_bytes[l] += idle_rate * (now_ns - self.idle_since[l]) as f64;
+            self.idle_since[l] = now_ns;
+            self.used[l] += rate - old;
+            self.carried[l] += rate - old;
         }
-        self.rates[flow as usize] = rate;
-        f.rated = true;
+        state.rate = rate;
         let left_ns = f.remaining_bytes / rate * (1.0 - DRAIN_TOLERANCE);
         // A flow given no bandwidth (float noise on a full link) waits for the next re-division.
         let drain_ns = now_ns.saturating_add(ceil_ns(left_ns));
@@ -601,10 +700,31 @@ struct Scratch {
     spare: Vec<f64>,
     /// Per link, flows whose rate is not fixed yet.
     unfixed: Vec<u32>,
-    /// Links by the equal share they offer their unfixed flows (lazily updated).
-    heap: BinaryHeap<Reverse<(OrdF64, usize)>>,
+    /// Links (by position) keyed by the equal share they offer their unfixed flows (lazily
+    /// updated; see [`share_key`]).
+    heap: BinaryHeap<Reverse<(u64, u32)>>,
     /// Flows whose rate the filling changes, and their new rates, before they are applied.
     changes: Vec<(FlowId, f64)>,
+}
+
+/// What a link of `capacity` has spare when its flows use `used`, with the rounding a running
+/// sum of rates gathers taken as nothing: a start rated from a residue of 1e-13 B/ns would
+/// be fair by the letter, take forever, and sit below every later re-division's floor.
+fn spare_bandwidth(capacity: f64, used: f64) -> f64 {
+    let spare = capacity - used;
+    if spare > capacity * SPARE_NOISE {
+        spare
+    } else {
+        0.0
+    }
+}
+
+/// Whether a flow at `old` given `rate` keeps `old` (and its drain event): shares recomputed
+/// in a different order differ in their last bits, so the rate must really change; a lower
+/// old rate is kept when `rate` is at most `raise_tolerance` above it (never a higher one, so
+/// no link carries more than it can). A flow not rated yet (at 0) keeps nothing but 0.
+fn keeps_rate(old: f64, rate: f64, raise_tolerance: f64) -> bool {
+    rate >= old * (1.0 - RATE_TOLERANCE) && rate <= old * (1.0 + raise_tolerance)
 }
 
 /// `ns` (>= 0) rounded up to whole nanoseconds, saturating at `u64::MAX`, without a call to
@@ -638,31 +758,19 @@ fn enqueue_link(
 }
 
 /// Fills `heap` with every link that has unfixed flows, by the equal share it offers them.
-fn fill_heap(heap: &mut BinaryHeap<Reverse<(OrdF64, usize)>>, spare: &[f64], unfixed: &[u32]) {
+fn fill_heap(heap: &mut BinaryHeap<Reverse<(u64, u32)>>, spare: &[f64], unfixed: &[u32]) {
     heap.clear();
     heap.extend(
         (0..spare.len())
             .filter(|&i| unfixed[i] > 0)
-            .map(|i| Reverse((OrdF64(spare[i] / f64::from(unfixed[i])), i))),
+            .map(|i| Reverse((share_key(spare[i] / f64::from(unfixed[i])), i as u32))),
     );
 }
 
-/// An `f64` ordered by `total_cmp`, for heaps of shares.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct OrdF64(f64);
-
-impl Eq for OrdF64 {}
-
-impl PartialOrd for OrdF64 {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for OrdF64 {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
+/// A share (>= 0, finite) as an integer of the same order: the bits of a non-negative float
+/// order like the float, and integers compare faster (adding 0 turns a -0 into 0).
+fn share_key(share: f64) -> u64 {
+    (share + 0.0).to_bits()
 }
 
 #[cfg(test)]
@@ -749,12 +857,15 @@ mod tests {
         assert_eq!(run(&mut net, &starts), vec![15, 30, 30]);
         // D (90 B) starts at 15 ns on the full link: it gets nothing until the deferred
         // re-division, due after half the 4 ns it is sure to take (90 B at 90 / 4 B/ns), at
-        // 17 ns, which also releases A's ghost: 30 B/ns each, D drains at 20 ns; then D is the
-        // ghost, within the tolerance, so B and C go on at 30 B/ns and drain at 30 ns.
+        // 17 ns, which also releases A's ghost: 30 B/ns each. D, raised from 0, is credited the
+        // 60 B it would have sent at 30 B/ns since 15 ns, which the link left idle (A's ghost
+        // held 30 B/ns of it for 2 ns): 30 B left, D drains at 18 ns, as it would have under
+        // exact max-min. Then D is the ghost, within the tolerance, so B and C go on at 30 B/ns
+        // and drain at 30 ns.
         let mut net = FlowNetwork::new([90.0]).with_ghost_tolerance(0.5);
         let mut with_d = starts.to_vec();
         with_d.push((15, vec![0], 90));
-        assert_eq!(run(&mut net, &with_d), vec![15, 30, 30, 20]);
+        assert_eq!(run(&mut net, &with_d), vec![15, 30, 30, 18]);
     }
 
     #[test]
@@ -779,6 +890,27 @@ mod tests {
     }
 
     #[test]
+    fn a_late_re_division_credits_raised_flows_with_the_bytes_their_links_left_idle() {
+        // Link 0 at 90 B/ns: A (450 B), B and C (900 B) at 30 B/ns each; A drains at 15 ns and
+        // its ghost is kept (30 of 90 B/ns, within 0.5). D and E (90 B each) start at 15 ns on
+        // the full link with nothing; their re-division is due after half the 5 ns they are
+        // sure to take (90 B at 90 / 5 B/ns), rounded up: at 18 ns. Then all four get 22.5
+        // B/ns. D and E each ask 22.5 x 3 = 67.5 B for 15..18 ns, 135 B in all, but the link
+        // left only 90 B idle (A's 30 B/ns for 3 ns): each is credited 2/3, 45 B, and drains
+        // 45 B later at 22.5 B/ns, at 20 ns (exact max-min: 19 ns; no credit: 22 ns). B and C
+        // have 360 B left at 18 ns: 18 + 16 = 34 ns (D's and E's ghosts are within 0.5).
+        let mut net = FlowNetwork::new([90.0]).with_ghost_tolerance(0.5);
+        let starts = [
+            (0, vec![0], 450),
+            (0, vec![0], 900),
+            (0, vec![0], 900),
+            (15, vec![0], 90),
+            (15, vec![0], 90),
+        ];
+        assert_eq!(run(&mut net, &starts), vec![15, 34, 34, 20, 20]);
+    }
+
+    #[test]
     fn a_start_takes_spare_bandwidth_only_when_that_is_fair() {
         // Link 0: 100 B/ns; link 1: 20 B/ns. A crosses both and is held to 20 by link 1, so B
         // starting on link 0 alone gets the 80 left over and A keeps its rate.
@@ -797,6 +929,17 @@ mod tests {
         let b = net.start(5, &[0], 1_000_000);
         net.settle(5);
         assert_eq!((net.rate(a), net.rate(b)), (50.0, 50.0));
+    }
+
+    #[test]
+    fn rounding_left_in_a_full_link_is_no_spare_bandwidth() {
+        // Rates summed in another order leave 1e-13 B/ns "spare" on a full 90 B/ns link: a
+        // start rated from it would take years and never be re-rated; it gets nothing (and
+        // waits for a re-division) instead. Real spare is kept to the last bit.
+        assert_eq!(spare_bandwidth(90.0, 90.0 - 1e-13), 0.0);
+        assert_eq!(spare_bandwidth(90.0, 90.0 + 1e-13), 0.0);
+        assert_eq!(spare_bandwidth(90.0, 60.0), 30.0);
+        assert_eq!(spare_bandwidth(90.0, 89.999), 90.0 - 89.999);
     }
 
     #[test]
