@@ -12,7 +12,7 @@
 //! Needs MOESIM_SHARED_DATA. `SIM_BENCH_LAYERS` (default: all 58) limits the DeepSeek layers,
 //! `SIM_BENCH_EP256=1` adds the EP256 case (under 1 s per layer) and
 //! `SIM_BENCH_RATE_TOLERANCE` sets the DeepSeek cases' `rate_tolerance` (default: the
-//! simulator's, 0.05; 0 is exact max-min), to weigh speed against the step time it gives.
+//! simulator's, 0.2; 0 is exact max-min), to weigh speed against the step time it gives.
 //! Run: `cargo bench --bench sim`, or without a release build of the dependencies:
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench sim`.
 
