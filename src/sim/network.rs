@@ -268,8 +268,7 @@ impl FlowNetwork {
             self.ghost_rate += state.rate;
             for i in state.links_start..state.links_start + state.links_len {
                 let l = self.flow_links[i as usize] as usize;
-                self.account_idle(l, now_ns);
-                self.carried[l] = (self.carried[l] - state.rate).max(0.0);
+                self.change_carried(l, now_ns, -state.rate);
             }
             self.ghosts.push(flow);
             drained.push(flow);
@@ -635,6 +634,13 @@ impl FlowNetwork {
         self.idle_since[link] = now_ns;
     }
 
+    /// Brings `link`'s idle bytes up to `now_ns`, then changes the rate its active flows send
+    /// at by `delta`.
+    fn change_carried(&mut self, link: usize, now_ns: u64, delta: f64) {
+        self.account_idle(link, now_ns);
+        self.carried[link] = (self.carried[link] + delta).max(0.0);
+    }
+
     /// Forgets the idle bytes of `links` up to `now_ns` (their flows were just re-rated).
     fn reset_idle(&mut self, links: &[u32], now_ns: u64) {
         for &l in links {
@@ -656,23 +662,19 @@ impl FlowNetwork {
 
     /// Brings `flow`'s progress up to `now_ns`, gives it `rate` and schedules its drain.
     fn change_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
-        let f = &mut self.flows[flow as usize];
-        let state = &mut self.states[flow as usize];
+        let state = self.states[flow as usize];
         let old = state.rate;
+        let f = &mut self.flows[flow as usize];
         f.remaining_bytes = (f.remaining_bytes - old * (now_ns - f.updated_ns) as f64).max(0.0);
         f.updated_ns = now_ns;
-        self.held_rate += rate - old;
-        let start = state.links_start as usize;
-        for &l in &self.flow_links[start..start + state.links_len as usize] {
-            let l = l as usize;
-            let idle_rate = (self.capacity[l] - self.carried[l]).max(0.0);
-            self.idle_bytes[l] += idle_rate * (now_ns - self.idle_since[l]) as f64;
-            self.idle_since[l] = now_ns;
-            self.used[l] += rate - old;
-            self.carried[l] += rate - old;
-        }
-        state.rate = rate;
         let left_ns = f.remaining_bytes / rate * (1.0 - DRAIN_TOLERANCE);
+        self.held_rate += rate - old;
+        for i in state.links_start..state.links_start + state.links_len {
+            let l = self.flow_links[i as usize] as usize;
+            self.used[l] += rate - old;
+            self.change_carried(l, now_ns, rate - old);
+        }
+        self.states[flow as usize].rate = rate;
         // A flow given no bandwidth (float noise on a full link) waits for the next re-division.
         let drain_ns = now_ns.saturating_add(ceil_ns(left_ns));
         self.drains.set(flow, drain_ns);
