@@ -82,6 +82,13 @@ struct FlowState {
     fixed: u32,
 }
 
+impl FlowState {
+    /// Where its links are in [`FlowNetwork::flow_links`].
+    fn link_range(&self) -> std::ops::Range<usize> {
+        self.links_start as usize..(self.links_start + self.links_len) as usize
+    }
+}
+
 /// The rest of a transfer in flight.
 #[derive(Debug, Clone)]
 struct Flow {
@@ -141,7 +148,8 @@ pub struct FlowNetwork {
     /// Share of `held_rate` the ghosts may hold before their bandwidth is re-divided, and the
     /// relative raise a flow may forgo.
     ghost_tolerance: f64,
-    /// Per link, the rate its active flows send at (`used` without the ghosts), bytes per ns.
+    /// Per link, the rate its active flows send at (`used` without the ghosts), bytes per ns;
+    /// kept with a tolerance only, for the idle bytes.
     carried: Vec<f64>,
     /// Per link, bytes it could have carried but did not since `idle_since` (its last
     /// re-division).
@@ -266,8 +274,8 @@ impl FlowNetwork {
             f.remaining_bytes = 0.0;
             let state = self.states[flow as usize];
             self.ghost_rate += state.rate;
-            for i in state.links_start..state.links_start + state.links_len {
-                let l = self.flow_links[i as usize] as usize;
+            for i in state.link_range() {
+                let l = self.flow_links[i] as usize;
                 self.change_carried(l, now_ns, -state.rate);
             }
             self.ghosts.push(flow);
@@ -393,8 +401,7 @@ impl FlowNetwork {
         let mut wait_ns = 0;
         for &flow in &self.started {
             let state = &self.states[flow as usize];
-            let guaranteed = self
-                .links_of(state)
+            let guaranteed = self.flow_links[state.link_range()]
                 .iter()
                 .map(|&l| self.capacity[l as usize] / self.link_flows[l as usize].len() as f64)
                 .fold(f64::INFINITY, f64::min);
@@ -416,8 +423,7 @@ impl FlowNetwork {
             let rate = state.rate;
             self.held_rate -= rate;
             self.settle_floor = self.settle_floor.min(rate);
-            let start = state.links_start as usize;
-            for i in start..start + state.links_len as usize {
+            for i in state.link_range() {
                 let link = self.flow_links[i];
                 let on_link = &mut self.link_flows[link as usize];
                 if let Some(pos) = on_link.iter().position(|&g| g == flow) {
@@ -480,8 +486,7 @@ impl FlowNetwork {
                 if state.mark != round {
                     state.mark = round;
                     flows += 1;
-                    let start = state.links_start as usize;
-                    for &l in &self.flow_links[start..start + state.links_len as usize] {
+                    for &l in &self.flow_links[state.link_range()] {
                         enqueue_link(
                             l,
                             round,
@@ -501,10 +506,10 @@ impl FlowNetwork {
     /// Progressive filling over the links in `scratch` (with their spare capacity and count
     /// of unfixed flows): repeatedly the link offering the smallest equal share to its unfixed
     /// flows fixes them at that share (ties to the link gathered first), recording in
-    /// `scratch.changes` the flows whose rate that changes ([`FlowNetwork::keeps_rate`]).
+    /// `scratch.changes` the flows whose rate that changes ([`keeps_rate`]).
     /// Flows already marked fixed in `round` keep their rates. It stops once the `flows` it
     /// has to fix are (rather than pop every link left with none).
-    /// When filling starts, only the flows marked `round` in `flow_mark` are filled, and the
+    /// When filling starts, only the flows marked `round` (their `mark`) are filled, and the
     /// result is false if a bottleneck leaves them nothing or carries another active flow
     /// faster than their share (see [`FlowNetwork::rate_starts_from_spare`]); with
     /// [`Filling::StartsIfFair`] it stops there.
@@ -553,8 +558,7 @@ impl FlowNetwork {
                 }
                 state.fixed = round;
                 left -= 1;
-                let start = state.links_start as usize;
-                for &l in &self.flow_links[start..start + state.links_len as usize] {
+                for &l in &self.flow_links[state.link_range()] {
                     let j = self.link_slot[l as usize] as usize;
                     spare[j] = (spare[j] - share).max(0.0);
                     unfixed[j] -= 1;
@@ -601,15 +605,15 @@ impl FlowNetwork {
             }
             let asked = (rate - state.rate) * elapsed_ns as f64;
             raised.push((flow, asked));
-            for i in state.links_start..state.links_start + state.links_len {
-                let l = self.flow_links[i as usize] as usize;
+            for i in state.link_range() {
+                let l = self.flow_links[i] as usize;
                 self.account_idle(l, now_ns);
                 self.credit_asked[l] += asked;
             }
         }
         for &(flow, asked) in &raised {
             let state = self.states[flow as usize];
-            let links = &self.flow_links[state.links_start as usize..][..state.links_len as usize];
+            let links = &self.flow_links[state.link_range()];
             let granted = links.iter().fold(1.0f64, |g, &l| {
                 g.min(self.idle_bytes[l as usize] / self.credit_asked[l as usize])
             });
@@ -620,8 +624,8 @@ impl FlowNetwork {
         }
         for &(flow, _) in &raised {
             let state = self.states[flow as usize];
-            for i in state.links_start..state.links_start + state.links_len {
-                self.credit_asked[self.flow_links[i as usize] as usize] = 0.0;
+            for i in state.link_range() {
+                self.credit_asked[self.flow_links[i] as usize] = 0.0;
             }
         }
         self.raised = raised;
@@ -635,8 +639,11 @@ impl FlowNetwork {
     }
 
     /// Brings `link`'s idle bytes up to `now_ns`, then changes the rate its active flows send
-    /// at by `delta`.
+    /// at by `delta`. Exact max-min (no tolerance) credits nothing and keeps neither.
     fn change_carried(&mut self, link: usize, now_ns: u64, delta: f64) {
+        if self.ghost_tolerance == 0.0 {
+            return;
+        }
         self.account_idle(link, now_ns);
         self.carried[link] = (self.carried[link] + delta).max(0.0);
     }
@@ -655,11 +662,6 @@ impl FlowNetwork {
         (self.ghost_tolerance * RAISE_SHARE).max(RATE_TOLERANCE)
     }
 
-    /// The links `state`'s flow crosses.
-    fn links_of(&self, state: &FlowState) -> &[u32] {
-        &self.flow_links[state.links_start as usize..][..state.links_len as usize]
-    }
-
     /// Brings `flow`'s progress up to `now_ns`, gives it `rate` and schedules its drain.
     fn change_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
         let state = self.states[flow as usize];
@@ -669,8 +671,8 @@ impl FlowNetwork {
         f.updated_ns = now_ns;
         let left_ns = f.remaining_bytes / rate * (1.0 - DRAIN_TOLERANCE);
         self.held_rate += rate - old;
-        for i in state.links_start..state.links_start + state.links_len {
-            let l = self.flow_links[i as usize] as usize;
+        for i in state.link_range() {
+            let l = self.flow_links[i] as usize;
             self.used[l] += rate - old;
             self.change_carried(l, now_ns, rate - old);
         }
