@@ -11,8 +11,8 @@ const NOT_QUEUED: u32 = u32::MAX;
 /// Pending drains, earliest first; ties go to the lower flow.
 #[derive(Debug, Clone, Default)]
 pub struct DrainQueue {
-    /// Heap of (drain instant in ns, flow).
-    heap: Vec<(u64, u32)>,
+    /// Heap of [`entry`]s.
+    heap: Vec<u128>,
     /// Per flow, its position in `heap` or [`NOT_QUEUED`].
     position: Vec<u32>,
 }
@@ -25,14 +25,15 @@ impl DrainQueue {
             self.position.resize(f + 1, NOT_QUEUED);
         }
         let at = self.position[f];
+        let new = entry(ns, flow);
         if at == NOT_QUEUED {
-            self.heap.push((ns, flow));
+            self.heap.push(new);
             self.sift_up(self.heap.len() - 1);
         } else {
             let at = at as usize;
             let old = self.heap[at];
-            self.heap[at] = (ns, flow);
-            if (ns, flow) < old {
+            self.heap[at] = new;
+            if new < old {
                 self.sift_up(at);
             } else {
                 self.sift_down(at);
@@ -42,12 +43,12 @@ impl DrainQueue {
 
     /// The earliest drain, if any.
     pub fn peek(&self) -> Option<(u64, u32)> {
-        self.heap.first().copied()
+        self.heap.first().map(|&e| ((e >> 32) as u64, e as u32))
     }
 
     /// Removes and returns the earliest drain if it is due at or before `now_ns`.
     pub fn pop_due(&mut self, now_ns: u64) -> Option<u32> {
-        let &(ns, flow) = self.heap.first()?;
+        let (ns, flow) = self.peek()?;
         if ns > now_ns {
             return None;
         }
@@ -82,11 +83,7 @@ impl DrainQueue {
                 break;
             }
             let right = left + 1;
-            let child = if right < len && self.heap[right] < self.heap[left] {
-                right
-            } else {
-                left
-            };
+            let child = left + usize::from(right < len && self.heap[right] < self.heap[left]);
             if entry <= self.heap[child] {
                 break;
             }
@@ -97,10 +94,16 @@ impl DrainQueue {
     }
 
     /// Stores `entry` at heap position `at` and records where its flow is.
-    fn put(&mut self, at: usize, entry: (u64, u32)) {
+    fn put(&mut self, at: usize, entry: u128) {
         self.heap[at] = entry;
-        self.position[entry.1 as usize] = at as u32;
+        self.position[entry as u32 as usize] = at as u32;
     }
+}
+
+/// A heap entry: a flow's drain instant in the high bits and the flow in the low 32, so that
+/// one integer comparison orders by instant, then flow.
+fn entry(ns: u64, flow: u32) -> u128 {
+    (u128::from(ns) << 32) | u128::from(flow)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use super::binding::binding_routes;
 use super::config::SimConfig;
 use super::network::{FlowId, FlowNetwork};
+use super::rounding::ceil_u64;
 use crate::cost::TrafficMatrix;
 use crate::topology::{Cluster, LinkKind, Route};
 
@@ -113,7 +114,7 @@ impl Collective<'_> {
                 } else {
                     None
                 },
-                bytes: (bytes as f64 * self.share).ceil() as u64,
+                bytes: ceil_u64(bytes as f64 * self.share),
             })
         })
     }

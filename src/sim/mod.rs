@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod metrics;
 pub mod network;
 pub mod perfetto;
+mod rounding;
 mod scenario_run;
 pub mod step;
 mod tables;

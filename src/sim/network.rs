@@ -44,6 +44,7 @@ use std::collections::BinaryHeap;
 use std::collections::binary_heap::PeekMut;
 
 use super::drain_queue::DrainQueue;
+use super::rounding::ceil_u64;
 
 /// Index of a flow in its [`FlowNetwork`]; reused by a later flow once the flow has drained
 /// and given its bandwidth back, so the network's memory follows the flows in flight.
@@ -407,7 +408,9 @@ impl FlowNetwork {
                 .fold(f64::INFINITY, f64::min);
             self.deferred_shortfall += (guaranteed - state.rate).max(0.0);
             let remaining_bytes = self.flows[flow as usize].remaining_bytes;
-            wait_ns = wait_ns.max(ceil_ns(self.ghost_tolerance * remaining_bytes / guaranteed));
+            wait_ns = wait_ns.max(ceil_u64(
+                self.ghost_tolerance * remaining_bytes / guaranteed,
+            ));
         }
         self.redivide_by_ns = self.redivide_by_ns.min(now_ns.saturating_add(wait_ns));
         self.deferred_links.extend_from_slice(&self.dirty_links);
@@ -530,7 +533,8 @@ impl FlowNetwork {
         while left > 0
             && let Some(mut top) = heap.peek_mut()
         {
-            let Reverse((key, slot)) = *top;
+            let Reverse(entry) = *top;
+            let (key, slot) = ((entry >> 32) as u64, entry as u32);
             let i = slot as usize;
             if unfixed[i] == 0 {
                 PeekMut::pop(top);
@@ -539,7 +543,7 @@ impl FlowNetwork {
             // Fixing flows only raises a link's share: a stale entry moves down in place.
             let share = spare[i] / f64::from(unfixed[i]);
             if share_key(share) != key {
-                *top = Reverse((share_key(share), slot));
+                *top = Reverse(share_entry(share, slot));
                 continue;
             }
             PeekMut::pop(top);
@@ -678,7 +682,7 @@ impl FlowNetwork {
         }
         self.states[flow as usize].rate = rate;
         // A flow given no bandwidth (float noise on a full link) waits for the next re-division.
-        let drain_ns = now_ns.saturating_add(ceil_ns(left_ns));
+        let drain_ns = now_ns.saturating_add(ceil_u64(left_ns));
         self.drains.set(flow, drain_ns);
     }
 }
@@ -705,8 +709,8 @@ struct Scratch {
     /// Per link, flows whose rate is not fixed yet.
     unfixed: Vec<u32>,
     /// Links (by position) keyed by the equal share they offer their unfixed flows (lazily
-    /// updated; see [`share_key`]).
-    heap: BinaryHeap<Reverse<(u64, u32)>>,
+    /// updated; see [`share_entry`]).
+    heap: BinaryHeap<Reverse<u128>>,
     /// Flows whose rate the filling changes, and their new rates, before they are applied.
     changes: Vec<(FlowId, f64)>,
 }
@@ -731,17 +735,6 @@ fn keeps_rate(old: f64, rate: f64, raise_tolerance: f64) -> bool {
     rate >= old * (1.0 - RATE_TOLERANCE) && rate <= old * (1.0 + raise_tolerance)
 }
 
-/// `ns` (>= 0) rounded up to whole nanoseconds, saturating at `u64::MAX`, without a call to
-/// `f64::ceil` (not inlined on baseline x86-64, and this runs at every re-rating).
-fn ceil_ns(ns: f64) -> u64 {
-    let whole = ns as u64;
-    if (whole as f64) < ns {
-        whole.saturating_add(1)
-    } else {
-        whole
-    }
-}
-
 /// Appends `link` to `links` (recording its position in `slot`) unless it is already marked
 /// in this `round`; returns whether it did.
 fn enqueue_link(
@@ -762,12 +755,12 @@ fn enqueue_link(
 }
 
 /// Fills `heap` with every link that has unfixed flows, by the equal share it offers them.
-fn fill_heap(heap: &mut BinaryHeap<Reverse<(u64, u32)>>, spare: &[f64], unfixed: &[u32]) {
+fn fill_heap(heap: &mut BinaryHeap<Reverse<u128>>, spare: &[f64], unfixed: &[u32]) {
     heap.clear();
     heap.extend(
         (0..spare.len())
             .filter(|&i| unfixed[i] > 0)
-            .map(|i| Reverse((share_key(spare[i] / f64::from(unfixed[i])), i as u32))),
+            .map(|i| Reverse(share_entry(spare[i] / f64::from(unfixed[i]), i as u32))),
     );
 }
 
@@ -775,6 +768,12 @@ fn fill_heap(heap: &mut BinaryHeap<Reverse<(u64, u32)>>, spare: &[f64], unfixed:
 /// order like the float, and integers compare faster (adding 0 turns a -0 into 0).
 fn share_key(share: f64) -> u64 {
     (share + 0.0).to_bits()
+}
+
+/// A heap entry for the link at `slot` offering `share`: the [`share_key`] in the high bits and
+/// the slot in the low 32, so that one integer comparison orders by share, then slot.
+fn share_entry(share: f64, slot: u32) -> u128 {
+    (u128::from(share_key(share)) << 32) | u128::from(slot)
 }
 
 #[cfg(test)]
@@ -944,14 +943,6 @@ mod tests {
         assert_eq!(spare_bandwidth(90.0, 90.0 + 1e-13), 0.0);
         assert_eq!(spare_bandwidth(90.0, 60.0), 30.0);
         assert_eq!(spare_bandwidth(90.0, 89.999), 90.0 - 89.999);
-    }
-
-    #[test]
-    fn drain_instants_round_up_and_saturate() {
-        assert_eq!(ceil_ns(20.0), 20);
-        assert_eq!(ceil_ns(20.02), 21);
-        assert_eq!(ceil_ns(0.0), 0);
-        assert_eq!(ceil_ns(f64::INFINITY), u64::MAX);
     }
 
     #[test]
