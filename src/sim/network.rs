@@ -421,23 +421,29 @@ impl FlowNetwork {
         let mut ghosts = std::mem::take(&mut self.ghosts);
         ghosts.sort_unstable();
         let ghosts_len = ghosts.len();
+        self.round += 1;
+        let round = self.round;
+        let first_released = self.dirty_links.len();
         for &flow in &ghosts {
             let state = self.states[flow as usize];
             let rate = state.rate;
             self.held_rate -= rate;
             self.settle_floor = self.settle_floor.min(rate);
-            for i in state.link_range() {
-                let link = self.flow_links[i];
-                let on_link = &mut self.link_flows[link as usize];
-                if let Some(pos) = on_link.iter().position(|&g| g == flow) {
-                    on_link.swap_remove(pos);
+            for &link in &self.flow_links[state.link_range()] {
+                let l = link as usize;
+                self.used[l] -= rate;
+                if self.link_mark[l] != round {
+                    self.link_mark[l] = round;
+                    self.dirty_links.push(link);
                 }
-                self.used[link as usize] = if on_link.is_empty() {
-                    0.0
-                } else {
-                    self.used[link as usize] - rate
-                };
-                self.dirty_links.push(link);
+            }
+        }
+        // Every flow on a link that is not active is a ghost: one pass per link takes them all.
+        for &link in &self.dirty_links[first_released..] {
+            let on_link = &mut self.link_flows[link as usize];
+            on_link.retain(|&f| self.flows[f as usize].active);
+            if on_link.is_empty() {
+                self.used[link as usize] = 0.0;
             }
         }
         self.free_flows.extend_from_slice(&ghosts);
