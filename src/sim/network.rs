@@ -90,6 +90,25 @@ impl FlowState {
     }
 }
 
+/// A link's bandwidth and what is done with it, packed together: re-rating a flow updates
+/// most of these on each of its links, and one load should bring them all.
+#[derive(Debug, Clone, Copy, Default)]
+struct LinkState {
+    /// Bytes per ns.
+    capacity: f64,
+    /// Sum of the rates of its flows (ghosts included), bytes per ns.
+    used: f64,
+    /// Rate its active flows send at (`used` without the ghosts), bytes per ns; kept with a
+    /// tolerance only, for the idle bytes.
+    carried: f64,
+    /// Bytes it could have carried but did not since `idle_since` (its last re-division).
+    idle_bytes: f64,
+    /// When `idle_bytes` was last brought up to date.
+    idle_since: u64,
+    /// Scratch: the bytes the rising flows of a re-division ask to be credited.
+    credit_asked: f64,
+}
+
 /// The rest of a transfer in flight.
 #[derive(Debug, Clone)]
 struct Flow {
@@ -106,12 +125,10 @@ struct Flow {
 /// Links with their capacities and the flows crossing them, plus the flows' drain events.
 #[derive(Debug, Clone)]
 pub struct FlowNetwork {
-    /// Per link, bytes per ns.
-    capacity: Vec<f64>,
+    /// Per link, its bandwidth and what is done with it.
+    links: Vec<LinkState>,
     /// Per link, the flows crossing it (unordered; ghosts included).
     link_flows: Vec<Vec<FlowId>>,
-    /// Per link, the sum of the rates of its flows (ghosts included), bytes per ns.
-    used: Vec<f64>,
     /// Per flow, what re-divisions read.
     states: Vec<FlowState>,
     flows: Vec<Flow>,
@@ -149,16 +166,6 @@ pub struct FlowNetwork {
     /// Share of `held_rate` the ghosts may hold before their bandwidth is re-divided, and the
     /// relative raise a flow may forgo.
     ghost_tolerance: f64,
-    /// Per link, the rate its active flows send at (`used` without the ghosts), bytes per ns;
-    /// kept with a tolerance only, for the idle bytes.
-    carried: Vec<f64>,
-    /// Per link, bytes it could have carried but did not since `idle_since` (its last
-    /// re-division).
-    idle_bytes: Vec<f64>,
-    /// Per link, when `idle_bytes` was last brought up to date.
-    idle_since: Vec<u64>,
-    /// Scratch: per link, the bytes the rising flows of a re-division ask to be credited.
-    credit_asked: Vec<f64>,
     /// Scratch: the flows a re-division raises and the bytes each asks to be credited.
     raised: Vec<(FlowId, f64)>,
     /// Buffers every settle reuses.
@@ -173,12 +180,17 @@ pub struct FlowNetwork {
 impl FlowNetwork {
     /// A network of links with the given bandwidths (GB/s, i.e. bytes per ns), all idle.
     pub fn new(bandwidth_gbps: impl IntoIterator<Item = f64>) -> FlowNetwork {
-        let capacity: Vec<f64> = bandwidth_gbps.into_iter().collect();
-        let links = capacity.len();
+        let links: Vec<LinkState> = bandwidth_gbps
+            .into_iter()
+            .map(|capacity| LinkState {
+                capacity,
+                ..LinkState::default()
+            })
+            .collect();
+        let count = links.len();
         FlowNetwork {
-            capacity,
-            link_flows: vec![Vec::new(); links],
-            used: vec![0.0; links],
+            links,
+            link_flows: vec![Vec::new(); count],
             states: Vec::new(),
             flows: Vec::new(),
             flow_links: Vec::new(),
@@ -195,14 +207,10 @@ impl FlowNetwork {
             held_rate: 0.0,
             holding: 0,
             ghost_tolerance: 0.0,
-            carried: vec![0.0; links],
-            idle_bytes: vec![0.0; links],
-            idle_since: vec![0; links],
-            credit_asked: vec![0.0; links],
             raised: Vec::new(),
             scratch: Scratch::default(),
-            link_mark: vec![0; links],
-            link_slot: vec![0; links],
+            link_mark: vec![0; count],
+            link_slot: vec![0; count],
             round: 0,
         }
     }
@@ -367,7 +375,7 @@ impl FlowNetwork {
             ) {
                 scratch
                     .spare
-                    .push(spare_bandwidth(self.capacity[l], self.used[l]));
+                    .push(spare_bandwidth(self.links[l].capacity, self.links[l].used));
                 scratch.unfixed.push(1);
             } else {
                 scratch.unfixed[self.link_slot[l] as usize] += 1;
@@ -404,7 +412,9 @@ impl FlowNetwork {
             let state = &self.states[flow as usize];
             let guaranteed = self.flow_links[state.link_range()]
                 .iter()
-                .map(|&l| self.capacity[l as usize] / self.link_flows[l as usize].len() as f64)
+                .map(|&l| {
+                    self.links[l as usize].capacity / self.link_flows[l as usize].len() as f64
+                })
                 .fold(f64::INFINITY, f64::min);
             self.deferred_shortfall += (guaranteed - state.rate).max(0.0);
             let remaining_bytes = self.flows[flow as usize].remaining_bytes;
@@ -431,7 +441,7 @@ impl FlowNetwork {
             self.settle_floor = self.settle_floor.min(rate);
             for &link in &self.flow_links[state.link_range()] {
                 let l = link as usize;
-                self.used[l] -= rate;
+                self.links[l].used -= rate;
                 if self.link_mark[l] != round {
                     self.link_mark[l] = round;
                     self.dirty_links.push(link);
@@ -443,7 +453,7 @@ impl FlowNetwork {
             let on_link = &mut self.link_flows[link as usize];
             on_link.retain(|&f| self.flows[f as usize].active);
             if on_link.is_empty() {
-                self.used[link as usize] = 0.0;
+                self.links[link as usize].used = 0.0;
             }
         }
         self.free_flows.extend_from_slice(&ghosts);
@@ -483,7 +493,7 @@ impl FlowNetwork {
         while next < scratch.links.len() {
             let link = scratch.links[next] as usize;
             next += 1;
-            let (mut spare, mut unfixed) = (self.capacity[link], 0);
+            let (mut spare, mut unfixed) = (self.links[link].capacity, 0);
             for &flow in &self.link_flows[link] {
                 let state = &mut self.states[flow as usize];
                 if state.rate < floor {
@@ -618,14 +628,15 @@ impl FlowNetwork {
             for i in state.link_range() {
                 let l = self.flow_links[i] as usize;
                 self.account_idle(l, now_ns);
-                self.credit_asked[l] += asked;
+                self.links[l].credit_asked += asked;
             }
         }
         for &(flow, asked) in &raised {
             let state = self.states[flow as usize];
             let links = &self.flow_links[state.link_range()];
             let granted = links.iter().fold(1.0f64, |g, &l| {
-                g.min(self.idle_bytes[l as usize] / self.credit_asked[l as usize])
+                let link = &self.links[l as usize];
+                g.min(link.idle_bytes / link.credit_asked)
             });
             let f = &mut self.flows[flow as usize];
             // Sent at the old rate first (see `change_rate`), then the credit.
@@ -635,7 +646,7 @@ impl FlowNetwork {
         for &(flow, _) in &raised {
             let state = self.states[flow as usize];
             for i in state.link_range() {
-                self.credit_asked[self.flow_links[i] as usize] = 0.0;
+                self.links[self.flow_links[i] as usize].credit_asked = 0.0;
             }
         }
         self.raised = raised;
@@ -643,9 +654,10 @@ impl FlowNetwork {
 
     /// Brings `link`'s idle bytes up to `now_ns`.
     fn account_idle(&mut self, link: usize, now_ns: u64) {
-        let idle_rate = (self.capacity[link] - self.carried[link]).max(0.0);
-        self.idle_bytes[link] += idle_rate * (now_ns - self.idle_since[link]) as f64;
-        self.idle_since[link] = now_ns;
+        let link = &mut self.links[link];
+        let idle_rate = (link.capacity - link.carried).max(0.0);
+        link.idle_bytes += idle_rate * (now_ns - link.idle_since) as f64;
+        link.idle_since = now_ns;
     }
 
     /// Brings `link`'s idle bytes up to `now_ns`, then changes the rate its active flows send
@@ -655,14 +667,16 @@ impl FlowNetwork {
             return;
         }
         self.account_idle(link, now_ns);
-        self.carried[link] = (self.carried[link] + delta).max(0.0);
+        let link = &mut self.links[link];
+        link.carried = (link.carried + delta).max(0.0);
     }
 
     /// Forgets the idle bytes of `links` up to `now_ns` (their flows were just re-rated).
     fn reset_idle(&mut self, links: &[u32], now_ns: u64) {
         for &l in links {
-            self.idle_bytes[l as usize] = 0.0;
-            self.idle_since[l as usize] = now_ns;
+            let link = &mut self.links[l as usize];
+            link.idle_bytes = 0.0;
+            link.idle_since = now_ns;
         }
     }
 
@@ -683,7 +697,7 @@ impl FlowNetwork {
         self.held_rate += rate - old;
         for i in state.link_range() {
             let l = self.flow_links[i] as usize;
-            self.used[l] += rate - old;
+            self.links[l].used += rate - old;
             self.change_carried(l, now_ns, rate - old);
         }
         self.states[flow as usize].rate = rate;
