@@ -5,6 +5,9 @@
 //! entries grew to tens of thousands and most of its pops were discarded. Here the heap never
 //! holds more entries than flows in flight.
 
+/// [`DrainQueue::set_all`] rebuilds the heap when it moves more than one entry in this many.
+const REBUILD_SHARE: usize = 4;
+
 /// Where a flow sits in the heap, or that it is not queued.
 const NOT_QUEUED: u32 = u32::MAX;
 
@@ -38,6 +41,34 @@ impl DrainQueue {
             } else {
                 self.sift_down(at);
             }
+        }
+    }
+
+    /// Queues each `(flow, ns)` of `drains` (flows distinct) as [`DrainQueue::set`] would.
+    /// When they are many for the heap, their entries are written in place and the heap is
+    /// rebuilt once: a re-division of a whole all-to-all moves most entries, and one rebuild
+    /// (linear) costs less than as many sifts.
+    pub fn set_all(&mut self, drains: &[(u32, u64)]) {
+        if drains.len() * REBUILD_SHARE <= self.heap.len() {
+            for &(flow, ns) in drains {
+                self.set(flow, ns);
+            }
+            return;
+        }
+        for &(flow, ns) in drains {
+            let f = flow as usize;
+            if f >= self.position.len() {
+                self.position.resize(f + 1, NOT_QUEUED);
+            }
+            if self.position[f] == NOT_QUEUED {
+                self.position[f] = self.heap.len() as u32;
+                self.heap.push(entry(ns, flow));
+            } else {
+                self.heap[self.position[f] as usize] = entry(ns, flow);
+            }
+        }
+        for at in (0..self.heap.len() / 2).rev() {
+            self.sift_down(at);
         }
     }
 
@@ -133,5 +164,40 @@ mod tests {
         );
         queue.set(2, 7);
         assert_eq!(drain_all(&mut queue), vec![(7, 2)]);
+    }
+
+    #[test]
+    fn a_batch_of_moves_drains_like_the_same_moves_one_by_one() {
+        let initial = [
+            (0, 50),
+            (1, 10),
+            (2, 30),
+            (3, 30),
+            (4, 70),
+            (5, 20),
+            (6, 90),
+            (7, 40),
+        ];
+        // One move among eight entries is sifted; five (one of them a new flow) rebuild.
+        for moves in [
+            vec![(6, 15)],
+            vec![(0, 5), (1, 95), (3, 25), (7, 25), (8, 1)],
+        ] {
+            let (mut batch, mut one_by_one) = (DrainQueue::default(), DrainQueue::default());
+            for (flow, ns) in initial {
+                batch.set(flow, ns);
+                one_by_one.set(flow, ns);
+            }
+            batch.set_all(&moves);
+            for &(flow, ns) in &moves {
+                one_by_one.set(flow, ns);
+            }
+            let expected = drain_all(&mut one_by_one);
+            assert_eq!(drain_all(&mut batch), expected);
+            assert_eq!(expected.len(), 8 + usize::from(moves.len() == 5));
+        }
+        let mut queue = DrainQueue::default();
+        queue.set_all(&[(2, 7), (0, 7), (1, 3)]);
+        assert_eq!(drain_all(&mut queue), vec![(3, 1), (7, 0), (7, 2)]);
     }
 }

@@ -168,6 +168,8 @@ pub struct FlowNetwork {
     ghost_tolerance: f64,
     /// Scratch: the flows a re-division raises and the bytes each asks to be credited.
     raised: Vec<(FlowId, f64)>,
+    /// Scratch: the flows a re-division re-rates and their new drain instants.
+    moved_drains: Vec<(FlowId, u64)>,
     /// Buffers every settle reuses.
     scratch: Scratch,
     /// Scratch: per link, the settle round that last visited it.
@@ -208,6 +210,7 @@ impl FlowNetwork {
             holding: 0,
             ghost_tolerance: 0.0,
             raised: Vec::new(),
+            moved_drains: Vec::new(),
             scratch: Scratch::default(),
             link_mark: vec![0; count],
             link_slot: vec![0; count],
@@ -601,14 +604,21 @@ impl FlowNetwork {
         })
     }
 
-    /// Gives every flow the filling re-rated its new rate (see [`FlowNetwork::change_rate`]).
+    /// Gives every flow the filling re-rated its new rate (see [`FlowNetwork::change_rate`])
+    /// and moves their drains, all at once.
     fn apply_changes(&mut self, now_ns: u64, changes: &[(FlowId, f64)]) {
         if self.ghost_tolerance > 0.0 {
             self.credit_idle_bytes(now_ns, changes);
         }
-        for &(flow, rate) in changes {
-            self.change_rate(now_ns, flow, rate);
-        }
+        let mut drains = std::mem::take(&mut self.moved_drains);
+        drains.clear();
+        drains.extend(
+            changes
+                .iter()
+                .map(|&(flow, rate)| (flow, self.change_rate(now_ns, flow, rate))),
+        );
+        self.drains.set_all(&drains);
+        self.moved_drains = drains;
     }
 
     /// Credits each flow that `changes` raises with the bytes it would have sent at its new
@@ -686,8 +696,8 @@ impl FlowNetwork {
         (self.ghost_tolerance * RAISE_SHARE).max(RATE_TOLERANCE)
     }
 
-    /// Brings `flow`'s progress up to `now_ns`, gives it `rate` and schedules its drain.
-    fn change_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) {
+    /// Brings `flow`'s progress up to `now_ns`, gives it `rate` and returns when it drains.
+    fn change_rate(&mut self, now_ns: u64, flow: FlowId, rate: f64) -> u64 {
         let state = self.states[flow as usize];
         let old = state.rate;
         let f = &mut self.flows[flow as usize];
@@ -702,8 +712,7 @@ impl FlowNetwork {
         }
         self.states[flow as usize].rate = rate;
         // A flow given no bandwidth (float noise on a full link) waits for the next re-division.
-        let drain_ns = now_ns.saturating_add(ceil_u64(left_ns));
-        self.drains.set(flow, drain_ns);
+        now_ns.saturating_add(ceil_u64(left_ns))
     }
 }
 
