@@ -264,7 +264,6 @@ fn legend_swatch(color: RGBAColor) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32
     move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
 }
 
-/// The name of the segment `value` points into, for row and category axes.
 /// The values of a category axis of `count` rows, to be segmented one row per value. Plotters
 /// maps every value of a range that holds a single value to one pixel (a lone bar would have
 /// no height), so a single row gets a second, unlabelled one beside it.
@@ -272,6 +271,7 @@ fn category_rows(count: usize) -> std::ops::Range<usize> {
     0..count.max(2) - 1
 }
 
+/// The name of the segment `value` points into, for row and category axes.
 fn segment_name(names: &[String], value: &SegmentValue<usize>) -> String {
     match value {
         SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {

@@ -23,11 +23,7 @@ pub struct DrainQueue {
 impl DrainQueue {
     /// Queues `flow` to drain at `ns`, moving its entry if it has one.
     pub fn set(&mut self, flow: u32, ns: u64) {
-        let f = flow as usize;
-        if f >= self.position.len() {
-            self.position.resize(f + 1, NOT_QUEUED);
-        }
-        let at = self.position[f];
+        let at = self.position_of(flow);
         let new = entry(ns, flow);
         if at == NOT_QUEUED {
             self.heap.push(new);
@@ -56,15 +52,12 @@ impl DrainQueue {
             return;
         }
         for &(flow, ns) in drains {
-            let f = flow as usize;
-            if f >= self.position.len() {
-                self.position.resize(f + 1, NOT_QUEUED);
-            }
-            if self.position[f] == NOT_QUEUED {
-                self.position[f] = self.heap.len() as u32;
+            let at = self.position_of(flow);
+            if at == NOT_QUEUED {
+                self.position[flow as usize] = self.heap.len() as u32;
                 self.heap.push(entry(ns, flow));
             } else {
-                self.heap[self.position[f] as usize] = entry(ns, flow);
+                self.heap[at as usize] = entry(ns, flow);
             }
         }
         for at in (0..self.heap.len() / 2).rev() {
@@ -122,6 +115,15 @@ impl DrainQueue {
             at = child;
         }
         self.put(at, entry);
+    }
+
+    /// Where `flow` sits in the heap, or [`NOT_QUEUED`] (growing the index to hold it).
+    fn position_of(&mut self, flow: u32) -> u32 {
+        let f = flow as usize;
+        if f >= self.position.len() {
+            self.position.resize(f + 1, NOT_QUEUED);
+        }
+        self.position[f]
     }
 
     /// Stores `entry` at heap position `at` and records where its flow is.
