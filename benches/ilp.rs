@@ -22,6 +22,7 @@ use moesim::placement::{
     AffinitySettings, Contiguous, Eplb, IlpAffinity, IlpBalance, LayerPlacement, Placement,
     PlacementRequest, PlacementStrategy, SolveOutcome,
 };
+use moesim::registry::Plugin;
 use moesim::topology::Cluster;
 use moesim::trace::Trace;
 use moesim::trace::importers::{ImportFormat, import};
@@ -96,8 +97,12 @@ fn ilp_affinity_deepseek_size() {
         ..IlpAffinity::default()
     };
     let trace = Trace::Tokens(trace.clone());
-    let strategies: [&dyn PlacementStrategy; 3] = [&affinity, &Eplb, &Contiguous];
-    for strategy in strategies {
+    let strategies: [(&str, &dyn PlacementStrategy); 3] = [
+        (IlpAffinity::NAME, &affinity),
+        (Eplb::NAME, &Eplb),
+        (Contiguous::NAME, &Contiguous),
+    ];
+    for (name, strategy) in strategies {
         let start = Instant::now();
         let placement = strategy.place(&request).expect("feasible request");
         let elapsed_s = start.elapsed().as_secs_f64();
@@ -116,10 +121,10 @@ fn ilp_affinity_deepseek_size() {
             "deepseek-size synthetic (58 x 256, top-8, 4096 tokens) {} on 32 GPUs / 4 nodes: \
              cross-GPU {:.4}, cross-node {:.4} (mean over layer pairs), mean max/mean load {:.3}, \
              {elapsed_s:.2} s",
-            strategy.name(),
-            judged.cross_gpu_fraction.unwrap_or(0.0),
+            name,
+            judged.summary.cross_gpu_fraction.unwrap_or(0.0),
             cross_node,
-            judged.mean_max_mean
+            judged.summary.mean_max_mean
         );
     }
 }
@@ -172,8 +177,8 @@ fn ilp_affinity_switch(root: &Path, experts: usize) {
         let judged = evaluate(placement, &trace, EvalContext::bare()).expect("shapes match");
         println!(
             "switch-base-{experts} {name}: cross-GPU {:.4}, mean max/mean load {:.3}",
-            judged.cross_gpu_fraction.unwrap_or(0.0),
-            judged.mean_max_mean
+            judged.summary.cross_gpu_fraction.unwrap_or(0.0),
+            judged.summary.mean_max_mean
         );
     }
 }

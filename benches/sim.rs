@@ -1,13 +1,15 @@
 //! Discrete-event simulator speed on real-size workloads; prints its figures.
 //!
-//! 1. DeepSeek-V3, EP64 on 8 H800 machines, decode 128 tokens per GPU, all 58 MoE layers with
-//!    the shared DeepSeek decode loads (SGLang recorder), contiguous placement, no overlap and
-//!    low-latency all-to-all: wall time of one step (target < 0.2 s) and events per second
+//! 1. `scenarios/deepseek-v3-ep64-decode.toml`: DeepSeek-V3, EP64 on 8 H800 machines, decode 128
+//!    tokens per GPU, all 58 MoE layers with the shared DeepSeek decode loads (SGLang recorder),
+//!    contiguous placement, no overlap and low-latency all-to-all, set up by the pipeline as
+//!    `moesim simulate` sets it up: wall time of the step's simulation (target < 0.2 s) and
+//!    events per second
 //!    (target >= 5 M/s), and the heap the simulation allocates above its inputs (it should grow
 //!    with GPUs x layers: compare `SIM_BENCH_LAYERS=1` with the default).
 //! 2. The same on EP256 (32 machines): its memory, and the process's peak resident set.
-//! 3. switch-base-128 replay: all 40,800 tokens in steps of 4096, 8 H100s, 6 layers, every
-//!    overlap strategy (target < 2 s).
+//! 3. `scenarios/switch-base-128-replay.toml`: all 40,800 tokens in steps of 4096, 8 H100s, 6
+//!    layers, every overlap strategy, the whole `moesim simulate` replay (target < 2 s).
 //!
 //! Needs MOESIM_SHARED_DATA. `SIM_BENCH_LAYERS` (default: all 58) limits the DeepSeek layers,
 //! `SIM_BENCH_EP256=1` adds the EP256 case (under 1 s per layer) and
@@ -21,44 +23,22 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use moesim::model::MoeModel;
-use moesim::placement::{self, Placement, PlacementRequest};
+use moesim::pipeline::steps::step_plans;
+use moesim::pipeline::{Setup, SimOptions, simulate};
+use moesim::scenario::{Scenario, TraceSource};
+use moesim::sim::simulate_step;
 use moesim::sim::step::{LayerWork, StepSpec};
-use moesim::sim::{AllToAll, Overlap, SimConfig, kernels::KernelCosts, simulate_step, step_plans};
-use moesim::topology::Cluster;
-use moesim::trace::{self, Trace};
 
-fn shared(relative: &str) -> Option<PathBuf> {
+/// The repository's scenario `name`, its trace read from `$MOESIM_SHARED_DATA` (`None` when
+/// that is not set).
+fn bench_scenario(name: &str, trace: &str) -> Option<Scenario> {
     let root = std::env::var_os("MOESIM_SHARED_DATA")?;
-    Some(Path::new(&root).join(relative))
-}
-
-/// The layer work of one step of `tokens_per_gpu` per GPU of `trace` on `cluster`.
-fn work(
-    cluster: &Cluster,
-    model: &MoeModel,
-    trace: &Trace,
-    tokens_per_gpu: usize,
-) -> Vec<LayerWork> {
-    let loads = trace.expert_loads();
-    let mut request = PlacementRequest::new(&loads, cluster.num_gpus());
-    request.num_nodes = cluster.num_nodes();
-    let placement: Placement = placement::strategy("contiguous")
-        .and_then(|s| s.place(&request))
-        .expect("contiguous placement");
-    let plans = step_plans(
-        cluster,
-        &placement,
-        trace,
-        tokens_per_gpu * cluster.num_gpus(),
-        model.top_k,
-    )
-    .expect("plans");
-    let hidden = model.hidden_size as f64;
-    plans
-        .iter()
-        .map(|p| LayerWork::from_plan(p, hidden, 2.0 * hidden))
-        .collect()
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let scenario = Scenario::load(&dir.join(name)).expect("bench scenario");
+    Some(Scenario {
+        trace: TraceSource::File(PathBuf::from(root).join(trace)),
+        ..scenario
+    })
 }
 
 /// The system allocator, counting the bytes live and their peak, so that the simulator's own
@@ -111,33 +91,45 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Simulates the first `max_layers` MoE layers (all 58 when `None`) of the decode step, with
-/// bandwidth re-divided within `rate_tolerance`.
+/// Simulates the first `max_layers` MoE layers (all 58 when `None`) of the decode step on
+/// `nodes` machines, with bandwidth re-divided within `rate_tolerance`.
 fn deepseek_decode(nodes: usize, max_layers: Option<usize>, rate_tolerance: f64) {
-    let Some(path) = shared("deepseek-v3-expert-load/decode_in1000out1000.json") else {
+    let Some(mut scenario) = bench_scenario(
+        "deepseek-v3-ep64-decode.toml",
+        "deepseek-v3-expert-load/decode_in1000out1000.json",
+    ) else {
         println!("skipping: MOESIM_SHARED_DATA not set");
         return;
     };
-    let Trace::Loads(mut loads) = trace::load(&path).expect("DeepSeek loads") else {
-        panic!("aggregate loads expected");
-    };
-    loads.drop_empty_layers();
-    let trace = Trace::Loads(loads);
-    let model = MoeModel::preset("deepseek-v3").expect("preset");
-    let cluster = Cluster::preset_with_nodes("hgx-h800", nodes).expect("cluster");
-    let mut layers = work(&cluster, &model, &trace, 128);
+    scenario.cluster = format!("hgx-h800x{nodes}");
+    scenario.sim.rate_tolerance = rate_tolerance;
+    let setup = Setup::from_scenario(&scenario).expect("set-up");
+    let placements = setup.place_all().expect("placement");
+    let (_, placement) = &placements[0];
+    let plans = step_plans(
+        &setup.cluster,
+        placement,
+        &setup.trace,
+        &setup.steps[0],
+        setup.model.top_k,
+    )
+    .expect("plans");
+    let hidden = setup.model.hidden_size as f64;
+    let comm = &scenario.comm;
+    let mut layers = LayerWork::from_plans(
+        &plans,
+        hidden * f64::from(comm.dispatch_bytes_per_elem),
+        hidden * f64::from(comm.combine_bytes_per_elem),
+        setup.tp,
+    );
     layers.truncate(max_layers.unwrap_or(layers.len()));
-    let costs = KernelCosts::new(&model, cluster.gpu_spec(0));
-    let config = SimConfig {
-        all_to_all: AllToAll::LowLatency,
-        rate_tolerance,
-        ..SimConfig::default()
-    };
+    let costs = setup.kernel_costs();
     let spec = StepSpec {
-        cluster: &cluster,
+        cluster: &setup.cluster,
         costs: &costs,
         layers: &layers,
-        config: &config,
+        all_to_all: &*setup.sim.all_to_all,
+        links: setup.sim.links,
     };
     let traffic_mib: f64 = layers
         .iter()
@@ -147,11 +139,11 @@ fn deepseek_decode(nodes: usize, max_layers: Option<usize>, rate_tolerance: f64)
         .sum();
     let heap_before = reset_heap_peak();
     let start = Instant::now();
-    let sim = simulate_step(&spec, Overlap::None, "contiguous");
+    let sim = simulate_step(&spec, &setup.sim.overlaps[0], "contiguous");
     let wall = start.elapsed().as_secs_f64();
     println!(
         "DeepSeek-V3 EP{} decode 128 tok/GPU, {} MoE layers, rate tolerance {rate_tolerance}: step {:.3} ms simulated, {:.3} s wall, {} events, {:.2} M events/s, heap {heap_before:.0} MiB before (traffic matrices {traffic_mib:.0} MiB) and {:.1} MiB more at its peak, process peak RSS {:.0} MiB",
-        cluster.num_gpus(),
+        setup.gpus(),
         layers.len(),
         sim.step_ns as f64 / 1e6,
         wall,
@@ -163,37 +155,23 @@ fn deepseek_decode(nodes: usize, max_layers: Option<usize>, rate_tolerance: f64)
 }
 
 fn switch_replay() {
-    let Some(path) = shared("switch-top1/switch-base-128.trace.npy") else {
+    let Some(scenario) = bench_scenario(
+        "switch-base-128-replay.toml",
+        "switch-top1/switch-base-128.trace.npy",
+    ) else {
         println!("skipping: MOESIM_SHARED_DATA not set");
         return;
     };
-    let Trace::Tokens(routing) = trace::load(&path).expect("switch trace") else {
-        panic!("token trace expected");
-    };
-    let model = MoeModel::preset("switch-base-128").expect("preset");
-    let cluster = Cluster::preset("dgx-h100").expect("cluster");
-    let costs = KernelCosts::new(&model, cluster.gpu_spec(0));
-    let config = SimConfig::default();
+    let setup = Setup::from_scenario(&scenario).expect("set-up");
+    let placements = setup.place_all().expect("placement");
     let start = Instant::now();
-    let (mut steps, mut events) = (0, 0);
-    for first in (0..routing.num_tokens()).step_by(4096) {
-        let batch =
-            Trace::Tokens(routing.slice_tokens(first..(first + 4096).min(routing.num_tokens())));
-        let layers = work(&cluster, &model, &batch, 512);
-        let spec = StepSpec {
-            cluster: &cluster,
-            costs: &costs,
-            layers: &layers,
-            config: &config,
-        };
-        for &overlap in &config.overlap {
-            events += simulate_step(&spec, overlap, "contiguous").events;
-        }
-        steps += 1;
-    }
+    let result = simulate::simulate(&setup, &placements, SimOptions::default()).expect("replay");
+    let events: u64 = result.strategies.iter().map(|s| s.events).sum();
     println!(
-        "switch-base-128 replay: {} tokens, {steps} steps x 4 strategies, 8 GPUs: {:.3} s wall, {events} events",
-        routing.num_tokens(),
+        "switch-base-128 replay: {} steps x {} strategies, {} GPUs: {:.3} s wall, {events} events",
+        result.steps,
+        result.strategies.len(),
+        result.gpus,
         start.elapsed().as_secs_f64()
     );
 }
@@ -205,7 +183,7 @@ fn main() {
         Err(_) => None,
     };
     let rate_tolerance = std::env::var("SIM_BENCH_RATE_TOLERANCE").map_or(
-        SimConfig::default().rate_tolerance,
+        moesim::sim::LinkSettings::default().rate_tolerance,
         |t| {
             t.parse()
                 .expect("SIM_BENCH_RATE_TOLERANCE: a number in [0, 1)")

@@ -1,15 +1,19 @@
 //! Scenario files: what to simulate, in TOML.
 //!
 //! A scenario names a model, a cluster, a routing trace (a file or synthetic parameters), the
-//! placement strategies to compare, the batch size, a seed and where outputs go. Unknown keys are
-//! rejected so a typo never silently falls back to a default. Relative paths inside a scenario are
-//! resolved against the scenario file's folder.
+//! placement strategies to compare (each tunable in its own `[placement.<name>]` table), the
+//! batch size, a seed, the simulator's settings and where outputs go. Unknown keys are
+//! rejected so a typo never silently falls back to a default. Relative paths inside a scenario
+//! are resolved against the scenario file's folder.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result, describe_toml_error};
+use crate::placement::STRATEGIES;
+use crate::registry::Settings;
 use crate::sim::SimConfig;
 use crate::trace::Phase;
 use crate::trace::synth::SynthParams;
@@ -48,6 +52,10 @@ pub struct Scenario {
     pub schedule: Vec<BatchSpec>,
     /// Placement strategies to compare, by name.
     pub placements: Vec<String>,
+    /// A placement strategy's own knobs, by its name (`[placement.ilp-balance]
+    /// time_limit_s = 10`); strategies without a table take their defaults.
+    #[serde(default)]
+    pub placement: BTreeMap<String, Settings>,
     /// Where the routing comes from.
     pub trace: TraceSource,
     /// Element sizes of the all-to-all payloads.
@@ -131,6 +139,32 @@ pub struct OutputConfig {
 }
 
 impl Scenario {
+    /// The scenario `place eval --model M --cluster C` prices a placement with: `trace` cut
+    /// into steps of `tokens_per_gpu` per GPU, default communication and `[sim]` settings.
+    pub fn for_placement_eval(
+        model: &str,
+        cluster: &str,
+        tokens_per_gpu: usize,
+        trace: &Path,
+    ) -> Scenario {
+        Scenario {
+            name: "place-eval".into(),
+            seed: 0,
+            model: model.into(),
+            cluster: cluster.into(),
+            gpus: None,
+            tp: Scenario::default_tp(),
+            tokens_per_gpu,
+            schedule: Vec::new(),
+            placements: Vec::new(),
+            placement: BTreeMap::new(),
+            trace: TraceSource::File(trace.to_path_buf()),
+            comm: CommConfig::default(),
+            outputs: OutputConfig::default(),
+            sim: SimConfig::default(),
+        }
+    }
+
     /// Reads and checks a scenario file; relative paths inside it become relative to its folder.
     pub fn load(path: &Path) -> Result<Scenario> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -178,7 +212,23 @@ impl Scenario {
                 ));
             }
         }
-        self.sim.check()
+        for name in &self.placements {
+            self.placement_strategy_settings(name)
+                .map_err(|message| format!("`placements`: {message}"))?;
+        }
+        for name in self.placement.keys() {
+            self.placement_strategy_settings(name)
+                .map_err(|message| format!("`placement.{name}`: {message}"))?;
+        }
+        self.sim.resolve().map(drop)
+    }
+
+    /// The settings table of placement strategy `name` (empty when the scenario has none),
+    /// checked to build.
+    pub fn placement_strategy_settings(&self, name: &str) -> std::result::Result<Settings, String> {
+        let settings = self.placement.get(name).cloned().unwrap_or_default();
+        STRATEGIES.build(name, &settings)?;
+        Ok(settings)
     }
 
     fn default_tp() -> usize {
@@ -248,12 +298,43 @@ file = "x.parquet"
         let text =
             format!("{MINIMAL}[sim]\noverlap = [\"dual-batch\"]\nall_to_all = \"hierarchical\"\n");
         let s = Scenario::parse(&text, Path::new("")).unwrap();
-        assert_eq!(s.sim.overlap, vec![crate::sim::Overlap::DualBatch]);
-        assert_eq!(s.sim.all_to_all, crate::sim::AllToAll::Hierarchical);
-        assert_eq!(s.sim.chunks, 4);
+        assert_eq!(s.sim.overlap, ["dual-batch"]);
+        assert_eq!(s.sim.all_to_all, "hierarchical");
+        let err = Scenario::parse(
+            &format!("{MINIMAL}[sim.chunked]\nchunks = 0\n"),
+            Path::new(""),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`sim.chunked`") && err.contains("`chunks` = 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn placement_tables_tune_their_strategy_and_are_checked() {
+        let text = format!("{MINIMAL}[placement.ilp-balance]\ntime_limit_s = 5\n");
+        let s = Scenario::parse(&text, Path::new("")).unwrap();
+        let settings = s.placement_strategy_settings("ilp-balance").unwrap();
+        assert_eq!(settings["time_limit_s"].as_integer(), Some(5));
+        assert!(s.placement_strategy_settings("eplb").unwrap().is_empty());
+        let err = Scenario::parse(
+            &format!("{MINIMAL}[placement.eplb]\ntime_limit_s = 5\n"),
+            Path::new(""),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "`placement.eplb`: placement strategy `eplb`: unknown field `time_limit_s`"
+            ),
+            "{err}"
+        );
         let err =
-            Scenario::parse(&format!("{MINIMAL}[sim]\nchunks = 0\n"), Path::new("")).unwrap_err();
-        assert!(err.contains("sim.chunks"), "{err}");
+            Scenario::parse(&MINIMAL.replace("contiguous", "random"), Path::new("")).unwrap_err();
+        assert!(
+            err.contains("`placements`: unknown placement strategy `random`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -175,7 +175,7 @@ fn sglang_maps_come_out_of_place() {
 #[test]
 fn bad_requests_fail_before_writing_anything() {
     let dir = tiny_dir();
-    let cases: [(&[&str], &[&str]); 6] = [
+    let cases: [(&[&str], &[&str]); 7] = [
         (
             &["--strategy", "eplb", "--gpus", "2", "--slots", "7"],
             &["7 slots is not a multiple of 2 GPUs (1 over"],
@@ -205,7 +205,11 @@ fn bad_requests_fail_before_writing_anything() {
                 "--max-load-ratio",
                 "0.5",
             ],
-            &["max load ratio 0.5 must be at least 1"],
+            &["`--max-load-ratio` = 0.5 must be at least 1"],
+        ),
+        (
+            &["--strategy", "eplb", "--gpus", "2", "--comm-weight", "1"],
+            &["--comm-weight does not apply: placement strategy `eplb`"],
         ),
     ];
     for (args, needles) in cases {
@@ -459,4 +463,102 @@ fn comm_weight_puts_every_expert_on_both_machines() {
         place(&["--comm-weight", "1"], "weighted.json"),
         (vec![0, 1, 2, 3], vec![0, 1, 2, 3])
     );
+}
+
+#[test]
+fn eval_with_a_scenario_prices_its_steps_as_simulate_does_calibration_included() {
+    // A scenario with a measured calibration and two steps (8 GPUs x 256 of 4096 tokens): the
+    // placement `moesim place` fits, evaluated with `--scenario`, gets exactly the steps and
+    // step times `moesim simulate` gives the same strategy; with `--model` and `--cluster`
+    // instead (roofline experts) the simulated step is another.
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let measurements = root.join("tests/fixtures/profile/measurements.parquet");
+    let calibrate = moesim_in(
+        dir.path(),
+        &[
+            "calibrate",
+            "--measurements",
+            measurements.to_str().unwrap(),
+            "-o",
+            "cal.toml",
+            "--fit-half",
+            "all",
+        ],
+    );
+    assert_eq!(
+        calibrate.status.code(),
+        Some(0),
+        "{}",
+        common::stderr(&calibrate)
+    );
+    let trace = root.join("traces/quickstart.parquet");
+    let trace = trace.to_str().unwrap();
+    let scenario = format!(
+        "name = \"cal\"\nmodel = \"olmoe-1b-7b\"\ncluster = \"dgx-h100\"\ntokens_per_gpu = 256\n\
+         placements = [\"eplb\"]\n[trace]\nfile = \"{trace}\"\n\
+         [sim]\noverlap = [\"none\", \"dual-batch\"]\ncalibration = \"cal.toml\"\n"
+    );
+    std::fs::write(dir.path().join("cal-scenario.toml"), scenario).unwrap();
+    let simulated = eval_json(dir.path(), &["simulate", "cal-scenario.toml", "--json"]);
+    assert_eq!(simulated["steps"], 2);
+    let fit = moesim_in(
+        dir.path(),
+        &[
+            "place",
+            "--trace",
+            trace,
+            "--strategy",
+            "eplb",
+            "--gpus",
+            "8",
+            "-o",
+            "eplb.json",
+        ],
+    );
+    assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "place",
+            "eval",
+            "--placement",
+            "eplb.json",
+            "--trace",
+            trace,
+        ];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        eval_json(dir.path(), &args)
+    };
+    let with_scenario = eval(&["--scenario", "cal-scenario.toml"]);
+    assert_eq!(with_scenario["steps"], 2);
+    let steps = with_scenario["simulated"].as_array().unwrap();
+    let strategies = simulated["strategies"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for (step, strategy) in steps.iter().zip(strategies) {
+        assert_eq!(step["overlap"], strategy["strategy"]);
+        assert_eq!(step["step_ns"], strategy["step_ns"]);
+        assert_eq!(step["p99_step_ns"], strategy["p99_step_ns"]);
+        let total = strategy["exposed_comm_ns"].as_u64().unwrap();
+        assert_eq!(step["exposed_comm_ns"], total.div_ceil(2));
+    }
+    let roofline = eval(&["--model", "olmoe-1b-7b", "--cluster", "dgx-h100"]);
+    assert_ne!(roofline["simulated"][0]["step_ns"], steps[0]["step_ns"]);
+    // A scenario and --model together are a usage error.
+    let both = moesim_in(
+        dir.path(),
+        &[
+            "place",
+            "eval",
+            "--placement",
+            "eplb.json",
+            "--trace",
+            trace,
+            "--scenario",
+            "cal-scenario.toml",
+            "--model",
+            "olmoe-1b-7b",
+        ],
+    );
+    assert_eq!(both.status.code(), Some(2));
 }

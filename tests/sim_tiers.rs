@@ -8,10 +8,11 @@ mod common;
 
 use moesim::cost::all_to_all;
 use moesim::model::MoeModel;
+use moesim::pipeline::steps::{Step, step_plans};
 use moesim::placement::{self, PlacementRequest};
+use moesim::sim::LinkSettings;
 use moesim::sim::engine::{self, LinkBusy, TaskGraph, Work};
 use moesim::sim::step::LayerWork;
-use moesim::sim::{SimConfig, step_plans};
 use moesim::topology::Cluster;
 use moesim::trace::{self, Trace};
 
@@ -33,11 +34,16 @@ fn all_to_all_times(
         .unwrap();
     let hidden = model.hidden_size as f64;
     // Exact max-min at every instant (no rate tolerance), nominal NVLink.
-    let exact = SimConfig {
+    let exact = LinkSettings {
         rate_tolerance: 0.0,
-        ..SimConfig::default()
+        ..LinkSettings::default()
     };
-    let plans = step_plans(cluster, &placement, trace, tokens, model.top_k).unwrap();
+    let first = Step {
+        phase: None,
+        first_token: 0,
+        tokens,
+    };
+    let plans = step_plans(cluster, &placement, trace, &first, model.top_k).unwrap();
     plans[layers]
         .iter()
         .map(|plan| {

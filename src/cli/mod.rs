@@ -51,7 +51,7 @@ enum Command {
     Run(run::RunArgs),
     /// Place experts on GPUs with a strategy fitted to a trace (`place eval`: judge a
     /// placement on a trace).
-    Place(place::PlaceArgs),
+    Place(Box<place::PlaceArgs>),
     /// Simulate every step of the trace event by event per overlap strategy (JSON, Perfetto trace, Parquet).
     Simulate(simulate::SimulateArgs),
     /// Run GPU micro-benchmarks (expert GEMMs, HBM and PCIe copies) with NVML counters.

@@ -11,14 +11,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::cost::analytical::CostOptions;
 use crate::model::MoeModel;
-use crate::placement::evaluate::{EvalContext, Evaluation, evaluate};
+use crate::pipeline::Setup;
+use crate::pipeline::evaluate::{
+    PlacementReport, SimulatedStep, evaluate_placement, judge_placement,
+};
+use crate::placement::evaluate::{EvalContext, evaluate};
 use crate::placement::export::{ExportFormat, read_placement, write_placement};
 use crate::placement::holdout::{TokenPart, token_part};
-use crate::placement::simulated::{SimulatedStep, SimulationInput, simulate_placement};
-use crate::placement::{self, ExpertMemory, PlacementRequest, slots_per_gpu_for};
-use crate::sim::SimConfig;
+use crate::placement::{ExpertMemory, PlacementRequest, STRATEGIES, slots_per_gpu_for};
+use crate::registry::Settings;
+use crate::scenario::Scenario;
 use crate::topology::Cluster;
 use crate::trace::{self, Trace};
 
@@ -49,7 +52,7 @@ enum PlaceCommand {
     /// Evaluate a placement on a trace: per-layer GPU loads and max/mean, cross-GPU and
     /// cross-node transition fractions, memory, all-to-all bytes per link and step time.
     #[command(
-        after_help = "Examples:\n  moesim place eval --placement eplb.json --trace prefill_in4096.json\n  moesim place eval --placement rr.json --trace switch128.parquet --skip-fraction 0.5 --json\n  moesim place eval --placement eplb.json --trace loads.json --model deepseek-v3 --cluster hgx-h800x4"
+        after_help = "Examples:\n  moesim place eval --placement eplb.json --trace prefill_in4096.json\n  moesim place eval --placement rr.json --trace switch128.parquet --skip-fraction 0.5 --json\n  moesim place eval --placement eplb.json --trace loads.json --model deepseek-v3 --cluster hgx-h800x4\n  moesim place eval --placement eplb.json --trace loads.json --scenario my.toml"
     )]
     Eval(EvalArgs),
 }
@@ -82,7 +85,8 @@ struct FitArgs {
     /// Cluster (preset or TOML): node count and GPU memory for the memory check.
     #[arg(long)]
     cluster: Option<String>,
-    /// Time limit for solver-based strategies, in seconds.
+    /// ilp-balance / ilp-affinity / topology-aware: time limit for the whole solve, in seconds
+    /// [default: 60].
     #[arg(long, value_name = "S")]
     time_limit: Option<f64>,
     /// ilp-affinity / topology-aware: cap every GPU's token load at R times a perfect split
@@ -119,12 +123,17 @@ struct EvalArgs {
     #[arg(long)]
     trace: PathBuf,
     /// Model (preset or HF config.json): adds memory per GPU and, with --cluster, step time.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scenario")]
     model: Option<String>,
-    /// Cluster (preset or TOML) with the placement's GPU count: adds cross-node fractions,
-    /// bytes per link and, with --model, step time.
-    #[arg(long)]
+    /// Cluster (preset or TOML) whose first GPUs hold the placement: adds cross-node
+    /// fractions, bytes per link and, with --model, step time.
+    #[arg(long, conflicts_with = "scenario")]
     cluster: Option<String>,
+    /// Price the steps with this scenario's model, cluster, steps (tokens per GPU, schedule),
+    /// activation precision and [sim] settings (calibration included) instead of --model,
+    /// --cluster and --tokens-per-gpu with default settings; the trace is still --trace.
+    #[arg(long, value_name = "S")]
+    scenario: Option<PathBuf>,
     /// Skip the first F of the trace's tokens (evaluate on the held-out rest), 0 <= F < 1.
     #[arg(long, value_name = "F", conflicts_with = "first_fraction")]
     skip_fraction: Option<f64>,
@@ -132,22 +141,12 @@ struct EvalArgs {
     /// `place --fit-fraction F` fit), 0 < F <= 1.
     #[arg(long, value_name = "F")]
     first_fraction: Option<f64>,
-    /// Tokens each GPU contributes to one step of the step-time estimate.
-    #[arg(long, default_value_t = 256)]
+    /// Tokens each GPU contributes to one step of the step times.
+    #[arg(long, default_value_t = 256, conflicts_with = "scenario")]
     tokens_per_gpu: usize,
     /// Print one JSON object (with a `layers` array) instead of the table.
     #[arg(long)]
     json: bool,
-}
-
-/// `place eval --json`: the evaluation and, with a model and a cluster, the simulated step.
-#[derive(serde::Serialize)]
-struct EvalOutput<'a> {
-    #[serde(flatten)]
-    evaluation: &'a Evaluation,
-    /// Per overlap strategy, the event simulator's step of the first `step_tokens` tokens.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    simulated: Option<Vec<SimulatedStep>>,
 }
 
 impl PlaceArgs {
@@ -163,12 +162,14 @@ impl PlaceArgs {
 impl FitArgs {
     fn execute(self) -> anyhow::Result<()> {
         // clap enforces these when no subcommand is given.
-        let (Some(trace_path), Some(strategy), Some(gpus), Some(out)) =
+        let (Some(trace_path), Some(name), Some(gpus), Some(out)) =
             (&self.trace, &self.strategy, self.gpus, &self.out)
         else {
             bail!("--trace, --strategy, --gpus and -o are required");
         };
-        let strategy = placement::strategy(strategy)?;
+        let strategy = STRATEGIES
+            .build(name, &self.strategy_settings()?)
+            .map_err(|message| anyhow::anyhow!(flag_names(message)))?;
         let trace = load_part(trace_path, self.fit_fraction.map(TokenPart::First))?;
         let model = self.model.as_deref().map(MoeModel::resolve).transpose()?;
         let cluster = self.cluster.as_deref().map(Cluster::resolve).transpose()?;
@@ -198,79 +199,135 @@ impl FitArgs {
                 .or(model.as_ref().map(|m| m.num_expert_groups))
                 .unwrap_or(1),
             memory,
-            time_limit_s: self.time_limit,
             transitions: trace.tokens(),
             cluster: cluster.as_ref(),
-            max_load_ratio: self.max_load_ratio,
-            load_weight: self.load_weight,
-            comm_weight: self.comm_weight,
             ..PlacementRequest::new(&loads, gpus)
         };
         let placement = strategy.place(&request)?;
-        write_placement(out, &placement, Some(strategy.name()), self.format)?;
+        write_placement(out, &placement, Some(strategy.name), self.format)?;
         let fitted = evaluate(&placement, &trace, EvalContext::bare())?;
         println!(
             "{}: {} layers x {} experts on {gpus} GPUs x {slots_per_gpu} slots; fitted mean GPU \
              max/mean {:.3}; wrote {}",
-            strategy.name(),
+            strategy.name,
             placement.num_layers(),
             placement.num_experts(),
-            fitted.mean_max_mean,
+            fitted.summary.mean_max_mean,
             out.display()
         );
         Ok(())
+    }
+
+    /// The strategy knobs given as flags, as a settings table.
+    fn strategy_settings(&self) -> anyhow::Result<Settings> {
+        let mut settings = Settings::new();
+        for (key, value) in [
+            ("time_limit_s", self.time_limit),
+            ("max_load_ratio", self.max_load_ratio),
+            ("load_weight", self.load_weight),
+            ("comm_weight", self.comm_weight),
+        ] {
+            if let Some(value) = value {
+                settings.insert(key.into(), toml::Value::Float(value));
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// A strategy's complaint about a knob it does not have, with the knob named by its flag.
+fn flag_names(message: String) -> String {
+    let flags = [
+        ("time_limit_s", "--time-limit"),
+        ("max_load_ratio", "--max-load-ratio"),
+        ("load_weight", "--load-weight"),
+        ("comm_weight", "--comm-weight"),
+    ];
+    match flags
+        .iter()
+        .find(|(key, _)| message.contains(&format!("unknown field `{key}`")))
+    {
+        Some((_, flag)) => format!(
+            "{flag} does not apply: {}",
+            message.split(": unknown field").next().unwrap_or(&message)
+        ),
+        None => flags.iter().fold(message, |m, (key, flag)| {
+            m.replace(&format!("`{key}`"), &format!("`{flag}`"))
+        }),
     }
 }
 
 impl EvalArgs {
     fn execute(self) -> anyhow::Result<()> {
         let document = read_placement(&self.placement)?;
+        let placement = &document.placement;
         let part = self
             .skip_fraction
             .map(TokenPart::Rest)
             .or(self.first_fraction.map(TokenPart::First));
         let trace = load_part(&self.trace, part)?;
-        let model = self.model.as_deref().map(MoeModel::resolve).transpose()?;
-        let cluster = self.cluster.as_deref().map(Cluster::resolve).transpose()?;
-        let context = EvalContext {
-            model: model.as_ref(),
-            cluster: cluster.as_ref(),
-            step_tokens: document.placement.num_gpus() * self.tokens_per_gpu,
-            cost: CostOptions::default(),
-        };
-        let evaluation = evaluate(&document.placement, &trace, context)
-            .with_context(|| format!("evaluating {}", self.placement.display()))?;
-        let simulated = match (&model, &cluster) {
-            (Some(model), Some(cluster)) => {
-                let input = SimulationInput {
-                    model,
-                    cluster,
-                    step_tokens: context.step_tokens,
-                    cost: context.cost,
-                    config: &SimConfig::default(),
+        let report = match self.scenario(placement.num_gpus())? {
+            Some(scenario) => {
+                let source = self.trace.display().to_string();
+                let in_scenario = |e: crate::Error| match &self.scenario {
+                    Some(path) => e.in_file(path),
+                    None => e,
                 };
-                Some(
-                    simulate_placement(&document.placement, &trace, input)
-                        .with_context(|| format!("simulating {}", self.placement.display()))?,
-                )
+                let setup = Setup::new(&scenario, trace, source).map_err(in_scenario)?;
+                evaluate_placement(placement, &setup)
+                    .with_context(|| format!("evaluating {}", self.placement.display()))?
             }
-            _ => None,
+            None => {
+                let model = self.model.as_deref().map(MoeModel::resolve).transpose()?;
+                let cluster = match self.cluster.as_deref() {
+                    Some(name) => Some(Cluster::resolve(name)?.first_gpus(placement.num_gpus())?),
+                    None => None,
+                };
+                let context = EvalContext {
+                    model: model.as_ref(),
+                    cluster: cluster.as_ref(),
+                };
+                judge_placement(placement, &trace, context)
+                    .with_context(|| format!("evaluating {}", self.placement.display()))?
+            }
         };
         let mut stdout = std::io::stdout().lock();
         if self.json {
-            let output = EvalOutput {
-                evaluation: &evaluation,
-                simulated,
-            };
-            serde_json::to_writer(&mut stdout, &output)?;
+            serde_json::to_writer(&mut stdout, &report)?;
             writeln!(stdout)?;
         } else {
-            write!(stdout, "{}", table(&evaluation))?;
-            if let Some(steps) = &simulated {
-                write!(stdout, "{}", simulated_lines(&evaluation, steps))?;
+            write!(stdout, "{}", table(&report))?;
+            if let Some(steps) = &report.simulated {
+                write!(stdout, "{}", simulated_lines(&report, steps))?;
             }
         }
         Ok(())
+    }
+
+    /// The scenario the steps are priced with: `--scenario`, or `--model` and `--cluster` with
+    /// `--tokens-per-gpu` and default settings; `None` without either. Its expert-parallel
+    /// group is the placement's `gpus` GPUs.
+    fn scenario(&self, gpus: usize) -> anyhow::Result<Option<Scenario>> {
+        let scenario = match (&self.scenario, &self.model, &self.cluster) {
+            (Some(path), _, _) => Scenario::load(path)?,
+            (None, Some(model), Some(cluster)) => {
+                Scenario::for_placement_eval(model, cluster, self.tokens_per_gpu, &self.trace)
+            }
+            _ => return Ok(None),
+        };
+        if let (Some(path), Some(wanted)) = (&self.scenario, scenario.gpus)
+            && wanted != gpus
+        {
+            bail!(
+                "{}: `gpus` = {wanted} but the placement {} has {gpus} GPUs",
+                path.display(),
+                self.placement.display()
+            );
+        }
+        Ok(Some(Scenario {
+            gpus: Some(gpus),
+            ..scenario
+        }))
     }
 }
 
@@ -284,10 +341,11 @@ fn load_part(path: &Path, part: Option<TokenPart>) -> anyhow::Result<Trace> {
 }
 
 /// The analytical step (the layers' sum) and the simulated one per overlap strategy.
-fn simulated_lines(evaluation: &Evaluation, steps: &[SimulatedStep]) -> String {
-    let analytical_ns: u64 = evaluation.layers.iter().filter_map(|l| l.step_ns).sum();
+fn simulated_lines(report: &PlacementReport, steps: &[SimulatedStep]) -> String {
+    let analytical_ns: u64 = report.layers.iter().filter_map(|l| l.step_ns).sum();
     let mut out = format!(
-        "step time, all layers: analytical {:.1} us",
+        "step time, all layers, mean of {} step(s): analytical {:.1} us",
+        report.steps.unwrap_or(0),
         analytical_ns as f64 / 1e3
     );
     for step in steps {
@@ -301,13 +359,14 @@ fn simulated_lines(evaluation: &Evaluation, steps: &[SimulatedStep]) -> String {
 }
 
 /// The evaluation as a readable table, one row per layer, then the totals.
-fn table(evaluation: &Evaluation) -> String {
+fn table(report: &PlacementReport) -> String {
     let fmt = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.4}"));
     let mut out = format!(
         "{:>5}  {:>8}  {:>9}  {:>10}  {:>11}  {:>12}  {:>10}\n",
         "layer", "max/mean", "cross-gpu", "cross-node", "busiest gpu", "peak mem MiB", "step us"
     );
-    for layer in &evaluation.layers {
+    for row in &report.layers {
+        let layer = &row.placement;
         let busiest = layer.gpu_loads.iter().copied().fold(0.0, f64::max);
         out += &format!(
             "{:>5}  {:>8.3}  {:>9}  {:>10}  {:>11.0}  {:>12}  {:>10}\n",
@@ -319,15 +378,14 @@ fn table(evaluation: &Evaluation) -> String {
             layer
                 .peak_memory_bytes
                 .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1048576.0)),
-            layer
-                .step_ns
+            row.step_ns
                 .map_or("-".to_string(), |ns| format!("{:.1}", ns as f64 / 1e3)),
         );
     }
     out += &format!(
         "mean max/mean over loaded layers {:.4}; cross-GPU fraction {}\n",
-        evaluation.mean_max_mean,
-        fmt(evaluation.cross_gpu_fraction)
+        report.summary.mean_max_mean,
+        fmt(report.summary.cross_gpu_fraction)
     );
     out
 }

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use crate::pipeline;
 use crate::report;
-use crate::runner;
 use crate::scenario::{QUICKSTART_TOML, Scenario};
 
 /// Arguments of `moesim run`.
@@ -30,7 +30,7 @@ impl RunArgs {
                 .map_err(|message| anyhow::anyhow!("built-in quickstart scenario: {message}"))?,
         };
         let dir = self.out.unwrap_or_else(|| scenario.output_dir());
-        let result = runner::run(&scenario).map_err(|e| match &self.scenario {
+        let result = pipeline::run(&scenario).map_err(|e| match &self.scenario {
             Some(path) => e.in_file(path),
             None => e,
         })?;

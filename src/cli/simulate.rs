@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::output::write_bytes_atomic;
+use crate::pipeline::{self, SimOptions};
+use crate::report;
 use crate::scenario::Scenario;
-use crate::sim::{self, SimOptions};
 
 /// Arguments of `moesim simulate`.
 #[derive(Debug, Args)]
@@ -35,13 +36,13 @@ impl SimulateArgs {
             perfetto: self.perfetto.is_some(),
             timeline_excerpt: false,
         };
-        let result =
-            sim::simulate_scenario(&scenario, options).map_err(|e| e.in_file(&self.scenario))?;
+        let result = pipeline::simulate_scenario(&scenario, options)
+            .map_err(|e| e.in_file(&self.scenario))?;
         if let (Some(path), Some(trace)) = (&self.perfetto, &result.perfetto) {
             write_bytes_atomic(path, serde_json::to_string(trace)?.as_bytes())?;
         }
         if let Some(dir) = &self.parquet_dir {
-            sim::write_tables(&result, dir)?;
+            report::write_sim_tables(&result, dir)?;
         }
         // Written with errors returned, not panics, so a closed pipe (`| head`) ends quietly.
         let mut out = std::io::stdout().lock();

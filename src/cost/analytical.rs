@@ -1,4 +1,4 @@
-//! The fast analytical estimate of one MoE layer's step time under a placement:
+//! The fast analytical estimate of one MoE layer's step time from its dispatch plan:
 //! dispatch all-to-all, then the slowest GPU's expert compute, then the combine all-to-all,
 //! without overlap. The discrete-event simulator refines it; this tier stays for quick sweeps.
 
@@ -7,11 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::comm::all_to_all;
 use super::compute::{ComputeCost, experts_time_ns};
 use super::traffic::DispatchPlan;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::MoeModel;
-use crate::placement::Placement;
 use crate::topology::Cluster;
-use crate::trace::LayerRouting;
 
 /// Precision of the activations the all-to-alls move.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -31,15 +29,6 @@ impl Default for CostOptions {
             combine_bytes_per_elem: 2.0,
         }
     }
-}
-
-/// One layer's routing: token by token, or per-expert loads only.
-#[derive(Debug, Clone, Copy)]
-pub enum LayerInput<'a> {
-    /// Token-level routing of one step's tokens.
-    Tokens(&'a LayerRouting),
-    /// (token, expert) pairs per expert.
-    Loads(&'a [f64]),
 }
 
 /// The estimate for one MoE layer.
@@ -89,29 +78,9 @@ impl<'a> AnalyticalCost<'a> {
         }
     }
 
-    /// Estimates placement layer `layer` for `input`.
-    pub fn estimate_layer(
-        &self,
-        placement: &Placement,
-        layer: usize,
-        input: LayerInput,
-    ) -> Result<LayerEstimate> {
-        if placement.num_experts() != self.model.num_experts {
-            return Err(Error::invalid(format!(
-                "placement of {} experts for model `{}` with {}",
-                placement.num_experts(),
-                self.model.name,
-                self.model.num_experts
-            )));
-        }
-        let plan = match input {
-            LayerInput::Tokens(routing) => {
-                DispatchPlan::from_tokens(self.cluster, placement, layer, routing)?
-            }
-            LayerInput::Loads(loads) => {
-                DispatchPlan::from_loads(self.cluster, placement, layer, loads, self.model.top_k)
-            }?,
-        };
+    /// Estimates MoE layer `layer` from its dispatch plan (the plan's GPUs must be the
+    /// cluster's).
+    pub fn estimate(&self, layer: usize, plan: &DispatchPlan) -> Result<LayerEstimate> {
         let hidden = self.model.hidden_size as f64;
         let dispatch = all_to_all(
             self.cluster,
@@ -121,8 +90,8 @@ impl<'a> AnalyticalCost<'a> {
             self.cluster,
             &plan.combine_traffic(hidden * self.options.combine_bytes_per_elem),
         )?;
-        let compute_ns: Vec<u64> = (0..placement.num_gpus())
-            .map(|gpu| self.gpu_compute_ns(&plan, gpu))
+        let compute_ns: Vec<u64> = (0..plan.num_gpus())
+            .map(|gpu| self.gpu_compute_ns(plan, gpu))
             .collect();
         let slowest = compute_ns.iter().copied().max().unwrap_or(0);
         Ok(LayerEstimate {

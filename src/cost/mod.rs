@@ -6,7 +6,7 @@ pub mod comm;
 pub mod compute;
 pub mod traffic;
 
-pub use analytical::{AnalyticalCost, CostOptions, LayerEstimate, LayerInput};
+pub use analytical::{AnalyticalCost, CostOptions, LayerEstimate};
 pub use comm::{CollectiveCost, TrafficMatrix, all_to_all};
 pub use compute::{ComputeCost, RooflineCompute, experts_time_ns};
 pub use traffic::DispatchPlan;

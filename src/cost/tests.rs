@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::model::MoeModel;
+use crate::placement::dispatch::{plan_loads, plan_tokens};
 use crate::placement::{Contiguous, PlacementRequest, PlacementStrategy, RoundRobin};
 use crate::topology::Cluster;
 use crate::trace::{ExpertLoads, LayerRouting};
@@ -17,9 +18,8 @@ fn mixtral_on_dgx_h100_two_hot_experts() {
     let routing = LayerRouting::fixed_k(2, [0, 1].repeat(16), None).unwrap();
     let roofline = RooflineCompute::default();
     let cost = AnalyticalCost::new(&model, &cluster, &roofline, CostOptions::default());
-    let estimate = cost
-        .estimate_layer(&placement, 0, LayerInput::Tokens(&routing))
-        .unwrap();
+    let plan = plan_tokens(&cluster, &placement, 0, &routing).unwrap();
+    let estimate = cost.estimate(0, &plan).unwrap();
     // Dispatch: GPU 0 receives 2 tokens from each of 7 GPUs, 14 x 4096 B (FP8) = 57,344 B over
     // its 450 GB/s port: 127.4 -> 128 ns, plus 1000 ns latency.
     assert_eq!(estimate.dispatch_ns, 1128);
@@ -46,9 +46,8 @@ fn deepseek_v3_expected_loads_on_two_h800_machines() {
         .unwrap();
     let roofline = RooflineCompute::default();
     let cost = AnalyticalCost::new(&model, &cluster, &roofline, CostOptions::default());
-    let estimate = cost
-        .estimate_layer(&placement, 0, LayerInput::Loads(loads.layer(0)))
-        .unwrap();
+    let plan = plan_loads(&cluster, &placement, 0, loads.layer(0), model.top_k).unwrap();
+    let estimate = cost.estimate(0, &plan).unwrap();
     // Each GPU sends 16 experts x 2 pairs = 32 tokens of 7168 B to every other GPU. The busiest
     // links are the NICs: 8 peers x 32 x 7168 = 1,835,008 B at 50 GB/s = 36,700.2 ns; the
     // longest route (cross-rail, via the spine) adds 3400 ns.
@@ -66,19 +65,17 @@ fn deepseek_v3_expected_loads_on_two_h800_machines() {
 }
 
 #[test]
-fn mismatched_inputs_are_errors() {
+fn a_plan_over_other_gpus_than_the_cluster_is_an_error() {
     let model = MoeModel::preset("mixtral-8x7b").unwrap();
     let cluster = Cluster::preset("dgx-h100").unwrap();
-    let loads = ExpertLoads::new(16, vec![vec![1.0; 16]]).unwrap();
-    let placement = Contiguous.place(&PlacementRequest::new(&loads, 8)).unwrap();
     let roofline = RooflineCompute::default();
     let cost = AnalyticalCost::new(&model, &cluster, &roofline, CostOptions::default());
-    let err = cost
-        .estimate_layer(&placement, 0, LayerInput::Loads(loads.layer(0)))
-        .unwrap_err();
+    let mut plan = DispatchPlan::empty([1; 4]);
+    plan.add_flow(0, 1, 1.0);
+    let err = cost.estimate(0, &plan).unwrap_err();
     assert!(
         err.to_string()
-            .contains("placement of 16 experts for model `mixtral-8x7b` with 8"),
+            .contains("traffic between 4 GPUs on cluster `dgx-h100` of 8 GPUs"),
         "{err}"
     );
 }

@@ -1,22 +1,13 @@
-//! Which tokens go where in one MoE layer's dispatch: token flows between GPUs and the tokens
-//! each placed expert computes.
+//! One MoE layer's dispatch as data: the tokens sent between every pair of GPUs and the
+//! (token, expert) pairs each expert slot computes, and the all-to-all bytes they make.
 //!
-//! Tokens are data-parallel: token `t` of a step of `T` tokens starts on GPU `t * P / T`
-//! (contiguous, even split; GPU `t / b` when each of the `P` GPUs holds `b` tokens). For each
-//! routed expert the token goes to one replica: the one on its own GPU if any, else one on its own
-//! machine, else any; among several candidates, by token (`t mod count`). Like DeepEP, a token
-//! crosses to each destination GPU once however many of its experts live there; the combine
-//! sends each result back the same way, so combine flows are the transpose of dispatch flows.
-//!
-//! From aggregate loads alone (no token identities), each expert's load is assumed to come
-//! evenly from all GPUs and to split evenly over the candidate replicas; every (token, expert)
-//! pair then counts as one send, an upper bound on DeepEP's deduplicated traffic.
+//! The plan is built from a placement and the layer's routing (`crate::placement::dispatch`
+//! decides which replica each token goes to); the analytical estimate and the simulator read it.
+//! Like DeepEP, a token crosses to each destination GPU once however many of its experts live
+//! there; the combine sends each result back the same way, so combine flows are the transpose
+//! of dispatch flows.
 
 use super::comm::TrafficMatrix;
-use crate::error::{Error, Result};
-use crate::placement::Placement;
-use crate::topology::Cluster;
-use crate::trace::LayerRouting;
 
 /// Token movement and expert work of one MoE layer under a placement.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,116 +15,33 @@ pub struct DispatchPlan {
     num_gpus: usize,
     /// Tokens sent `src -> dst`, row-major; the diagonal holds tokens that stay on their GPU.
     flows: Vec<f64>,
-    /// Per GPU, per slot of [`Placement::experts_on`], the (token, expert) pairs it computes.
+    /// Per GPU, per expert slot, the (token, expert) pairs it computes.
     pub expert_tokens: Vec<Vec<f64>>,
     /// Per GPU, the tokens that start there (the work of its shared experts).
     pub source_tokens: Vec<f64>,
 }
 
 impl DispatchPlan {
-    /// The plan for the tokens of `routing`, at placement layer `layer`.
-    pub fn from_tokens(
-        cluster: &Cluster,
-        placement: &Placement,
-        layer: usize,
-        routing: &LayerRouting,
-    ) -> Result<DispatchPlan> {
-        let chooser = ReplicaChooser::new(cluster, placement, layer)?;
-        let mut plan = DispatchPlan::empty(placement, layer);
-        let gpus = placement.num_gpus();
-        let tokens = routing.num_tokens();
-        let (mut candidates, mut destinations) = (Vec::new(), Vec::new());
-        for token in 0..tokens {
-            let src = token * gpus / tokens;
-            plan.source_tokens[src] += 1.0;
-            destinations.clear();
-            for &expert in routing.experts_of(token) {
-                let expert = chooser.check_expert(expert as usize, token)?;
-                chooser.candidates(expert, src, &mut candidates);
-                let gpu = candidates[token % candidates.len()];
-                *plan.slot_tokens(placement, layer, gpu, expert) += 1.0;
-                if !destinations.contains(&gpu) {
-                    destinations.push(gpu);
-                }
-            }
-            for &dst in &destinations {
-                plan.flows[src * gpus + dst] += 1.0;
-            }
-        }
-        Ok(plan)
-    }
-
-    /// The expected plan for per-expert loads `loads` ((token, expert) pairs) of a model routing
-    /// each token to `top_k` experts, at placement layer `layer`.
-    pub fn from_loads(
-        cluster: &Cluster,
-        placement: &Placement,
-        layer: usize,
-        loads: &[f64],
-        top_k: usize,
-    ) -> Result<DispatchPlan> {
-        let chooser = ReplicaChooser::new(cluster, placement, layer)?;
-        if loads.len() != placement.num_experts() {
-            return Err(Error::invalid(format!(
-                "layer {layer}: {} expert loads for a placement of {} experts",
-                loads.len(),
-                placement.num_experts()
-            )));
-        }
-        if let Some((expert, load)) = loads
-            .iter()
-            .enumerate()
-            .find(|(_, l)| !(l.is_finite() && **l >= 0.0))
-        {
-            return Err(Error::invalid(format!(
-                "layer {layer}: expert {expert} has load {load}; loads must be finite and non-negative"
-            )));
-        }
-        let mut plan = DispatchPlan::empty(placement, layer);
-        let gpus = placement.num_gpus();
-        let tokens_per_gpu = loads.iter().sum::<f64>() / top_k.max(1) as f64 / gpus as f64;
-        plan.source_tokens.fill(tokens_per_gpu);
-        let mut candidates = Vec::new();
-        for (expert, &load) in loads.iter().enumerate().filter(|(_, l)| **l > 0.0) {
-            for src in 0..gpus {
-                chooser.candidates(expert, src, &mut candidates);
-                let share = load / gpus as f64 / candidates.len() as f64;
-                for &gpu in &candidates {
-                    *plan.slot_tokens(placement, layer, gpu, expert) += share;
-                    plan.flows[src * gpus + gpu] += share;
-                }
-            }
-        }
-        Ok(plan)
-    }
-
-    /// A plan with no tokens, shaped like `placement`'s layer `layer`.
-    fn empty(placement: &Placement, layer: usize) -> DispatchPlan {
-        let gpus = placement.num_gpus();
+    /// A plan with no tokens over GPUs holding `slots[gpu]` expert slots each.
+    pub fn empty(slots: impl IntoIterator<Item = usize>) -> DispatchPlan {
+        let expert_tokens: Vec<Vec<f64>> = slots.into_iter().map(|n| vec![0.0; n]).collect();
+        let gpus = expert_tokens.len();
         DispatchPlan {
             num_gpus: gpus,
             flows: vec![0.0; gpus * gpus],
-            expert_tokens: (0..gpus)
-                .map(|gpu| vec![0.0; placement.experts_on(layer, gpu).len()])
-                .collect(),
+            expert_tokens,
             source_tokens: vec![0.0; gpus],
         }
     }
 
-    /// The counter of `expert`'s slot on `gpu` (which the chooser guarantees holds it).
-    fn slot_tokens(
-        &mut self,
-        placement: &Placement,
-        layer: usize,
-        gpu: usize,
-        expert: usize,
-    ) -> &mut f64 {
-        let slot = placement
-            .experts_on(layer, gpu)
-            .iter()
-            .position(|&e| e as usize == expert)
-            .expect("replica GPUs hold the expert");
-        &mut self.expert_tokens[gpu][slot]
+    /// Number of GPUs.
+    pub fn num_gpus(&self) -> usize {
+        self.num_gpus
+    }
+
+    /// Sends `tokens` more from `src` to `dst` (kept local when equal).
+    pub fn add_flow(&mut self, src: usize, dst: usize, tokens: f64) {
+        self.flows[src * self.num_gpus + dst] += tokens;
     }
 
     /// Tokens sent from `src` to `dst` (kept local when equal).
@@ -168,197 +76,28 @@ impl DispatchPlan {
     }
 }
 
-/// Picks the replicas a token on a given GPU may be sent to.
-struct ReplicaChooser<'a> {
-    cluster: &'a Cluster,
-    placement: &'a Placement,
-    layer: usize,
-}
-
-impl<'a> ReplicaChooser<'a> {
-    /// Checks `placement` fits `cluster` and has layer `layer`.
-    fn new(cluster: &'a Cluster, placement: &'a Placement, layer: usize) -> Result<Self> {
-        if placement.num_gpus() != cluster.num_gpus() {
-            return Err(Error::invalid(format!(
-                "placement for {} GPUs on cluster `{}` of {} GPUs",
-                placement.num_gpus(),
-                cluster.name(),
-                cluster.num_gpus()
-            )));
-        }
-        if layer >= placement.num_layers() {
-            return Err(Error::invalid(format!(
-                "layer {layer} is past the placement's {} layers",
-                placement.num_layers()
-            )));
-        }
-        Ok(ReplicaChooser {
-            cluster,
-            placement,
-            layer,
-        })
-    }
-
-    /// `expert` if it is in range, else an error naming the token.
-    fn check_expert(&self, expert: usize, token: usize) -> Result<usize> {
-        if expert < self.placement.num_experts() {
-            Ok(expert)
-        } else {
-            Err(Error::invalid(format!(
-                "layer {} token {token}: expert {expert} is out of range ({} experts)",
-                self.layer,
-                self.placement.num_experts()
-            )))
-        }
-    }
-
-    /// Fills `out` with the preferred replicas of `expert` for a token on `src`: `src` itself if
-    /// it holds one, else those on `src`'s machine, else all of them (never empty: every expert
-    /// has a replica).
-    fn candidates(&self, expert: usize, src: usize, out: &mut Vec<usize>) {
-        let replicas = self.placement.replicas_of(self.layer, expert);
-        out.clear();
-        if replicas.contains(&src) {
-            out.push(src);
-            return;
-        }
-        let machine = self.cluster.node_of(src);
-        out.extend(
-            replicas
-                .iter()
-                .copied()
-                .filter(|&gpu| self.cluster.node_of(gpu) == machine),
-        );
-        if out.is_empty() {
-            out.extend_from_slice(replicas);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::placement::LayerPlacement;
-    use crate::topology::{ClusterSpec, GpuSpec, NetworkSpec, NvLinkSpec, PcieSpec};
-
-    /// One machine of two H100s on an NVSwitch.
-    fn two_gpus() -> Cluster {
-        Cluster::from_spec(ClusterSpec {
-            name: "two".into(),
-            nodes: 1,
-            gpus_per_node: 2,
-            gpu: GpuSpec::named("h100").unwrap(),
-            nvlink: Some(NvLinkSpec {
-                gbps: 450.0,
-                latency_ns: 500,
-            }),
-            pcie: PcieSpec {
-                gbps: 64.0,
-                gpus_per_switch: 1,
-                latency_ns: 400,
-            },
-            network: NetworkSpec::default(),
-        })
-        .unwrap()
-    }
 
     #[test]
-    fn a_token_crosses_once_to_each_destination_gpu() {
-        let cluster = two_gpus();
-        // Contiguous: GPU 0 holds experts 0-3, GPU 1 experts 4-7.
-        let placement = Placement::new(
-            2,
-            8,
-            4,
-            vec![LayerPlacement {
-                gpu_experts: vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]],
-            }],
-        )
-        .unwrap();
-        // 4 tokens, top-2: tokens 0-1 start on GPU 0, tokens 2-3 on GPU 1.
-        let routing = LayerRouting::fixed_k(2, vec![4, 5, 0, 6, 1, 2, 7, 4], None).unwrap();
-        let plan = DispatchPlan::from_tokens(&cluster, &placement, 0, &routing).unwrap();
-        // Token 0 (experts 4, 5) sends once to GPU 1; token 1 (0, 6) keeps one, sends one;
-        // token 2 (1, 2) sends once to GPU 0; token 3 (7, 4) stays on GPU 1.
-        assert_eq!(
-            [
-                plan.flow(0, 0),
-                plan.flow(0, 1),
-                plan.flow(1, 0),
-                plan.flow(1, 1)
-            ],
-            [1.0, 2.0, 1.0, 1.0]
-        );
-        assert_eq!(
-            plan.expert_tokens,
-            vec![vec![1.0, 1.0, 1.0, 0.0], vec![2.0, 1.0, 1.0, 1.0]]
-        );
-        assert_eq!(plan.gpu_tokens(), vec![3.0, 5.0]);
-        assert_eq!(plan.source_tokens, vec![2.0, 2.0]);
-        // 7168-byte tokens: dispatch 0 -> 1 carries 2, combine 0 -> 1 returns 1.
-        assert_eq!(plan.dispatch_traffic(7168.0).get(0, 1), 14_336);
-        assert_eq!(plan.combine_traffic(7168.0).get(0, 1), 7168);
-    }
-
-    #[test]
-    fn replicas_are_chosen_local_then_same_machine_then_by_token() {
-        let cluster = Cluster::preset("hgx-h800x2").unwrap();
-        // GPU g holds expert g; expert 0 is replicated on GPU 3 (machine 0) and GPU 9 (machine 1).
-        let mut gpu_experts: Vec<Vec<u16>> = (0..16).map(|g| vec![g]).collect();
-        gpu_experts[3].push(0);
-        gpu_experts[9].push(0);
-        let placement = Placement::new(16, 16, 2, vec![LayerPlacement { gpu_experts }]).unwrap();
-        assert_eq!(placement.replicas_of(0, 0), &[0, 3, 9]);
-        // One token per GPU, all to expert 0.
-        let routing = LayerRouting::fixed_k(1, vec![0; 16], None).unwrap();
-        let plan = DispatchPlan::from_tokens(&cluster, &placement, 0, &routing).unwrap();
-        // Tokens 0, 3, 9 stay home. Machine 0's others alternate by token parity between GPU 0
-        // (tokens 2, 4, 6) and GPU 3 (1, 5, 7); machine 1's all go to GPU 9.
-        assert_eq!(plan.expert_tokens[0], vec![4.0]);
-        assert_eq!(plan.expert_tokens[3], vec![0.0, 4.0]);
-        assert_eq!(plan.expert_tokens[9], vec![0.0, 8.0]);
-        assert_eq!(
-            (plan.flow(1, 3), plan.flow(2, 0), plan.flow(8, 9)),
-            (1.0, 1.0, 1.0)
-        );
-        // Expected plan from loads: the same totals, with halves where tokens alternated.
-        let mut loads = vec![0.0; 16];
-        loads[0] = 16.0;
-        let expected = DispatchPlan::from_loads(&cluster, &placement, 0, &loads, 1).unwrap();
-        assert_eq!(expected.gpu_tokens(), plan.gpu_tokens());
-        assert_eq!((expected.flow(1, 3), expected.flow(1, 0)), (0.5, 0.5));
-        assert_eq!(expected.source_tokens, vec![1.0; 16]);
-    }
-
-    #[test]
-    fn bad_inputs_are_errors() {
-        let cluster = two_gpus();
-        let placement = Placement::new(
-            2,
-            2,
-            1,
-            vec![LayerPlacement {
-                gpu_experts: vec![vec![0], vec![1]],
-            }],
-        )
-        .unwrap();
-        let routing = LayerRouting::fixed_k(1, vec![0, 5], None).unwrap();
-        let err = DispatchPlan::from_tokens(&cluster, &placement, 0, &routing).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("token 1: expert 5 is out of range"),
-            "{err}"
-        );
-        let err = DispatchPlan::from_loads(&cluster, &placement, 1, &[1.0, 1.0], 1).unwrap_err();
-        assert!(
-            err.to_string().contains("past the placement's 1 layers"),
-            "{err}"
-        );
-        let err =
-            DispatchPlan::from_loads(&cluster, &placement, 0, &[1.0, f64::NAN], 1).unwrap_err();
-        assert!(err.to_string().contains("expert 1 has load NaN"), "{err}");
-        let big = Cluster::preset("dgx-h100").unwrap();
-        let err = DispatchPlan::from_loads(&big, &placement, 0, &[1.0, 1.0], 1).unwrap_err();
-        assert!(err.to_string().contains("placement for 2 GPUs"), "{err}");
+    fn flows_become_dispatch_bytes_and_transposed_combine_bytes() {
+        // GPU 0 sends 2 tokens to GPU 1 and keeps 1; GPU 1 sends 0.5 (an expectation) to GPU 0.
+        let mut plan = DispatchPlan::empty([2, 1]);
+        plan.add_flow(0, 1, 2.0);
+        plan.add_flow(0, 0, 1.0);
+        plan.add_flow(1, 0, 0.5);
+        plan.expert_tokens[0][1] = 1.5;
+        plan.expert_tokens[1][0] = 2.0;
+        assert_eq!((plan.flow(0, 1), plan.flow(1, 0)), (2.0, 0.5));
+        assert_eq!(plan.gpu_tokens(), vec![1.5, 2.0]);
+        // 7168-byte dispatch, 0.5 token rounded up per pair: 3584 B; combine returns 1 -> 0's
+        // 2 tokens the other way at 2 B/elem.
+        let dispatch = plan.dispatch_traffic(7168.0);
+        assert_eq!((dispatch.get(0, 1), dispatch.get(1, 0)), (14_336, 3584));
+        // A token kept on its GPU stays on the diagonal, which no all-to-all moves.
+        assert_eq!(dispatch.get(0, 0), 7168);
+        let combine = plan.combine_traffic(2.0 * 7168.0);
+        assert_eq!((combine.get(1, 0), combine.get(0, 1)), (28_672, 7168));
     }
 }

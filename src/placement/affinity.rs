@@ -42,16 +42,19 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
 
 pub use transitions::TransitionCounts;
 
 use super::ilp_balance::greedy;
 use super::{LayerPlacement, Placement, PlacementRequest, PlacementStrategy};
 use crate::error::{Error, Result};
+use crate::registry::{Plugin, non_negative};
 use crate::trace::ExpertId;
 
-/// Solver settings shared by the affinity strategies.
-#[derive(Debug, Clone, PartialEq)]
+/// Solver settings shared by the affinity strategies (their knobs in a scenario or flags).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AffinitySettings {
     /// Wall-clock limit for the whole placement, seconds.
     pub time_limit_s: f64,
@@ -109,6 +112,31 @@ impl Default for AffinitySettings {
     }
 }
 
+impl AffinitySettings {
+    /// Time limit and load weight non-negative, load ratio at least 1, temperatures positive;
+    /// the message names the knob.
+    pub(super) fn check(&self) -> Result<(), String> {
+        non_negative("time_limit_s", self.time_limit_s)?;
+        non_negative("load_weight", self.load_weight)?;
+        let ratio = self.max_load_ratio;
+        if ratio.is_nan() || ratio < 1.0 {
+            return Err(format!(
+                "`max_load_ratio` = {ratio} must be at least 1 (a perfect split); use inf for no cap"
+            ));
+        }
+        for (knob, value) in [
+            ("start_temperature", self.start_temperature),
+            ("bisection_temperature", self.bisection_temperature),
+            ("end_temperature", self.end_temperature),
+        ] {
+            if value.is_nan() || value <= 0.0 {
+                return Err(format!("`{knob}` = {value} must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The `ilp-affinity` strategy: hop costs from the request's machine count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IlpAffinity {
@@ -116,6 +144,27 @@ pub struct IlpAffinity {
     pub settings: AffinitySettings,
     /// Cost of a transition between GPUs on different machines (one inside a machine).
     pub cross_node_weight: f64,
+}
+
+/// One settings table: `cross_node_weight` beside the [`AffinitySettings`] keys. (serde's
+/// `flatten` would let unknown keys through.)
+impl<'de> Deserialize<'de> for IlpAffinity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let default = IlpAffinity::default();
+        let cross_node_weight = match table.remove("cross_node_weight") {
+            Some(value) => value.try_into().map_err(D::Error::custom)?,
+            None => default.cross_node_weight,
+        };
+        let settings = toml::Value::Table(table)
+            .try_into()
+            .map_err(D::Error::custom)?;
+        Ok(IlpAffinity {
+            settings,
+            cross_node_weight,
+        })
+    }
 }
 
 impl Default for IlpAffinity {
@@ -128,11 +177,18 @@ impl Default for IlpAffinity {
     }
 }
 
-impl PlacementStrategy for IlpAffinity {
-    fn name(&self) -> &'static str {
-        "ilp-affinity"
-    }
+impl Plugin for IlpAffinity {
+    const NAME: &'static str = "ilp-affinity";
+    type Settings = IlpAffinity;
 
+    fn with_settings(settings: IlpAffinity) -> Result<Self, String> {
+        settings.settings.check()?;
+        non_negative("cross_node_weight", settings.cross_node_weight)?;
+        Ok(settings)
+    }
+}
+
+impl PlacementStrategy for IlpAffinity {
     fn place(&self, request: &PlacementRequest) -> Result<Placement> {
         request.check()?;
         let per_node = request.num_gpus / request.num_nodes;
@@ -147,7 +203,7 @@ impl PlacementStrategy for IlpAffinity {
                     .collect()
             })
             .collect();
-        place_by_affinity(self.name(), request, &hop_costs, &self.settings)
+        place_by_affinity(Self::NAME, request, &hop_costs, &self.settings)
     }
 }
 
@@ -181,34 +237,10 @@ pub(super) fn place_by_affinity(
             experts - gpus * slots
         )));
     }
-    let settings = &AffinitySettings {
-        max_load_ratio: request.max_load_ratio.unwrap_or(settings.max_load_ratio),
-        load_weight: request.load_weight.unwrap_or(settings.load_weight),
-        time_limit_s: request.time_limit_s.unwrap_or(settings.time_limit_s),
-        ..settings.clone()
-    };
-    if !(settings.time_limit_s >= 0.0 && settings.load_weight >= 0.0) {
-        return Err(Error::invalid(format!(
-            "{strategy}: time limit ({} s) and load weight ({}) must be non-negative",
-            settings.time_limit_s, settings.load_weight
-        )));
-    }
+    settings
+        .check()
+        .map_err(|message| Error::invalid(format!("{strategy}: {message}")))?;
     let max_load_ratio = settings.max_load_ratio;
-    if max_load_ratio.is_nan() || max_load_ratio < 1.0 {
-        return Err(Error::invalid(format!(
-            "{strategy}: max load ratio {max_load_ratio} must be at least 1 (a perfect split); use \
-             inf for no cap"
-        )));
-    }
-    if !(settings.start_temperature > 0.0
-        && settings.bisection_temperature > 0.0
-        && settings.end_temperature > 0.0)
-    {
-        return Err(Error::invalid(format!(
-            "{strategy}: annealing temperatures (start {}, bisection {}, end {}) must be positive",
-            settings.start_temperature, settings.bisection_temperature, settings.end_temperature
-        )));
-    }
     let mut caps = Vec::with_capacity(layers);
     let mut balanced = Vec::with_capacity(layers);
     for layer in 0..layers {

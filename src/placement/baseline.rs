@@ -2,6 +2,7 @@
 
 use super::{LayerPlacement, Placement, PlacementRequest, PlacementStrategy};
 use crate::error::{Error, Result};
+use crate::registry::{NoSettings, Plugin};
 
 /// Expert `e` of `E` on GPU `e * P / E`: consecutive blocks, `E / P` experts each when `P`
 /// divides `E` (then GPU `e / (E / P)`), block sizes differing by at most one otherwise.
@@ -14,24 +15,34 @@ pub struct Contiguous;
 pub struct RoundRobin;
 
 impl PlacementStrategy for Contiguous {
-    fn name(&self) -> &'static str {
-        "contiguous"
-    }
-
     fn place(&self, request: &PlacementRequest) -> Result<Placement> {
-        place_each_once(self.name(), request, |expert, experts, gpus| {
+        place_each_once(Self::NAME, request, |expert, experts, gpus| {
             expert * gpus / experts
         })
     }
 }
 
-impl PlacementStrategy for RoundRobin {
-    fn name(&self) -> &'static str {
-        "round-robin"
-    }
+impl Plugin for Contiguous {
+    const NAME: &'static str = "contiguous";
+    type Settings = NoSettings;
 
+    fn with_settings(_: NoSettings) -> Result<Self, String> {
+        Ok(Contiguous)
+    }
+}
+
+impl PlacementStrategy for RoundRobin {
     fn place(&self, request: &PlacementRequest) -> Result<Placement> {
-        place_each_once(self.name(), request, |expert, _, gpus| expert % gpus)
+        place_each_once(Self::NAME, request, |expert, _, gpus| expert % gpus)
+    }
+}
+
+impl Plugin for RoundRobin {
+    const NAME: &'static str = "round-robin";
+    type Settings = NoSettings;
+
+    fn with_settings(_: NoSettings) -> Result<Self, String> {
+        Ok(RoundRobin)
     }
 }
 

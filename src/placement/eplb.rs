@@ -20,6 +20,7 @@
 
 use super::{LayerPlacement, Placement, PlacementRequest, PlacementStrategy};
 use crate::error::Result;
+use crate::registry::{NoSettings, Plugin};
 use crate::trace::ExpertId;
 
 /// DeepSeek's EPLB: replicate the heaviest experts into every spare slot and balance the GPUs'
@@ -28,12 +29,8 @@ use crate::trace::ExpertId;
 pub struct Eplb;
 
 impl PlacementStrategy for Eplb {
-    fn name(&self) -> &'static str {
-        "eplb"
-    }
-
     fn place(&self, request: &PlacementRequest) -> Result<Placement> {
-        request.check_replicated(self.name())?;
+        request.check_replicated(Self::NAME)?;
         let shape = Shape::of(request);
         let layers = (0..request.loads.num_layers())
             .map(|layer| shape.place_layer(request.loads.layer(layer)))
@@ -44,6 +41,15 @@ impl PlacementStrategy for Eplb {
             request.slots_per_gpu,
             layers,
         )
+    }
+}
+
+impl Plugin for Eplb {
+    const NAME: &'static str = "eplb";
+    type Settings = NoSettings;
+
+    fn with_settings(_: NoSettings) -> Result<Self, String> {
+        Ok(Eplb)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Judging a placement on a trace: per-GPU loads, transitions that change GPU or node between
-//! consecutive layers, memory, all-to-all bytes per link and the analytical step time.
+//! consecutive layers and memory. (Step times and bytes per link need steps and cost models:
+//! the pipeline adds them.)
 //!
 //! Transition rule: for every token and every pair (expert `a` it visits at layer `l`, expert
 //! `b` it visits at layer `l + 1`), the pair stays on one GPU when some GPU holds a replica of
@@ -13,26 +14,18 @@ use serde::Serialize;
 
 use super::Placement;
 use crate::analysis::imbalance::max_mean;
-use crate::cost::analytical::{AnalyticalCost, CostOptions, LayerEstimate};
-use crate::cost::compute::RooflineCompute;
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
-use crate::runner::Steps;
 use crate::topology::Cluster;
 use crate::trace::{LayerRouting, Trace};
 
 /// What an evaluation may use beyond the placement and the trace.
 #[derive(Clone, Copy)]
 pub struct EvalContext<'a> {
-    /// The model, for expert weight bytes (memory) and the step-time estimate.
+    /// The model, for expert weight bytes (memory).
     pub model: Option<&'a MoeModel>,
-    /// The cluster (as many GPUs as the placement), for cross-node fractions, bytes per link
-    /// and the step-time estimate.
+    /// The cluster (as many GPUs as the placement), for cross-node fractions.
     pub cluster: Option<&'a Cluster>,
-    /// Tokens in one step when estimating step time and per-step bytes.
-    pub step_tokens: usize,
-    /// Activation precision of the all-to-alls.
-    pub cost: CostOptions,
 }
 
 impl EvalContext<'static> {
@@ -41,8 +34,6 @@ impl EvalContext<'static> {
         EvalContext {
             model: None,
             cluster: None,
-            step_tokens: 1,
-            cost: CostOptions::default(),
         }
     }
 }
@@ -50,6 +41,16 @@ impl EvalContext<'static> {
 /// The whole evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {
+    /// The totals over all layers.
+    #[serde(flatten)]
+    pub summary: EvaluationSummary,
+    /// Per MoE layer.
+    pub layers: Vec<LayerEvaluation>,
+}
+
+/// An evaluation's totals over all layers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluationSummary {
     /// GPUs of the placement.
     pub num_gpus: usize,
     /// Experts per layer.
@@ -64,10 +65,6 @@ pub struct Evaluation {
     /// Per GPU, routed-expert weight bytes over all layers (slots used x expert bytes; needs
     /// a model).
     pub gpu_memory_bytes: Option<Vec<u64>>,
-    /// Steps the trace was cut into for the step-time estimate (needs a model and a cluster).
-    pub steps: Option<usize>,
-    /// Per MoE layer.
-    pub layers: Vec<LayerEvaluation>,
 }
 
 /// One MoE layer under the placement.
@@ -89,21 +86,6 @@ pub struct LayerEvaluation {
     /// The fullest GPU's expert weight bytes at this layer (needs a model).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
-    /// Analytical dispatch + slowest compute + combine per step, mean over steps, ns.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub step_ns: Option<u64>,
-    /// Dispatch + combine bytes per step (mean) on every link that carries any, by link.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub link_bytes: Option<Vec<LinkBytes>>,
-}
-
-/// Bytes one link carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LinkBytes {
-    /// The link's name (`from->to`).
-    pub link: String,
-    /// Bytes per step, mean over steps, rounded up.
-    pub bytes: u64,
 }
 
 /// Evaluates `placement` on `trace`; the trace must have the placement's layers and experts and
@@ -120,13 +102,6 @@ pub fn evaluate(placement: &Placement, trace: &Trace, context: EvalContext) -> R
                 .map(|c| transitions(placement, tokens.layers(), |gpu| c.node_of(gpu))),
         ),
         None => (Vec::new(), None),
-    };
-    let estimates = match (context.model, context.cluster) {
-        (Some(model), Some(cluster)) => Some((
-            estimate(placement, trace, model, cluster, context)?,
-            cluster,
-        )),
-        _ => None,
     };
     let expert_bytes = context.model.map(MoeModel::expert_weight_bytes);
     let layers: Vec<LayerEvaluation> = gpu_loads
@@ -145,18 +120,12 @@ pub fn evaluate(placement: &Placement, trace: &Trace, context: EvalContext) -> R
                     .unwrap_or(0);
                 fullest as u64 * bytes
             }),
-            step_ns: estimates
-                .as_ref()
-                .map(|(steps, _)| mean(&steps[layer], |e| e.step_ns)),
-            link_bytes: estimates
-                .as_ref()
-                .map(|(steps, cluster)| link_bytes(&steps[layer], cluster)),
         })
         .collect();
     let (cross, total) = cross_gpu
         .iter()
         .fold((0, 0), |(c, t), &(cross, total)| (c + cross, t + total));
-    Ok(Evaluation {
+    let summary = EvaluationSummary {
         num_gpus: placement.num_gpus(),
         num_experts: placement.num_experts(),
         num_tokens: trace.tokens().map(|t| t.num_tokens()),
@@ -172,11 +141,8 @@ pub fn evaluate(placement: &Placement, trace: &Trace, context: EvalContext) -> R
                 })
                 .collect()
         }),
-        steps: estimates
-            .as_ref()
-            .map(|(steps, _)| steps.first().map_or(0, Vec::len)),
-        layers,
-    })
+    };
+    Ok(Evaluation { summary, layers })
 }
 
 /// Mean `max_mean` over the layers with any load (1 when none has).
@@ -274,42 +240,6 @@ fn layer_pairs(
         }
     }
     (cross, total)
-}
-
-/// Per layer, per step, the analytical estimates.
-fn estimate(
-    placement: &Placement,
-    trace: &Trace,
-    model: &MoeModel,
-    cluster: &Cluster,
-    context: EvalContext,
-) -> Result<Vec<Vec<LayerEstimate>>> {
-    let compute = RooflineCompute::default();
-    let cost = AnalyticalCost::new(model, cluster, &compute, context.cost);
-    Steps::new(trace, context.step_tokens.max(1), model.top_k).estimate(&cost, placement)
-}
-
-/// Mean over steps of `field`, rounded up.
-fn mean(steps: &[LayerEstimate], field: impl Fn(&LayerEstimate) -> u64) -> u64 {
-    steps
-        .iter()
-        .map(field)
-        .sum::<u64>()
-        .div_ceil(steps.len().max(1) as u64)
-}
-
-/// Mean bytes per step on every link that carries any, in link order.
-fn link_bytes(steps: &[LayerEstimate], cluster: &Cluster) -> Vec<LinkBytes> {
-    cluster
-        .links()
-        .filter_map(|(id, link)| {
-            let bytes = mean(steps, |e| e.link_bytes[id.index()]);
-            (bytes > 0).then(|| LinkBytes {
-                link: link.name.clone(),
-                bytes,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

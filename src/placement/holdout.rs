@@ -116,10 +116,10 @@ pub fn compare(case: &HoldoutCase, strategies: &[&str]) -> Result<Vec<HoldoutRow
             Ok(HoldoutRow {
                 case: case.name.clone(),
                 strategy: name.to_string(),
-                in_sample_max_mean: inside.mean_max_mean,
-                out_of_sample_max_mean: outside.mean_max_mean,
-                in_sample_cross_gpu: inside.cross_gpu_fraction,
-                out_of_sample_cross_gpu: outside.cross_gpu_fraction,
+                in_sample_max_mean: inside.summary.mean_max_mean,
+                out_of_sample_max_mean: outside.summary.mean_max_mean,
+                in_sample_cross_gpu: inside.summary.cross_gpu_fraction,
+                out_of_sample_cross_gpu: outside.summary.cross_gpu_fraction,
             })
         })
         .collect()

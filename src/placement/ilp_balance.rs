@@ -37,14 +37,16 @@ mod mip;
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Eplb, LayerPlacement, Placement, PlacementRequest, PlacementStrategy};
 use crate::error::{Error, Result};
+use crate::registry::{Plugin, non_negative};
 use crate::trace::ExpertId;
 
-/// The `ilp-balance` strategy and its solver settings.
-#[derive(Debug, Clone, PartialEq)]
+/// The `ilp-balance` strategy and its solver settings (its knobs in a scenario or flags).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct IlpBalance {
     /// Wall-clock limit for the whole solve (all layers), seconds.
     pub time_limit_s: f64,
@@ -117,10 +119,6 @@ impl SolveReport {
 }
 
 impl PlacementStrategy for IlpBalance {
-    fn name(&self) -> &'static str {
-        "ilp-balance"
-    }
-
     /// Warm-started from EPLB's placement when EPLB accepts the request, so the result is
     /// never worse than EPLB's.
     fn place(&self, request: &PlacementRequest) -> Result<Placement> {
@@ -130,7 +128,24 @@ impl PlacementStrategy for IlpBalance {
     }
 }
 
+impl Plugin for IlpBalance {
+    const NAME: &'static str = "ilp-balance";
+    type Settings = IlpBalance;
+
+    fn with_settings(settings: IlpBalance) -> Result<Self, String> {
+        settings.check()?;
+        Ok(settings)
+    }
+}
+
 impl IlpBalance {
+    /// The settings must be non-negative numbers; the message names the knob.
+    fn check(&self) -> Result<(), String> {
+        non_negative("time_limit_s", self.time_limit_s)?;
+        non_negative("mip_rel_gap", self.mip_rel_gap)?;
+        non_negative("comm_weight", self.comm_weight)
+    }
+
     /// Places every layer of `request`, starting from `warm_start` when given (it must match
     /// the request's layers, experts and GPUs and fit its slots); returns the placement and the
     /// per-layer report. Infeasible requests fail before any solving, naming the constraint and
@@ -141,17 +156,10 @@ impl IlpBalance {
         warm_start: Option<&Placement>,
     ) -> Result<(Placement, SolveReport)> {
         request.check()?;
-        let time_limit_s = request.time_limit_s.unwrap_or(self.time_limit_s);
-        let comm_weight = request.comm_weight.unwrap_or(self.comm_weight);
-        if !(time_limit_s >= 0.0 && self.mip_rel_gap >= 0.0 && comm_weight >= 0.0) {
-            return Err(Error::invalid(format!(
-                "ilp-balance: time limit ({time_limit_s} s), MIP gap ({}) and communication \
-                 weight ({comm_weight}) must be non-negative numbers",
-                self.mip_rel_gap
-            )));
-        }
+        self.check()
+            .map_err(|message| Error::invalid(format!("{}: {message}", Self::NAME)))?;
         let objective = Objective {
-            comm_weight,
+            comm_weight: self.comm_weight,
             gpus_per_node: request.num_gpus / request.num_nodes,
         };
         let slots = self.usable_slots(request)?;
@@ -163,7 +171,7 @@ impl IlpBalance {
         let mut placed = Vec::with_capacity(layers);
         let mut report = Vec::with_capacity(layers);
         for layer in 0..layers {
-            let left_s = time_limit_s - started.elapsed().as_secs_f64();
+            let left_s = self.time_limit_s - started.elapsed().as_secs_f64();
             let budget_s = (left_s / (layers - layer) as f64).max(0.0);
             let warm = warm_start.map(|w| w.layer(layer).gpu_experts.as_slice());
             let (gpu_experts, solve) = self.solve_layer(
@@ -194,8 +202,9 @@ impl IlpBalance {
         let capacity = slots * gpus;
         if capacity < experts {
             return Err(Error::invalid(format!(
-                "ilp-balance slots: {experts} experts need {experts} slots but {gpus} GPUs x \
-                 {slots} slots give {capacity} ({} short)",
+                "{} slots: {experts} experts need {experts} slots but {gpus} GPUs x {slots} \
+                 slots give {capacity} ({} short)",
+                Self::NAME,
                 experts - capacity
             )));
         }
@@ -218,7 +227,8 @@ impl IlpBalance {
         let lower_bound = lower_bound(loads, gpus, slots);
         let greedy = greedy::best_packing(loads, gpus, slots).ok_or_else(|| {
             Error::invalid(format!(
-                "ilp-balance: no greedy packing of {} experts on {gpus} GPUs x {slots} slots",
+                "{}: no greedy packing of {} experts on {gpus} GPUs x {slots} slots",
+                Self::NAME,
                 loads.len()
             ))
         })?;
@@ -349,9 +359,14 @@ fn check_warm_start(warm: &Placement, request: &PlacementRequest, slots: usize) 
     let got = (warm.num_layers(), warm.num_experts(), warm.num_gpus());
     if want != got {
         return Err(Error::invalid(format!(
-            "ilp-balance warm start: {} layers x {} experts on {} GPUs, but the request has \
-             {} x {} on {}",
-            got.0, got.1, got.2, want.0, want.1, want.2
+            "{} warm start: {} layers x {} experts on {} GPUs, but the request has {} x {} on {}",
+            IlpBalance::NAME,
+            got.0,
+            got.1,
+            got.2,
+            want.0,
+            want.1,
+            want.2
         )));
     }
     let fullest = warm
@@ -362,8 +377,9 @@ fn check_warm_start(warm: &Placement, request: &PlacementRequest, slots: usize) 
         .unwrap_or(0);
     if fullest > slots {
         return Err(Error::invalid(format!(
-            "ilp-balance warm start: a GPU holds {fullest} experts but only {slots} slots are \
-             usable ({} too many)",
+            "{} warm start: a GPU holds {fullest} experts but only {slots} slots are usable ({} \
+             too many)",
+            IlpBalance::NAME,
             fullest - slots
         )));
     }

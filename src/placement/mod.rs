@@ -6,16 +6,21 @@
 //! (replicas); traffic to it is then assumed to split evenly across them. One GPU may even hold
 //! an expert in two slots (EPLB's reference algorithm does this when loads tie, e.g. on an
 //! all-zero layer); the expert's share is then counted once per slot. Strategies implement
-//! [`PlacementStrategy`] and are picked by name with [`strategy`].
+//! [`PlacementStrategy`] and are registered by name in [`STRATEGIES`], each built from its own
+//! settings table (its knobs: `time_limit_s`, `max_load_ratio`, ...).
+//!
+//! A library: it never simulates; [`dispatch`] turns a placement and a step's routing into the
+//! dispatch plan the cost models and the simulator read.
 
 mod affinity;
 mod baseline;
+pub mod dispatch;
 mod eplb;
 pub mod evaluate;
 pub mod export;
 pub mod holdout;
 mod ilp_balance;
-pub mod simulated;
+mod tensor_parallel;
 mod topology_aware;
 
 use serde::{Deserialize, Serialize};
@@ -24,9 +29,12 @@ pub use affinity::{AffinitySettings, IlpAffinity, TransitionCounts};
 pub use baseline::{Contiguous, RoundRobin};
 pub use eplb::Eplb;
 pub use ilp_balance::{IlpBalance, LayerSolve, SolveOutcome, SolveReport, cross_node_tokens};
+pub use tensor_parallel::tp_expand;
 pub use topology_aware::{TopologyAware, hop_costs};
 
 use crate::error::{Error, Result};
+use crate::plugin_entry;
+use crate::registry::{Named, Registry, Settings};
 use crate::topology::Cluster;
 use crate::trace::{ExpertId, ExpertLoads, RoutingTrace};
 
@@ -213,6 +221,15 @@ impl Placement {
         self.replicas[layer].of(expert)
     }
 
+    /// The same placement without the layers listed in `dropped` (ascending indices).
+    pub fn without_layers(&self, dropped: &[usize]) -> Result<Placement> {
+        let layers = (0..self.num_layers())
+            .filter(|layer| !dropped.contains(layer))
+            .map(|layer| self.layers[layer].clone())
+            .collect();
+        Placement::new(self.num_gpus, self.num_experts, self.slots_per_gpu, layers)
+    }
+
     /// Per layer, per GPU, the load its experts receive, each expert's load split evenly across
     /// its replicas.
     pub fn gpu_loads(&self, loads: &ExpertLoads) -> Result<Vec<Vec<f64>>> {
@@ -284,23 +301,12 @@ pub struct PlacementRequest<'a> {
     pub num_groups: usize,
     /// Per-GPU memory available for expert weights, when it limits the slot count.
     pub memory: Option<ExpertMemory>,
-    /// Wall-clock limit for solver-based strategies, in seconds (`None`: no limit).
-    pub time_limit_s: Option<f64>,
     /// Token-level routing whose consecutive-layer transitions affinity strategies minimise
     /// across GPUs; `None` for strategies that only need loads.
     pub transitions: Option<&'a RoutingTrace>,
     /// The cluster whose links weight each transition (topology-aware strategies); `None` when
     /// not given.
     pub cluster: Option<&'a Cluster>,
-    /// Affinity strategies' hard cap on a GPU's token load, as a multiple of a perfect split
-    /// (`f64::INFINITY`: none); `None` keeps the strategy's own setting.
-    pub max_load_ratio: Option<f64>,
-    /// Affinity strategies' soft load term: transitions one token of a layer's peak GPU load is
-    /// worth; `None` keeps the strategy's own setting.
-    pub load_weight: Option<f64>,
-    /// `ilp-balance`'s weight of expected cross-node tokens in its objective; `None` keeps the
-    /// strategy's own setting (0: balance only).
-    pub comm_weight: Option<f64>,
 }
 
 /// The memory side of a request: what one expert replica costs and what a GPU can give them.
@@ -333,8 +339,8 @@ pub fn slots_per_gpu_for(total_slots: usize, num_gpus: usize) -> Result<usize> {
 
 impl<'a> PlacementRequest<'a> {
     /// A request with `ceil(num_experts / num_gpus)` slots per GPU (room for each expert once),
-    /// one machine, one expert group, no token-level transitions, no cluster and the
-    /// strategies' own settings.
+    /// one machine, one expert group, no memory limit, no token-level transitions and no
+    /// cluster.
     pub fn new(loads: &'a ExpertLoads, num_gpus: usize) -> Self {
         PlacementRequest {
             loads,
@@ -343,12 +349,8 @@ impl<'a> PlacementRequest<'a> {
             num_nodes: 1,
             num_groups: 1,
             memory: None,
-            time_limit_s: None,
             transitions: None,
             cluster: None,
-            max_load_ratio: None,
-            load_weight: None,
-            comm_weight: None,
         }
     }
 
@@ -412,45 +414,31 @@ impl<'a> PlacementRequest<'a> {
     }
 }
 
-/// A way of placing experts, selected by name.
+/// A way of placing experts, registered by name in [`STRATEGIES`].
 pub trait PlacementStrategy: Send + Sync {
-    /// The name it is selected by.
-    fn name(&self) -> &'static str;
-
     /// Places the experts of every layer of `request.loads`; an infeasible request is an error
     /// naming the constraint and by how much it is missed.
     fn place(&self, request: &PlacementRequest) -> Result<Placement>;
 }
 
-/// Names accepted by [`strategy`].
-const STRATEGY_NAMES: &[&str] = &[
-    "contiguous",
-    "round-robin",
-    "eplb",
-    "ilp-balance",
-    "ilp-affinity",
-    "topology-aware",
-];
+/// Every placement strategy, by name.
+pub static STRATEGIES: Registry<dyn PlacementStrategy> = Registry {
+    kind: "placement strategy",
+    entries: &[
+        plugin_entry!(PlacementStrategy, Contiguous),
+        plugin_entry!(PlacementStrategy, RoundRobin),
+        plugin_entry!(PlacementStrategy, Eplb),
+        plugin_entry!(PlacementStrategy, IlpBalance),
+        plugin_entry!(PlacementStrategy, IlpAffinity),
+        plugin_entry!(PlacementStrategy, TopologyAware),
+    ],
+};
 
-/// The strategy called `name`; the error lists the known names.
-pub fn strategy(name: &str) -> Result<Box<dyn PlacementStrategy>> {
-    match name {
-        "contiguous" => Ok(Box::new(Contiguous)),
-        "round-robin" => Ok(Box::new(RoundRobin)),
-        "eplb" => Ok(Box::new(Eplb)),
-        "ilp-balance" => Ok(Box::new(IlpBalance::default())),
-        "ilp-affinity" => Ok(Box::new(IlpAffinity::default())),
-        "topology-aware" => Ok(Box::new(TopologyAware::default())),
-        _ => Err(Error::invalid(format!(
-            "unknown placement strategy `{name}`; known: {}",
-            STRATEGY_NAMES.join(", ")
-        ))),
-    }
-}
-
-/// Names accepted by [`strategy`].
-pub fn strategy_names() -> &'static [&'static str] {
-    STRATEGY_NAMES
+/// The strategy called `name` with its default settings; the error lists the known names.
+pub fn strategy(name: &str) -> Result<Named<dyn PlacementStrategy>> {
+    STRATEGIES
+        .build(name, &Settings::new())
+        .map_err(Error::invalid)
 }
 
 #[cfg(test)]

@@ -137,9 +137,15 @@ fn placements_round_trip_through_json_and_are_checked_on_load() {
 #[test]
 fn unknown_strategies_list_the_known_ones() {
     let err = strategy("random").err().unwrap().to_string();
-    assert!(err.contains("contiguous, round-robin"), "{err}");
-    for name in strategy_names() {
-        assert_eq!(strategy(name).unwrap().name(), *name);
+    assert!(
+        err.contains(
+            "unknown placement strategy `random`; known: contiguous, round-robin, eplb, \
+             ilp-balance, ilp-affinity, topology-aware"
+        ),
+        "{err}"
+    );
+    for name in STRATEGIES.names() {
+        assert_eq!(strategy(name).unwrap().name, name);
     }
 }
 

@@ -11,6 +11,7 @@
 use super::affinity::{AffinitySettings, place_by_affinity};
 use super::{Placement, PlacementRequest, PlacementStrategy};
 use crate::error::{Error, Result};
+use crate::registry::Plugin;
 use crate::topology::Cluster;
 
 /// The `topology-aware` strategy; needs `request.cluster` and `request.transitions`.
@@ -20,24 +21,34 @@ pub struct TopologyAware {
     pub settings: AffinitySettings,
 }
 
-impl PlacementStrategy for TopologyAware {
-    fn name(&self) -> &'static str {
-        "topology-aware"
-    }
+impl Plugin for TopologyAware {
+    const NAME: &'static str = "topology-aware";
+    type Settings = AffinitySettings;
 
+    fn with_settings(settings: AffinitySettings) -> Result<Self, String> {
+        settings.check()?;
+        Ok(TopologyAware { settings })
+    }
+}
+
+impl PlacementStrategy for TopologyAware {
     fn place(&self, request: &PlacementRequest) -> Result<Placement> {
         let cluster = request.cluster.ok_or_else(|| {
-            Error::invalid("topology-aware needs a cluster (its links weight each hop); none given")
+            Error::invalid(format!(
+                "{} needs a cluster (its links weight each hop); none given",
+                Self::NAME
+            ))
         })?;
         if cluster.num_gpus() != request.num_gpus {
             return Err(Error::invalid(format!(
-                "topology-aware: the cluster `{}` has {} GPUs but the request places onto {}",
+                "{}: the cluster `{}` has {} GPUs but the request places onto {}",
+                Self::NAME,
                 cluster.name(),
                 cluster.num_gpus(),
                 request.num_gpus
             )));
         }
-        place_by_affinity(self.name(), request, &hop_costs(cluster), &self.settings)
+        place_by_affinity(Self::NAME, request, &hop_costs(cluster), &self.settings)
     }
 }
 

@@ -10,9 +10,9 @@ use super::calibrated::CalibratedCompute;
 use super::calibration::{Calibration, FitHalf, split_copies, split_gemm};
 use super::counters::{PcieDirection, PcieSample, mean_in_window};
 use super::measurement::{Kind, Measurement, Measurements};
+use crate::charts::{ChartLabels, Series, line_chart};
 use crate::error::{Error, Result};
 use crate::output::write_bytes_atomic;
-use crate::report::charts::{ChartLabels, Series, line_chart};
 
 /// The mean absolute percentage error the calibration aims at on the held-out half.
 pub const TARGET_MAPE_PCT: f64 = 5.0;

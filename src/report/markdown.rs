@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::runner::RunResult;
-use crate::sim::SimResult;
+use crate::pipeline::RunResult;
+use crate::pipeline::SimResult;
 
 /// Renders `result` as Markdown, referring to the charts written beside it.
 pub fn render(result: &RunResult) -> String {
@@ -46,7 +46,7 @@ fn write_body(md: &mut String, r: &RunResult) -> std::fmt::Result {
     )?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|---:|")?;
     for s in &r.strategies {
-        let sum = |f: fn(&crate::runner::LayerResult) -> u64| s.layers.iter().map(f).sum::<u64>();
+        let sum = |f: fn(&crate::pipeline::LayerResult) -> u64| s.layers.iter().map(f).sum::<u64>();
         let worst = s.layers.iter().map(|l| l.max_mean).fold(0.0, f64::max);
         writeln!(
             md,

@@ -3,16 +3,18 @@
 //!
 //! `report` only reads results; it never computes them.
 
-pub mod charts;
 mod markdown;
 mod sim_charts;
+mod sim_tables;
 
 use std::path::{Path, PathBuf};
 
+pub use sim_tables::write_sim_tables;
+
+use crate::charts::{self, ChartLabels, HeatmapPanel, Series};
 use crate::error::{Error, Result};
 use crate::output;
-use crate::runner::RunResult;
-use charts::{ChartLabels, HeatmapPanel, Series};
+use crate::pipeline::RunResult;
 
 /// Writes `summary.json`, `report.md` and the charts for `result` into `dir`, returning every
 /// path written. Each file is written atomically.

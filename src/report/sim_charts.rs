@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::charts::{self, ChartLabels, GanttBar, GanttPanel, HeatmapPanel, Series};
+use crate::charts::{self, ChartLabels, GanttBar, GanttPanel, HeatmapPanel, Series};
 use crate::error::Result;
+use crate::pipeline::SimResult;
+use crate::sim::excerpt_layer;
 use crate::sim::metrics::{ExcerptRow, LayerTimes};
 use crate::sim::step::Phase;
-use crate::sim::{SimResult, excerpt_layer};
 
 /// Parts of a layer in the charts, in stacking order, with their legend names. The TP
 /// reduce-scatter comes last so that leaving it out (without TP) keeps every other colour.

@@ -16,8 +16,9 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
+use super::all_to_all::AllToAllAlgorithm;
 use super::binding::binding_routes;
-use super::config::SimConfig;
+use super::config::LinkSettings;
 use super::network::{FlowId, FlowNetwork};
 use super::rounding::ceil_u64;
 use crate::cost::TrafficMatrix;
@@ -85,13 +86,12 @@ pub struct PairTransfer {
 }
 
 /// An all-to-all: GPU `src` sends GPU `dst` `ceil(share x matrix[src][dst])` bytes (`src !=
-/// dst`), directly or, when `hierarchical`, through the GPU of `src`'s machine on `dst`'s rail
-/// ([`hierarchical_relay`]).
+/// dst`), directly or through the GPU `algorithm` relays the pair through.
 #[derive(Debug, Clone)]
 pub struct Collective<'m> {
     matrix: &'m TrafficMatrix,
     share: f64,
-    hierarchical: bool,
+    algorithm: &'m dyn AllToAllAlgorithm,
     /// Per receiving GPU, its [`Work::Receive`] task ([`NO_TASK`] until added).
     receives: Vec<TaskId>,
 }
@@ -109,11 +109,7 @@ impl Collective<'_> {
             (dst != src && bytes > 0).then(|| PairTransfer {
                 src,
                 dst,
-                relay: if self.hierarchical {
-                    hierarchical_relay(cluster, src, dst)
-                } else {
-                    None
-                },
+                relay: self.algorithm.relay(cluster, src, dst),
                 bytes: ceil_u64(bytes as f64 * self.share),
             })
         })
@@ -167,19 +163,19 @@ impl<L: Copy> Default for TaskGraph<'_, L> {
 }
 
 impl<'m, L: Copy> TaskGraph<'m, L> {
-    /// Adds an all-to-all moving `share` of `matrix`'s bytes (each pair rounded up), relayed
-    /// when `hierarchical`; returns its index for [`Work::Send`] and [`Work::Receive`] tasks,
+    /// Adds an all-to-all moving `share` of `matrix`'s bytes (each pair rounded up), each pair
+    /// relayed as `algorithm` says; returns its index for [`Work::Send`] and [`Work::Receive`] tasks,
     /// of which it needs one per GPU that sends and one per GPU that receives.
     pub fn add_collective(
         &mut self,
         matrix: &'m TrafficMatrix,
         share: f64,
-        hierarchical: bool,
+        algorithm: &'m dyn AllToAllAlgorithm,
     ) -> u32 {
         self.collectives.push(Collective {
             matrix,
             share,
-            hierarchical,
+            algorithm,
             receives: vec![NO_TASK; matrix.num_gpus()],
         });
         (self.collectives.len() - 1) as u32
@@ -335,15 +331,15 @@ pub enum LinkBusy {
 }
 
 /// Runs `graph` on `cluster` from time 0 until every task is done, with NVLink links at
-/// `config.nvlink_efficiency` of their nominal bandwidth (other links at theirs) and bandwidth
-/// re-divided within `config.rate_tolerance`.
+/// `links.nvlink_efficiency` of their nominal bandwidth (other links at theirs) and bandwidth
+/// re-divided within `links.rate_tolerance`.
 pub fn run<L: Copy>(
     graph: &TaskGraph<'_, L>,
     cluster: &Cluster,
-    config: &SimConfig,
+    links: &LinkSettings,
     link_busy: LinkBusy,
 ) -> Timeline {
-    Engine::new(graph, cluster, config, link_busy).run()
+    Engine::new(graph, cluster, links, link_busy).run()
 }
 
 /// The routes a transfer follows: `src -> dst`, or `src -> relay -> dst`.
@@ -462,7 +458,7 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
     fn new(
         graph: &'g TaskGraph<'m, L>,
         cluster: &'g Cluster,
-        config: &SimConfig,
+        links: &LinkSettings,
         link_busy: LinkBusy,
     ) -> Self {
         let streams_per_gpu = graph
@@ -478,7 +474,7 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
         let capacity_gbps: Vec<f64> = cluster
             .links()
             .map(|(_, l)| match l.kind {
-                LinkKind::NvLink => l.bandwidth_gbps * config.nvlink_efficiency,
+                LinkKind::NvLink => l.bandwidth_gbps * links.nvlink_efficiency,
                 _ => l.bandwidth_gbps,
             })
             .collect();
@@ -507,7 +503,7 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
             cluster,
             binding: binding_routes(cluster, &capacity_gbps),
             flow_links: Vec::new(),
-            network: FlowNetwork::new(capacity_gbps).with_ghost_tolerance(config.rate_tolerance),
+            network: FlowNetwork::new(capacity_gbps).with_ghost_tolerance(links.rate_tolerance),
             flow_owner: Vec::new(),
             streams: vec![Stream::default(); cluster.num_gpus() * streams_per_gpu],
             streams_per_gpu,

@@ -8,13 +8,10 @@
 //! With few tokens per expert (decode) the weight reads dominate: memory-bound, as measured.
 //! Attention counts the projections only (scores and KV-cache reads are left out).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::cost::compute::{ComputeCost, RooflineCompute};
-use crate::error::Result;
 use crate::model::{Ffn, MoeModel};
-use crate::profile::{CalibratedCompute, Calibration};
 use crate::topology::GpuSpec;
 
 /// Rows of one grouped-GEMM tile (Hopper grouped GEMMs in DeepGEMM / CUTLASS use 64 or 128).
@@ -39,13 +36,6 @@ impl KernelCosts {
     /// Costs of `model`'s kernels on `gpu` by roofline.
     pub fn new(model: &MoeModel, gpu: &GpuSpec) -> KernelCosts {
         KernelCosts::with_compute(model, gpu, Arc::new(RooflineCompute::default()))
-    }
-
-    /// Costs with expert times from the calibration file at `path` (measured on a GPU by
-    /// `moesim profile`, fitted by `moesim calibrate`); FFNs it does not cover use the roofline.
-    pub fn calibrated(model: &MoeModel, gpu: &GpuSpec, path: &Path) -> Result<KernelCosts> {
-        let compute = CalibratedCompute::new(Calibration::load(path)?, std::slice::from_ref(model));
-        Ok(KernelCosts::with_compute(model, gpu, Arc::new(compute)))
     }
 
     /// Costs with every kernel's math and weight reads timed by `compute` (the fixed launch cost
@@ -141,33 +131,5 @@ mod tests {
         assert_eq!(costs.routed_ns([1000.0]), 130_283 + 2_000);
         assert_eq!(costs.routed_ns([0.0]), 0);
         assert_eq!(costs.attention_ns(0.0), 0);
-    }
-
-    #[test]
-    fn a_calibration_file_times_the_routed_experts() {
-        let model = MoeModel {
-            hidden_size: 100,
-            expert_ffn_size: 100,
-            gated_ffn: true,
-            expert_bytes_per_param: 2.0,
-            ..MoeModel::preset("mixtral-8x7b").unwrap()
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("calibration.toml");
-        // gate_up 100x200 and down 100x100, both measured: 1000 / 3000 ns and 400 / 600 ns at
-        // 1 / 128 tokens.
-        std::fs::write(
-            &path,
-            "gpu = \"g\"\ndriver = \"d\"\ndate = \"x\"\nsource = \"synthetic\"\nfit_half = \"all\"\n\
-             [[gemm]]\nk = 100\nn = 200\ntokens = [1, 128]\ntime_ns = [1000, 3000]\n\
-             [[gemm]]\nk = 100\nn = 100\ntokens = [1, 128]\ntime_ns = [400, 600]\n",
-        )
-        .unwrap();
-        let h100 = GpuSpec::named("h100").unwrap();
-        let costs = KernelCosts::calibrated(&model, &h100, &path).unwrap();
-        // 3 tokens pad to one 64-row tile: 1000 + 63/127 x 2000 = 1992.1 -> 1992 and
-        // 400 + 63/127 x 200 = 499.2 -> 499, plus the launch.
-        assert_eq!(costs.routed_ns([3.0]), 1992 + 499 + 2_000);
-        assert!(KernelCosts::calibrated(&model, &h100, &dir.path().join("none.toml")).is_err());
     }
 }

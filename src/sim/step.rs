@@ -7,9 +7,11 @@
 //! Splitting (micro-batches, chunks, tiles) divides every token count and every pair's bytes
 //! evenly (bytes rounded up per pair), as the per-layer plan only knows totals.
 
-use super::config::{AllToAll, Overlap, SimConfig};
+use super::all_to_all::AllToAllAlgorithm;
+use super::config::LinkSettings;
 use super::engine::{TaskGraph, TaskId, Work};
 use super::kernels::KernelCosts;
+use super::overlap::OverlapStrategy;
 use crate::cost::{DispatchPlan, TrafficMatrix};
 use crate::topology::Cluster;
 
@@ -83,7 +85,7 @@ impl LayerWork {
             .collect()
     }
 
-    /// The work of `plan` (over a [`crate::runner::tp_expand`]ed placement: every GPU of a rank
+    /// The work of `plan` (over a tensor-parallel expanded placement: every GPU of a rank
     /// of `tp` consecutive GPUs lists the rank's experts, and the plan sends each token to one
     /// of them) with each expert's FFN split over its rank's `tp` GPUs:
     /// - dispatch: a token goes to every GPU of each rank it needs, whole;
@@ -149,18 +151,21 @@ pub struct StepSpec<'a> {
     pub costs: &'a KernelCosts,
     /// Per MoE layer, in order.
     pub layers: &'a [LayerWork],
-    /// Chunks, tiles, algorithm, SMs taken by communication.
-    pub config: &'a SimConfig,
+    /// How the all-to-alls move their bytes.
+    pub all_to_all: &'a dyn AllToAllAlgorithm,
+    /// How the links behave.
+    pub links: LinkSettings,
 }
 
 /// The task graph of one step under `overlap`.
-pub fn build<'a>(spec: &StepSpec<'a>, overlap: Overlap) -> TaskGraph<'a, Label> {
+pub fn build<'a>(spec: &StepSpec<'a>, overlap: &dyn OverlapStrategy) -> TaskGraph<'a, Label> {
     Builder::new(spec, overlap).build()
 }
 
 struct Builder<'s, 'a> {
     spec: &'s StepSpec<'a>,
-    overlap: Overlap,
+    /// Whether the pieces are tiles of one fused kernel ([`OverlapStrategy::fused`]).
+    fused: bool,
     graph: TaskGraph<'a, Label>,
     /// Micro-batches.
     batches: usize,
@@ -171,27 +176,20 @@ struct Builder<'s, 'a> {
 }
 
 impl<'s, 'a> Builder<'s, 'a> {
-    fn new(spec: &'s StepSpec<'a>, overlap: Overlap) -> Self {
-        let (batches, pieces) = match overlap {
-            Overlap::None => (1, 1),
-            Overlap::DualBatch => (2, 1),
-            Overlap::Chunked => (1, spec.config.chunks as usize),
-            Overlap::FineGrained => (1, spec.config.tiles as usize),
-        };
+    fn new(spec: &'s StepSpec<'a>, overlap: &dyn OverlapStrategy) -> Self {
         let sms = f64::from(spec.costs.sm_count());
-        let taken = f64::from(spec.config.comm_sms).min(sms - 1.0);
-        let sm_slowdown =
-            if overlap == Overlap::None || spec.config.all_to_all == AllToAll::LowLatency {
-                1.0
-            } else {
-                sms / (sms - taken)
-            };
+        let taken = f64::from(spec.all_to_all.sms_taken()).min(sms - 1.0);
+        let sm_slowdown = if overlap.overlaps_compute() {
+            sms / (sms - taken)
+        } else {
+            1.0
+        };
         Builder {
             spec,
-            overlap,
+            fused: overlap.fused(),
             graph: TaskGraph::default(),
-            batches,
-            pieces,
+            batches: overlap.micro_batches(),
+            pieces: overlap.pieces(),
             sm_slowdown,
         }
     }
@@ -231,9 +229,8 @@ impl<'s, 'a> Builder<'s, 'a> {
                 vec![self.compute(gpu, ns, label(Phase::Expert), &[gate[gpu]])]
             })
             .collect();
-        // Fine-grained overlap runs each all-to-all as one fused kernel over all its tiles: the
-        // kernel starts (and pays its fixed cost) once, with the first tile.
-        let fused = self.overlap == Overlap::FineGrained;
+        // A fused kernel runs each all-to-all over all its tiles: the kernel starts (and pays its
+        // fixed cost) once, with the first tile.
         let mut launched: Option<(Vec<TaskId>, Vec<TaskId>)> = None;
         for _ in 0..self.pieces {
             let fused_starts = launched.as_ref().map(|l| &l.0[..]);
@@ -264,7 +261,7 @@ impl<'s, 'a> Builder<'s, 'a> {
             for (gpu, end) in ends.iter_mut().enumerate() {
                 end.push(returned[gpu]);
             }
-            if fused && launched.is_none() {
+            if self.fused && launched.is_none() {
                 launched = Some((sends, returns));
             }
         }
@@ -277,14 +274,13 @@ impl<'s, 'a> Builder<'s, 'a> {
     fn expert_ns(&self, expert_tokens: &[f64], batch_share: f64) -> u64 {
         let costs = self.spec.costs;
         let pieces = self.pieces as f64;
-        match self.overlap {
+        if self.fused {
             // One fused kernel cut into equal tiles: weights read once in all.
-            Overlap::FineGrained => {
-                let whole = costs.routed_ns(expert_tokens.iter().map(|t| t * batch_share));
-                (whole as f64 / pieces).ceil() as u64
-            }
+            let whole = costs.routed_ns(expert_tokens.iter().map(|t| t * batch_share));
+            (whole as f64 / pieces).ceil() as u64
+        } else {
             // A separate grouped GEMM per piece.
-            _ => costs.routed_ns(expert_tokens.iter().map(|t| t * batch_share / pieces)),
+            costs.routed_ns(expert_tokens.iter().map(|t| t * batch_share / pieces))
         }
     }
 
@@ -313,8 +309,8 @@ impl<'s, 'a> Builder<'s, 'a> {
         fused_start: Option<TaskId>,
         label: Label,
     ) -> TaskId {
-        let config = self.spec.config;
-        if config.all_to_all != AllToAll::LowLatency || config.low_latency_fixed_ns == 0 {
+        let fixed_ns = self.spec.all_to_all.kernel_fixed_ns();
+        if fixed_ns == 0 {
             return after;
         }
         if let Some(start) = fused_start {
@@ -323,7 +319,7 @@ impl<'s, 'a> Builder<'s, 'a> {
         let work = Work::Compute {
             gpu: gpu as u32,
             stream: COMMUNICATION_STREAM,
-            duration_ns: config.low_latency_fixed_ns,
+            duration_ns: fixed_ns,
         };
         self.graph.add(work, label, &[after])
     }
@@ -349,8 +345,9 @@ impl<'s, 'a> Builder<'s, 'a> {
         label: Label,
         ready: &[TaskId],
     ) -> Vec<TaskId> {
-        let hierarchical = self.spec.config.all_to_all == AllToAll::Hierarchical;
-        let collective = self.graph.add_collective(matrix, share, hierarchical);
+        let collective = self
+            .graph
+            .add_collective(matrix, share, self.spec.all_to_all);
         for (src, &after) in ready.iter().enumerate() {
             let send = Work::Send {
                 collective,

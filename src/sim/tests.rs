@@ -7,6 +7,7 @@ use super::step::{LayerWork, StepSpec};
 use super::*;
 use crate::cost::{TrafficMatrix, all_to_all};
 use crate::model::MoeModel;
+use crate::registry::Named;
 use crate::topology::Cluster;
 
 fn transfer(src: u32, dst: u32, bytes: u64) -> Work {
@@ -18,13 +19,41 @@ fn transfer(src: u32, dst: u32, bytes: u64) -> Work {
     }
 }
 
-/// Settings that re-divide bandwidth at every drain (exact max-min), NVLink at `efficiency`.
-fn exact(nvlink_efficiency: f64) -> SimConfig {
-    SimConfig {
+/// Links that re-divide bandwidth at every drain (exact max-min), NVLink at `efficiency`.
+fn exact(nvlink_efficiency: f64) -> LinkSettings {
+    LinkSettings {
         nvlink_efficiency,
         rate_tolerance: 0.0,
-        ..SimConfig::default()
     }
+}
+
+/// The simulator set-up of a `[sim]` table.
+pub(super) fn sim_setup(table: &str) -> SimSetup {
+    toml::from_str::<SimConfig>(table)
+        .unwrap()
+        .resolve()
+        .unwrap()
+}
+
+/// The step of `layers` on `cluster` with `costs`, run as `setup` says.
+pub(super) fn spec<'a>(
+    cluster: &'a Cluster,
+    costs: &'a kernels::KernelCosts,
+    layers: &'a [LayerWork],
+    setup: &'a SimSetup,
+) -> StepSpec<'a> {
+    StepSpec {
+        cluster,
+        costs,
+        layers,
+        all_to_all: &*setup.all_to_all,
+        links: setup.links,
+    }
+}
+
+/// The overlap strategy `name` with its default settings.
+fn overlap(name: &str) -> Named<dyn OverlapStrategy> {
+    OVERLAPS.build(name, &Default::default()).unwrap()
 }
 
 /// Runs one transfer per pair of `traffic`, all at time 0; returns the makespan.
@@ -96,7 +125,8 @@ fn a_collective_receive_waits_for_every_flow_bound_for_it_and_spans_the_last() {
         traffic.add(src, dst, bytes);
     }
     let mut graph = TaskGraph::default();
-    let collective = graph.add_collective(&traffic, 1.0, false);
+    let direct = sim_setup("");
+    let collective = graph.add_collective(&traffic, 1.0, &*direct.all_to_all);
     let sends: Vec<u32> = (0..3)
         .map(|src| graph.add(Work::Send { collective, src }, (), &[]))
         .collect();
@@ -206,21 +236,16 @@ fn the_step_breakdown_adds_up_and_runs_are_deterministic() {
     let model = MoeModel::preset("deepseek-v3").unwrap();
     let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
     let layers = uniform_layers(&cluster, 2, 128);
-    let config = SimConfig::default();
-    let spec = StepSpec {
-        cluster: &cluster,
-        costs: &costs,
-        layers: &layers,
-        config: &config,
-    };
-    for overlap in config.overlap.clone() {
+    let setup = SimSetup::default();
+    let spec = spec(&cluster, &costs, &layers, &setup);
+    for overlap in &setup.overlaps {
         let sim = simulate_step(&spec, overlap, "p");
         let parts: u64 = sim
             .layers
             .iter()
             .map(|l| l.attention_ns + l.dispatch_ns + l.expert_ns + l.combine_ns)
             .sum();
-        assert_eq!(parts, sim.step_ns, "{}", overlap.name());
+        assert_eq!(parts, sim.step_ns, "{}", overlap.name);
         let again = simulate_step(&spec, overlap, "p");
         assert_eq!(
             serde_json::to_string(&sim).unwrap(),
@@ -235,14 +260,12 @@ fn without_overlap_a_layer_is_attention_then_dispatch_experts_combine() {
     let model = MoeModel::preset("deepseek-v3").unwrap();
     let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
     let layers = uniform_layers(&cluster, 1, 128);
-    let config = SimConfig::default();
-    let spec = StepSpec {
-        cluster: &cluster,
-        costs: &costs,
-        layers: &layers,
-        config: &config,
-    };
-    let sim = simulate_step(&spec, Overlap::None, "p");
+    let setup = SimSetup::default();
+    let sim = simulate_step(
+        &spec(&cluster, &costs, &layers, &setup),
+        &overlap("none"),
+        "p",
+    );
     let layer = &sim.layers[0];
     assert_eq!(layer.attention_ns, costs.attention_ns(128.0));
     // Dispatch: each H800 port (200 B/ns) carries 7 x 917,504 B: 32,112.64 -> 32,113 ns + 1 us.
@@ -263,49 +286,36 @@ fn without_overlap_a_layer_is_attention_then_dispatch_experts_combine() {
     assert_eq!(sim.intra_node_bytes, 56 * 128 * 7168 * 3);
 }
 
-/// The four strategies' step times for `layers` of `tokens` per GPU under `config`.
-fn step_times(tokens: u64, config: &SimConfig) -> Vec<(Overlap, u64, u64)> {
+/// The four strategies' step times for `layers` of `tokens` per GPU under `setup`.
+fn step_times(tokens: u64, setup: &SimSetup) -> Vec<(&'static str, u64, u64)> {
     let cluster = Cluster::preset("hgx-h800").unwrap();
     let model = MoeModel::preset("deepseek-v3").unwrap();
     let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
     let layers = uniform_layers(&cluster, 3, tokens);
-    let spec = StepSpec {
-        cluster: &cluster,
-        costs: &costs,
-        layers: &layers,
-        config,
-    };
-    config
-        .overlap
+    let spec = spec(&cluster, &costs, &layers, setup);
+    setup
+        .overlaps
         .iter()
-        .map(|&o| {
+        .map(|o| {
             let sim = simulate_step(&spec, o, "p");
-            (o, sim.step_ns, sim.exposed_comm_ns)
+            (o.name, sim.step_ns, sim.exposed_comm_ns)
         })
         .collect()
 }
 
 #[test]
 fn prefill_overlap_hides_communication_and_sms_taken_by_it_cost_compute() {
-    let free = SimConfig {
-        comm_sms: 0,
-        ..SimConfig::default()
-    };
-    let times = step_times(4096, &free);
+    let times = step_times(4096, &sim_setup("[direct]\ncomm_sms = 0"));
     let (_, none_ns, none_comm) = times[0];
     for &(overlap, step_ns, comm_ns) in &times[1..] {
-        assert!(
-            step_ns < none_ns,
-            "{}: {step_ns} vs {none_ns}",
-            overlap.name()
-        );
-        assert!(comm_ns < none_comm, "{}", overlap.name());
+        assert!(step_ns < none_ns, "{overlap}: {step_ns} vs {none_ns}");
+        assert!(comm_ns < none_comm, "{overlap}");
     }
     // 20 of 132 SMs taken by communication slow every overlapped kernel by 132 / 112.
-    let taxed = step_times(4096, &SimConfig::default());
+    let taxed = step_times(4096, &SimSetup::default());
     assert_eq!(taxed[0].1, none_ns);
     for (free, taxed) in times.iter().zip(&taxed).skip(1) {
-        assert!(taxed.1 > free.1, "{}", free.0.name());
+        assert!(taxed.1 > free.1, "{}", free.0);
     }
 }
 
@@ -314,23 +324,19 @@ fn in_decode_splitting_the_batch_re_reads_expert_weights() {
     // 32 memory-bound experts per GPU: a second micro-batch or a second chunk reads all their
     // weights again, which costs more than the communication it hides; fine-grained tiles of
     // one fused kernel do not.
-    let config = SimConfig {
-        all_to_all: AllToAll::LowLatency,
-        ..SimConfig::default()
-    };
-    let times = step_times(128, &config);
-    let step = |o: Overlap| times.iter().find(|t| t.0 == o).unwrap().1;
-    assert!(step(Overlap::DualBatch) > step(Overlap::None));
-    assert!(step(Overlap::Chunked) > step(Overlap::None));
-    assert!(step(Overlap::FineGrained) < step(Overlap::None));
+    let times = step_times(128, &sim_setup("all_to_all = \"low-latency\""));
+    let step = |name: &str| times.iter().find(|t| t.0 == name).unwrap().1;
+    assert!(step("dual-batch") > step("none"));
+    assert!(step("chunked") > step("none"));
+    assert!(step("fine-grained") < step("none"));
 }
 
 /// A balanced DeepSeek-V3-shaped layer as DeepEP benchmarks it, simulated on `ep` H800s:
 /// `tokens` per GPU, hidden 7168, top-8 of 256 experts, FP8 dispatch and BF16 combine
 /// (every (token, expert) pair sent once), contiguous placement. Returns the layer's traffic
 /// and simulated times.
-fn deepep_layer(ep: usize, tokens: f64, algorithm: AllToAll) -> (LayerWork, metrics::LayerTimes) {
-    use crate::cost::DispatchPlan;
+fn deepep_layer(ep: usize, tokens: f64, algorithm: &str) -> (LayerWork, metrics::LayerTimes) {
+    use crate::placement::dispatch::plan_loads;
     use crate::placement::{self, PlacementRequest};
     use crate::trace::ExpertLoads;
 
@@ -343,29 +349,22 @@ fn deepep_layer(ep: usize, tokens: f64, algorithm: AllToAll) -> (LayerWork, metr
         .unwrap()
         .place(&request)
         .unwrap();
-    let plan = DispatchPlan::from_loads(&cluster, &placement, 0, loads.layer(0), 8).unwrap();
+    let plan = plan_loads(&cluster, &placement, 0, loads.layer(0), 8).unwrap();
     let layers = vec![LayerWork::from_plan(&plan, 7168.0, 2.0 * 7168.0)];
     let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
     // Calibration: DeepEP reaches about 160 of the H800's 200 GB/s NVLink per direction.
-    let config = SimConfig {
-        all_to_all: algorithm,
-        nvlink_efficiency: 0.8,
-        ..SimConfig::default()
-    };
-    let spec = StepSpec {
-        cluster: &cluster,
-        costs: &costs,
-        layers: &layers,
-        config: &config,
-    };
-    let layer = simulate_step(&spec, Overlap::None, "contiguous").layers[0].clone();
+    let setup = sim_setup(&format!(
+        "all_to_all = \"{algorithm}\"\nnvlink_efficiency = 0.8"
+    ));
+    let spec = spec(&cluster, &costs, &layers, &setup);
+    let layer = simulate_step(&spec, &overlap("none"), "contiguous").layers[0].clone();
     (layers.into_iter().next().unwrap(), layer)
 }
 
 /// DeepEP's bottleneck bandwidths (dispatch, combine) in GB/s for 4096 tokens per GPU: GPU 0's
 /// bytes over the link kind DeepEP reports (NVLink within one machine, RDMA across machines)
 /// divided by the simulated collective time.
-fn deepep_bandwidths(ep: usize, algorithm: AllToAll) -> (f64, f64) {
+fn deepep_bandwidths(ep: usize, algorithm: &str) -> (f64, f64) {
     let (work, layer) = deepep_layer(ep, 4096.0, algorithm);
     let cluster = Cluster::preset_with_nodes("hgx-h800", ep / 8).unwrap();
     let reported = |matrix: &TrafficMatrix| -> f64 {
@@ -391,7 +390,7 @@ fn deepep_low_latency_kernel_latencies_are_reproduced_within_15_percent() {
         (128, (192.0, 369.0)),
         (256, (194.0, 360.0)),
     ] {
-        let (_, layer) = deepep_layer(ep, 128.0, AllToAll::LowLatency);
+        let (_, layer) = deepep_layer(ep, 128.0, "low-latency");
         let simulated = (
             layer.dispatch_ns as f64 / 1e3,
             layer.combine_ns as f64 / 1e3,
@@ -409,9 +408,9 @@ fn deepep_low_latency_kernel_latencies_are_reproduced_within_15_percent() {
 #[test]
 fn deepep_normal_kernel_bandwidths_are_reproduced_within_15_percent() {
     for (ep, algorithm, published) in [
-        (8, AllToAll::Direct, (153.0, 158.0)),
-        (32, AllToAll::Hierarchical, (58.0, 57.0)),
-        (64, AllToAll::Hierarchical, (51.0, 50.0)),
+        (8, "direct", (153.0, 158.0)),
+        (32, "hierarchical", (58.0, 57.0)),
+        (64, "hierarchical", (51.0, 50.0)),
     ] {
         let simulated = deepep_bandwidths(ep, algorithm);
         eprintln!("EP{ep}: simulated {simulated:?} GB/s, published {published:?}");
@@ -422,4 +421,64 @@ fn deepep_normal_kernel_bandwidths_are_reproduced_within_15_percent() {
             );
         }
     }
+}
+
+#[test]
+fn tp2_halves_the_expert_gemm_and_adds_a_reduce_scatter_over_nvswitch() {
+    use crate::placement::{LayerPlacement, Placement};
+    use crate::trace::LayerRouting;
+    // DeepSeek-V3 on one DGX H100: 4 ranks of 2 GPUs, 64 experts per rank. Token t (of
+    // 1024, 128 on each GPU) picks experts 8(t mod 32) .. 8(t mod 32) + 7, all on rank
+    // (t mod 32) / 8: each rank gets 256 tokens, each expert 32.
+    let cluster = Cluster::preset("dgx-h100").unwrap();
+    let model = MoeModel::preset("deepseek-v3").unwrap();
+    let ranks = Placement::new(
+        4,
+        256,
+        64,
+        vec![LayerPlacement {
+            gpu_experts: (0..4u16)
+                .map(|rank| (rank * 64..rank * 64 + 64).collect())
+                .collect(),
+        }],
+    )
+    .unwrap();
+    let placement = crate::placement::tp_expand(&ranks, 2).unwrap();
+    let experts: Vec<u16> = (0..1024u16)
+        .flat_map(|t| (0..8).map(move |j| 8 * (t % 32) + j))
+        .collect();
+    let routing = LayerRouting::fixed_k(8, experts, None).unwrap();
+    let plan = crate::placement::dispatch::plan_tokens(&cluster, &placement, 0, &routing).unwrap();
+    let hidden = 7168.0;
+    let work = [LayerWork::from_plan_tp(&plan, hidden, 2.0 * hidden, 2)];
+    assert_eq!(work[0].expert_tokens[5], vec![32.0; 64]);
+    let base = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
+    let costs = base.clone().with_expert_tp(2);
+    let setup = SimSetup::default();
+    let spec = spec(&cluster, &costs, &work, &setup);
+    let layer = simulate_step(&spec, &overlap("none"), "p").layers.remove(0);
+    // Each GPU reads half of each expert's weights: 64 x 7,304 ns (memory-bound) + launch,
+    // exactly half of the whole experts' 64 x 14,608 ns.
+    let launch = crate::sim::kernels::KERNEL_LAUNCH_NS;
+    let routed_ns = costs.routed_ns(vec![32.0; 64]);
+    assert_eq!(routed_ns, 64 * 7_304 + launch);
+    assert_eq!(
+        2 * (routed_ns - launch),
+        base.routed_ns(vec![32.0; 64]) - launch
+    );
+    // GPU 5 runs attention, the (unsplit) shared expert and its half of the routed experts.
+    let busy = costs.attention_ns(128.0) + costs.shared_ns(128.0) + routed_ns;
+    assert_eq!(layer.gpus[5].busy_ns, busy);
+    // Reduce-scatter: each GPU sends its peer half of its 256 partial BF16 outputs,
+    // 256 x 7168 x 2 / 2 = 1,835,008 B over its own 450 GB/s ports: 4,077.8 -> 4,078 ns,
+    // plus the 1,000 ns GPU-to-GPU latency.
+    assert_eq!(work[0].tp_reduce.get(4, 5), 1_835_008);
+    assert_eq!(work[0].tp_reduce.get(4, 6), 0);
+    assert_eq!(layer.tp_reduce_ns, 4_078 + 1_000);
+    // Combine: each GPU returns its half of the outputs of the 32 tokens a GPU sent it.
+    assert_eq!(work[0].combine.get(5, 0), 32 * 7168);
+    assert_eq!(
+        layer.exposed_comm_ns,
+        layer.dispatch_ns + layer.tp_reduce_ns + layer.combine_ns
+    );
 }

@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 
-use super::config::Overlap;
 use super::engine::{TaskGraph, Timeline};
 use super::metrics::{self, ExcerptBar, LayerTimes, LinkUse};
 use super::step::{Label, StepSpec};
@@ -55,7 +54,7 @@ pub struct StrategySim {
     /// Links that carried bytes.
     pub links: Vec<LinkUse>,
     /// The kernels and transfers of MoE layer [`excerpt_layer`] in the first step, when asked
-    /// for ([`super::SimOptions::timeline_excerpt`]).
+    /// for ([`super::Recording::excerpt`]).
     #[serde(skip)]
     pub timeline_excerpt: Vec<ExcerptBar>,
 }
@@ -67,8 +66,8 @@ pub fn excerpt_layer(num_layers: usize) -> u32 {
 }
 
 /// One strategy's results, summed over the steps simulated so far.
-pub(super) struct Totals {
-    pub(super) overlap: Overlap,
+pub struct StrategyTotals {
+    overlap: &'static str,
     placement: String,
     steps: Vec<StepTime>,
     layers: Vec<LayerTimes>,
@@ -80,9 +79,10 @@ pub(super) struct Totals {
     pub(super) excerpt: Vec<ExcerptBar>,
 }
 
-impl Totals {
-    pub(super) fn new(overlap: Overlap, placement: &str, cluster: &Cluster) -> Totals {
-        Totals {
+impl StrategyTotals {
+    /// No steps yet of overlap strategy `overlap` under placement `placement` on `cluster`.
+    pub fn new(overlap: &'static str, placement: &str, cluster: &Cluster) -> StrategyTotals {
+        StrategyTotals {
             overlap,
             placement: placement.to_string(),
             steps: Vec::new(),
@@ -142,13 +142,14 @@ impl Totals {
         });
     }
 
-    pub(super) fn finish(self, cluster: &Cluster) -> StrategySim {
+    /// The totals over every step added, with mean, median and 99th-percentile step times.
+    pub fn finish(self, cluster: &Cluster) -> StrategySim {
         let total_ns: u64 = self.steps.iter().map(|s| s.step_ns).sum();
         let mut sorted: Vec<u64> = self.steps.iter().map(|s| s.step_ns).collect();
         sorted.sort_unstable();
         let exposed_comm_ns = self.layers.iter().map(|l| l.exposed_comm_ns).sum();
         StrategySim {
-            strategy: self.overlap.name().to_string(),
+            strategy: self.overlap.to_string(),
             placement: self.placement,
             step_ns: total_ns.div_ceil(sorted.len().max(1) as u64),
             p50_step_ns: nearest_rank(&sorted, 50),
@@ -177,34 +178,27 @@ fn nearest_rank(sorted: &[u64], percent: usize) -> u64 {
 mod tests {
     use super::*;
     use crate::model::MoeModel;
-    use crate::sim::engine::LinkBusy;
     use crate::sim::kernels::KernelCosts;
-    use crate::sim::scenario_run::run_graph;
-    use crate::sim::tests::uniform_layers;
-    use crate::sim::{SimConfig, simulate_step};
+    use crate::sim::tests::{spec, uniform_layers};
+    use crate::sim::{OVERLAPS, Recording, SimSetup, simulate_step};
 
     #[test]
     fn steps_add_up_into_totals_with_mean_median_and_tail() {
         let cluster = Cluster::preset("hgx-h800").unwrap();
         let model = MoeModel::preset("deepseek-v3").unwrap();
         let costs = KernelCosts::new(&model, cluster.gpu_spec(0));
-        let config = SimConfig::default();
+        let setup = SimSetup::default();
         let (big, small) = (
             uniform_layers(&cluster, 2, 128),
             uniform_layers(&cluster, 2, 64),
         );
-        let spec = |layers| StepSpec {
-            cluster: &cluster,
-            costs: &costs,
-            layers,
-            config: &config,
-        };
-        let mut totals = Totals::new(Overlap::None, "p", &cluster);
+        let none = OVERLAPS.build("none", &Default::default()).unwrap();
+        let mut totals = StrategyTotals::new("none", "p", &cluster);
         let mut alone = Vec::new();
         for (phase, layers) in [(Phase::Prefill, &big), (Phase::Decode, &small)] {
-            let (graph, timeline) = run_graph(&spec(layers), Overlap::None, LinkBusy::Skip);
-            totals.add(&spec(layers), Some(phase), &graph, &timeline);
-            alone.push(simulate_step(&spec(layers), Overlap::None, "p"));
+            let spec = spec(&cluster, &costs, layers, &setup);
+            totals.simulate(&spec, &*none, Some(phase), Recording::default());
+            alone.push(simulate_step(&spec, &none, "p"));
         }
         let sim = totals.finish(&cluster);
         let (a, b) = (alone[0].step_ns, alone[1].step_ns);

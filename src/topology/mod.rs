@@ -163,6 +163,39 @@ impl Cluster {
         }
     }
 
+    /// The cluster of its first `gpus` GPUs in cluster order (machine-major): the machines
+    /// they fill, as a cluster of their own (same GPUs, NVLink and PCIe; the scale-out network
+    /// those machines would have alone). This is where an expert-parallel group of `gpus` GPUs
+    /// runs. `gpus` must fit in one machine or fill whole machines; the error names `gpus`
+    /// otherwise.
+    pub fn first_gpus(&self, gpus: usize) -> Result<Cluster> {
+        let per_node = self.gpus_per_node();
+        if gpus == self.num_gpus() {
+            return Ok(self.clone());
+        }
+        let mut spec = self.spec.clone();
+        if gpus == 0
+            || gpus > self.num_gpus()
+            || (gpus > per_node && !gpus.is_multiple_of(per_node))
+        {
+            return Err(Error::invalid(format!(
+                "`gpus` = {gpus}: cluster `{}` has {} GPUs, {per_node} per machine; the \
+                 expert-parallel group must fit in one machine or fill whole machines",
+                self.name(),
+                self.num_gpus()
+            )));
+        }
+        if gpus < per_node {
+            spec.nodes = 1;
+            spec.gpus_per_node = gpus;
+            spec.pcie.gpus_per_switch = spec.pcie.gpus_per_switch.min(gpus);
+        } else {
+            spec.nodes = gpus / per_node;
+        }
+        spec.name = format!("{} (first {gpus} GPUs)", spec.name);
+        Cluster::from_spec(spec)
+    }
+
     /// The parameters the cluster was built from.
     pub fn spec(&self) -> &ClusterSpec {
         &self.spec

@@ -225,3 +225,26 @@ fn a_gpu_can_be_named_in_toml() {
     // No NVLink: one PCIe switch per GPU, joined by the host.
     assert_eq!(c.route(0, 1).latency_ns, 1600);
 }
+
+#[test]
+fn the_first_gpus_form_a_cluster_of_their_own() {
+    let dgx = Cluster::preset("dgx-h100").unwrap();
+    let four = dgx.first_gpus(4).unwrap();
+    assert_eq!((four.num_gpus(), four.num_nodes()), (4, 1));
+    // Same NVSwitch ports: GPU to GPU is two 450 GB/s links of 500 ns, as in the whole node.
+    let route = four.route(0, 3);
+    assert_eq!(route.latency_ns, dgx.route(0, 3).latency_ns);
+    assert_eq!(route.latency_ns, 1000);
+    assert_eq!(route.bottleneck_gbps, 450.0);
+    let h800x4 = Cluster::preset("hgx-h800x4").unwrap();
+    let two_nodes = h800x4.first_gpus(16).unwrap();
+    assert_eq!((two_nodes.num_gpus(), two_nodes.num_nodes()), (16, 2));
+    assert_eq!(
+        two_nodes.route(0, 8).latency_ns,
+        h800x4.route(0, 8).latency_ns
+    );
+    for bad in [0, 12, 40] {
+        let err = h800x4.first_gpus(bad).unwrap_err().to_string();
+        assert!(err.contains(&format!("`gpus` = {bad}")), "{err}");
+    }
+}

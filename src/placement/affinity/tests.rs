@@ -13,6 +13,7 @@ fn cross_gpu_fraction(trace: &RoutingTrace, placement: &Placement) -> f64 {
         crate::placement::evaluate::EvalContext::bare(),
     )
     .unwrap()
+    .summary
     .cross_gpu_fraction
     .unwrap()
 }
@@ -154,21 +155,35 @@ fn missing_transitions_too_few_slots_and_bad_settings_are_named() {
     };
     let err = cold.place(&request).unwrap_err().to_string();
     assert!(
-        err.contains("annealing temperatures (start 2, bisection 0.4, end 0) must be positive"),
+        err.contains("ilp-affinity: `end_temperature` = 0 must be positive"),
         "{err}"
     );
-    let uncapped_below_one = PlacementRequest {
-        max_load_ratio: Some(0.9),
-        ..request
-    };
-    let err = IlpAffinity::default()
-        .place(&uncapped_below_one)
-        .unwrap_err()
-        .to_string();
+    let below_one: crate::registry::Settings = "max_load_ratio = 0.9".parse().unwrap();
+    let err = crate::placement::STRATEGIES
+        .build("ilp-affinity", &below_one)
+        .err()
+        .unwrap();
     assert!(
-        err.contains("max load ratio 0.9 must be at least 1 (a perfect split); use inf for no cap"),
+        err.contains(
+            "placement strategy `ilp-affinity`: `max_load_ratio` = 0.9 must be at least 1 (a \
+             perfect split); use inf for no cap"
+        ),
         "{err}"
     );
+    // Its knobs sit in one table with `cross_node_weight`; another strategy's knob is refused.
+    let knobs: crate::registry::Settings =
+        "cross_node_weight = 2.0\nload_weight = 0.5\nmax_load_ratio = inf"
+            .parse()
+            .unwrap();
+    crate::placement::STRATEGIES
+        .build("ilp-affinity", &knobs)
+        .unwrap();
+    let alien: crate::registry::Settings = "comm_weight = 1.0".parse().unwrap();
+    let err = crate::placement::STRATEGIES
+        .build("ilp-affinity", &alien)
+        .err()
+        .unwrap();
+    assert!(err.contains("unknown field `comm_weight`"), "{err}");
 }
 
 #[test]
@@ -233,7 +248,7 @@ fn switch_128_beats_exflow_under_a_cap_no_looser_than_exflows_worst_layer() {
 #[test]
 fn the_registry_knows_the_ilp_strategies() {
     for name in ["ilp-balance", "ilp-affinity", "topology-aware"] {
-        assert!(crate::placement::strategy_names().contains(&name));
-        assert_eq!(crate::placement::strategy(name).unwrap().name(), name);
+        assert!(crate::placement::STRATEGIES.contains(name));
+        assert_eq!(crate::placement::strategy(name).unwrap().name, name);
     }
 }

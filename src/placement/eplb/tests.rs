@@ -96,7 +96,7 @@ fn infeasible_requests_fail_before_solving_and_say_by_how_much() {
         "{err}"
     );
     assert_eq!(crate::placement::slots_per_gpu_for(288, 32).unwrap(), 9);
-    assert_eq!(strategy("eplb").unwrap().name(), "eplb");
+    assert_eq!(strategy("eplb").unwrap().name, "eplb");
 }
 
 /// The published reference EPLB (`rebalance_experts`) translated literally, one tensor operation

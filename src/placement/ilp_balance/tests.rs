@@ -187,14 +187,15 @@ fn a_communication_weight_spreads_replicas_over_machines() {
         comm_weight: 1.0,
         ..quick()
     };
+    let from_settings = crate::placement::STRATEGIES
+        .build(
+            "ilp-balance",
+            &"comm_weight = 1.0\ntime_limit_s = 5.0".parse().unwrap(),
+        )
+        .unwrap();
     for placement in [
         weighted.place(&request).unwrap(),
-        quick()
-            .place(&PlacementRequest {
-                comm_weight: Some(1.0),
-                ..request
-            })
-            .unwrap(),
+        from_settings.place(&request).unwrap(),
     ] {
         assert_eq!(crossing(&placement), 0.0);
         assert_eq!(placement.gpu_loads(&l).unwrap(), vec![vec![4.0; 4]]);

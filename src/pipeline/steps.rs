@@ -1,4 +1,6 @@
-//! Cuts a trace into the steps the simulator replays, one batch of consecutive tokens each.
+//! The one definition of a step: how a trace is cut into the forward passes that the
+//! analytical estimate, the simulator and `place eval` all price, one batch of consecutive
+//! tokens each, and each step's dispatch plans under a placement.
 //!
 //! - With a batch schedule: its entries in order, each `repeat` times, the list cycled until the
 //!   trace's tokens are used; a step of `tokens_per_gpu` per GPU takes `tokens_per_gpu x gpus`
@@ -10,14 +12,17 @@
 //! Aggregate loads have no tokens to cut: every schedule entry becomes one step (its repeats
 //! would be identical), or one step of `tokens_per_gpu x gpus` tokens without a schedule.
 
-use serde::Serialize;
-
+use crate::cost::DispatchPlan;
+use crate::error::Result;
+use crate::placement::Placement;
+use crate::placement::dispatch::{plan_loads, plan_tokens};
 use crate::scenario::BatchSpec;
+use crate::topology::Cluster;
 use crate::trace::{Phase, Trace};
 
-/// One simulated step: which of the trace's tokens it processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct StepBatch {
+/// One step: which of the trace's tokens it processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
     /// Prefill or decode, when the schedule or the trace says.
     pub phase: Option<Phase>,
     /// Index of the step's first token in the trace (0 for aggregate loads).
@@ -28,21 +33,21 @@ pub struct StepBatch {
 
 /// The steps of `trace` on `gpus` GPUs under `schedule`, or of `tokens_per_gpu` per GPU when
 /// the schedule is empty (see the module docs).
-pub fn step_batches(
+pub fn cut_steps(
     trace: &Trace,
     schedule: &[BatchSpec],
     gpus: usize,
     tokens_per_gpu: usize,
-) -> Vec<StepBatch> {
+) -> Vec<Step> {
     let routing = match trace {
         Trace::Tokens(routing) => routing,
         Trace::Loads(_) if schedule.is_empty() => {
-            return vec![batch(None, 0, tokens_per_gpu * gpus)];
+            return vec![step(None, 0, tokens_per_gpu * gpus)];
         }
         Trace::Loads(_) => {
             return schedule
                 .iter()
-                .map(|entry| batch(Some(entry.phase), 0, entry.tokens_per_gpu * gpus))
+                .map(|entry| step(Some(entry.phase), 0, entry.tokens_per_gpu * gpus))
                 .collect();
         }
     };
@@ -50,7 +55,7 @@ pub fn step_batches(
     if schedule.is_empty()
         && let Some(steps) = &routing.meta().step
     {
-        return metadata_batches(steps, routing.meta().phase.as_deref());
+        return metadata_steps(steps, routing.meta().phase.as_deref());
     }
     let fixed = [BatchSpec {
         phase: Phase::Prefill,
@@ -62,7 +67,7 @@ pub fn step_batches(
     } else {
         (schedule, true)
     };
-    let mut batches = Vec::new();
+    let mut cut = Vec::new();
     let mut first = 0;
     let mut shapes = entries
         .iter()
@@ -71,29 +76,61 @@ pub fn step_batches(
     while first < total {
         let Some(entry) = shapes.next() else { break };
         let tokens = (entry.tokens_per_gpu * gpus).min(total - first);
-        batches.push(batch(phase_known.then_some(entry.phase), first, tokens));
+        cut.push(step(phase_known.then_some(entry.phase), first, tokens));
         first += tokens;
     }
-    batches
+    cut
 }
 
 /// Runs of equal step ids, each in the phase of its first token.
-fn metadata_batches(steps: &[u32], phases: Option<&[Phase]>) -> Vec<StepBatch> {
-    let mut batches: Vec<StepBatch> = Vec::new();
-    for (token, &step) in steps.iter().enumerate() {
-        match batches.last_mut() {
-            Some(last) if steps[last.first_token] == step => last.tokens += 1,
-            _ => batches.push(batch(phases.map(|p| p[token]), token, 1)),
+fn metadata_steps(step_ids: &[u32], phases: Option<&[Phase]>) -> Vec<Step> {
+    let mut cut: Vec<Step> = Vec::new();
+    for (token, &id) in step_ids.iter().enumerate() {
+        match cut.last_mut() {
+            Some(last) if step_ids[last.first_token] == id => last.tokens += 1,
+            _ => cut.push(step(phases.map(|p| p[token]), token, 1)),
         }
     }
-    batches
+    cut
 }
 
-fn batch(phase: Option<Phase>, first_token: usize, tokens: usize) -> StepBatch {
-    StepBatch {
+fn step(phase: Option<Phase>, first_token: usize, tokens: usize) -> Step {
+    Step {
         phase,
         first_token,
         tokens,
+    }
+}
+
+/// Per MoE layer, the dispatch plan of `step` under `placement`: the step's tokens of a token
+/// trace, or aggregate loads rescaled to `step.tokens x top_k` (token, expert) pairs.
+pub fn step_plans(
+    cluster: &Cluster,
+    placement: &Placement,
+    trace: &Trace,
+    step: &Step,
+    top_k: usize,
+) -> Result<Vec<DispatchPlan>> {
+    match trace {
+        Trace::Tokens(routing) => {
+            let end = (step.first_token + step.tokens).min(routing.num_tokens());
+            let tokens = routing.slice_tokens(step.first_token.min(end)..end);
+            (0..tokens.num_layers())
+                .map(|layer| plan_tokens(cluster, placement, layer, tokens.layer(layer)))
+                .collect()
+        }
+        Trace::Loads(loads) => (0..loads.num_layers())
+            .map(|layer| {
+                let total = loads.layer_total(layer);
+                let scale = if total > 0.0 {
+                    (step.tokens * top_k) as f64 / total
+                } else {
+                    0.0
+                };
+                let scaled: Vec<f64> = loads.layer(layer).iter().map(|l| l * scale).collect();
+                plan_loads(cluster, placement, layer, &scaled, top_k)
+            })
+            .collect(),
     }
 }
 
@@ -107,9 +144,8 @@ mod tests {
         Trace::Tokens(RoutingTrace::new(2, vec![layer], meta).unwrap())
     }
 
-    fn shape(batches: &[StepBatch]) -> Vec<(Option<Phase>, usize, usize)> {
-        batches
-            .iter()
+    fn shape(cut: &[Step]) -> Vec<(Option<Phase>, usize, usize)> {
+        cut.iter()
             .map(|b| (b.phase, b.first_token, b.tokens))
             .collect()
     }
@@ -119,7 +155,7 @@ mod tests {
         let trace = tokens(20, TokenMeta::default());
         // 2 GPUs x 4 tokens = 8 per step: 8 + 8 + 4.
         assert_eq!(
-            shape(&step_batches(&trace, &[], 2, 4)),
+            shape(&cut_steps(&trace, &[], 2, 4)),
             [(None, 0, 8), (None, 8, 8), (None, 16, 4)]
         );
     }
@@ -142,7 +178,7 @@ mod tests {
         // 2 GPUs: prefill 10, decode 2, decode 2, prefill 10, decode 2, decode 2, then 2 left.
         let (p, d) = (Some(Phase::Prefill), Some(Phase::Decode));
         assert_eq!(
-            shape(&step_batches(&trace, &schedule, 2, 99)),
+            shape(&cut_steps(&trace, &schedule, 2, 99)),
             [
                 (p, 0, 10),
                 (d, 10, 2),
@@ -172,7 +208,7 @@ mod tests {
         let trace = tokens(6, meta);
         let (p, d) = (Some(Phase::Prefill), Some(Phase::Decode));
         assert_eq!(
-            shape(&step_batches(&trace, &[], 2, 1)),
+            shape(&cut_steps(&trace, &[], 2, 1)),
             [(p, 0, 3), (d, 3, 1), (d, 4, 2)]
         );
     }
@@ -180,14 +216,14 @@ mod tests {
     #[test]
     fn aggregate_loads_give_one_step_per_schedule_entry() {
         let trace = Trace::Loads(ExpertLoads::new(2, vec![vec![1.0, 1.0]]).unwrap());
-        assert_eq!(shape(&step_batches(&trace, &[], 4, 8)), [(None, 0, 32)]);
+        assert_eq!(shape(&cut_steps(&trace, &[], 4, 8)), [(None, 0, 32)]);
         let schedule = [BatchSpec {
             phase: Phase::Decode,
             tokens_per_gpu: 2,
             repeat: 5,
         }];
         assert_eq!(
-            shape(&step_batches(&trace, &schedule, 4, 8)),
+            shape(&cut_steps(&trace, &schedule, 4, 8)),
             [(Some(Phase::Decode), 0, 8)]
         );
     }

@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::{Column, DataFrame};
 
-use super::SimResult;
 use crate::error::{Error, Result};
 use crate::output::write_parquet_frame;
+use crate::pipeline::SimResult;
+use crate::sim::StepTime;
+use crate::sim::metrics::LayerTimes;
 
 /// Writes the four tables into `dir` (created if needed) and returns their paths.
-pub fn write_tables(result: &SimResult, dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn write_sim_tables(result: &SimResult, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for (name, frame) in [
         ("sim_steps.parquet", steps_frame(result)),
@@ -45,7 +47,7 @@ fn keys(result: &SimResult, rows: impl Fn(usize) -> usize) -> (Column, Column) {
 fn steps_frame(result: &SimResult) -> polars::prelude::PolarsResult<DataFrame> {
     let (placement, strategy) = keys(result, |i| result.strategies[i].steps.len());
     let steps = || result.strategies.iter().flat_map(|s| &s.steps);
-    let col = |name: &str, f: fn(&super::StepTime) -> u64| {
+    let col = |name: &str, f: fn(&StepTime) -> u64| {
         Column::new(name.into(), steps().map(f).collect::<Vec<u64>>())
     };
     let phases: Vec<Option<&str>> = steps().map(|s| s.phase.map(|p| p.as_str())).collect();
@@ -65,7 +67,7 @@ fn steps_frame(result: &SimResult) -> polars::prelude::PolarsResult<DataFrame> {
 fn layers_frame(result: &SimResult) -> polars::prelude::PolarsResult<DataFrame> {
     let (placement, strategy) = keys(result, |i| result.strategies[i].layers.len());
     let layers = || result.strategies.iter().flat_map(|s| &s.layers);
-    let col = |name: &str, f: fn(&super::metrics::LayerTimes) -> u64| {
+    let col = |name: &str, f: fn(&LayerTimes) -> u64| {
         Column::new(name.into(), layers().map(f).collect::<Vec<u64>>())
     };
     let height = layers().count();

@@ -1,0 +1,283 @@
+//! A scenario resolved: its model, the cluster its expert-parallel group occupies, its trace
+//! fitted to the model and cut into steps, the compute cost (roofline or calibrated) and the
+//! simulator's plug-ins. The analytical estimate, the simulation and `place eval` all start from
+//! one [`Setup`], so they price the same steps the same way.
+
+use std::sync::Arc;
+
+use crate::cost::{AnalyticalCost, ComputeCost, CostOptions, RooflineCompute};
+use crate::error::{Error, Result};
+use crate::model::MoeModel;
+use crate::placement::{Placement, PlacementRequest, STRATEGIES, tp_expand};
+use crate::profile::{CalibratedCompute, Calibration};
+use crate::scenario::{Scenario, TraceSource};
+use crate::sim::SimSetup;
+use crate::sim::kernels::KernelCosts;
+use crate::topology::Cluster;
+use crate::trace::{self, Trace, synth};
+
+use super::steps::{Step, cut_steps};
+
+/// Everything a scenario's placements are priced with.
+pub struct Setup {
+    /// The scenario it was resolved from.
+    pub scenario: Scenario,
+    /// The model.
+    pub model: MoeModel,
+    /// The cluster the expert-parallel group occupies ([`Cluster::first_gpus`]).
+    pub cluster: Cluster,
+    /// Tensor-parallel degree inside experts.
+    pub tp: usize,
+    /// Nodes the group's GPUs span.
+    pub nodes: usize,
+    /// The routing trace, its MoE layers lined up with the model's.
+    pub trace: Trace,
+    /// The layers of the trace as read that were dropped to line it up (dense layers).
+    pub dropped_layers: Vec<usize>,
+    /// Where the routing came from.
+    pub trace_source: String,
+    /// The steps every estimate and simulation prices ([`cut_steps`]).
+    pub steps: Vec<Step>,
+    /// How long an expert's GEMMs take: measured (the scenario's calibration) or roofline.
+    pub compute: Arc<dyn ComputeCost>,
+    /// The simulator's overlap strategies, all-to-all algorithm and link settings.
+    pub sim: SimSetup,
+}
+
+impl Setup {
+    /// Resolves `scenario`, reading or generating its trace.
+    pub fn from_scenario(scenario: &Scenario) -> Result<Setup> {
+        let (trace, source) = load_trace(scenario)?;
+        Setup::new(scenario, trace, source)
+    }
+
+    /// Resolves `scenario` with `trace` (from `source`) in place of the scenario's own.
+    pub fn new(scenario: &Scenario, trace: Trace, source: String) -> Result<Setup> {
+        let model = MoeModel::resolve(&scenario.model)?;
+        let whole = Cluster::resolve(&scenario.cluster)?;
+        let gpus = scenario.gpus.unwrap_or(whole.num_gpus());
+        let cluster = whole.first_gpus(gpus)?;
+        let (trace, dropped_layers) = fit_trace_to_model(trace, &model, &source)?;
+        let nodes = gpus.div_ceil(cluster.gpus_per_node());
+        let tp = scenario.tp;
+        if !gpus.min(cluster.gpus_per_node()).is_multiple_of(tp) {
+            return Err(Error::invalid(format!(
+                "`tp` = {tp} must divide the {gpus} expert-parallel GPUs and the {} GPUs of a machine",
+                cluster.gpus_per_node()
+            )));
+        }
+        let sim = scenario.sim.resolve().map_err(Error::invalid)?;
+        let compute = compute_cost(scenario, &model)?;
+        let sms = cluster.gpu_spec(0).sm_count;
+        if sim.all_to_all.sms_taken() >= sms {
+            return Err(Error::invalid(format!(
+                "`sim.{}.comm_sms` = {} leaves no SM of the {sms} for GEMMs",
+                sim.all_to_all.name,
+                sim.all_to_all.sms_taken()
+            )));
+        }
+        let steps = cut_steps(&trace, &scenario.schedule, gpus, scenario.tokens_per_gpu);
+        Ok(Setup {
+            scenario: scenario.clone(),
+            model,
+            cluster,
+            tp,
+            nodes,
+            trace,
+            dropped_layers,
+            trace_source: source,
+            steps,
+            compute,
+            sim,
+        })
+    }
+
+    /// GPUs of the expert-parallel group.
+    pub fn gpus(&self) -> usize {
+        self.cluster.num_gpus()
+    }
+
+    /// Places the experts with every strategy the scenario names, with its own settings, over
+    /// the tensor-parallel ranks (each rank's experts then listed on every GPU of the rank:
+    /// [`tp_expand`]), in scenario order.
+    pub fn place_all(&self) -> Result<Vec<(String, Placement)>> {
+        let loads = self.trace.expert_loads();
+        self.scenario
+            .placements
+            .iter()
+            .map(|name| {
+                let settings = self
+                    .scenario
+                    .placement_strategy_settings(name)
+                    .map_err(Error::invalid)?;
+                let strategy = STRATEGIES.build(name, &settings).map_err(Error::invalid)?;
+                let request = PlacementRequest {
+                    num_nodes: self.nodes,
+                    num_groups: self.model.num_expert_groups,
+                    transitions: self.trace.tokens(),
+                    cluster: (self.tp == 1).then_some(&self.cluster),
+                    ..PlacementRequest::new(&loads, self.gpus() / self.tp)
+                };
+                let ranks = strategy.place(&request)?;
+                Ok((name.clone(), tp_expand(&ranks, self.tp)?))
+            })
+            .collect()
+    }
+
+    /// The analytical estimator over the setup's model, cluster and compute cost, with the
+    /// scenario's activation precision.
+    pub fn analytical_cost(&self) -> AnalyticalCost<'_> {
+        let comm = &self.scenario.comm;
+        let options = CostOptions {
+            dispatch_bytes_per_elem: f64::from(comm.dispatch_bytes_per_elem),
+            combine_bytes_per_elem: f64::from(comm.combine_bytes_per_elem),
+        };
+        AnalyticalCost::new(&self.model, &self.cluster, &*self.compute, options)
+    }
+
+    /// The simulator's kernel durations: the compute cost plus launches, each routed expert's
+    /// FFN split over its tensor-parallel rank.
+    pub fn kernel_costs(&self) -> KernelCosts {
+        KernelCosts::with_compute(&self.model, self.cluster.gpu_spec(0), self.compute.clone())
+            .with_expert_tp(self.tp as u64)
+    }
+}
+
+/// Reads or generates the scenario's trace, and says where it came from.
+pub fn load_trace(scenario: &Scenario) -> Result<(Trace, String)> {
+    match &scenario.trace {
+        TraceSource::File(path) => Ok((trace::load(path)?, path.display().to_string())),
+        TraceSource::Synth(params) => {
+            let mut params = params.clone();
+            params.seed = scenario.seed;
+            let routing = synth::synthesize(&params)?;
+            Ok((
+                Trace::Tokens(routing),
+                format!("synthetic (seed {})", scenario.seed),
+            ))
+        }
+    }
+}
+
+/// `trace` with its MoE layers lined up with `model`'s: SGLang's expert-load dumps list every
+/// decoder layer, DeepSeek's first dense ones as rows of zeros (61 rows for DeepSeek-V3's 58
+/// MoE layers); when a load trace has more layers than the model has MoE layers, its empty rows
+/// are dropped (and returned). The trace must then come from (a model shaped like) `model`.
+fn fit_trace_to_model(trace: Trace, model: &MoeModel, source: &str) -> Result<(Trace, Vec<usize>)> {
+    let (trace, dropped) = match trace {
+        Trace::Loads(mut loads) if loads.num_layers() > model.num_moe_layers() => {
+            let layers = loads.num_layers();
+            let kept = loads.drop_empty_layers();
+            let dropped = (0..layers).filter(|l| !kept.contains(l)).collect();
+            (Trace::Loads(loads), dropped)
+        }
+        other => (other, Vec::new()),
+    };
+    if trace.num_experts() != model.num_experts {
+        return Err(Error::invalid(format!(
+            "{source}: trace has {} experts per layer but model `{}` has {}",
+            trace.num_experts(),
+            model.name,
+            model.num_experts
+        )));
+    }
+    if trace.num_layers() > model.num_moe_layers() {
+        return Err(Error::invalid(format!(
+            "{source}: trace has {} MoE layers but model `{}` has {}",
+            trace.num_layers(),
+            model.name,
+            model.num_moe_layers()
+        )));
+    }
+    Ok((trace, dropped))
+}
+
+/// The scenario's compute cost: its `sim.calibration` file (measured on a GPU by `moesim
+/// profile`, fitted by `moesim calibrate`; FFNs it does not cover keep the roofline), or the
+/// roofline.
+fn compute_cost(scenario: &Scenario, model: &MoeModel) -> Result<Arc<dyn ComputeCost>> {
+    Ok(match &scenario.sim.calibration {
+        Some(path) => Arc::new(CalibratedCompute::new(
+            Calibration::load(path)?,
+            std::slice::from_ref(model),
+        )),
+        None => Arc::new(RooflineCompute::default()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    use crate::trace::ExpertLoads;
+
+    #[test]
+    fn load_traces_lose_their_empty_dense_layers_only_when_the_model_has_fewer() {
+        let model = MoeModel::preset("mixtral-8x7b").unwrap();
+        let layers = model.num_moe_layers();
+        let busy = vec![1.0; model.num_experts];
+        let idle = vec![0.0; model.num_experts];
+        let loads =
+            |rows: Vec<Vec<f64>>| Trace::Loads(ExpertLoads::new(model.num_experts, rows).unwrap());
+        // One dense layer in front, as SGLang writes it: dropped, the rest fits.
+        let with_dense = loads([vec![idle.clone()], vec![busy.clone(); layers]].concat());
+        let (fitted, dropped) = fit_trace_to_model(with_dense, &model, "t").unwrap();
+        assert_eq!((fitted.num_layers(), dropped), (layers, vec![0]));
+        // As many layers as the model: an idle layer is kept (it is a MoE layer no token chose).
+        let exact = loads([vec![idle.clone()], vec![busy.clone(); layers - 1]].concat());
+        let (fitted, dropped) = fit_trace_to_model(exact, &model, "t").unwrap();
+        assert_eq!((fitted.num_layers(), dropped.len()), (layers, 0));
+        // More busy layers than the model has: an error naming both counts.
+        let err = fit_trace_to_model(loads(vec![busy; layers + 1]), &model, "t")
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains(&format!("{} MoE layers but model", layers + 1)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_calibration_file_times_the_routed_experts() {
+        let model = MoeModel {
+            hidden_size: 100,
+            expert_ffn_size: 100,
+            gated_ffn: true,
+            expert_bytes_per_param: 2.0,
+            ..MoeModel::preset("mixtral-8x7b").unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calibration.toml");
+        // gate_up 100x200 and down 100x100, both measured: 1000 / 3000 ns and 400 / 600 ns at
+        // 1 / 128 tokens.
+        std::fs::write(
+            &path,
+            "gpu = \"g\"\ndriver = \"d\"\ndate = \"x\"\nsource = \"synthetic\"\nfit_half = \"all\"\n\
+             [[gemm]]\nk = 100\nn = 200\ntokens = [1, 128]\ntime_ns = [1000, 3000]\n\
+             [[gemm]]\nk = 100\nn = 100\ntokens = [1, 128]\ntime_ns = [400, 600]\n",
+        )
+        .unwrap();
+        let text = format!(
+            "name = \"t\"\nmodel = \"mixtral-8x7b\"\ncluster = \"dgx-h100\"\ntokens_per_gpu = 1\n\
+             placements = [\"contiguous\"]\n[trace]\nfile = \"x\"\n[sim]\ncalibration = {:?}\n",
+            path.display().to_string()
+        );
+        let scenario = Scenario::parse(&text, Path::new("")).unwrap();
+        let compute = compute_cost(&scenario, &model).unwrap();
+        let h100 = crate::topology::GpuSpec::named("h100").unwrap();
+        let costs = KernelCosts::with_compute(&model, &h100, compute);
+        // 3 tokens pad to one 64-row tile: 1000 + 63/127 x 2000 = 1992.1 -> 1992 and
+        // 400 + 63/127 x 200 = 499.2 -> 499, plus the launch.
+        assert_eq!(costs.routed_ns([3.0]), 1992 + 499 + 2_000);
+        let missing = Scenario {
+            sim: crate::sim::SimConfig {
+                calibration: Some(dir.path().join("none.toml")),
+                ..Default::default()
+            },
+            ..scenario
+        };
+        assert!(compute_cost(&missing, &model).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! The simulation of a scenario: every step of the setup through every MoE layer, for every
+//! placement and overlap strategy, with per-step times and their mean, median and 99th
+//! percentile.
+
+use serde::Serialize;
+
+use super::Setup;
+use super::steps::step_plans;
+use crate::error::Result;
+use crate::placement::Placement;
+use crate::sim::perfetto;
+use crate::sim::step::{LayerWork, StepSpec};
+use crate::sim::{PerfettoProcess, Recording, StrategySim, StrategyTotals};
+
+/// The simulated steps of a scenario, per placement and overlap strategy.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimResult {
+    /// Scenario name.
+    pub scenario: String,
+    /// Model name.
+    pub model: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// GPUs (expert-parallel degree; attention is data-parallel over the same GPUs): the
+    /// cluster's first GPUs in cluster order.
+    pub gpus: usize,
+    /// Tokens each GPU brings to a step without a batch schedule.
+    pub tokens_per_gpu: usize,
+    /// Steps simulated per strategy.
+    pub steps: usize,
+    /// All-to-all algorithm.
+    pub all_to_all: String,
+    /// SMs communication takes while it overlaps GEMMs.
+    pub comm_sms: u32,
+    /// One entry per (placement, overlap) pair, placements outermost, in scenario order.
+    pub strategies: Vec<StrategySim>,
+    /// The Chrome / Perfetto trace of every strategy's first step, when asked for.
+    #[serde(skip)]
+    pub perfetto: Option<serde_json::Value>,
+}
+
+/// What to keep besides the summary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimOptions {
+    /// Build the Chrome / Perfetto trace ([`SimResult::perfetto`]).
+    pub perfetto: bool,
+    /// Keep every strategy's [`StrategySim::timeline_excerpt`].
+    pub timeline_excerpt: bool,
+}
+
+/// Simulates every step of `setup` under each of `placements`, once per overlap strategy.
+pub fn simulate(
+    setup: &Setup,
+    placements: &[(String, Placement)],
+    options: SimOptions,
+) -> Result<SimResult> {
+    let costs = setup.kernel_costs();
+    let hidden = setup.model.hidden_size as f64;
+    let comm = &setup.scenario.comm;
+    let mut strategies = Vec::new();
+    let mut events = Vec::new();
+    for (name, placement) in placements {
+        let mut totals: Vec<StrategyTotals> = setup
+            .sim
+            .overlaps
+            .iter()
+            .map(|overlap| StrategyTotals::new(overlap.name, name, &setup.cluster))
+            .collect();
+        for (index, step) in setup.steps.iter().enumerate() {
+            let plans = step_plans(
+                &setup.cluster,
+                placement,
+                &setup.trace,
+                step,
+                setup.model.top_k,
+            )?;
+            let work = LayerWork::from_plans(
+                &plans,
+                hidden * f64::from(comm.dispatch_bytes_per_elem),
+                hidden * f64::from(comm.combine_bytes_per_elem),
+                setup.tp,
+            );
+            let spec = StepSpec {
+                cluster: &setup.cluster,
+                costs: &costs,
+                layers: &work,
+                all_to_all: &*setup.sim.all_to_all,
+                links: setup.sim.links,
+            };
+            for (k, (total, overlap)) in totals.iter_mut().zip(&setup.sim.overlaps).enumerate() {
+                let first = index == 0;
+                let recording = Recording {
+                    perfetto: (first && options.perfetto).then(|| PerfettoProcess {
+                        events: &mut events,
+                        pid: strategies.len() + k,
+                        name: format!("{name} / {}", overlap.name),
+                    }),
+                    excerpt: first && options.timeline_excerpt,
+                };
+                total.simulate(&spec, &**overlap, step.phase, recording);
+            }
+        }
+        strategies.extend(totals.into_iter().map(|t| t.finish(&setup.cluster)));
+    }
+    let scenario = &setup.scenario;
+    Ok(SimResult {
+        scenario: scenario.name.clone(),
+        model: setup.model.name.clone(),
+        cluster: scenario.cluster.clone(),
+        gpus: setup.gpus(),
+        tokens_per_gpu: scenario.tokens_per_gpu,
+        steps: setup.steps.len(),
+        all_to_all: setup.sim.all_to_all.name.to_string(),
+        comm_sms: setup.sim.all_to_all.sms_taken(),
+        strategies,
+        perfetto: options.perfetto.then(|| perfetto::document(events)),
+    })
+}
