@@ -6,7 +6,6 @@
 pub mod batches;
 mod binding;
 pub mod config;
-mod drain_queue;
 pub mod engine;
 pub mod kernels;
 pub mod metrics;

@@ -43,8 +43,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::collections::binary_heap::PeekMut;
 
-use super::drain_queue::DrainQueue;
-use super::rounding::ceil_u64;
+use crate::sim::rounding::ceil_u64;
+use drain_queue::DrainQueue;
+
+mod drain_queue;
 
 /// Index of a flow in its [`FlowNetwork`]; reused by a later flow once the flow has drained
 /// and given its bandwidth back, so the network's memory follows the flows in flight.
