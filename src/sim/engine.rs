@@ -507,7 +507,7 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
             cluster,
             binding: binding_routes(cluster, &capacity_gbps),
             flow_links: Vec::new(),
-            network: FlowNetwork::new(capacity_gbps).with_ghost_tolerance(config.rate_tolerance),
+            network: FlowNetwork::new(capacity_gbps).with_rate_tolerance(config.rate_tolerance),
             flow_owner: Vec::new(),
             streams: vec![Stream::default(); cluster.num_gpus() * streams_per_gpu],
             streams_per_gpu,
