@@ -138,20 +138,54 @@ impl IdleCredit {
 mod tests {
     use super::*;
 
-    /// Adds to `max_min` a flow of `bytes` at `rate` over `links` from 0 ns, carried on `idle`.
-    fn flow_at(
-        max_min: &mut MaxMin,
-        idle: &mut IdleCredit,
-        progress: &mut Vec<Progress>,
-        links: &[u32],
-        rate: f64,
-        bytes: f64,
-    ) -> FlowId {
-        let flow = max_min.add(links);
-        max_min.set_rate(flow, rate);
-        idle.rerated(links, rate);
-        progress.push(Progress::new(bytes, 0));
-        flow
+    /// Links with their idle accounting, and flows on them with their progress.
+    struct Links {
+        max_min: MaxMin,
+        idle: IdleCredit,
+        progress: Vec<Progress>,
+    }
+
+    impl Links {
+        fn new(capacities: &[f64]) -> Links {
+            let max_min = MaxMin::new(capacities.iter().copied());
+            let idle = IdleCredit::new(max_min.capacities());
+            Links {
+                max_min,
+                idle,
+                progress: Vec::new(),
+            }
+        }
+
+        /// Adds a flow of `bytes` over `links` sending at `rate` from 0 ns.
+        fn flow(&mut self, links: &[u32], rate: f64, bytes: f64) -> FlowId {
+            let flow = self.max_min.add(links);
+            self.max_min.set_rate(flow, rate);
+            self.idle.rerated(links, rate);
+            self.progress.push(Progress::new(bytes, 0));
+            flow
+        }
+
+        /// Credits the flows `changes` raise at `now_ns`.
+        fn credit(&mut self, now_ns: u64, changes: &[(FlowId, f64)]) {
+            self.idle
+                .credit(now_ns, changes, &self.max_min, &mut self.progress);
+        }
+
+        /// Re-rates the flows at `now_ns` as a re-division of all links does.
+        fn rerate(&mut self, now_ns: u64, changes: &[(FlowId, f64)]) {
+            for &(flow, rate) in changes {
+                let old = self.max_min.rate(flow);
+                self.progress[flow as usize].advance(now_ns, old);
+                let links = self.max_min.set_rate(flow, rate);
+                self.idle.rerated(links, rate - old);
+            }
+            let all: Vec<u32> = (0..self.idle.links.len() as u32).collect();
+            self.idle.restart(&all, now_ns);
+        }
+
+        fn remaining_bytes(&self, flow: FlowId) -> f64 {
+            self.progress[flow as usize].remaining_bytes()
+        }
     }
 
     #[test]
@@ -161,19 +195,16 @@ mod tests {
         // 40, C raised to 100 and D to 20. Link 0 left nothing idle: A and D are credited
         // nothing. Link 1 left 240 B idle and is asked 240 B by C and 80 by D: it grants 3/4
         // of each ask, so C is credited 180 B (D's share is lost to link 0).
-        let mut max_min = MaxMin::new([90.0, 100.0]);
-        let mut idle = IdleCredit::new(max_min.capacities());
-        let mut progress = Vec::new();
-        let a = flow_at(&mut max_min, &mut idle, &mut progress, &[0], 30.0, 1000.0);
-        let b = flow_at(&mut max_min, &mut idle, &mut progress, &[0], 60.0, 1000.0);
-        let c = flow_at(&mut max_min, &mut idle, &mut progress, &[1], 40.0, 1000.0);
-        let d = flow_at(&mut max_min, &mut idle, &mut progress, &[0, 1], 0.0, 1000.0);
-        let changes = [(a, 50.0), (b, 40.0), (c, 100.0), (d, 20.0)];
-        idle.credit(4, &changes, &max_min, &mut progress);
+        let mut net = Links::new(&[90.0, 100.0]);
+        let a = net.flow(&[0], 30.0, 1000.0);
+        let b = net.flow(&[0], 60.0, 1000.0);
+        let c = net.flow(&[1], 40.0, 1000.0);
+        let d = net.flow(&[0, 1], 0.0, 1000.0);
+        net.credit(4, &[(a, 50.0), (b, 40.0), (c, 100.0), (d, 20.0)]);
         // A credit comes off what is left after the bytes sent at the old rate, which stay
         // until the flow is brought up to date: C has sent 160 B, 1000 - 160 - 180 are left.
         for (flow, remaining) in [(a, 1000.0), (b, 1000.0), (c, 160.0 + 660.0), (d, 1000.0)] {
-            assert_eq!(progress[flow as usize].remaining_bytes(), remaining);
+            assert_eq!(net.remaining_bytes(flow), remaining);
         }
     }
 
@@ -182,31 +213,23 @@ mod tests {
         // Link 0 at 90 B/ns: A at 60 B/ns (30 idle) from 0 ns; E and F start at 0 with nothing.
         // At 3 ns they are raised to 22.5 B/ns and ask 67.5 B each, 135 in all; the link left
         // 90 B idle: each is credited 2/3 of its ask, 45 B. Lowering A asks nothing.
-        let mut max_min = MaxMin::new([90.0]);
-        let mut idle = IdleCredit::new(max_min.capacities());
-        let mut progress = Vec::new();
-        let a = flow_at(&mut max_min, &mut idle, &mut progress, &[0], 60.0, 900.0);
-        let e = flow_at(&mut max_min, &mut idle, &mut progress, &[0], 0.0, 900.0);
-        let f = flow_at(&mut max_min, &mut idle, &mut progress, &[0], 0.0, 900.0);
+        let mut net = Links::new(&[90.0]);
+        let a = net.flow(&[0], 60.0, 900.0);
+        let e = net.flow(&[0], 0.0, 900.0);
+        let f = net.flow(&[0], 0.0, 900.0);
         let changes = [(a, 22.5), (e, 22.5), (f, 22.5)];
-        idle.credit(3, &changes, &max_min, &mut progress);
+        net.credit(3, &changes);
         for (flow, remaining) in [(a, 900.0), (e, 855.0), (f, 855.0)] {
-            assert_eq!(progress[flow as usize].remaining_bytes(), remaining);
+            assert_eq!(net.remaining_bytes(flow), remaining);
         }
         // The re-division gives them their rates (the link now carries 67.5 B/ns) and the
         // link's idle bytes start again from 0. At 5 ns E, raised to 60 B/ns, asks 75 B: the
         // link left 45 B idle since 3 ns (not 135 since 0), all credited: E has 855 - 45 sent
         // - 45 credited left.
-        for (flow, rate) in changes {
-            let old = max_min.rate(flow);
-            progress[flow as usize].advance(3, old);
-            max_min.set_rate(flow, rate);
-            idle.rerated(&[0], rate - old);
-        }
-        idle.restart(&[0], 3);
-        idle.credit(5, &[(e, 60.0)], &max_min, &mut progress);
-        progress[e as usize].advance(5, 22.5);
-        assert_eq!(progress[e as usize].remaining_bytes(), 765.0);
+        net.rerate(3, &changes);
+        net.credit(5, &[(e, 60.0)]);
+        net.rerate(5, &[(e, 60.0)]);
+        assert_eq!(net.remaining_bytes(e), 765.0);
     }
 
     #[test]
@@ -215,14 +238,12 @@ mod tests {
         // ghost holds its 30 B/ns, which the link leaves idle: 120 B by 6 ns. A, raised to 90
         // then, asks 30 x 6 = 180 B and is credited the 120: of its 1000 B, 360 sent and
         // 1000 - 360 - 120 left after them.
-        let mut max_min = MaxMin::new([90.0]);
-        let mut idle = IdleCredit::new(max_min.capacities());
-        let mut progress = Vec::new();
-        let a = flow_at(&mut max_min, &mut idle, &mut progress, &[0], 60.0, 1000.0);
-        let b = flow_at(&mut max_min, &mut idle, &mut progress, &[0], 30.0, 60.0);
-        let rate = max_min.drain(b);
-        idle.drained(max_min.links(b), 2, rate);
-        idle.credit(6, &[(a, 90.0)], &max_min, &mut progress);
-        assert_eq!(progress[a as usize].remaining_bytes(), 360.0 + 520.0);
+        let mut net = Links::new(&[90.0]);
+        let a = net.flow(&[0], 60.0, 1000.0);
+        let b = net.flow(&[0], 30.0, 60.0);
+        let rate = net.max_min.drain(b);
+        net.idle.drained(net.max_min.links(b), 2, rate);
+        net.credit(6, &[(a, 90.0)]);
+        assert_eq!(net.remaining_bytes(a), 360.0 + 520.0);
     }
 }

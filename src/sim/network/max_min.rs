@@ -21,11 +21,11 @@
 //! change to be changed are the caller's to decide (see [`super::rate_tolerance`]); this module
 //! only computes rates.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::collections::binary_heap::PeekMut;
-
 use super::FlowId;
+pub(super) use filling::Filling;
+use filling::Scratch;
+
+mod filling;
 
 /// Relative rate change below which a flow keeps its rate and drain event: shares computed in
 /// a different order differ in their last bits (float noise).
@@ -65,7 +65,7 @@ impl FlowState {
 }
 
 /// A link's bandwidth and how much of it its flows hold.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Link {
     /// Bytes per ns.
     capacity: f64,
@@ -91,7 +91,8 @@ pub(super) struct MaxMin {
     drained: Vec<FlowId>,
     /// Flows added since the last settle.
     started: Vec<FlowId>,
-    /// Links whose flow set changed since the last settle, once per flow added or released.
+    /// Links whose flow set changed since the last settle, once per flow added or released,
+    /// and links marked for re-division.
     dirty_links: Vec<u32>,
     /// Rate below which no flow's rate can change at the next settle: the smallest rate of
     /// the flows released since the last one, or 0 once a flow started (a new flow may take
@@ -104,32 +105,6 @@ pub(super) struct MaxMin {
     /// Scratch: per link, its position in the current component (valid when marked this round).
     link_slot: Vec<u32>,
     round: u32,
-}
-
-/// What [`MaxMin::fill`] fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Filling {
-    /// Every unfixed flow of the gathered component.
-    Component,
-    /// Only the flows just started, from the spare bandwidth, giving up as soon as that is
-    /// not max-min fair.
-    StartsIfFair,
-    /// Only the flows just started, from the spare bandwidth, fair or not.
-    StartsFromSpare,
-}
-
-/// The component a settle works on, by position in `links`.
-#[derive(Debug, Clone, Default)]
-struct Scratch {
-    /// The component's links, in visiting order.
-    links: Vec<u32>,
-    /// Per link, capacity not yet handed out.
-    spare: Vec<f64>,
-    /// Per link, flows whose rate is not fixed yet.
-    unfixed: Vec<u32>,
-    /// Links (by position) keyed by the equal share they offer their unfixed flows (lazily
-    /// updated; see [`share_entry`]).
-    heap: BinaryHeap<Reverse<u128>>,
 }
 
 impl MaxMin {
@@ -314,7 +289,7 @@ impl MaxMin {
     /// there at nothing). A combine whose GPUs start at different instants mostly adds flows
     /// limited by their own sending port, so this settles each start without touching the
     /// thousands of flows in flight. Sets `changes` to the new flows whose rate that changes
-    /// beyond `kept_raise` ([`keeps_rate`]); with [`Filling::StartsIfFair`], to none once the
+    /// beyond `kept_raise` ([`keeps_rate`](filling::keeps_rate)); with [`Filling::StartsIfFair`], to none once the
     /// allocation is not fair. Call [`MaxMin::starts_settled`] once the rates stand.
     pub(super) fn rate_starts_from_spare(
         &mut self,
@@ -369,7 +344,7 @@ impl MaxMin {
     /// Recomputes the max-min fair rates of the flows connected to the links changed since
     /// the last settle, re-rating only those at or above the settle floor (see the module
     /// docs); sets `changes` to the flows whose rate that changes beyond `kept_raise`
-    /// ([`keeps_rate`]) and their new rates.
+    /// ([`keeps_rate`](filling::keeps_rate)) and their new rates.
     pub(super) fn redivide(&mut self, kept_raise: f64, changes: &mut Vec<(FlowId, f64)>) {
         self.started.clear();
         self.round += 1;
@@ -437,90 +412,6 @@ impl MaxMin {
         }
         flows
     }
-
-    /// Progressive filling over the links in `scratch` (with their spare capacity and count
-    /// of unfixed flows): repeatedly the link offering the smallest equal share to its unfixed
-    /// flows fixes them at that share (ties to the link gathered first), setting `changes` to
-    /// the flows whose rate that changes ([`keeps_rate`] within `kept_raise`). Flows already
-    /// marked fixed this round keep their rates. It stops once the `flows` it has to fix are
-    /// (rather than pop every link left with none).
-    /// When filling starts, only the flows marked this round (their `mark`) are filled, and the
-    /// result is false if a bottleneck leaves them nothing or carries another active flow
-    /// faster than their share (see [`MaxMin::rate_starts_from_spare`]); with
-    /// [`Filling::StartsIfFair`] it stops there, with no changes.
-    fn fill(
-        &mut self,
-        scratch: &mut Scratch,
-        flows: usize,
-        filling: Filling,
-        kept_raise: f64,
-        changes: &mut Vec<(FlowId, f64)>,
-    ) -> bool {
-        let round = self.round;
-        let new_only = filling != Filling::Component;
-        let mut fair = true;
-        let Scratch {
-            links,
-            spare,
-            unfixed,
-            heap,
-        } = scratch;
-        changes.clear();
-        fill_heap(heap, spare, unfixed);
-        let mut left = flows;
-        while left > 0
-            && let Some(mut top) = heap.peek_mut()
-        {
-            let Reverse(entry) = *top;
-            let (key, slot) = ((entry >> 32) as u64, entry as u32);
-            let i = slot as usize;
-            if unfixed[i] == 0 {
-                PeekMut::pop(top);
-                continue;
-            }
-            // Fixing flows only raises a link's share: a stale entry moves down in place.
-            let share = spare[i] / f64::from(unfixed[i]);
-            if share_key(share) != key {
-                *top = Reverse(share_entry(share, slot));
-                continue;
-            }
-            PeekMut::pop(top);
-            let on_link = &self.link_flows[links[i] as usize];
-            if new_only && fair && (share <= 0.0 || self.has_faster_old_flow(on_link, share)) {
-                if filling == Filling::StartsIfFair {
-                    changes.clear();
-                    return false;
-                }
-                fair = false;
-            }
-            for &flow in on_link {
-                let state = &mut self.flows[flow as usize];
-                if state.fixed == round || (new_only && state.mark != round) {
-                    continue;
-                }
-                state.fixed = round;
-                left -= 1;
-                for &l in &self.flow_links[state.link_range()] {
-                    let j = self.link_slot[l as usize] as usize;
-                    spare[j] = (spare[j] - share).max(0.0);
-                    unfixed[j] -= 1;
-                }
-                if !keeps_rate(state.rate, share, kept_raise) {
-                    changes.push((flow, share));
-                }
-            }
-        }
-        fair
-    }
-
-    /// Whether an active flow on `on_link` not marked this round (not new) runs faster than
-    /// `share`.
-    fn has_faster_old_flow(&self, on_link: &[FlowId], share: f64) -> bool {
-        on_link.iter().any(|&flow| {
-            let state = &self.flows[flow as usize];
-            state.mark != self.round && state.active && state.rate > share * (1.0 + RATE_NOISE)
-        })
-    }
 }
 
 /// What a link of `capacity` has spare when its flows use `used`, with the rounding a running
@@ -533,14 +424,6 @@ fn spare_bandwidth(capacity: f64, used: f64) -> f64 {
     } else {
         0.0
     }
-}
-
-/// Whether a flow at `old` given `rate` keeps `old` (and its drain event): shares recomputed
-/// in a different order differ in their last bits, so the rate must really change; a lower
-/// old rate is kept when `rate` is at most `kept_raise` above it (never a higher one, so no
-/// link carries more than it can). A flow not rated yet (at 0) keeps nothing but 0.
-fn keeps_rate(old: f64, rate: f64, kept_raise: f64) -> bool {
-    rate >= old * (1.0 - RATE_NOISE) && rate <= old * (1.0 + kept_raise)
 }
 
 /// Appends `link` to `links` (recording its position in `slot`) unless it is already marked
@@ -562,28 +445,6 @@ fn enqueue_link(
     new
 }
 
-/// Fills `heap` with every link that has unfixed flows, by the equal share it offers them.
-fn fill_heap(heap: &mut BinaryHeap<Reverse<u128>>, spare: &[f64], unfixed: &[u32]) {
-    heap.clear();
-    heap.extend(
-        (0..spare.len())
-            .filter(|&i| unfixed[i] > 0)
-            .map(|i| Reverse(share_entry(spare[i] / f64::from(unfixed[i]), i as u32))),
-    );
-}
-
-/// A share (>= 0, finite) as an integer of the same order: the bits of a non-negative float
-/// order like the float, and integers compare faster (adding 0 turns a -0 into 0).
-fn share_key(share: f64) -> u64 {
-    (share + 0.0).to_bits()
-}
-
-/// A heap entry for the link at `slot` offering `share`: the [`share_key`] in the high bits and
-/// the slot in the low 32, so that one integer comparison orders by share, then slot.
-fn share_entry(share: f64, slot: u32) -> u128 {
-    (u128::from(share_key(share)) << 32) | u128::from(slot)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,16 +459,18 @@ mod tests {
         changes
     }
 
+    /// Link 0 at 10 B/ns carrying A and B; link 1 at 30 B/ns carrying A, C and D (not rated).
+    fn two_links() -> (MaxMin, [FlowId; 4]) {
+        let mut max_min = MaxMin::new([10.0, 30.0]);
+        let flows = [&[0, 1][..], &[0], &[1], &[1]].map(|links| max_min.add(links));
+        (max_min, flows)
+    }
+
     #[test]
     fn progressive_filling_fixes_the_smallest_equal_share_first() {
-        // Link 0 at 10 B/ns carries A and B; link 1 at 30 B/ns carries A, C and D. Link 0
-        // offers 5 each, link 1 10 each: A and B are fixed at 5 on link 0, leaving 25 of link
-        // 1 to C and D, 12.5 each.
-        let mut max_min = MaxMin::new([10.0, 30.0]);
-        let a = max_min.add(&[0, 1]);
-        let b = max_min.add(&[0]);
-        let c = max_min.add(&[1]);
-        let d = max_min.add(&[1]);
+        // Link 0 offers A and B 5 each, link 1 A, C and D 10 each: A and B are fixed at 5 on
+        // link 0, leaving 25 of link 1 to C and D, 12.5 each.
+        let (mut max_min, [a, b, c, d]) = two_links();
         assert_eq!(max_min.started(), [a, b, c, d]);
         assert_eq!(
             redivide(&mut max_min),
@@ -624,11 +487,7 @@ mod tests {
         // As above (A, B at 5; C, D at 12.5). C drains: it holds its 12.5 B/ns until released.
         // Then only flows of 12.5 B/ns or more are re-rated: D, alone on link 1 with A's 5
         // B/ns below the floor, gets 25; link 0 (A, B) is not even visited.
-        let mut max_min = MaxMin::new([10.0, 30.0]);
-        let a = max_min.add(&[0, 1]);
-        let b = max_min.add(&[0]);
-        let c = max_min.add(&[1]);
-        let d = max_min.add(&[1]);
+        let (mut max_min, [a, b, c, d]) = two_links();
         redivide(&mut max_min);
         assert_eq!(max_min.drain(c), 12.5);
         assert!(!max_min.is_active(c) && max_min.has_drained());
@@ -686,14 +545,6 @@ mod tests {
             &mut changes
         ));
         assert!(changes.is_empty());
-    }
-
-    #[test]
-    fn a_flow_keeps_its_rate_through_noise_and_a_raise_within_the_kept_raise() {
-        assert!(keeps_rate(30.0, 30.0 * (1.0 - 1e-13), RATE_NOISE));
-        assert!(!keeps_rate(30.0, 29.9, 0.5), "a lower rate is always given");
-        assert!(keeps_rate(30.0, 31.5, 0.05) && !keeps_rate(30.0, 31.6, 0.05));
-        assert!(keeps_rate(0.0, 0.0, 0.05) && !keeps_rate(0.0, 1e-9, 0.05));
     }
 
     #[test]
