@@ -4,7 +4,6 @@
 
 use serde::Deserialize;
 
-use super::engine::hierarchical_relay;
 use crate::plugin_entry;
 use crate::registry::{Plugin, Registry};
 use crate::topology::Cluster;
@@ -90,8 +89,13 @@ impl Default for Hierarchical {
 }
 
 impl AllToAllAlgorithm for Hierarchical {
+    /// The GPU of `src`'s machine on `dst`'s rail (NVLink inside the machine, then one RDMA
+    /// hop), or none within a machine or when that GPU is `src` itself.
     fn relay(&self, cluster: &Cluster, src: u32, dst: u32) -> Option<u32> {
-        hierarchical_relay(cluster, src, dst)
+        let (src, dst) = (src as usize, dst as usize);
+        let per_node = cluster.gpus_per_node();
+        let relay = cluster.node_of(src) * per_node + dst % per_node;
+        (cluster.node_of(src) != cluster.node_of(dst) && relay != src).then_some(relay as u32)
     }
 
     fn sms_taken(&self) -> u32 {

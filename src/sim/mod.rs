@@ -9,7 +9,6 @@
 pub mod all_to_all;
 mod binding;
 pub mod config;
-mod drain_queue;
 pub mod engine;
 pub mod kernels;
 pub mod metrics;
