@@ -23,11 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use moesim::pipeline::steps::step_plans;
 use moesim::pipeline::{Setup, SimOptions, simulate};
 use moesim::scenario::{Scenario, TraceSource};
 use moesim::sim::simulate_step;
-use moesim::sim::step::{LayerWork, StepSpec};
 
 /// The repository's scenario `name`, its trace read from `$MOESIM_SHARED_DATA` (`None` when
 /// that is not set).
@@ -106,31 +104,12 @@ fn deepseek_decode(nodes: usize, max_layers: Option<usize>, rate_tolerance: f64)
     let setup = Setup::from_scenario(&scenario).expect("set-up");
     let placements = setup.place_all().expect("placement");
     let (_, placement) = &placements[0];
-    let plans = step_plans(
-        &setup.cluster,
-        placement,
-        &setup.trace,
-        &setup.steps[0],
-        setup.model.top_k,
-    )
-    .expect("plans");
-    let hidden = setup.model.hidden_size as f64;
-    let comm = &scenario.comm;
-    let mut layers = LayerWork::from_plans(
-        &plans,
-        hidden * f64::from(comm.dispatch_bytes_per_elem),
-        hidden * f64::from(comm.combine_bytes_per_elem),
-        setup.tp,
-    );
+    let mut layers = setup
+        .layer_work(placement, &setup.steps[0])
+        .expect("layer work");
     layers.truncate(max_layers.unwrap_or(layers.len()));
     let costs = setup.kernel_costs();
-    let spec = StepSpec {
-        cluster: &setup.cluster,
-        costs: &costs,
-        layers: &layers,
-        all_to_all: &*setup.sim.all_to_all,
-        links: setup.sim.links,
-    };
+    let spec = setup.step_spec(&costs, &layers);
     let traffic_mib: f64 = layers
         .iter()
         .flat_map(|l| [&l.dispatch, &l.combine, &l.tp_reduce])

@@ -173,6 +173,21 @@ fn quickstart_writes_a_complete_deterministic_report() {
         assert_eq!(s["links"].as_array().unwrap().len(), 16);
     }
     let report = std::fs::read_to_string(first.join("report.md")).unwrap();
+    // The verdict comes first: the fastest (placement, overlap) pair of the simulation.
+    let fastest = sim["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .min_by_key(|s| s["step_ns"].as_u64().unwrap())
+        .unwrap();
+    let verdict = format!(
+        "**Shortest simulated step: placement {}, overlap `{}`, {:.3} ms (mean of 2 step(s));",
+        fastest["placement"].as_str().unwrap(),
+        fastest["strategy"].as_str().unwrap(),
+        fastest["step_ns"].as_u64().unwrap() as f64 / 1e6
+    );
+    let first_sentence = report.lines().nth(2).unwrap_or_default();
+    assert!(first_sentence.starts_with(&verdict), "{report}");
     assert!(report.contains("## Simulated steps"), "{report}");
     assert!(report.contains("| eplb | dual-batch |"), "{report}");
 }

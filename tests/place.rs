@@ -353,67 +353,84 @@ fn exflow_placements_evaluate_from_the_command_line() {
     assert_eq!(eval["layers"][4]["max_mean"], 17_458.0 / 5_100.0);
 }
 
+/// `moesim place --trace <quickstart> --strategy S --gpus 8 -o OUT` in `dir`, which must succeed.
+fn fit_on_quickstart(dir: &Path, strategy: &str, out: &str) {
+    let fit = moesim_in(
+        dir,
+        &[
+            "place",
+            "--trace",
+            QUICKSTART_TRACE,
+            "--strategy",
+            strategy,
+            "--gpus",
+            "8",
+            "-o",
+            out,
+        ],
+    );
+    assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
+}
+
+/// `moesim place eval --placement P --trace <quickstart> --json` plus `extra`, as JSON.
+fn eval_on_quickstart(dir: &Path, placement: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "place",
+        "eval",
+        "--placement",
+        placement,
+        "--trace",
+        QUICKSTART_TRACE,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    eval_json(dir, &args)
+}
+
+/// `place eval`'s simulated entries are `moesim simulate`'s strategies over its `steps` steps:
+/// the same overlap order, mean and tail step, and exposed communication per step.
+fn assert_simulated_as_simulate(eval: &serde_json::Value, simulated: &serde_json::Value) {
+    let steps = simulated["steps"].as_u64().unwrap();
+    assert_eq!(eval["steps"], steps);
+    let entries = eval["simulated"].as_array().unwrap();
+    let strategies = simulated["strategies"].as_array().unwrap();
+    assert_eq!(entries.len(), strategies.len());
+    for (entry, strategy) in entries.iter().zip(strategies) {
+        assert_eq!(entry["overlap"], strategy["strategy"]);
+        assert_eq!(entry["step_ns"], strategy["step_ns"]);
+        assert_eq!(entry["p99_step_ns"], strategy["p99_step_ns"]);
+        let total = strategy["exposed_comm_ns"].as_u64().unwrap();
+        assert_eq!(entry["exposed_comm_ns"], total.div_ceil(steps));
+        assert!(entry["step_ns"].as_u64().unwrap() > 0);
+    }
+}
+
+/// The quickstart trace, committed in the repository.
+const QUICKSTART_TRACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/traces/quickstart.parquet");
+
 #[test]
 fn eval_with_a_model_and_cluster_reports_the_simulated_step_of_moesim_simulate() {
     // The same placement (round-robin), trace, model, cluster and step size through
     // `moesim simulate` and `moesim place eval`: the same simulated step, overlap by overlap.
     let dir = tempfile::tempdir().unwrap();
-    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("traces/quickstart.parquet");
-    let trace = trace.to_str().unwrap();
     let scenario = format!(
         "name = \"rr\"\nmodel = \"olmoe-1b-7b\"\ncluster = \"dgx-h100\"\ntokens_per_gpu = 512\n\
-         placements = [\"round-robin\"]\n[trace]\nfile = \"{trace}\"\n"
+         placements = [\"round-robin\"]\n[trace]\nfile = \"{QUICKSTART_TRACE}\"\n"
     );
     std::fs::write(dir.path().join("rr.toml"), scenario).unwrap();
     let simulated = eval_json(dir.path(), &["simulate", "rr.toml", "--json"]);
-    let fit = moesim_in(
-        dir.path(),
-        &[
-            "place",
-            "--trace",
-            trace,
-            "--strategy",
-            "round-robin",
-            "--gpus",
-            "8",
-            "-o",
-            "rr.json",
-        ],
-    );
-    assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
-    let eval_rr = |extra: &[&str]| {
-        let mut args = vec![
-            "place",
-            "eval",
-            "--placement",
-            "rr.json",
-            "--trace",
-            trace,
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        eval_json(dir.path(), &args)
-    };
+    fit_on_quickstart(dir.path(), "round-robin", "rr.json");
     // 8 GPUs x 512 tokens: the trace's 4096 tokens are one step for both commands.
-    let eval = eval_rr(&[
-        "--model",
-        "olmoe-1b-7b",
-        "--cluster",
-        "dgx-h100",
-        "--tokens-per-gpu",
-        "512",
-    ]);
-    let steps = eval["simulated"].as_array().unwrap();
-    let strategies = simulated["strategies"].as_array().unwrap();
-    assert_eq!(steps.len(), 4);
-    for (step, strategy) in steps.iter().zip(strategies) {
-        assert_eq!(step["overlap"], strategy["strategy"]);
-        assert_eq!(step["step_ns"], strategy["step_ns"]);
-        assert_eq!(step["exposed_comm_ns"], strategy["exposed_comm_ns"]);
-        assert!(step["step_ns"].as_u64().unwrap() > 0);
-    }
+    let cluster = ["--model", "olmoe-1b-7b", "--cluster", "dgx-h100"];
+    let eval = eval_on_quickstart(
+        dir.path(),
+        "rr.json",
+        &[&cluster[..], &["--tokens-per-gpu", "512"]].concat(),
+    );
+    assert_eq!(eval["simulated"].as_array().unwrap().len(), 4);
+    assert_simulated_as_simulate(&eval, &simulated);
     // Without a cluster there is nothing to simulate on.
-    let bare = eval_rr(&[]);
+    let bare = eval_on_quickstart(dir.path(), "rr.json", &[]);
     assert!(bare.get("simulated").is_none());
 }
 
@@ -472,14 +489,16 @@ fn eval_with_a_scenario_prices_its_steps_as_simulate_does_calibration_included()
     // step times `moesim simulate` gives the same strategy; with `--model` and `--cluster`
     // instead (roofline experts) the simulated step is another.
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let measurements = root.join("tests/fixtures/profile/measurements.parquet");
+    let measurements = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/profile/measurements.parquet"
+    );
     let calibrate = moesim_in(
         dir.path(),
         &[
             "calibrate",
             "--measurements",
-            measurements.to_str().unwrap(),
+            measurements,
             "-o",
             "cal.toml",
             "--fit-half",
@@ -492,58 +511,30 @@ fn eval_with_a_scenario_prices_its_steps_as_simulate_does_calibration_included()
         "{}",
         common::stderr(&calibrate)
     );
-    let trace = root.join("traces/quickstart.parquet");
-    let trace = trace.to_str().unwrap();
     let scenario = format!(
         "name = \"cal\"\nmodel = \"olmoe-1b-7b\"\ncluster = \"dgx-h100\"\ntokens_per_gpu = 256\n\
-         placements = [\"eplb\"]\n[trace]\nfile = \"{trace}\"\n\
+         placements = [\"eplb\"]\n[trace]\nfile = \"{QUICKSTART_TRACE}\"\n\
          [sim]\noverlap = [\"none\", \"dual-batch\"]\ncalibration = \"cal.toml\"\n"
     );
     std::fs::write(dir.path().join("cal-scenario.toml"), scenario).unwrap();
     let simulated = eval_json(dir.path(), &["simulate", "cal-scenario.toml", "--json"]);
     assert_eq!(simulated["steps"], 2);
-    let fit = moesim_in(
+    fit_on_quickstart(dir.path(), "eplb", "eplb.json");
+    let with_scenario = eval_on_quickstart(
         dir.path(),
-        &[
-            "place",
-            "--trace",
-            trace,
-            "--strategy",
-            "eplb",
-            "--gpus",
-            "8",
-            "-o",
-            "eplb.json",
-        ],
+        "eplb.json",
+        &["--scenario", "cal-scenario.toml"],
     );
-    assert_eq!(fit.status.code(), Some(0), "{}", common::stderr(&fit));
-    let eval = |extra: &[&str]| {
-        let mut args = vec![
-            "place",
-            "eval",
-            "--placement",
-            "eplb.json",
-            "--trace",
-            trace,
-        ];
-        args.extend_from_slice(extra);
-        args.push("--json");
-        eval_json(dir.path(), &args)
-    };
-    let with_scenario = eval(&["--scenario", "cal-scenario.toml"]);
-    assert_eq!(with_scenario["steps"], 2);
-    let steps = with_scenario["simulated"].as_array().unwrap();
-    let strategies = simulated["strategies"].as_array().unwrap();
-    assert_eq!(steps.len(), 2);
-    for (step, strategy) in steps.iter().zip(strategies) {
-        assert_eq!(step["overlap"], strategy["strategy"]);
-        assert_eq!(step["step_ns"], strategy["step_ns"]);
-        assert_eq!(step["p99_step_ns"], strategy["p99_step_ns"]);
-        let total = strategy["exposed_comm_ns"].as_u64().unwrap();
-        assert_eq!(step["exposed_comm_ns"], total.div_ceil(2));
-    }
-    let roofline = eval(&["--model", "olmoe-1b-7b", "--cluster", "dgx-h100"]);
-    assert_ne!(roofline["simulated"][0]["step_ns"], steps[0]["step_ns"]);
+    assert_simulated_as_simulate(&with_scenario, &simulated);
+    let roofline = eval_on_quickstart(
+        dir.path(),
+        "eplb.json",
+        &["--model", "olmoe-1b-7b", "--cluster", "dgx-h100"],
+    );
+    assert_ne!(
+        roofline["simulated"][0]["step_ns"],
+        with_scenario["simulated"][0]["step_ns"]
+    );
     // A scenario and --model together are a usage error.
     let both = moesim_in(
         dir.path(),
@@ -553,7 +544,7 @@ fn eval_with_a_scenario_prices_its_steps_as_simulate_does_calibration_included()
             "--placement",
             "eplb.json",
             "--trace",
-            trace,
+            QUICKSTART_TRACE,
             "--scenario",
             "cal-scenario.toml",
             "--model",

@@ -5,7 +5,6 @@
 use serde::Serialize;
 
 use super::Setup;
-use super::steps::step_plans;
 use crate::analysis::imbalance::max_mean;
 use crate::cost::LayerEstimate;
 use crate::error::Result;
@@ -53,14 +52,7 @@ pub fn estimate_steps(setup: &Setup, placement: &Placement) -> Result<Vec<Vec<La
     let cost = setup.analytical_cost();
     let mut per_layer: Vec<Vec<LayerEstimate>> = vec![Vec::new(); placement.num_layers()];
     for step in &setup.steps {
-        let plans = step_plans(
-            &setup.cluster,
-            placement,
-            &setup.trace,
-            step,
-            setup.model.top_k,
-        )?;
-        for (layer, plan) in plans.iter().enumerate() {
+        for (layer, plan) in setup.plans(placement, step)?.iter().enumerate() {
             per_layer[layer].push(cost.estimate(layer, plan)?);
         }
     }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::cost::{AnalyticalCost, ComputeCost, CostOptions, RooflineCompute};
+use crate::cost::{AnalyticalCost, ComputeCost, CostOptions, DispatchPlan, RooflineCompute};
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
 use crate::placement::{Placement, PlacementRequest, STRATEGIES, tp_expand};
@@ -13,10 +13,11 @@ use crate::profile::{CalibratedCompute, Calibration};
 use crate::scenario::{Scenario, TraceSource};
 use crate::sim::SimSetup;
 use crate::sim::kernels::KernelCosts;
+use crate::sim::step::{LayerWork, StepSpec};
 use crate::topology::Cluster;
 use crate::trace::{self, Trace, synth};
 
-use super::steps::{Step, cut_steps};
+use super::steps::{Step, cut_steps, step_plans};
 
 /// Everything a scenario's placements are priced with.
 pub struct Setup {
@@ -133,6 +134,46 @@ impl Setup {
             combine_bytes_per_elem: f64::from(comm.combine_bytes_per_elem),
         };
         AnalyticalCost::new(&self.model, &self.cluster, &*self.compute, options)
+    }
+
+    /// Per MoE layer, the dispatch plan of `step` under `placement` ([`step_plans`]).
+    pub fn plans(&self, placement: &Placement, step: &Step) -> Result<Vec<DispatchPlan>> {
+        step_plans(
+            &self.cluster,
+            placement,
+            &self.trace,
+            step,
+            self.model.top_k,
+        )
+    }
+
+    /// Per MoE layer, what `step` moves and computes under `placement` in the simulator: its
+    /// plans at the scenario's activation precision, each expert split over its TP rank.
+    pub fn layer_work(&self, placement: &Placement, step: &Step) -> Result<Vec<LayerWork>> {
+        let hidden = self.model.hidden_size as f64;
+        let comm = &self.scenario.comm;
+        Ok(LayerWork::from_plans(
+            &self.plans(placement, step)?,
+            hidden * f64::from(comm.dispatch_bytes_per_elem),
+            hidden * f64::from(comm.combine_bytes_per_elem),
+            self.tp,
+        ))
+    }
+
+    /// The simulator's description of a step of `layers` on the setup's cluster, timed by
+    /// `costs` ([`Setup::kernel_costs`]) and run with the setup's all-to-all and links.
+    pub fn step_spec<'a>(
+        &'a self,
+        costs: &'a KernelCosts,
+        layers: &'a [LayerWork],
+    ) -> StepSpec<'a> {
+        StepSpec {
+            cluster: &self.cluster,
+            costs,
+            layers,
+            all_to_all: &*self.sim.all_to_all,
+            links: self.sim.links,
+        }
     }
 
     /// The simulator's kernel durations: the compute cost plus launches, each routed expert's

@@ -5,11 +5,9 @@
 use serde::Serialize;
 
 use super::Setup;
-use super::steps::step_plans;
 use crate::error::Result;
 use crate::placement::Placement;
 use crate::sim::perfetto;
-use crate::sim::step::{LayerWork, StepSpec};
 use crate::sim::{PerfettoProcess, Recording, StrategySim, StrategyTotals};
 
 /// The simulated steps of a scenario, per placement and overlap strategy.
@@ -55,8 +53,6 @@ pub fn simulate(
     options: SimOptions,
 ) -> Result<SimResult> {
     let costs = setup.kernel_costs();
-    let hidden = setup.model.hidden_size as f64;
-    let comm = &setup.scenario.comm;
     let mut strategies = Vec::new();
     let mut events = Vec::new();
     for (name, placement) in placements {
@@ -67,26 +63,8 @@ pub fn simulate(
             .map(|overlap| StrategyTotals::new(overlap.name, name, &setup.cluster))
             .collect();
         for (index, step) in setup.steps.iter().enumerate() {
-            let plans = step_plans(
-                &setup.cluster,
-                placement,
-                &setup.trace,
-                step,
-                setup.model.top_k,
-            )?;
-            let work = LayerWork::from_plans(
-                &plans,
-                hidden * f64::from(comm.dispatch_bytes_per_elem),
-                hidden * f64::from(comm.combine_bytes_per_elem),
-                setup.tp,
-            );
-            let spec = StepSpec {
-                cluster: &setup.cluster,
-                costs: &costs,
-                layers: &work,
-                all_to_all: &*setup.sim.all_to_all,
-                links: setup.sim.links,
-            };
+            let work = setup.layer_work(placement, step)?;
+            let spec = setup.step_spec(&costs, &work);
             for (k, (total, overlap)) in totals.iter_mut().zip(&setup.sim.overlaps).enumerate() {
                 let first = index == 0;
                 let recording = Recording {

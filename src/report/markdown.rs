@@ -14,6 +14,7 @@ pub fn render(result: &RunResult) -> String {
 
 fn write_body(md: &mut String, r: &RunResult) -> std::fmt::Result {
     writeln!(md, "# moesim report: {}\n", r.scenario)?;
+    write_verdict(md, &r.simulated)?;
     writeln!(md, "| setting | value |\n|---|---|")?;
     writeln!(md, "| model | {} |", r.model)?;
     writeln!(
@@ -21,7 +22,11 @@ fn write_body(md: &mut String, r: &RunResult) -> std::fmt::Result {
         "| cluster | {} ({} GPUs on {} node(s) hold experts) |",
         r.cluster, r.gpus, r.nodes
     )?;
-    writeln!(md, "| tokens per GPU per step | {} |", r.tokens_per_gpu)?;
+    writeln!(
+        md,
+        "| tokens per GPU per step | {} (without a schedule) |",
+        r.tokens_per_gpu
+    )?;
     writeln!(md, "| trace | {} |", r.trace_source)?;
     writeln!(
         md,
@@ -38,7 +43,9 @@ fn write_body(md: &mut String, r: &RunResult) -> std::fmt::Result {
     writeln!(
         md,
         "Step time is the analytical estimate summed over MoE layers: dispatch all-to-all, the \
-         slowest GPU's expert compute, combine all-to-all (no overlap).\n"
+         slowest GPU's expert compute, combine all-to-all (no overlap), the mean over the {} \
+         step(s) the simulation below replays.\n",
+        r.steps
     )?;
     writeln!(
         md,
@@ -79,6 +86,31 @@ fn write_body(md: &mut String, r: &RunResult) -> std::fmt::Result {
     }
     writeln!(md, "\nFull numbers: `summary.json` in this folder.")?;
     Ok(())
+}
+
+/// The report's first sentence: the placement and overlap strategy with the shortest mean
+/// simulated step, and how far the slowest combination is behind it.
+fn write_verdict(md: &mut String, sim: &SimResult) -> std::fmt::Result {
+    let by_step = |s: &&crate::sim::StrategySim| s.step_ns;
+    let (Some(best), Some(worst)) = (
+        sim.strategies.iter().min_by_key(by_step),
+        sim.strategies.iter().max_by_key(by_step),
+    ) else {
+        return Ok(());
+    };
+    writeln!(
+        md,
+        "**Shortest simulated step: placement {}, overlap `{}`, {:.3} ms (mean of {} step(s)); \
+         the slowest combination, {} with `{}`, takes {:.3} ms ({:.1}% longer).**\n",
+        best.placement,
+        best.strategy,
+        ms(best.step_ns),
+        sim.steps,
+        worst.placement,
+        worst.strategy,
+        ms(worst.step_ns),
+        (worst.step_ns as f64 / best.step_ns.max(1) as f64 - 1.0) * 100.0
+    )
 }
 
 /// The discrete-event simulation: per placement and overlap strategy, step times, exposed
