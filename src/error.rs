@@ -61,16 +61,27 @@ impl Error {
     }
 }
 
-/// Describes a TOML parse error as `line N: message`, so callers can prefix the file name.
-pub fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
-    match error.span() {
-        Some(span) => format!(
-            "line {}: {}",
-            text[..span.start].matches('\n').count() + 1,
-            error.message()
-        ),
-        None => error.message().to_string(),
-    }
+/// Parses TOML `text` into a `T`; the error is a message naming the line and the key's dotted
+/// path (`line 12: `sim.rate_tolerance`: invalid type: string "x", expected f64`), for callers
+/// to prefix with the file's name.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
+    let deserializer =
+        toml::de::Deserializer::parse(text).map_err(|e| describe_toml_error(text, &e, ""))?;
+    serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| describe_toml_error(text, e.inner(), &e.path().to_string()))
+}
+
+/// `line N: `path`: message`, leaving out what the error does not know.
+fn describe_toml_error(text: &str, error: &toml::de::Error, path: &str) -> String {
+    let line = error.span().map_or(String::new(), |span| {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        format!("line {line}: ")
+    });
+    let key = match path {
+        "" | "." => String::new(),
+        path => format!("`{path}`: "),
+    };
+    format!("{line}{key}{}", error.message())
 }
 
 /// Result alias used throughout the library.

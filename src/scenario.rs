@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result, describe_toml_error};
+use crate::error::{Error, Result, parse_toml};
 use crate::placement::STRATEGIES;
 use crate::registry::Settings;
 use crate::sim::SimConfig;
@@ -30,9 +30,11 @@ pub struct Scenario {
     /// Seed for every random choice the run makes.
     #[serde(default)]
     pub seed: u64,
-    /// A model preset name (`moesim` lists them in errors) or a path to a HuggingFace config.json.
+    /// A model preset name (`moesim` lists them in errors) or a path to a HuggingFace
+    /// config.json (or its folder), relative to the scenario file.
     pub model: String,
-    /// A cluster preset name (e.g. `dgx-h100`, `hgx-h800x4`) or a path to a cluster TOML.
+    /// A cluster preset name (e.g. `dgx-h100`, `hgx-h800x4`) or a path to a cluster TOML,
+    /// relative to the scenario file.
     pub cluster: String,
     /// Expert-parallel degree: how many of the cluster's GPUs hold experts. Defaults to all.
     #[serde(default)]
@@ -71,12 +73,36 @@ pub struct Scenario {
 
 /// The routing trace of a scenario: a file, or parameters for the synthetic generator.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
+#[serde(try_from = "TraceTable")]
 pub enum TraceSource {
     /// A trace file in moesim's Parquet format (or any importable format).
     File(PathBuf),
     /// Generate the trace with the seeded synthetic generator.
     Synth(SynthParams),
+}
+
+/// The `[trace]` table as written: exactly one of its keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceTable {
+    file: Option<PathBuf>,
+    synth: Option<SynthParams>,
+}
+
+impl TryFrom<TraceTable> for TraceSource {
+    type Error = String;
+
+    fn try_from(table: TraceTable) -> std::result::Result<TraceSource, String> {
+        match (table.file, table.synth) {
+            (Some(file), None) => Ok(TraceSource::File(file)),
+            (None, Some(params)) => Ok(TraceSource::Synth(params)),
+            _ => Err(
+                "`trace` needs exactly one of `file` (a trace file) or a `[trace.synth]` \
+                      table (generator parameters)"
+                    .into(),
+            ),
+        }
+    }
 }
 
 /// One entry of a batch schedule: `repeat` steps of `tokens_per_gpu` tokens per GPU in `phase`.
@@ -172,20 +198,26 @@ impl Scenario {
         Scenario::parse(&text, base).map_err(|message| Error::bad_file(path, message))
     }
 
-    /// Parses scenario text; relative trace paths are joined to `base`. The error is a message
-    /// naming the offending key, for the caller to attach the file name to.
+    /// Parses scenario text; relative paths (trace, calibration, a model or cluster given as
+    /// a file) are joined to `base`. The error is a message naming the offending key, for the
+    /// caller to attach the file name to.
     pub fn parse(text: &str, base: &Path) -> std::result::Result<Scenario, String> {
-        let mut scenario: Scenario =
-            toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
-        if let TraceSource::File(file) = &mut scenario.trace
-            && file.is_relative()
-        {
-            *file = base.join(&*file);
+        let mut scenario: Scenario = parse_toml(text)?;
+        if let TraceSource::File(file) = &mut scenario.trace {
+            *file = relative_to(base, "trace.file", file)?;
         }
-        if let Some(file) = &mut scenario.sim.calibration
-            && file.is_relative()
-        {
-            *file = base.join(&*file);
+        if let Some(file) = &mut scenario.sim.calibration {
+            *file = relative_to(base, "sim.calibration", file)?;
+        }
+        for (key, spec, suffix) in [
+            ("model", &mut scenario.model, ".json"),
+            ("cluster", &mut scenario.cluster, ".toml"),
+        ] {
+            if spec.ends_with(suffix) || spec.contains(std::path::MAIN_SEPARATOR) {
+                *spec = relative_to(base, key, Path::new(spec.as_str()))?
+                    .display()
+                    .to_string();
+            }
         }
         scenario.check()?;
         Ok(scenario)
@@ -244,6 +276,19 @@ impl Scenario {
     }
 }
 
+/// `path` (key `key` of the scenario) joined to `base` when relative; an empty path is an
+/// error naming the key (it would name the scenario's own folder).
+fn relative_to(base: &Path, key: &str, path: &Path) -> std::result::Result<PathBuf, String> {
+    if path.as_os_str().is_empty() {
+        return Err(format!("`{key}` is empty; expected a file's path"));
+    }
+    Ok(if path.is_relative() {
+        base.join(path)
+    } else {
+        path.to_path_buf()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +319,53 @@ file = "x.parquet"
         let err = Scenario::parse(&text, Path::new("")).unwrap_err();
         assert!(err.contains("tokns_per_gpu"), "{err}");
         assert!(err.starts_with("line "), "{err}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key_by_its_path_and_line() {
+        let err = Scenario::parse(&MINIMAL.replace("128", "\"x\""), Path::new("")).unwrap_err();
+        assert!(
+            err.starts_with("line 5: `tokens_per_gpu`: invalid type: string \"x\""),
+            "{err}"
+        );
+        let text = format!("{MINIMAL}[sim]\nrate_tolerance = \"x\"\n");
+        let err = Scenario::parse(&text, Path::new("")).unwrap_err();
+        assert!(
+            err.starts_with("line 10: `sim.rate_tolerance`: invalid type"),
+            "{err}"
+        );
+        let text = format!("{MINIMAL}[[schedule]]\nphase = \"decode\"\ntokens_per_gpu = -1\n");
+        let err = Scenario::parse(&text, Path::new("")).unwrap_err();
+        assert!(err.contains("`schedule[0].tokens_per_gpu`"), "{err}");
+    }
+
+    #[test]
+    fn the_trace_table_needs_one_source_and_paths_are_not_empty() {
+        let text = MINIMAL.replace("file = \"x.parquet\"", "");
+        let err = Scenario::parse(&text, Path::new("")).unwrap_err();
+        assert!(err.contains("`trace` needs exactly one of `file`"), "{err}");
+        let text = MINIMAL.replace("x.parquet", "");
+        let err = Scenario::parse(&text, Path::new("scenarios")).unwrap_err();
+        assert_eq!(err, "`trace.file` is empty; expected a file's path");
+        let text = format!("{MINIMAL}[sim]\ncalibration = \"\"\n");
+        let err = Scenario::parse(&text, Path::new("scenarios")).unwrap_err();
+        assert_eq!(err, "`sim.calibration` is empty; expected a file's path");
+    }
+
+    #[test]
+    fn model_and_cluster_files_are_relative_to_the_scenario() {
+        let text = MINIMAL
+            .replace("\"mixtral-8x7b\"", "\"hf/config.json\"")
+            .replace("\"dgx-h100\"", "\"clusters/two.toml\"");
+        let s = Scenario::parse(&text, Path::new("scenarios")).unwrap();
+        assert_eq!(s.model, "scenarios/hf/config.json");
+        assert_eq!(s.cluster, "scenarios/clusters/two.toml");
+        // Presets are names, not paths.
+        let s = Scenario::parse(MINIMAL, Path::new("scenarios")).unwrap();
+        assert_eq!(
+            (s.model.as_str(), s.cluster.as_str()),
+            ("mixtral-8x7b", "dgx-h100")
+        );
     }
 
     #[test]

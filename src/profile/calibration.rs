@@ -31,7 +31,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::measurement::{Kind, Measurement, Measurements};
-use crate::error::{Error, Result, describe_toml_error};
+use crate::error::{Error, Result, parse_toml};
 use crate::output::write_bytes_atomic;
 
 /// Which half of the shapes `moesim calibrate` fits; the other half is held out for validation.
@@ -168,8 +168,8 @@ impl Calibration {
     /// Reads and checks a calibration file; errors name the file and the field.
     pub fn load(path: &Path) -> Result<Calibration> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let calibration: Calibration = toml::from_str(&text)
-            .map_err(|e| Error::bad_file(path, describe_toml_error(&text, &e)))?;
+        let calibration: Calibration =
+            parse_toml(&text).map_err(|message| Error::bad_file(path, message))?;
         calibration
             .check()
             .map_err(|message| Error::bad_file(path, message))?;

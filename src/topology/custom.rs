@@ -37,13 +37,12 @@
 use std::path::Path;
 
 use super::spec::ClusterSpec;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, parse_toml};
 
 /// Reads and checks the cluster spec in the TOML file at `path`; errors name the file and key.
 pub fn read_spec(path: &Path) -> Result<ClusterSpec> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let spec: ClusterSpec =
-        toml::from_str(&text).map_err(|e| Error::bad_file(path, e.to_string()))?;
+    let spec: ClusterSpec = parse_toml(&text).map_err(|message| Error::bad_file(path, message))?;
     spec.validate()
         .map_err(|e| Error::bad_file(path, e.to_string()))?;
     Ok(spec)

@@ -209,6 +209,13 @@ fn bad_toml_clusters_are_rejected_with_the_key() {
     );
     let err = load_edited("gpus_per_node = 8", "gpus_per_node = 0");
     assert!(err.contains("`gpus_per_node` must be at least 1"), "{err}");
+    // A parse error is one line naming the line and the key, not a snippet of the file.
+    let err = load_edited("gpus_per_node = 8", "gpus_per_node = \"eight\"");
+    assert!(
+        err.contains(": line 5: `gpus_per_node`: invalid type: string \"eight\""),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[test]

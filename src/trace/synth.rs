@@ -23,7 +23,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result, describe_toml_error};
+use crate::error::{Error, Result, parse_toml};
 use crate::output::write_bytes_atomic;
 use crate::trace::{ExpertId, LayerRouting, RoutingTrace, TokenMeta};
 
@@ -234,8 +234,7 @@ impl SynthParams {
     /// Parses and validates TOML text written by [`Self::to_toml`] or by hand. The error names
     /// the offending key and line.
     pub fn from_toml(text: &str) -> std::result::Result<SynthParams, String> {
-        let params: SynthParams =
-            toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        let params: SynthParams = parse_toml(text)?;
         params.validate().map_err(|e| e.to_string())?;
         Ok(params)
     }
