@@ -178,3 +178,61 @@ fn bad_usage_exits_2() {
     let output = moesim(&["frobnicate"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn an_overlap_split_past_its_bound_is_refused_before_simulating() {
+    // Issue 15 defect 3: `tiles = 65536` on the quickstart used to run ~7 s and abort at 2.9 GB.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiles.toml");
+    let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/traces/quickstart.parquet");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"tiles\"\nmodel = \"olmoe-1b-7b\"\ncluster = \"dgx-h100\"\n\
+             tokens_per_gpu = 8\nplacements = [\"contiguous\"]\n[trace]\nfile = \"{trace}\"\n\
+             [sim]\noverlaps = [\"fine-grained\"]\n[sim.fine-grained]\ntiles = 65536\n"
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let output = moesim_in(dir.path(), &["simulate", scenario.to_str().unwrap()]);
+    assert_fails_with(
+        &output,
+        &["tiles.toml", "`tiles` = 65536 is out of range: 1 to 256"],
+    );
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+}
+
+#[test]
+fn gpu_and_slot_counts_past_their_bounds_are_usage_errors_naming_the_flag() {
+    // Issue 15 defect 5: `place --gpus 1000000` ran on for minutes (GPUs^2); past 2^20 GPUs or
+    // 2^24 slots the flag itself is refused.
+    let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/traces/quickstart.parquet");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.json");
+    let place = |extra: &[&str]| {
+        let mut args = vec![
+            "place",
+            "--trace",
+            trace,
+            "--strategy",
+            "eplb",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        moesim(&args)
+    };
+    let output = place(&["--gpus", "1048577"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(common::stderr(&output).contains("--gpus"));
+    let output = place(&["--gpus", "8", "--slots", "16777224"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(common::stderr(&output).contains("--slots"));
+    assert!(!out.exists());
+    // 2^18 GPUs are placed and judged in about a second (release), not the quadratic minutes.
+    let started = std::time::Instant::now();
+    let output = place(&["--gpus", "262144"]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+}

@@ -19,7 +19,9 @@ use crate::pipeline::evaluate::{
 use crate::placement::evaluate::{EvalContext, evaluate};
 use crate::placement::export::{ExportFormat, read_placement, write_placement};
 use crate::placement::holdout::{TokenPart, token_part};
-use crate::placement::{ExpertMemory, PlacementRequest, STRATEGIES, slots_per_gpu_for};
+use crate::placement::{
+    ExpertMemory, MAX_GPUS, MAX_SLOTS, PlacementRequest, STRATEGIES, slots_per_gpu_for,
+};
 use crate::registry::Settings;
 use crate::scenario::Scenario;
 use crate::topology::Cluster;
@@ -66,15 +68,15 @@ struct FitArgs {
     /// Placement strategy (contiguous, round-robin, eplb, and any other registered name).
     #[arg(long, required = true)]
     strategy: Option<String>,
-    /// GPUs to place onto.
-    #[arg(long, required = true)]
+    /// GPUs to place onto (1 to 1,048,576).
+    #[arg(long, required = true, value_parser = count_up_to(MAX_GPUS))]
     gpus: Option<usize>,
     /// Machines the GPUs span, consecutively [default: the cluster's count for these GPUs, else 1].
     #[arg(long)]
     nodes: Option<usize>,
-    /// Physical expert slots over all GPUs, a multiple of --gpus [default: one per expert,
-    /// rounded up to a multiple of --gpus].
-    #[arg(long)]
+    /// Physical expert slots over all GPUs, a multiple of --gpus, at most 16,777,216 [default:
+    /// one per expert, rounded up to a multiple of --gpus].
+    #[arg(long, value_parser = count_up_to(MAX_SLOTS))]
     slots: Option<usize>,
     /// Expert groups [default: the model's, else 1].
     #[arg(long)]
@@ -328,6 +330,14 @@ impl EvalArgs {
             gpus: Some(gpus),
             ..scenario
         }))
+    }
+}
+
+/// A flag's count, 1 to `max`: the work behind it grows with the count.
+fn count_up_to(max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync {
+    move |text| match text.parse::<usize>() {
+        Ok(count) if (1..=max).contains(&count) => Ok(count),
+        _ => Err(format!("expected a whole number from 1 to {max}")),
     }
 }
 

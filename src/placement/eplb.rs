@@ -18,6 +18,9 @@
 //! GPU `g`'s slots list its replicas in the order they were packed, so slot `g * R / P + s` is
 //! the reference's physical expert of the same index.
 
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
 use super::{LayerPlacement, Placement, PlacementRequest, PlacementStrategy};
 use crate::error::Result;
 use crate::registry::{NoSettings, Plugin};
@@ -128,8 +131,10 @@ impl Shape {
 }
 
 /// Packs `weights.len()` items into `packs` packs of equal item count (which must divide the
-/// item count), heaviest item first onto the lightest pack that still has room. Returns each
-/// item's `(pack, rank inside the pack)`. With one item per pack, item `i` goes to pack `i`.
+/// item count), heaviest item first onto the lightest pack that still has room (the lowest
+/// index among equals). Returns each item's `(pack, rank inside the pack)`. With one item per
+/// pack, item `i` goes to pack `i`. The packs wait in a heap, so a million GPUs cost
+/// `items x log(packs)`, not `items x packs`.
 fn balanced_packing(weights: &[f64], packs: usize) -> Vec<(usize, usize)> {
     let per_pack = weights.len() / packs;
     if per_pack == 1 {
@@ -138,22 +143,20 @@ fn balanced_packing(weights: &[f64], packs: usize) -> Vec<(usize, usize)> {
     let mut order: Vec<usize> = (0..weights.len()).collect();
     // Stable: equal weights keep ascending index order.
     order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]));
-    let mut pack_weight = vec![0.0f64; packs];
+    // A pack's heap value is its weight negated, so the heap's greatest is the lightest pack.
+    let mut lightest: BinaryHeap<Ranked> = (0..packs).map(|pack| Ranked::new(0.0, pack)).collect();
     let mut pack_items = vec![0usize; packs];
     let mut assignment = vec![(0, 0); weights.len()];
     for item in order {
-        let mut best: Option<usize> = None;
-        for pack in 0..packs {
-            let lighter = best.is_none_or(|b| pack_weight[pack] < pack_weight[b]);
-            if pack_items[pack] < per_pack && lighter {
-                best = Some(pack);
-            }
-        }
         // Total room equals the item count, so some pack always has room.
-        let pack = best.unwrap_or(0);
-        assignment[item] = (pack, pack_items[pack]);
-        pack_weight[pack] += weights[item];
-        pack_items[pack] += 1;
+        let Some(pack) = lightest.pop() else {
+            break;
+        };
+        assignment[item] = (pack.index, pack_items[pack.index]);
+        pack_items[pack.index] += 1;
+        if pack_items[pack.index] < per_pack {
+            lightest.push(Ranked::new(pack.value - weights[item], pack.index));
+        }
     }
     assignment
 }
@@ -161,22 +164,68 @@ fn balanced_packing(weights: &[f64], packs: usize) -> Vec<(usize, usize)> {
 /// Gives each of `weights.len()` experts one replica, then each of the remaining
 /// `slots - weights.len()` slots to the expert with the highest weight per replica (lowest index
 /// among equals). Returns the expert of every slot (slot `i < E` is expert `i`, then the extra
-/// replicas in the order they were handed out) and each expert's replica count.
+/// replicas in the order they were handed out) and each expert's replica count. The experts
+/// wait in a heap: `slots x log(experts)`.
 fn replicate(weights: &[f64], slots: usize) -> (Vec<usize>, Vec<usize>) {
     let mut slot_expert: Vec<usize> = (0..weights.len()).collect();
     let mut counts = vec![1usize; weights.len()];
+    let mut heaviest: BinaryHeap<Ranked> = weights
+        .iter()
+        .enumerate()
+        .map(|(expert, &weight)| Ranked::new(weight, expert))
+        .collect();
     for _ in weights.len()..slots {
-        let mut best = 0;
-        for expert in 1..weights.len() {
-            if weights[expert] / counts[expert] as f64 > weights[best] / counts[best] as f64 {
-                best = expert;
-            }
-        }
-        slot_expert.push(best);
-        counts[best] += 1;
+        let Some(best) = heaviest.pop() else {
+            break;
+        };
+        slot_expert.push(best.index);
+        counts[best.index] += 1;
+        let per_replica = weights[best.index] / counts[best.index] as f64;
+        heaviest.push(Ranked::new(per_replica, best.index));
     }
     (slot_expert, counts)
 }
+
+/// A value and the index it belongs to, ordered by value and then by *lower* index first: a
+/// max-heap's top is the highest value, the lowest index among equals, as the reference's
+/// scans break ties.
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    value: f64,
+    index: usize,
+}
+
+impl Ranked {
+    /// `value` (a `-0.0` taken as `0.0`, as the reference's comparisons do) at `index`.
+    fn new(value: f64, index: usize) -> Ranked {
+        Ranked {
+            value: value + 0.0,
+            index,
+        }
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Ranked) -> Ordering {
+        self.value
+            .total_cmp(&other.value)
+            .then(other.index.cmp(&self.index))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Ranked) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Ranked) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
 
 #[cfg(test)]
 mod tests;

@@ -215,31 +215,79 @@ fn layer_pairs(
     domain_of: &dyn Fn(usize) -> usize,
 ) -> (u64, u64) {
     let experts = placement.num_experts();
-    // shared[a * E + b]: some domain holds a at `layer` and b at `layer + 1`.
-    let mut shared = vec![false; experts * experts];
-    for a in 0..experts {
-        for &gpu_a in placement.replicas_of(layer, a) {
-            for b in 0..experts {
-                let local = placement
-                    .replicas_of(layer + 1, b)
-                    .iter()
-                    .any(|&gpu_b| domain_of(gpu_b) == domain_of(gpu_a));
-                shared[a * experts + b] |= local;
-            }
-        }
-    }
+    let mut shared = SharedDomains::new(placement, layer, domain_of);
     let (mut cross, mut total) = (0u64, 0u64);
     for token in 0..from.num_tokens() {
         for &a in from.experts_of(token) {
             for &b in to.experts_of(token) {
                 if let (true, true) = ((a as usize) < experts, (b as usize) < experts) {
                     total += 1;
-                    cross += u64::from(!shared[a as usize * experts + b as usize]);
+                    cross += u64::from(!shared.any(a as usize, b as usize));
                 }
             }
         }
     }
     (cross, total)
+}
+
+/// Whether some domain holds expert `a` at a layer and expert `b` at the next, answered from
+/// each expert's sorted domains and remembered per pair: the cost follows the pairs the tokens
+/// visit and the experts' replica counts, not experts^2 or GPUs^2 (a million GPUs, or 65,536
+/// experts, stay cheap).
+struct SharedDomains {
+    /// Per expert, the domains holding it at the layer, ascending, once each.
+    from: Vec<Vec<usize>>,
+    /// The same at the next layer.
+    to: Vec<Vec<usize>>,
+    /// Answers so far, by `a * experts + b`.
+    known: std::collections::HashMap<usize, bool>,
+}
+
+impl SharedDomains {
+    fn new(placement: &Placement, layer: usize, domain_of: &dyn Fn(usize) -> usize) -> Self {
+        let domains = |layer: usize| -> Vec<Vec<usize>> {
+            (0..placement.num_experts())
+                .map(|expert| {
+                    let mut domains: Vec<usize> = placement
+                        .replicas_of(layer, expert)
+                        .iter()
+                        .map(|&gpu| domain_of(gpu))
+                        .collect();
+                    domains.sort_unstable();
+                    domains.dedup();
+                    domains
+                })
+                .collect()
+        };
+        SharedDomains {
+            from: domains(layer),
+            to: domains(layer + 1),
+            known: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Whether a domain holds `a` (at the layer) and `b` (at the next).
+    fn any(&mut self, a: usize, b: usize) -> bool {
+        let key = a * self.from.len() + b;
+        if let Some(&shared) = self.known.get(&key) {
+            return shared;
+        }
+        let (from, to) = (&self.from[a], &self.to[b]);
+        let (mut i, mut j) = (0, 0);
+        let mut shared = false;
+        while i < from.len() && j < to.len() {
+            match from[i].cmp(&to[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    shared = true;
+                    break;
+                }
+            }
+        }
+        self.known.insert(key, shared);
+        shared
+    }
 }
 
 #[cfg(test)]

@@ -286,6 +286,13 @@ impl From<Placement> for PlacementFile {
     }
 }
 
+/// Most GPUs a request may place onto (a million: far past any cluster, small enough that a
+/// placement of every layer fits in memory).
+pub const MAX_GPUS: usize = 1 << 20;
+
+/// Most physical expert slots a request may have over all its GPUs.
+pub const MAX_SLOTS: usize = 1 << 24;
+
 /// What a strategy is asked to place.
 #[derive(Debug, Clone, Copy)]
 pub struct PlacementRequest<'a> {
@@ -366,6 +373,18 @@ impl<'a> PlacementRequest<'a> {
         }
         if self.num_gpus == 0 || self.slots_per_gpu == 0 {
             return fail("num_gpus and slots_per_gpu must be at least 1".into());
+        }
+        if self.num_gpus > MAX_GPUS {
+            return fail(format!(
+                "{} GPUs is more than the {MAX_GPUS} a placement may have",
+                self.num_gpus
+            ));
+        }
+        if self.num_gpus.saturating_mul(self.slots_per_gpu) > MAX_SLOTS {
+            return fail(format!(
+                "{} GPUs x {} slots is more than the {MAX_SLOTS} slots a placement may have",
+                self.num_gpus, self.slots_per_gpu
+            ));
         }
         if self.num_nodes == 0 || !self.num_gpus.is_multiple_of(self.num_nodes) {
             return fail(format!(

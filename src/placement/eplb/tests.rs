@@ -294,3 +294,31 @@ fn deepseek_loads_match_the_reference_algorithm_on_both_shapes() {
         }
     }
 }
+
+#[test]
+fn ties_break_as_the_reference_does() {
+    // Many equal weights (and zeros) so every heap choice is a tie: the heaps must pick the
+    // lowest index among equals, as the reference's first-maximum scans do. Both shapes: 16
+    // experts in 4 groups on 2 nodes x 4 GPUs (hierarchical) and on 1 node (global).
+    let weights = [
+        vec![1.0; 16],
+        vec![0.0; 16],
+        (0..16).map(|e| f64::from(e % 3)).collect::<Vec<f64>>(),
+        (0..16).map(|e| if e < 8 { 2.0 } else { 1.0 }).collect(),
+    ];
+    for w in weights {
+        let l = loads(vec![w.clone()]);
+        for (nodes, slots) in [(2usize, 6usize), (1, 6), (1, 4), (2, 8)] {
+            let placement = request(&l, 8, slots, nodes, 4);
+            let flat: Vec<usize> = placement
+                .layer(0)
+                .gpu_experts
+                .iter()
+                .flatten()
+                .map(|&e| e as usize)
+                .collect();
+            let (phy2log, _) = reference_rebalance(&w, 8 * slots, 4, nodes, 8);
+            assert_eq!(flat, phy2log, "{w:?} nodes {nodes} slots {slots}");
+        }
+    }
+}
