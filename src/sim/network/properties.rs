@@ -33,10 +33,10 @@ fn capacity() -> impl Strategy<Value = f64> {
     ]
 }
 
-/// One to six links and up to 24 flows over one to three of them each, in start order: many
+/// One to eight links and up to 48 flows over one to three of them each, in start order: many
 /// start at 0, the others at random instants; small and large sizes.
 fn links_and_flows() -> impl Strategy<Value = (Vec<f64>, Vec<Start>)> {
-    prop::collection::vec(capacity(), 1..=6).prop_flat_map(|capacities| {
+    prop::collection::vec(capacity(), 1..=8).prop_flat_map(|capacities| {
         let links: Vec<u32> = (0..capacities.len() as u32).collect();
         let most = links.len().min(3);
         let start = (
@@ -45,7 +45,7 @@ fn links_and_flows() -> impl Strategy<Value = (Vec<f64>, Vec<Start>)> {
             prop_oneof![1..2_000u64, 1..5_000_000u64],
         )
             .prop_map(|(ns, links, bytes)| Start { ns, links, bytes });
-        let starts = prop::collection::vec(start, 1..=24).prop_map(|mut starts| {
+        let starts = prop::collection::vec(start, 1..=48).prop_map(|mut starts| {
             starts.sort_by_key(|s| s.ns);
             starts
         });
