@@ -16,10 +16,42 @@ use crate::error::{Error, Result};
 use crate::output;
 use crate::pipeline::RunResult;
 
-/// Writes `summary.json`, `report.md` and the charts for `result` into `dir`, returning every
-/// path written. Each file is written atomically.
+/// Writes `summary.json`, `report.md` and the charts for `result` as the folder `dir`,
+/// returning every path written. The folder is replaced whole ([`output::replace_dir`]): killed
+/// at any instant, a run leaves it holding the previous report or this one, never a mix, and
+/// the next run removes what a killed one left beside it. So that no other files go with it,
+/// `dir` must be absent, empty or a report (holding `summary.json`).
 pub fn write_report(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    check_replaceable(dir)?;
+    output::replace_dir(dir, |tmp| {
+        let written = write_files(result, tmp)?;
+        Ok(written
+            .iter()
+            .map(|path| dir.join(path.strip_prefix(tmp).expect("written in the folder")))
+            .collect())
+    })
+}
+
+/// Checks that replacing the folder `dir` takes nothing but a report with it (see
+/// [`write_report`]).
+fn check_replaceable(dir: &Path) -> Result<()> {
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    if entries.next().is_none() || dir.join("summary.json").is_file() {
+        return Ok(());
+    }
+    Err(Error::bad_file(
+        dir,
+        "holds files that are not a moesim report (no summary.json), and a report replaces its \
+         folder whole: choose a new or empty folder",
+    ))
+}
+
+/// Writes the report's files into the folder `dir`, returning their paths.
+fn write_files(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let summary = dir.join("summary.json");
     let mut json = serde_json::to_vec_pretty(result)
@@ -98,4 +130,27 @@ fn gpu_load_heatmap(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
         y: "MoE layer",
     };
     charts::heatmap(&dir.join("gpu_load_heatmap"), labels, &panels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_or_empty_folder_or_a_report_may_be_replaced() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("out");
+        assert!(check_replaceable(&dir).is_ok());
+        std::fs::create_dir(&dir).unwrap();
+        assert!(check_replaceable(&dir).is_ok());
+        std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+        let err = check_replaceable(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains(&dir.display().to_string()) && err.contains("not a moesim report"),
+            "{err}"
+        );
+        std::fs::write(dir.join("summary.json"), "{}").unwrap();
+        assert!(check_replaceable(&dir).is_ok());
+        assert!(check_replaceable(&dir.join("summary.json")).is_err());
+    }
 }

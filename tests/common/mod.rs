@@ -4,6 +4,7 @@
 
 pub mod gating_cases;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -54,4 +55,34 @@ pub fn assert_fails_with(output: &Output, needles: &[&str]) {
         assert!(err.contains(needle), "expected `{needle}` in: {err}");
     }
     assert!(!err.contains("panicked"), "panic: {err}");
+}
+
+/// A folder's files (by name) and their bytes.
+pub type Files = BTreeMap<String, Vec<u8>>;
+
+/// The files of the folder `dir` (not of its subfolders), or `None` if it does not exist.
+pub fn files(dir: &Path) -> Option<Files> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let files = entries
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap_or_default())
+        })
+        .collect();
+    Some(files)
+}
+
+/// Writes `<name>.toml` into `dir`: OLMoE on `cluster` with the contiguous and EPLB placements,
+/// over 4,096 tokens of a synthetic trace seeded with `seed` (which changes every file of
+/// its report); returns its path.
+pub fn synth_scenario(dir: &Path, name: &str, cluster: &str, seed: u64) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let toml = format!(
+        "name = \"{name}\"\nseed = {seed}\nmodel = \"olmoe-1b-7b\"\ncluster = \"{cluster}\"\n\
+         tokens_per_gpu = 256\nplacements = [\"contiguous\", \"eplb\"]\n\n\
+         [trace.synth]\nnum_tokens = 4096\nseed = {seed}\n"
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
 }

@@ -168,6 +168,16 @@ impl MaxMin {
         id
     }
 
+    /// Sum of the rates the flows on `link` hold (drained ones not yet released included),
+    /// summed afresh rather than read from the running total a re-division keeps.
+    #[cfg(test)]
+    pub(super) fn held(&self, link: u32) -> f64 {
+        self.link_flows[link as usize]
+            .iter()
+            .map(|&flow| self.flows[flow as usize].rate)
+            .sum()
+    }
+
     /// The rate `flow` holds, bytes per ns (a drained flow's until it is released).
     pub(super) fn rate(&self, flow: FlowId) -> f64 {
         self.flows[flow as usize].rate

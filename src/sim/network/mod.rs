@@ -27,6 +27,9 @@ mod max_min;
 mod progress;
 mod rate_tolerance;
 
+#[cfg(test)]
+mod properties;
+
 /// Index of a flow in its [`FlowNetwork`]; reused by a later flow once the flow has drained
 /// and given its bandwidth back, so the network's memory follows the flows in flight.
 pub type FlowId = u32;
