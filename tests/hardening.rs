@@ -30,7 +30,9 @@ fn imported_parquet(dir: &Path) -> PathBuf {
     let mut state = 12345u64;
     let ids: Vec<i64> = (0..4000 * 6)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 33) % 32) as i64
         })
         .collect();
@@ -109,7 +111,11 @@ fn parquet_reproducers_of_issue_15_on_the_switch_trace() {
         b
     };
     let cases = [
-        ("a.parquet", cut_before_footer(&bytes), "lies outside the data"),
+        (
+            "a.parquet",
+            cut_before_footer(&bytes),
+            "lies outside the data",
+        ),
         (
             "b.parquet",
             flipped(166823, 0x10),
@@ -150,4 +156,112 @@ fn every_bit_flip_in_a_footer_is_an_error_naming_the_file_or_harmless() {
         }
     }
     assert!(errors > 100, "only {errors} flips were caught");
+}
+
+/// Runs `moesim trace import INPUT -o OUT [extra]` in a fresh folder.
+fn import_cli(input: &Path, extra: &[&str]) -> (std::process::Output, PathBuf) {
+    let out = input.with_extension("imported.parquet");
+    let mut args = vec!["trace", "import", input.to_str().unwrap(), "-o"];
+    args.push(out.to_str().unwrap());
+    args.extend_from_slice(extra);
+    (moesim(&args), out)
+}
+
+#[test]
+fn stats_at_65536_experts_count_sparse_pairs() {
+    // Issue 15 defect 2. 30,000 top-2 tokens over 2 layers of 65,536 experts: token t takes
+    // {2t, 2t+1} at layer 0 and {65535 - 2t, 65534 - 2t} at layer 1, so every layer-0 expert has
+    // one token, split over two successors.
+    let n = 65536usize;
+    let ids: Vec<u16> = (0..30000usize)
+        .flat_map(|t| [2 * t, 2 * t + 1, n - 1 - 2 * t, n - 2 - 2 * t])
+        .map(|id| id as u16)
+        .collect();
+    let trace = moesim::trace::RoutingTrace::from_dense(n, 2, 2, &ids).unwrap();
+    let stats = moesim::analysis::trace_stats(&moesim::trace::Trace::Tokens(trace.clone()));
+    let first = &stats.layers[0];
+    assert_eq!(first.affinity_top1, Some(0.5));
+    assert_eq!(first.affinity_top4, Some(1.0));
+    assert_eq!(first.dead_experts, 5536);
+    assert!((first.max_mean - 65536.0 / 60000.0).abs() < 1e-12);
+    assert_eq!(first.coactivation[0].pair, [0, 1]);
+    assert_eq!(first.coactivation[0].count, 1);
+    assert_eq!(stats.layers[1].coactivation[0].pair, [5536, 5537]);
+    // No expert is used twice in a layer: every LRU lookup misses.
+    assert!(first.lru_hit_rates.iter().all(|h| h.hits == 0));
+    // The same through the binary, streaming a Parquet file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.parquet");
+    write_trace(&path, &moesim::trace::Trace::Tokens(trace), "test").unwrap();
+    let output = moesim(&["trace", "stats", path.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = common::stdout(&output);
+    assert!(table.starts_with("2 layers x 65536 experts, 30000 tokens, top-2"), "{table}");
+    assert!(table.contains("0+1 0.0%"), "{table}");
+}
+
+#[test]
+fn npy_top_k_repeating_an_expert_is_refused_at_import() {
+    // Issue 15 defect 4: int64 [0, 1, 0, 1], shape (1, 1, 4), --num-experts 2.
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("repeat.npy");
+    write_i64_npy(&npy, "(1, 1, 4)", &[0, 1, 0, 1]);
+    let (output, out) = import_cli(&npy, &["--num-experts", "2"]);
+    assert_fails_with(
+        &output,
+        &["repeat.npy: row 0, layer 0, rank 2: expert 0 repeats rank 0"],
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn sglang_negative_count_is_refused_by_import_and_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("neg.json");
+    fs::write(&dump, r#"{"logical_count":[[-5,1,2,3],[1,1,1,1]]}"#).unwrap();
+    let (output, out) = import_cli(&dump, &[]);
+    assert_fails_with(
+        &output,
+        &["neg.json: `logical_count[0][0]`: count -5 is negative"],
+    );
+    assert!(!out.exists());
+    let placement = dir.path().join("p.json");
+    let args = [
+        "place",
+        "--trace",
+        dump.to_str().unwrap(),
+        "--strategy",
+        "eplb",
+        "--gpus",
+        "2",
+        "-o",
+        placement.to_str().unwrap(),
+    ];
+    assert_fails_with(&moesim(&args), &["neg.json", "count -5 is negative"]);
+    assert!(!placement.exists());
+}
+
+#[test]
+fn shape_and_width_errors_name_the_file() {
+    // Issue 15 defect 7: npy shape (1, 244800), SGLang with 70,000 experts.
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("wide.npy");
+    write_i64_npy(&npy, "(1, 244800)", &vec![1; 244800]);
+    let (output, _) = import_cli(&npy, &[]);
+    assert_fails_with(
+        &output,
+        &["wide.npy: 244800 layers exceed the 65536 a trace can hold"],
+    );
+    let dump = dir.path().join("wide.json");
+    let row = vec!["1"; 70000].join(",");
+    fs::write(&dump, format!("{{\"logical_count\":[[{row}]]}}")).unwrap();
+    for args in [
+        vec!["trace", "import", dump.to_str().unwrap(), "-o", "x.parquet"],
+        vec!["trace", "stats", dump.to_str().unwrap()],
+    ] {
+        assert_fails_with(
+            &moesim(&args),
+            &["wide.json: `logical_count` has 1 layers x 70000 experts"],
+        );
+    }
 }

@@ -33,6 +33,12 @@ pub fn load(path: &Path) -> Result<Trace> {
 /// A routed expert's id inside one MoE layer.
 pub type ExpertId = u16;
 
+/// The most routed experts per layer a trace can hold: expert ids are 16-bit.
+pub const MAX_EXPERTS: usize = ExpertId::MAX as usize + 1;
+
+/// The most MoE layers a trace can hold: the file format's layer index is 16-bit.
+pub const MAX_LAYERS: usize = u16::MAX as usize + 1;
+
 /// Which serving phase a token was routed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -248,7 +254,7 @@ impl RoutingTrace {
             )));
         }
         meta.check_len(num_tokens)?;
-        if num_experts == 0 || num_experts > ExpertId::MAX as usize + 1 {
+        if num_experts == 0 || num_experts > MAX_EXPERTS {
             return Err(Error::invalid(format!(
                 "number of experts must be between 1 and 65536, got {num_experts}"
             )));
@@ -406,6 +412,10 @@ fn slice_column<T: Clone>(
 ) -> Option<Vec<T>> {
     column.as_ref().map(|c| c[range.clone()].to_vec())
 }
+
+/// The most (layer, expert) cells a loads trace holds (512 MiB of loads): 65,536 experts over
+/// 1,024 layers, far past any model, while a sparse source (a loads CSV) cannot ask for more.
+pub const MAX_LOAD_CELLS: usize = 1 << 26;
 
 /// Aggregate routing: tokens per expert per layer (token x top-k slots), as SGLang records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,10 +14,11 @@ use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
-use super::routing_builder::RoutingBuilder;
+use super::routing_builder::{Refused, RoutingBuilder};
 use crate::error::{Error, Result};
 use crate::output::write_atomic;
-use crate::trace::{ExpertLoads, RoutingTrace, Trace};
+use crate::trace::validate::sign_problem;
+use crate::trace::{ExpertLoads, MAX_EXPERTS, MAX_LOAD_CELLS, RoutingTrace, Trace};
 
 /// Reads the CSV trace at `path`; its header decides token-level or aggregate.
 pub(super) fn import(path: &Path, num_experts: Option<usize>) -> Result<Trace> {
@@ -156,7 +157,13 @@ fn read_tokens<'a>(
         .map(|r| usize::from(r.layer) + 1)
         .max()
         .unwrap_or(0);
-    let mut builder = RoutingBuilder::new(num_layers, num_experts, weight.is_some(), rows.len())?;
+    let mut builder = RoutingBuilder::new(
+        table.path,
+        num_layers,
+        num_experts,
+        weight.is_some(),
+        rows.len(),
+    )?;
     let mut next = rows.iter().peekable();
     for token in 0..num_tokens as u32 {
         if next.peek().is_some_and(|r| r.token != token) {
@@ -175,7 +182,13 @@ fn read_tokens<'a>(
                 } else {
                     builder.push(usize::from(layer), row.expert)
                 };
-                pushed.map_err(|e| table.error(row.line, &format!("column expert: {e}")))?;
+                pushed.map_err(|e| {
+                    let column = match e {
+                        Refused::Weight(_) => "weight",
+                        _ => "expert",
+                    };
+                    table.error(row.line, &format!("column {column}: {e}"))
+                })?;
             }
             builder.end_token(usize::from(layer));
         }
@@ -195,18 +208,27 @@ fn read_loads<'a>(
     let mut cells: Vec<(usize, u16, u16, f64)> = Vec::new();
     for (number, line) in lines {
         let fields = table.fields(number, line)?;
+        let value: f64 = table.parse(number, &fields, load)?;
+        if let Some(problem) = sign_problem(value) {
+            return Err(table.error(number, &format!("column load: {problem}")));
+        }
         cells.push((
             number,
             table.parse(number, &fields, layer)?,
             table.parse(number, &fields, expert)?,
-            table.parse(number, &fields, load)?,
+            value,
         ));
     }
     if cells.is_empty() {
         return Err(Error::bad_file(table.path, "has no load rows"));
     }
     let width = match num_experts {
-        Some(n) => n,
+        Some(n) if (1..=MAX_EXPERTS).contains(&n) => n,
+        Some(n) => {
+            return Err(Error::invalid(format!(
+                "number of experts must be between 1 and {MAX_EXPERTS}, got {n}"
+            )));
+        }
         None => cells
             .iter()
             .map(|c| usize::from(c.2) + 1)
@@ -218,6 +240,15 @@ fn read_loads<'a>(
         .map(|c| usize::from(c.1) + 1)
         .max()
         .unwrap_or(0);
+    if num_layers * width > MAX_LOAD_CELLS {
+        return Err(Error::bad_file(
+            table.path,
+            format!(
+                "{num_layers} layers x {width} experts exceed the {MAX_LOAD_CELLS} (layer, expert) \
+                 cells a loads trace holds"
+            ),
+        ));
+    }
     let mut grid = vec![vec![0.0; width]; num_layers];
     let mut seen = vec![vec![false; width]; num_layers];
     for (number, layer, expert, load) in cells {
@@ -339,6 +370,16 @@ mod tests {
             error_of("layer,token,expert,weight\n0,0,1,\n", None)
                 .ends_with("line 2: column weight: '' is not a valid f32")
         );
+        assert!(
+            error_of("layer,token,expert\n0,0,1\n0,0,1\n", None).ends_with(
+                "line 3: column expert: expert 1 repeats rank 0 (an expert is routed at most \
+                 once per token)"
+            )
+        );
+        assert!(
+            error_of("layer,token,expert,weight\n0,0,1,0.5\n0,0,2,-1\n", None)
+                .ends_with("line 3: column weight: gate weight -1 is negative")
+        );
     }
 
     #[test]
@@ -353,6 +394,17 @@ mod tests {
         assert!(
             error_of("layer,expert,load\n0,0,1\n0,0,2\n", None)
                 .ends_with("line 3: layer 0, expert 0 already has a load")
+        );
+        assert!(
+            error_of("layer,expert,load\n0,0,1\n0,1,-2\n", None)
+                .ends_with("line 3: column load: -2 is negative")
+        );
+        // One row far out would make a 65,536 x 65,536 grid.
+        assert!(
+            error_of("layer,expert,load\n65535,65535,1\n", None).ends_with(
+                "65536 layers x 65536 experts exceed the 67108864 (layer, expert) cells a loads \
+                 trace holds"
+            )
         );
     }
 

@@ -175,7 +175,7 @@ impl TraceFile {
 }
 
 /// What every read failure of a trace file starts with.
-const READ_FAILED: &str = "cannot read as Parquet";
+pub(super) const READ_FAILED: &str = "cannot read as Parquet";
 
 /// A polars failure while reading `path`: the file is truncated, corrupt or not Parquet.
 pub(super) fn polars_error(path: &Path, error: PolarsError) -> Error {

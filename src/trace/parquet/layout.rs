@@ -10,6 +10,7 @@ use std::path::Path;
 
 use polars::prelude::FileMetadataRef;
 
+use super::file::READ_FAILED;
 use crate::error::{Error, Result};
 
 /// The magic at the start and the end of every Parquet file.
@@ -22,9 +23,9 @@ const TRAILER: u64 = 8;
 pub(super) fn check_ends(path: &Path, file: &mut File) -> Result<u64> {
     let io = |e| Error::io(path, e);
     let len = file.seek(SeekFrom::End(0)).map_err(io)?;
-    let not_parquet = |why: &str| Error::bad_file(path, format!("not a Parquet file: {why}"));
+    let unreadable = |why: &str| Error::bad_file(path, format!("{READ_FAILED}: {why}"));
     if len < MAGIC.len() as u64 + TRAILER {
-        return Err(not_parquet(&format!("{len} bytes is too short")));
+        return Err(unreadable(&format!("{len} bytes is too short")));
     }
     let mut head = [0u8; 4];
     let mut tail = [0u8; 8];
@@ -34,18 +35,17 @@ pub(super) fn check_ends(path: &Path, file: &mut File) -> Result<u64> {
     file.read_exact(&mut tail).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     if &head != MAGIC || &tail[4..] != MAGIC {
-        return Err(not_parquet("the PAR1 magic is missing at its start or end"));
+        return Err(unreadable(
+            "the PAR1 magic is missing at its start or end (not Parquet, or truncated)",
+        ));
     }
     let footer = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
     let room = len - MAGIC.len() as u64 - TRAILER;
     if footer > room {
-        return Err(Error::bad_file(
-            path,
-            format!(
-                "corrupt Parquet footer: it claims {footer} bytes but the file has room for \
-                 {room} (truncated file?)"
-            ),
-        ));
+        return Err(unreadable(&format!(
+            "corrupt footer: it claims {footer} bytes but the file has room for {room} \
+             (truncated file?)"
+        )));
     }
     Ok(len - TRAILER - footer)
 }
@@ -53,7 +53,9 @@ pub(super) fn check_ends(path: &Path, file: &mut File) -> Result<u64> {
 /// Checks every column chunk lies inside the data area `4..data_end`, and that the row groups'
 /// rows add up to the file's.
 pub(super) fn check_chunks(path: &Path, data_end: u64, metadata: &FileMetadataRef) -> Result<()> {
-    let corrupt = |message: String| Error::bad_file(path, format!("corrupt Parquet footer: {message}"));
+    let corrupt = |message: String| {
+        Error::bad_file(path, format!("{READ_FAILED}: corrupt footer: {message}"))
+    };
     let mut rows = 0usize;
     for (group, row_group) in metadata.row_groups.iter().enumerate() {
         rows = rows.saturating_add(row_group.num_rows());
