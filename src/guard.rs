@@ -38,10 +38,7 @@ pub fn decode_guarded<T>(path: &Path, what: &str, decode: impl FnOnce() -> Resul
     result.unwrap_or_else(|payload| {
         Err(Error::bad_file(
             path,
-            format!(
-                "{what}: the file is corrupt ({})",
-                panic_message(&*payload)
-            ),
+            format!("{what}: the file is corrupt ({})", panic_message(&*payload)),
         ))
     })
 }
