@@ -196,7 +196,10 @@ fn stats_at_65536_experts_count_sparse_pairs() {
     let output = moesim(&["trace", "stats", path.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let table = common::stdout(&output);
-    assert!(table.starts_with("2 layers x 65536 experts, 30000 tokens, top-2"), "{table}");
+    assert!(
+        table.starts_with("2 layers x 65536 experts, 30000 tokens, top-2"),
+        "{table}"
+    );
     assert!(table.contains("0+1 0.0%"), "{table}");
 }
 
@@ -264,4 +267,65 @@ fn shape_and_width_errors_name_the_file() {
             &["wide.json: `logical_count` has 1 layers x 70000 experts"],
         );
     }
+}
+
+#[test]
+fn synth_flag_errors_name_the_flag() {
+    // Issue 15 defect 8: `--dirichlet 0` named `skew.alpha`.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.parquet");
+    let base = [
+        "trace",
+        "synth",
+        "--experts",
+        "8",
+        "--layers",
+        "2",
+        "--top-k",
+        "2",
+    ];
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--dirichlet", "0"],
+            "'0' for '--dirichlet <DIRICHLET>': must be a finite number > 0",
+        ),
+        (
+            &["--zipf=-1"],
+            "'--zipf <ZIPF>': must be a finite number >= 0",
+        ),
+        (
+            &["--affinity", "1.5"],
+            "'--affinity <AFFINITY>': must be a finite number from 0 to 1",
+        ),
+        (
+            &["--drift", "inf"],
+            "'--drift <DRIFT>': must be a finite number from 0 to 1",
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut args = base.to_vec();
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["-o", out.to_str().unwrap()]);
+        let output = moesim(&args);
+        assert_eq!(output.status.code(), Some(2), "{flags:?}");
+        let err = stderr(&output);
+        assert!(
+            err.starts_with("error: invalid value") && err.contains(message),
+            "{err}"
+        );
+    }
+    let output = moesim(&[
+        "trace",
+        "synth",
+        "--experts",
+        "70000",
+        "--layers",
+        "1",
+        "--top-k",
+        "1",
+        "-o",
+        "x",
+    ]);
+    assert!(stderr(&output).contains("'--experts <EXPERTS>': must be at most 65536"));
+    assert!(!out.exists());
 }
