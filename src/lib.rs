@@ -14,6 +14,7 @@ pub mod cli;
 pub mod cost;
 pub mod error;
 pub mod gpu;
+pub mod guard;
 pub mod model;
 pub mod output;
 pub mod pipeline;

@@ -156,23 +156,6 @@ fn fit_on_the_first_half_and_evaluate_on_the_rest() {
 }
 
 #[test]
-fn sglang_maps_come_out_of_place() {
-    let dir = tiny_dir();
-    place_tiny_round_robin(dir.path(), &["--format", "sglang", "-o", "m.json"]);
-    let maps = std::fs::read_to_string(dir.path().join("m.json")).unwrap();
-    assert!(
-        maps.starts_with(r#"{"physical_to_logical_map":[[0,2,1,3],[0,2,1,3]],"#),
-        "{maps}"
-    );
-    // Not a moesim placement: eval says so.
-    let eval = moesim_in(
-        dir.path(),
-        &["place", "eval", "--placement", "m.json", "--trace", "t.csv"],
-    );
-    assert_fails_with(&eval, &["m.json", "no numeric `format_version` field"]);
-}
-
-#[test]
 fn bad_requests_fail_before_writing_anything() {
     let dir = tiny_dir();
     let cases: [(&[&str], &[&str]); 7] = [

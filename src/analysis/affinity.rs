@@ -7,37 +7,33 @@
 //! placement can keep tokens on one GPU across layers (ExFlow, MoETuner) and predictors can
 //! pre-schedule the next layer.
 
+use crate::analysis::pairs::PairCounts;
 use crate::trace::{ExpertId, LayerRouting};
 
-/// Pair counts from one layer to the next: a dense `num_experts x num_experts` matrix, row =
-/// expert at layer l, column = expert at layer l+1.
+/// Pair counts from one layer to the next: `from` = expert at layer l, `to` = expert at layer
+/// l+1, in a [`PairCounts`] store (dense for small expert counts, sparse past them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransitionMatrix {
-    num_experts: usize,
-    /// Row-major: `counts[from * num_experts + to]`.
-    counts: Vec<u64>,
+    counts: PairCounts,
 }
 
 impl TransitionMatrix {
     /// Empty counts between two layers of `num_experts` experts.
     pub fn new(num_experts: usize) -> Self {
         TransitionMatrix {
-            num_experts,
-            counts: vec![0; num_experts * num_experts],
+            counts: PairCounts::new(num_experts),
         }
     }
 
     /// Counts the pairs of tokens `tokens` from layer `from` to the next layer `to`. Expert ids at
     /// or past `num_experts` are skipped.
     pub fn add(&mut self, from: &LayerRouting, to: &LayerRouting, tokens: std::ops::Range<usize>) {
-        let n = self.num_experts;
+        let n = self.num_experts();
+        let valid = move |&&e: &&ExpertId| usize::from(e) < n;
         for token in tokens {
-            for &a in from.experts_of(token).iter().filter(|&&a| (a as usize) < n) {
-                let row = &mut self.counts[a as usize * n..(a as usize + 1) * n];
-                for &b in to.experts_of(token) {
-                    if let Some(cell) = row.get_mut(b as usize) {
-                        *cell += 1;
-                    }
+            for &a in from.experts_of(token).iter().filter(valid) {
+                for &b in to.experts_of(token).iter().filter(valid) {
+                    self.counts.add(a, b, 1);
                 }
             }
         }
@@ -49,39 +45,38 @@ impl TransitionMatrix {
     /// If the two matrices are for different numbers of experts.
     pub fn merge(&mut self, other: &TransitionMatrix) {
         assert_eq!(
-            self.num_experts, other.num_experts,
+            self.num_experts(),
+            other.num_experts(),
             "merging unequal matrices"
         );
-        for (count, extra) in self.counts.iter_mut().zip(&other.counts) {
-            *count += extra;
-        }
+        self.counts.merge(&other.counts);
     }
 
     /// Number of experts per layer.
     pub fn num_experts(&self) -> usize {
-        self.num_experts
+        self.counts.num_experts()
     }
 
     /// How often expert `from` was followed by each expert of the next layer.
-    pub fn row(&self, from: ExpertId) -> &[u64] {
-        let start = from as usize * self.num_experts;
-        &self.counts[start..start + self.num_experts]
+    pub fn row(&self, from: ExpertId) -> Vec<u64> {
+        self.counts.row(from)
     }
 
     /// Share of the pairs leaving each expert that go to that expert's `top_n` most frequent
     /// successors, averaged over experts weighted by their pair counts (so it equals `sum over
     /// experts of top-n counts / all pairs`). `None` when there are no pairs.
     pub fn concentration(&self, top_n: usize) -> Option<f64> {
+        let pairs = self.counts.nonzero();
         let mut top_total = 0u64;
         let mut total = 0u64;
-        let mut sorted = Vec::with_capacity(self.num_experts);
-        for from in 0..self.num_experts {
-            let row = self.row(from as ExpertId);
+        let mut row = Vec::new();
+        // `pairs` is ordered by source expert: one chunk per expert with successors.
+        for chunk in pairs.chunk_by(|x, y| x.0 == y.0) {
+            row.clear();
+            row.extend(chunk.iter().map(|&(_, _, count)| count));
+            row.sort_unstable_by(|a, b| b.cmp(a));
             total += row.iter().sum::<u64>();
-            sorted.clear();
-            sorted.extend_from_slice(row);
-            sorted.sort_unstable_by(|a, b| b.cmp(a));
-            top_total += sorted.iter().take(top_n).sum::<u64>();
+            top_total += row.iter().take(top_n).sum::<u64>();
         }
         (total > 0).then(|| top_total as f64 / total as f64)
     }

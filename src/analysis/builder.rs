@@ -17,8 +17,9 @@ const LRU_MAX_FACTOR: usize = 4;
 
 /// Accumulates the counts behind [`TraceStats`] from successive chunks of one trace.
 ///
-/// Memory is O(layers x experts^2) for the transition and co-activation counts plus O(layers x
-/// experts) for loads and cache state, whatever the number of tokens. Chunks must come in token
+/// Memory is O(layers x experts^2) for the transition and co-activation counts up to
+/// [`crate::analysis::pairs::DENSE_MAX_EXPERTS`] experts, and O(distinct pairs) past it, plus
+/// O(layers x experts) for loads and cache state, whatever the number of tokens. Chunks must come in token
 /// order (the LRU replay depends on it) and carry every layer of their tokens. Layers are
 /// accumulated in parallel; the result does not depend on the number of threads.
 #[derive(Debug, Clone)]

@@ -1,11 +1,12 @@
 //! Top-k co-activation: which expert pairs the same token uses together in one layer.
 //!
 //! Co-activated experts placed on one GPU save a copy of the token (Occult, speculative expert
-//! grouping). Counts are kept in an upper-triangular matrix per layer, allocated only once some
-//! token of the layer has two or more experts.
+//! grouping). Counts are kept per layer in a [`PairCounts`] store (pairs `a < b` only), which
+//! allocates nothing until some token of the layer has two or more experts.
 
 use serde::Serialize;
 
+use crate::analysis::pairs::PairCounts;
 use crate::trace::{ExpertId, LayerRouting};
 
 /// How often one pair of experts was chosen by the same token.
@@ -19,45 +20,24 @@ pub struct PairCount {
     pub share: f64,
 }
 
-/// Co-activation counts of every unordered expert pair in one layer.
+/// Co-activation counts of every unordered expert pair `(a, b)`, `a < b`, in one layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoactivationCounts {
-    num_experts: usize,
-    /// `None` until a token with 2+ experts is seen; then the upper triangle (a < b) in
-    /// row-major order.
-    counts: Option<Vec<u64>>,
+    counts: PairCounts,
 }
 
 impl CoactivationCounts {
     /// Empty counts for a layer of `num_experts` experts.
     pub fn new(num_experts: usize) -> Self {
         CoactivationCounts {
-            num_experts,
-            counts: None,
+            counts: PairCounts::new(num_experts),
         }
-    }
-
-    /// Index of the unordered pair (a, b), a < b, in the upper triangle.
-    fn index(&self, a: usize, b: usize) -> usize {
-        a * (2 * self.num_experts - a - 1) / 2 + (b - a - 1)
-    }
-
-    /// The pair (a, b), a < b, stored at `index` (the inverse of [`Self::index`]).
-    fn pair_at(&self, index: usize) -> [ExpertId; 2] {
-        let n = self.num_experts;
-        let mut a = 0;
-        let mut row_start = 0;
-        while row_start + (n - a - 1) <= index {
-            row_start += n - a - 1;
-            a += 1;
-        }
-        [a as ExpertId, (a + 1 + index - row_start) as ExpertId]
     }
 
     /// Counts the expert pairs of tokens `tokens`. Ids at or past `num_experts` and a token's
     /// repeated ids are skipped.
     pub fn add(&mut self, routing: &LayerRouting, tokens: std::ops::Range<usize>) {
-        let n = self.num_experts;
+        let n = self.counts.num_experts();
         for token in tokens {
             let experts = routing.experts_of(token);
             if experts.len() < 2 {
@@ -65,13 +45,10 @@ impl CoactivationCounts {
             }
             for (i, &x) in experts.iter().enumerate() {
                 for &y in &experts[i + 1..] {
-                    let (a, b) = (x.min(y) as usize, x.max(y) as usize);
-                    if a == b || b >= n {
-                        continue;
+                    let (a, b) = (x.min(y), x.max(y));
+                    if a != b && usize::from(b) < n {
+                        self.counts.add(a, b, 1);
                     }
-                    let index = self.index(a, b);
-                    let counts = self.counts.get_or_insert_with(|| vec![0; n * (n - 1) / 2]);
-                    counts[index] += 1;
                 }
             }
         }
@@ -80,21 +57,14 @@ impl CoactivationCounts {
     /// The `top_n` most co-activated pairs, most frequent first (ties: lower ids first), with
     /// their share of `tokens`. Empty when no token had two experts.
     pub fn top_pairs(&self, top_n: usize, tokens: usize) -> Vec<PairCount> {
-        let Some(counts) = &self.counts else {
-            return Vec::new();
-        };
-        let mut nonzero: Vec<(usize, u64)> = counts
-            .iter()
-            .enumerate()
-            .filter(|&(_, &c)| c > 0)
-            .map(|(i, &c)| (i, c))
-            .collect();
-        nonzero.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        nonzero
+        let mut pairs = self.counts.nonzero();
+        // `nonzero` is ordered by pair, so a stable sort by count keeps lower pairs first.
+        pairs.sort_by(|x, y| y.2.cmp(&x.2));
+        pairs
             .into_iter()
             .take(top_n)
-            .map(|(index, count)| PairCount {
-                pair: self.pair_at(index),
+            .map(|(a, b, count)| PairCount {
+                pair: [a, b],
                 count,
                 share: count as f64 / tokens.max(1) as f64,
             })
@@ -105,20 +75,6 @@ impl CoactivationCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pair_index_round_trips_over_the_whole_triangle() {
-        let counts = CoactivationCounts::new(5);
-        let mut expected = 0;
-        for a in 0..5 {
-            for b in a + 1..5 {
-                assert_eq!(counts.index(a, b), expected);
-                assert_eq!(counts.pair_at(expected), [a as u16, b as u16]);
-                expected += 1;
-            }
-        }
-        assert_eq!(expected, 10);
-    }
 
     #[test]
     fn most_frequent_pairs_come_first_with_their_token_share() {

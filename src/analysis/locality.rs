@@ -5,8 +5,8 @@
 //! afterwards the token's experts become the most recent, in rank order, and misses evict the least
 //! recently used experts. For every capacity at least the token's number of experts this is the
 //! classic LRU stack model (Mattson et al.): the cache of capacity C always holds the C most recent
-//! experts, so one recency list and a histogram of reuse depths give the hit count of every
-//! capacity at once, in memory O(experts) per layer.
+//! experts, so one recency order and a histogram of reuse depths give the hit count of every
+//! capacity at once, in memory O(experts) per layer and time O(log experts) per lookup.
 
 use serde::Serialize;
 
@@ -23,11 +23,21 @@ pub struct CacheHit {
     pub hit_rate: f64,
 }
 
-/// The recency list of one layer and the depths at which experts were found in it.
+/// The recency order of one layer's experts and the depths at which experts were found in it.
+///
+/// The order is kept as each expert's time of last use: an expert's depth is the number of
+/// experts used since, counted in a Fenwick tree over times, so a lookup costs O(log experts)
+/// however many experts there are (a recency list scan costs O(experts), too slow at 65,536).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LruStack {
-    /// Experts seen so far, most recently used first.
-    recency: Vec<u16>,
+    /// Per expert, the time of its last use; 0 before its first.
+    last_use: Vec<u32>,
+    /// One mark at each used expert's `last_use`.
+    marks: Fenwick,
+    /// The time the next use gets.
+    clock: u32,
+    /// Experts used at least once (the marks in the tree).
+    used: u32,
     /// `depth_hits[d]`: lookups that found their expert at depth d (0 = most recent).
     depth_hits: Vec<u64>,
     /// Every lookup, including first touches that are misses at any capacity.
@@ -38,7 +48,10 @@ impl LruStack {
     /// An empty cache history over `num_experts` experts.
     pub fn new(num_experts: usize) -> Self {
         LruStack {
-            recency: Vec::with_capacity(num_experts),
+            last_use: vec![0; num_experts],
+            marks: Fenwick::new(2 * num_experts + 1),
+            clock: 1,
+            used: 0,
             depth_hits: vec![0; num_experts],
             lookups: 0,
         }
@@ -53,18 +66,49 @@ impl LruStack {
             let valid = || experts.iter().filter(|&&e| (e as usize) < num_experts);
             for &expert in valid() {
                 self.lookups += 1;
-                if let Some(depth) = self.recency.iter().position(|&e| e == expert) {
-                    self.depth_hits[depth] += 1;
+                let last = self.last_use[usize::from(expert)];
+                if last > 0 {
+                    let depth = self.used - self.marks.prefix(last);
+                    self.depth_hits[depth as usize] += 1;
                 }
             }
-            // Move the token's experts to the front, last rank first, so rank 0 ends on top.
+            // Make the token's experts the most recent, last rank first, so rank 0 ends on top.
             for &expert in valid().rev() {
-                match self.recency.iter().position(|&e| e == expert) {
-                    Some(depth) => self.recency[..=depth].rotate_right(1),
-                    None => self.recency.insert(0, expert),
-                }
+                self.touch(usize::from(expert));
             }
         }
+    }
+
+    /// Makes `expert` the most recently used.
+    fn touch(&mut self, expert: usize) {
+        if self.clock as usize >= self.marks.len() {
+            self.renumber();
+        }
+        match std::mem::replace(&mut self.last_use[expert], self.clock) {
+            0 => self.used += 1,
+            last => self.marks.add(last, -1),
+        }
+        self.marks.add(self.clock, 1);
+        self.clock += 1;
+    }
+
+    /// Renumbers the used experts' times 1, 2, ... in recency order (oldest first) once the
+    /// clock reaches the tree's end; at most every `experts + 1` uses, so O(log) amortised.
+    fn renumber(&mut self) {
+        let mut order: Vec<(u32, usize)> = self
+            .last_use
+            .iter()
+            .enumerate()
+            .filter(|&(_, &time)| time > 0)
+            .map(|(expert, &time)| (time, expert))
+            .collect();
+        order.sort_unstable();
+        self.marks = Fenwick::new(self.marks.len());
+        for (time, &(_, expert)) in (1..).zip(&order) {
+            self.last_use[expert] = time;
+            self.marks.add(time, 1);
+        }
+        self.clock = order.len() as u32 + 1;
     }
 
     /// Hits of an LRU cache of each capacity in `capacities`.
@@ -84,6 +128,46 @@ impl LruStack {
                 }
             })
             .collect()
+    }
+}
+
+/// A Fenwick (binary indexed) tree of counts over positions 1..len.
+#[derive(Debug, Clone, PartialEq)]
+struct Fenwick {
+    tree: Vec<i32>,
+}
+
+impl Fenwick {
+    /// Zero counts at positions 1..len.
+    fn new(len: usize) -> Self {
+        Fenwick {
+            tree: vec![0; len.max(1)],
+        }
+    }
+
+    /// One past the last position.
+    fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Adds `delta` at `position` (1-based).
+    fn add(&mut self, position: u32, delta: i32) {
+        let mut i = position as usize;
+        while i < self.tree.len() {
+            self.tree[i] += delta;
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// The sum of counts at positions 1..=position.
+    fn prefix(&self, position: u32) -> u32 {
+        let mut i = position as usize;
+        let mut sum = 0;
+        while i > 0 {
+            sum += self.tree[i];
+            i -= i & i.wrapping_neg();
+        }
+        sum as u32
     }
 }
 
@@ -136,6 +220,18 @@ mod tests {
         assert_eq!(hits, vec![2, 3]);
         assert_eq!(direct_lru_hits(&routing, 2), 2);
         assert_eq!(direct_lru_hits(&routing, 3), 3);
+    }
+
+    #[test]
+    fn renumbering_keeps_the_order() {
+        // 3 experts: the tree has room for 7 times, so 40 lookups renumber several times.
+        let ids: Vec<u16> = (0..40u32).map(|i| ((i * i + i / 3) % 3) as u16).collect();
+        let routing = LayerRouting::fixed_k(1, ids, None).unwrap();
+        let mut stack = LruStack::new(3);
+        stack.add(&routing, 0..40);
+        for hit in stack.hits(1..=3) {
+            assert_eq!(hit.hits, direct_lru_hits(&routing, hit.capacity), "{hit:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Routing analysis: load imbalance, inter-layer affinity, co-activation and temporal locality.
 //!
 //! [`StatsBuilder`] consumes a token-level trace chunk by chunk in token order, in memory bounded
-//! by layers x experts^2 (never by tokens), and [`StatsBuilder::finish`] turns the counts into
+//! by layers x experts^2 for small expert counts and by the distinct expert pairs past
+//! [`pairs::DENSE_MAX_EXPERTS`] (never by tokens), and [`StatsBuilder::finish`] turns the counts into
 //! [`TraceStats`], one [`LayerStats`] per layer. Aggregate loads ([`ExpertLoads`]) only support the
 //! imbalance metrics ([`load_stats`]). The imbalance primitives in [`imbalance`] work on any load
 //! vector, so placement evaluation and reports reuse them for per-GPU loads.
@@ -12,6 +13,7 @@ pub mod coactivation;
 pub mod fit;
 pub mod imbalance;
 pub mod locality;
+pub mod pairs;
 pub mod render;
 #[cfg(test)]
 pub(crate) mod test_data;

@@ -17,7 +17,7 @@ use crate::pipeline::evaluate::{
     PlacementReport, SimulatedStep, evaluate_placement, judge_placement,
 };
 use crate::placement::evaluate::{EvalContext, evaluate};
-use crate::placement::export::{ExportFormat, read_placement, write_placement};
+use crate::placement::export::{ExportFormat, check_target, read_placement, write_placement};
 use crate::placement::holdout::{TokenPart, token_part};
 use crate::placement::{
     ExpertMemory, MAX_GPUS, MAX_SLOTS, PlacementRequest, STRATEGIES, slots_per_gpu_for,
@@ -31,7 +31,7 @@ const PLACE_EXAMPLES: &str = "\
 Examples:
   moesim place --trace prefill_in1024.json --strategy eplb --gpus 32 --nodes 4 --slots 288 --groups 8 -o eplb.json
   moesim place --trace switch128.parquet --strategy round-robin --gpus 8 --fit-fraction 0.5 -o rr.json
-  moesim place --trace loads.json --strategy eplb --gpus 32 --slots 288 --format sglang -o expert_location.json
+  moesim place --trace loads.json --strategy eplb --gpus 32 --slots 288 --model deepseek-v3 --format sglang -o expert_location.json
   moesim place eval --placement eplb.json --trace prefill_in4096.json --json";
 
 /// Arguments of `moesim place` and its `eval` subcommand.
@@ -107,7 +107,8 @@ struct FitArgs {
     /// Fit on the first F of the trace's tokens (token-level traces), 0 < F <= 1.
     #[arg(long, value_name = "F")]
     fit_fraction: Option<f64>,
-    /// Output layout: moesim JSON (for `place eval`) or SGLang/vLLM expert-location maps.
+    /// Output layout: moesim JSON (for `place eval`) or SGLang's `--init-expert-location` file
+    /// (needs --model and a .json output).
     #[arg(long, value_enum, default_value = "moesim")]
     format: ExportFormat,
     /// Where to write the placement.
@@ -174,6 +175,7 @@ impl FitArgs {
             .map_err(|message| anyhow::anyhow!(flag_names(message)))?;
         let trace = load_part(trace_path, self.fit_fraction.map(TokenPart::First))?;
         let model = self.model.as_deref().map(MoeModel::resolve).transpose()?;
+        check_target(out, self.format, model.as_ref())?;
         let cluster = self.cluster.as_deref().map(Cluster::resolve).transpose()?;
         let loads = trace.expert_loads();
         let slots = self
@@ -206,7 +208,13 @@ impl FitArgs {
             ..PlacementRequest::new(&loads, gpus)
         };
         let placement = strategy.place(&request)?;
-        write_placement(out, &placement, Some(strategy.name), self.format)?;
+        write_placement(
+            out,
+            &placement,
+            Some(strategy.name),
+            self.format,
+            model.as_ref(),
+        )?;
         let fitted = evaluate(&placement, &trace, EvalContext::bare())?;
         println!(
             "{}: {} layers x {} experts on {gpus} GPUs x {slots_per_gpu} slots; fitted mean GPU \

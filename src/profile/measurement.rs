@@ -255,9 +255,11 @@ impl Measurements {
 /// Reads a whole Parquet file; errors name the file.
 pub(crate) fn read_frame(path: &Path) -> Result<DataFrame> {
     let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|e| Error::bad_file(path, format!("not a Parquet file: {e}")))
+    crate::guard::decode_guarded(path, "not a Parquet file", || {
+        ParquetReader::new(file)
+            .finish()
+            .map_err(|e| Error::bad_file(path, format!("not a Parquet file: {e}")))
+    })
 }
 
 pub(crate) struct Table<'a> {

@@ -23,15 +23,35 @@ use crate::error::{Error, Result};
 /// Reads a trace from moesim's Parquet format (`.parquet`) or from any format
 /// [`importers::import`] understands, inferring the format and expert count.
 pub fn load(path: &Path) -> Result<Trace> {
+    load_with(path, &importers::ImportOptions::default())
+}
+
+/// [`load`] for `trace validate`: an imported file keeps the entries validation rejects
+/// (importing refuses them at the first), so that every one can be listed.
+pub fn load_for_validation(path: &Path) -> Result<Trace> {
+    let options = importers::ImportOptions {
+        keep_violations: true,
+        ..importers::ImportOptions::default()
+    };
+    load_with(path, &options)
+}
+
+fn load_with(path: &Path, options: &importers::ImportOptions) -> Result<Trace> {
     if path.extension().is_some_and(|e| e == "parquet") {
         parquet::read_trace(path)
     } else {
-        importers::import(path, None, None)
+        importers::import_with(path, None, options)
     }
 }
 
 /// A routed expert's id inside one MoE layer.
 pub type ExpertId = u16;
+
+/// The most routed experts per layer a trace can hold: expert ids are 16-bit.
+pub const MAX_EXPERTS: usize = ExpertId::MAX as usize + 1;
+
+/// The most MoE layers a trace can hold: the file format's layer index is 16-bit.
+pub const MAX_LAYERS: usize = u16::MAX as usize + 1;
 
 /// Which serving phase a token was routed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -248,7 +268,7 @@ impl RoutingTrace {
             )));
         }
         meta.check_len(num_tokens)?;
-        if num_experts == 0 || num_experts > ExpertId::MAX as usize + 1 {
+        if num_experts == 0 || num_experts > MAX_EXPERTS {
             return Err(Error::invalid(format!(
                 "number of experts must be between 1 and 65536, got {num_experts}"
             )));
@@ -406,6 +426,10 @@ fn slice_column<T: Clone>(
 ) -> Option<Vec<T>> {
     column.as_ref().map(|c| c[range.clone()].to_vec())
 }
+
+/// The most (layer, expert) cells a loads trace holds (512 MiB of loads): 65,536 experts over
+/// 1,024 layers, far past any model, while a sparse source (a loads CSV) cannot ask for more.
+pub const MAX_LOAD_CELLS: usize = 1 << 26;
 
 /// Aggregate routing: tokens per expert per layer (token x top-k slots), as SGLang records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@
 mod decode;
 mod file;
 mod header;
+mod layout;
 mod read;
 mod write;
 

@@ -143,7 +143,7 @@ fn check_loads(loads: &ExpertLoads, found: &mut Validation) {
 }
 
 /// "NaN is not finite" / "-2 is negative" for a value that must be finite and non-negative.
-fn sign_problem(value: impl Into<f64>) -> Option<String> {
+pub(crate) fn sign_problem(value: impl Into<f64>) -> Option<String> {
     let value = value.into();
     if !value.is_finite() {
         Some(format!("{value} is not finite"))

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::trace::importers::{self, ImportFormat};
+use crate::model::MoeModel;
+use crate::trace::importers::{self, DecoderLayers, ImportFormat, ImportOptions};
 use crate::trace::parquet;
 
 /// Arguments of `moesim trace import`.
@@ -22,6 +23,11 @@ pub struct ImportArgs {
     /// largest id + 1 when omitted.
     #[arg(long)]
     num_experts: Option<usize>,
+    /// Model (preset or HF config.json): its expert count is the default for --num-experts, and
+    /// a vLLM capture with one row per decoder layer keeps only the model's MoE layers (without
+    /// it, zero-filled dense layers are detected when top-k >= 2).
+    #[arg(long)]
+    model: Option<String>,
 }
 
 impl ImportArgs {
@@ -30,7 +36,16 @@ impl ImportArgs {
             Some(format) => format,
             None => importers::detect_format(&self.input)?,
         };
-        let trace = importers::import(&self.input, Some(format), self.num_experts)?;
+        let model = self.model.as_deref().map(MoeModel::resolve).transpose()?;
+        let options = ImportOptions {
+            num_experts: self.num_experts.or(model.as_ref().map(|m| m.num_experts)),
+            decoder: model.map(|m| DecoderLayers {
+                moe_layers: m.moe_layers(),
+                num_layers: m.num_layers,
+            }),
+            keep_violations: false,
+        };
+        let trace = importers::import_with(&self.input, Some(format), &options)?;
         parquet::write_trace(
             &self.out,
             &trace,

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::trace::Trace;
 use crate::trace::parquet;
 use crate::trace::synth::{self, GroupLimit, Skew, SynthParams};
+use crate::trace::{MAX_EXPERTS, Trace};
 
 /// Arguments of `moesim trace synth`. Either start from `--params` (a file written by
 /// `trace fit`, or a hand-written one) or describe the generator with flags; flags given
@@ -25,30 +25,70 @@ pub struct SynthArgs {
     /// Random seed; the same parameters and seed give the same trace.
     #[arg(long)]
     seed: Option<u64>,
-    /// Routed experts per layer (without --params).
-    #[arg(long, required_unless_present = "params")]
+    /// Routed experts per layer (without --params), 1 to 65536.
+    #[arg(long, required_unless_present = "params", value_parser = experts_count)]
     experts: Option<usize>,
     /// MoE layers (without --params).
-    #[arg(long, required_unless_present = "params")]
+    #[arg(long, required_unless_present = "params", value_parser = at_least_one)]
     layers: Option<usize>,
     /// Experts per token (without --params).
-    #[arg(long, required_unless_present = "params")]
+    #[arg(long, required_unless_present = "params", value_parser = at_least_one)]
     top_k: Option<usize>,
     /// Zipf exponent of per-layer expert popularity (0 = uniform).
-    #[arg(long, conflicts_with = "dirichlet")]
+    #[arg(long, conflicts_with = "dirichlet", value_parser = non_negative)]
     zipf: Option<f64>,
-    /// Dirichlet concentration of per-layer expert popularity (small = skewed).
-    #[arg(long)]
+    /// Dirichlet concentration of per-layer expert popularity (small = skewed), > 0.
+    #[arg(long, value_parser = positive)]
     dirichlet: Option<f64>,
     /// Share of tokens whose next-layer expert follows the current expert's preferred successors.
-    #[arg(long)]
+    #[arg(long, value_parser = share)]
     affinity: Option<f64>,
-    /// Popularity drift per drift period (0 = stationary).
-    #[arg(long)]
+    /// Popularity drift per drift period (0 = stationary), at most 1.
+    #[arg(long, value_parser = share)]
     drift: Option<f64>,
     /// Group-limited routing as GROUPS:TOPK_GROUPS, e.g. 8:4 for DeepSeek-V3.
     #[arg(long, value_parser = parse_groups)]
     groups: Option<GroupLimit>,
+}
+
+/// A number of experts a trace can hold, 1 to 65536.
+fn experts_count(text: &str) -> Result<usize, String> {
+    let n = at_least_one(text)?;
+    if n > MAX_EXPERTS {
+        return Err(format!("must be at most {MAX_EXPERTS}"));
+    }
+    Ok(n)
+}
+
+/// A whole number of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number >= 1".into()),
+    }
+}
+
+/// A finite number `check` accepts, or the error `requirement`.
+fn number_that(text: &str, check: fn(f64) -> bool, requirement: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|&v| v.is_finite() && check(v))
+        .ok_or_else(|| format!("must be a finite number {requirement}"))
+}
+
+/// A finite number >= 0.
+fn non_negative(text: &str) -> Result<f64, String> {
+    number_that(text, |v| v >= 0.0, ">= 0")
+}
+
+/// A finite number > 0.
+fn positive(text: &str) -> Result<f64, String> {
+    number_that(text, |v| v > 0.0, "> 0")
+}
+
+/// A share, 0 to 1.
+fn share(text: &str) -> Result<f64, String> {
+    number_that(text, |v| (0.0..=1.0).contains(&v), "from 0 to 1")
 }
 
 fn parse_groups(text: &str) -> Result<GroupLimit, String> {

@@ -23,7 +23,7 @@ pub struct ValidateArgs {
 
 impl ValidateArgs {
     pub fn execute(self) -> anyhow::Result<()> {
-        let loaded = trace::load(&self.trace)?;
+        let loaded = trace::load_for_validation(&self.trace)?;
         let num_experts = match (&self.model, self.num_experts) {
             (Some(spec), _) => MoeModel::resolve(spec)?.num_experts,
             (None, Some(n)) => n,

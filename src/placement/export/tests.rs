@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::MoeModel;
 use crate::placement::LayerPlacement;
 
 fn tiny() -> Placement {
@@ -18,7 +19,7 @@ fn tiny() -> Placement {
 fn moesim_json_is_exact_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.json");
-    write_placement(&path, &tiny(), Some("eplb"), ExportFormat::Moesim).unwrap();
+    write_placement(&path, &tiny(), Some("eplb"), ExportFormat::Moesim, None).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(
         text,
@@ -73,29 +74,132 @@ fn exflow_placements_read_as_placements() {
     assert_eq!(document.strategy, None);
 }
 
+/// A model of 4 decoder layers (the first 2 dense) with the 3 experts of [`tiny`].
+fn small_model() -> MoeModel {
+    let mut model = MoeModel::preset("deepseek-v3").unwrap();
+    model.name = "small".into();
+    model.num_layers = 4;
+    model.first_moe_layer = 2;
+    model.num_experts = 3;
+    model
+}
+
 #[test]
-fn sglang_maps_are_exact() {
+fn sglang_file_has_the_map_alone_one_row_per_decoder_layer() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("maps.json");
-    write_placement(&path, &tiny(), None, ExportFormat::Sglang).unwrap();
-    // Physical slots: GPU 0 -> 0, 1; GPU 1 -> 2, 3. Layer 0: expert 0 in slots 0 and 3.
-    // Layer 1: expert 2 in slots 1 and 3. Padding to two replicas everywhere.
+    let path = dir.path().join("location.json");
+    write_placement(
+        &path,
+        &tiny(),
+        None,
+        ExportFormat::Sglang,
+        Some(&small_model()),
+    )
+    .unwrap();
+    // Physical slots: GPU 0 -> 0, 1; GPU 1 -> 2, 3. Dense layers 0 and 1 get SGLang's trivial
+    // row p % 3; MoE layers 2 and 3 are the placement's layers 0 and 1.
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
-        r#"{"physical_to_logical_map":[[0,1,2,0],[1,2,0,2]],"logical_to_all_physical_map":[[[0,3],[1,-1],[2,-1]],[[2,-1],[0,-1],[1,3]]],"logical_count":[[2,1,1],[1,1,2]]}"#
+        r#"{"physical_to_logical_map":[[0,1,2,0],[0,1,2,0],[0,1,2,0],[1,2,0,2]]}"#
+    );
+    // A placement with a layer per decoder layer keeps its MoE rows in place.
+    let mut four = tiny().layers().to_vec();
+    four.extend_from_slice(tiny().layers());
+    let deep = Placement::new(2, 3, 2, four).unwrap();
+    let maps = sglang_expert_location(&deep, &small_model()).unwrap();
+    assert_eq!(maps.physical_to_logical_map[2], [0, 1, 2, 0]);
+    assert_eq!(maps.physical_to_logical_map[3], [1, 2, 0, 2]);
+}
+
+#[test]
+fn sglang_file_needs_the_model_a_json_name_and_full_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("m.json");
+    let message = |result: Result<()>| result.unwrap_err().to_string();
+    assert!(
+        message(write_placement(
+            &json,
+            &tiny(),
+            None,
+            ExportFormat::Sglang,
+            None
+        ))
+        .starts_with("--format sglang needs --model")
+    );
+    let txt = dir.path().join("m.txt");
+    assert!(
+        message(write_placement(
+            &txt,
+            &tiny(),
+            None,
+            ExportFormat::Sglang,
+            Some(&small_model())
+        ))
+        .ends_with(
+            "m.txt: SGLang's --init-expert-location reads a file only when its name ends in .json"
+        )
+    );
+    let mut other = small_model();
+    other.num_layers = 6;
+    assert_eq!(
+        sglang_expert_location(&tiny(), &other)
+            .unwrap_err()
+            .to_string(),
+        "the placement has 2 layers but model small has 4 MoE layers (6 decoder layers)"
+    );
+    other.num_experts = 4;
+    assert_eq!(
+        sglang_expert_location(&tiny(), &other)
+            .unwrap_err()
+            .to_string(),
+        "the placement has 3 experts but model small has 4"
     );
     let partial = Placement::new(
         2,
         3,
         2,
-        vec![LayerPlacement {
-            gpu_experts: vec![vec![0, 1], vec![2]],
-        }],
+        vec![
+            LayerPlacement {
+                gpu_experts: vec![vec![0, 1], vec![2, 0]],
+            },
+            LayerPlacement {
+                gpu_experts: vec![vec![0, 1], vec![2]],
+            },
+        ],
     )
     .unwrap();
-    let err = expert_location_maps(&partial).unwrap_err().to_string();
+    let err = sglang_expert_location(&partial, &small_model())
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.contains("at layer 0 GPU 1 uses 1 of its 2 slots"),
+        err.contains("at layer 1 GPU 1 uses 1 of its 2 slots"),
+        "{err}"
+    );
+    assert!(!json.exists() && !txt.exists());
+}
+
+#[test]
+fn a_wrong_type_names_its_path() {
+    // Issue 15 defect 8: one expert id 1.5.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.json");
+    std::fs::write(
+        &path,
+        r#"{"format_version":1,"strategy":null,"placement":{"num_gpus":2,"num_experts":3,"slots_per_gpu":2,"layers":[{"gpu_experts":[[0,1],[2,1.5]]}]}}"#,
+    )
+    .unwrap();
+    let err = read_placement(&path).unwrap_err().to_string();
+    assert!(
+        err.ends_with(
+            "p.json: placement.layers[0].gpu_experts[1][1]: invalid type: floating point `1.5`, \
+             expected u16"
+        ),
+        "{err}"
+    );
+    std::fs::write(&path, "[[[0], [1, 2.5]]]").unwrap();
+    let err = read_placement(&path).unwrap_err().to_string();
+    assert!(
+        err.ends_with("[0][1][1]: invalid type: floating point `2.5`, expected u16"),
         "{err}"
     );
 }

@@ -14,13 +14,16 @@ use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
-use super::routing_builder::RoutingBuilder;
+use super::ImportOptions;
+use super::routing_builder::{Refused, RoutingBuilder};
 use crate::error::{Error, Result};
 use crate::output::write_atomic;
-use crate::trace::{ExpertLoads, RoutingTrace, Trace};
+use crate::trace::validate::sign_problem;
+use crate::trace::{ExpertLoads, MAX_EXPERTS, MAX_LOAD_CELLS, RoutingTrace, Trace};
 
 /// Reads the CSV trace at `path`; its header decides token-level or aggregate.
-pub(super) fn import(path: &Path, num_experts: Option<usize>) -> Result<Trace> {
+pub(super) fn import(path: &Path, options: &ImportOptions) -> Result<Trace> {
+    let num_experts = options.num_experts;
     let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut lines = text
         .lines()
@@ -37,7 +40,7 @@ pub(super) fn import(path: &Path, num_experts: Option<usize>) -> Result<Trace> {
         read_loads(&table, &columns, lines, num_experts).map(Trace::Loads)
     } else {
         let columns = table.columns(&["layer", "token", "expert"], &["weight"])?;
-        read_tokens(&table, &columns, lines, num_experts).map(Trace::Tokens)
+        read_tokens(&table, &columns, lines, options).map(Trace::Tokens)
     }
 }
 
@@ -122,7 +125,7 @@ fn read_tokens<'a>(
     table: &Table,
     columns: &[Option<usize>],
     lines: impl Iterator<Item = (usize, &'a str)>,
-    num_experts: Option<usize>,
+    options: &ImportOptions,
 ) -> Result<RoutingTrace> {
     // Required columns are always found by `Table::columns`.
     let [Some(layer), Some(token), Some(expert), weight] = columns[..] else {
@@ -156,7 +159,14 @@ fn read_tokens<'a>(
         .map(|r| usize::from(r.layer) + 1)
         .max()
         .unwrap_or(0);
-    let mut builder = RoutingBuilder::new(num_layers, num_experts, weight.is_some(), rows.len())?;
+    let mut builder = RoutingBuilder::new(
+        table.path,
+        num_layers,
+        options.num_experts,
+        weight.is_some(),
+        rows.len(),
+    )?
+    .keeping_violations(options.keep_violations);
     let mut next = rows.iter().peekable();
     for token in 0..num_tokens as u32 {
         if next.peek().is_some_and(|r| r.token != token) {
@@ -175,7 +185,13 @@ fn read_tokens<'a>(
                 } else {
                     builder.push(usize::from(layer), row.expert)
                 };
-                pushed.map_err(|e| table.error(row.line, &format!("column expert: {e}")))?;
+                pushed.map_err(|e| {
+                    let column = match e {
+                        Refused::Weight(_) => "weight",
+                        _ => "expert",
+                    };
+                    table.error(row.line, &format!("column {column}: {e}"))
+                })?;
             }
             builder.end_token(usize::from(layer));
         }
@@ -195,18 +211,27 @@ fn read_loads<'a>(
     let mut cells: Vec<(usize, u16, u16, f64)> = Vec::new();
     for (number, line) in lines {
         let fields = table.fields(number, line)?;
+        let value: f64 = table.parse(number, &fields, load)?;
+        if let Some(problem) = sign_problem(value) {
+            return Err(table.error(number, &format!("column load: {problem}")));
+        }
         cells.push((
             number,
             table.parse(number, &fields, layer)?,
             table.parse(number, &fields, expert)?,
-            table.parse(number, &fields, load)?,
+            value,
         ));
     }
     if cells.is_empty() {
         return Err(Error::bad_file(table.path, "has no load rows"));
     }
     let width = match num_experts {
-        Some(n) => n,
+        Some(n) if (1..=MAX_EXPERTS).contains(&n) => n,
+        Some(n) => {
+            return Err(Error::invalid(format!(
+                "number of experts must be between 1 and {MAX_EXPERTS}, got {n}"
+            )));
+        }
         None => cells
             .iter()
             .map(|c| usize::from(c.2) + 1)
@@ -218,6 +243,15 @@ fn read_loads<'a>(
         .map(|c| usize::from(c.1) + 1)
         .max()
         .unwrap_or(0);
+    if num_layers * width > MAX_LOAD_CELLS {
+        return Err(Error::bad_file(
+            table.path,
+            format!(
+                "{num_layers} layers x {width} experts exceed the {MAX_LOAD_CELLS} (layer, expert) \
+                 cells a loads trace holds"
+            ),
+        ));
+    }
     let mut grid = vec![vec![0.0; width]; num_layers];
     let mut seen = vec![vec![false; width]; num_layers];
     for (number, layer, expert, load) in cells {
@@ -289,7 +323,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.csv");
         fs::write(&path, text).unwrap();
-        import(&path, num_experts)
+        import(&path, &ImportOptions::experts(num_experts))
     }
 
     fn error_of(text: &str, num_experts: Option<usize>) -> String {
@@ -339,6 +373,16 @@ mod tests {
             error_of("layer,token,expert,weight\n0,0,1,\n", None)
                 .ends_with("line 2: column weight: '' is not a valid f32")
         );
+        assert!(
+            error_of("layer,token,expert\n0,0,1\n0,0,1\n", None).ends_with(
+                "line 3: column expert: expert 1 repeats rank 0 (an expert is routed at most \
+                 once per token)"
+            )
+        );
+        assert!(
+            error_of("layer,token,expert,weight\n0,0,1,0.5\n0,0,2,-1\n", None)
+                .ends_with("line 3: column weight: gate weight -1 is negative")
+        );
     }
 
     #[test]
@@ -353,6 +397,17 @@ mod tests {
         assert!(
             error_of("layer,expert,load\n0,0,1\n0,0,2\n", None)
                 .ends_with("line 3: layer 0, expert 0 already has a load")
+        );
+        assert!(
+            error_of("layer,expert,load\n0,0,1\n0,1,-2\n", None)
+                .ends_with("line 3: column load: -2 is negative")
+        );
+        // One row far out would make a 65,536 x 65,536 grid.
+        assert!(
+            error_of("layer,expert,load\n65535,65535,1\n", None).ends_with(
+                "65536 layers x 65536 experts exceed the 67108864 (layer, expert) cells a loads \
+                 trace holds"
+            )
         );
     }
 
@@ -371,6 +426,6 @@ mod tests {
                 .unwrap()
                 .starts_with("layer,expert,load\n0,0,0\n0,1,1\n")
         );
-        assert_eq!(import(&path, None).unwrap(), loads);
+        assert_eq!(import(&path, &ImportOptions::default()).unwrap(), loads);
     }
 }

@@ -3,15 +3,18 @@
 //! | format   | content                                                              | result   |
 //! |----------|----------------------------------------------------------------------|----------|
 //! | `npy`    | ExFlow / HarMoEny `[tokens, layers]` or `[tokens, layers, k]` ints    | tokens   |
-//! | `vllm`   | vLLM routed-experts replay `[tokens][layers][k]`, `.npy` or JSON      | tokens   |
-//! | `sglang` | SGLang expert-distribution dump `{"logical_count": [layers][experts]}` | loads    |
+//! | `vllm`   | vLLM routed-experts capture `[tokens][layers][k]`, `.npy` or JSON     | tokens   |
+//! | `sglang` | SGLang expert-distribution dump `{"logical_count": [steps][layers][experts]}` or `[layers][experts]` | loads |
 //! | `csv`    | hand-made `layer,token,expert[,weight]` (or `layer,expert,load`)      | either   |
 //!
 //! Negative ids mean "no expert" everywhere. Without an explicit expert count, token formats
 //! take the largest id plus one; with one, larger ids are errors naming their row and column.
+//! Importers refuse what `trace validate` rejects (an expert repeated in a token's top-k,
+//! negative or non-finite weights and loads), naming the file and the row or line.
 
 mod csv;
 mod export;
+mod layer_map;
 mod npy;
 mod routing_builder;
 mod sglang;
@@ -22,6 +25,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub use export::{ExportFormat, export};
+pub use layer_map::DecoderLayers;
 pub use npy::{F32Array, read_f32, write_f32};
 
 use crate::error::{Error, Result};
@@ -32,7 +36,7 @@ use crate::trace::Trace;
 pub enum ImportFormat {
     /// NumPy integer array `[tokens, layers]` (top-1, ExFlow / HarMoEny) or `[tokens, layers, k]`.
     Npy,
-    /// vLLM routed-experts replay, int16 `.npy` or JSON.
+    /// vLLM routed-experts capture, `.npy` (int32 or int16) or JSON.
     Vllm,
     /// SGLang expert-distribution recorder dump (aggregate loads).
     Sglang,
@@ -110,6 +114,31 @@ pub fn detect_format(path: &Path) -> Result<ImportFormat> {
     ))
 }
 
+/// What an import knows about the model besides the file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportOptions {
+    /// Routed experts per layer; defaults to the largest id plus one (token formats) or the
+    /// dump's width (loads).
+    pub num_experts: Option<usize>,
+    /// The model's decoder layers, so a capture with one row per decoder layer (vLLM) keeps only
+    /// the MoE ones; without it, zero-filled dense layers are detected.
+    pub decoder: Option<DecoderLayers>,
+    /// Keep the entries `trace validate` rejects (an expert repeated in a token's top-k, a
+    /// negative or non-finite gate weight) instead of refusing the file, so that validation
+    /// can list every one. Off for imports.
+    pub keep_violations: bool,
+}
+
+impl ImportOptions {
+    /// Options with only an expert count.
+    pub fn experts(num_experts: Option<usize>) -> Self {
+        ImportOptions {
+            num_experts,
+            ..ImportOptions::default()
+        }
+    }
+}
+
 /// Imports the file at `path` as a trace. `format` defaults to [`detect_format`]; `num_experts`
 /// defaults to the largest id plus one (token formats) or the dump's width (loads).
 pub fn import(
@@ -117,15 +146,25 @@ pub fn import(
     format: Option<ImportFormat>,
     num_experts: Option<usize>,
 ) -> Result<Trace> {
+    import_with(path, format, &ImportOptions::experts(num_experts))
+}
+
+/// [`import`] with everything known about the model.
+pub fn import_with(
+    path: &Path,
+    format: Option<ImportFormat>,
+    options: &ImportOptions,
+) -> Result<Trace> {
     let format = match format {
         Some(format) => format,
         None => detect_format(path)?,
     };
+    let num_experts = options.num_experts;
     match format {
-        ImportFormat::Npy => npy::import(path, num_experts).map(Trace::Tokens),
-        ImportFormat::Vllm => vllm::import(path, num_experts).map(Trace::Tokens),
+        ImportFormat::Npy => npy::import(path, options).map(Trace::Tokens),
+        ImportFormat::Vllm => vllm::import(path, options).map(Trace::Tokens),
         ImportFormat::Sglang => sglang::import(path, num_experts).map(Trace::Loads),
-        ImportFormat::Csv => csv::import(path, num_experts),
+        ImportFormat::Csv => csv::import(path, options),
     }
 }
 

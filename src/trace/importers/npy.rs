@@ -1,5 +1,6 @@
 //! NumPy `.npy` routing arrays: ExFlow / HarMoEny `[tokens, layers]` top-1 files and vLLM's
-//! `[tokens, moe_layers, top_k]` routed-experts replay.
+//! `[tokens, layers, top_k]` routed-experts capture (its zero-filled dense layers are dropped, see
+//! [`super::layer_map`]).
 //!
 //! The reader understands header versions 1 to 3 and little-endian integer dtypes of 1 to 8 bytes
 //! in C order. It reads the file once and converts the body with one tight loop per dtype.
@@ -8,6 +9,8 @@
 use std::fs;
 use std::path::Path;
 
+use super::ImportOptions;
+use super::layer_map::{LayerMap, ZeroFill};
 use super::routing_builder::RoutingBuilder;
 use crate::error::{Error, Result};
 use crate::output::write_bytes_atomic;
@@ -17,19 +20,19 @@ use crate::trace::RoutingTrace;
 pub(super) const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Reads a routing array from the `.npy` file at `path`.
-pub(super) fn import(path: &Path, num_experts: Option<usize>) -> Result<RoutingTrace> {
+pub(super) fn import(path: &Path, options: &ImportOptions) -> Result<RoutingTrace> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    import_bytes(path, &bytes, num_experts)
+    import_bytes(path, &bytes, options)
 }
 
 /// Reads a routing array from `bytes`, the content of the `.npy` file at `path`.
 pub(super) fn import_bytes(
     path: &Path,
     bytes: &[u8],
-    num_experts: Option<usize>,
+    options: &ImportOptions,
 ) -> Result<RoutingTrace> {
     let array = NpyArray::parse(bytes).map_err(|message| Error::bad_file(path, message))?;
-    array.to_routing(path, num_experts)
+    array.to_routing(path, options)
 }
 
 /// Writes `ids` (row-major `[tokens, layers, k]`, -1 for an empty slot) as an int16 `.npy` file
@@ -154,10 +157,10 @@ impl<'a> NpyArray<'a> {
     }
 
     /// Converts `[tokens, layers]` (top-1) or `[tokens, layers, k]` ids into routing.
-    fn to_routing(&self, path: &Path, num_experts: Option<usize>) -> Result<RoutingTrace> {
-        let (tokens, layers, k) = match self.shape[..] {
-            [tokens, layers] => (tokens, layers, 1),
-            [tokens, layers, k] => (tokens, layers, k),
+    fn to_routing(&self, path: &Path, options: &ImportOptions) -> Result<RoutingTrace> {
+        let (layers, k) = match self.shape[..] {
+            [_, layers] => (layers, 1),
+            [_, layers, k] => (layers, k),
             _ => {
                 return Err(Error::bad_file(
                     path,
@@ -179,32 +182,29 @@ impl<'a> NpyArray<'a> {
                 ),
             ));
         }
-        let mut builder = RoutingBuilder::new(layers, num_experts, false, tokens * layers * k)?;
         let grid = Grid { path, layers, k };
+        let body = self.body;
         match self.dtype {
-            IntDtype::I8 => grid.fill(&mut builder, self.body, |b: [u8; 1]| {
-                i64::from(i8::from_le_bytes(b))
-            }),
-            IntDtype::I16 => grid.fill(&mut builder, self.body, |b: [u8; 2]| {
-                i64::from(i16::from_le_bytes(b))
-            }),
-            IntDtype::I32 => grid.fill(&mut builder, self.body, |b: [u8; 4]| {
-                i64::from(i32::from_le_bytes(b))
-            }),
-            IntDtype::I64 => grid.fill(&mut builder, self.body, i64::from_le_bytes),
-            IntDtype::U8 => grid.fill(&mut builder, self.body, |b: [u8; 1]| i64::from(b[0])),
-            IntDtype::U16 => grid.fill(&mut builder, self.body, |b: [u8; 2]| {
-                i64::from(u16::from_le_bytes(b))
-            }),
-            IntDtype::U32 => grid.fill(&mut builder, self.body, |b: [u8; 4]| {
-                i64::from(u32::from_le_bytes(b))
-            }),
+            IntDtype::I8 => grid.route(body, options, |b: [u8; 1]| i64::from(i8::from_le_bytes(b))),
+            IntDtype::I16 => {
+                grid.route(body, options, |b: [u8; 2]| i64::from(i16::from_le_bytes(b)))
+            }
+            IntDtype::I32 => {
+                grid.route(body, options, |b: [u8; 4]| i64::from(i32::from_le_bytes(b)))
+            }
+            IntDtype::I64 => grid.route(body, options, i64::from_le_bytes),
+            IntDtype::U8 => grid.route(body, options, |b: [u8; 1]| i64::from(b[0])),
+            IntDtype::U16 => {
+                grid.route(body, options, |b: [u8; 2]| i64::from(u16::from_le_bytes(b)))
+            }
+            IntDtype::U32 => {
+                grid.route(body, options, |b: [u8; 4]| i64::from(u32::from_le_bytes(b)))
+            }
             // Past i64::MAX is out of range anyway.
-            IntDtype::U64 => grid.fill(&mut builder, self.body, |b: [u8; 8]| {
+            IntDtype::U64 => grid.route(body, options, |b: [u8; 8]| {
                 i64::try_from(u64::from_le_bytes(b)).unwrap_or(i64::MAX)
             }),
-        }?;
-        builder.finish(path)
+        }
     }
 }
 
@@ -308,28 +308,50 @@ struct Grid<'p> {
 }
 
 impl Grid<'_> {
-    /// Feeds every element of `body` (elements of `N` bytes, decoded by `to_id`) to `builder`.
-    fn fill<const N: usize>(
+    /// The routing of `body` (elements of `N` bytes, decoded by `to_id`), without the layers
+    /// [`LayerMap`] drops.
+    fn route<const N: usize>(
         &self,
-        builder: &mut RoutingBuilder,
         body: &[u8],
+        options: &ImportOptions,
         to_id: impl Fn([u8; N]) -> i64,
-    ) -> Result<()> {
+    ) -> Result<RoutingTrace> {
         let (cells, _) = body.as_chunks::<N>();
-        for (token, row) in cells.chunks_exact(self.layers * self.k).enumerate() {
+        let rows = || cells.chunks_exact(self.layers * self.k);
+        let map = LayerMap::new(self.path, self.layers, options.decoder.as_ref(), || {
+            let mut fill = ZeroFill::new(self.layers);
+            for row in rows() {
+                for (layer, slots) in row.chunks_exact(self.k).enumerate() {
+                    fill.see(layer, slots.iter().map(|&cell| to_id(cell)));
+                }
+            }
+            fill.finish(rows().len())
+        })?;
+        let mut builder = RoutingBuilder::new(
+            self.path,
+            map.kept(),
+            options.num_experts,
+            false,
+            cells.len(),
+        )?
+        .keeping_violations(options.keep_violations);
+        for (token, row) in rows().enumerate() {
             for (layer, slots) in row.chunks_exact(self.k).enumerate() {
+                let Some(target) = map.target(layer) else {
+                    continue;
+                };
                 for (rank, &cell) in slots.iter().enumerate() {
-                    builder.push(layer, to_id(cell)).map_err(|e| {
+                    builder.push(target, to_id(cell)).map_err(|e| {
                         Error::bad_file(
                             self.path,
                             format!("row {token}, layer {layer}, rank {rank}: {e}"),
                         )
                     })?;
                 }
-                builder.end_token(layer);
+                builder.end_token(target);
             }
         }
-        Ok(())
+        builder.finish(self.path)
     }
 }
 
@@ -490,7 +512,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.npy");
         fs::write(&path, bytes).unwrap();
-        import(&path, num_experts)
+        import(&path, &ImportOptions::experts(num_experts))
     }
 
     fn error_of(result: Result<RoutingTrace>) -> String {
@@ -627,7 +649,7 @@ mod tests {
         assert!(bytes[72..127].iter().all(|&b| b == b' '));
         assert_eq!(bytes[127], b'\n');
         assert_eq!(&bytes[128..], &i16_body(&[4, -1, 0, 3])[..]);
-        let trace = import(&path, None).unwrap();
+        let trace = import(&path, &ImportOptions::default()).unwrap();
         assert_eq!(trace.layer(0).offsets(), &[0, 1, 3]);
     }
 
@@ -649,7 +671,7 @@ mod tests {
         ];
         for (experts, loads, row, ids) in cases {
             let path = dir.join(format!("switch-top1/switch-base-{experts}.trace.npy"));
-            let trace = import(&path, None).unwrap();
+            let trace = import(&path, &ImportOptions::default()).unwrap();
             assert_eq!(trace.num_tokens(), 40800);
             assert_eq!(trace.num_layers(), 6);
             assert_eq!(trace.num_experts(), experts);

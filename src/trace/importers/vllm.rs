@@ -1,14 +1,16 @@
-//! vLLM routed-experts replay: expert ids `[tokens][moe_layers][top_k]`, as an int16 `.npy` file
-//! or as JSON (a bare nested array, or an object whose `routed_experts` key holds it).
-//! -1 marks an empty slot, read as "no expert".
+//! vLLM routed-experts capture: expert ids `[tokens][layers][top_k]`, as an `.npy` file (int32 or
+//! int16) or as JSON (a bare nested array, or an object whose `routed_experts` key holds it).
+//! -1 marks an empty slot, read as "no expert". A capture has one row per decoder layer; the
+//! zero-filled rows of dense layers are dropped ([`super::layer_map`]).
 
 use std::fs;
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::npy;
+use super::layer_map::{LayerMap, ZeroFill};
 use super::routing_builder::RoutingBuilder;
+use super::{ImportOptions, npy};
 use crate::error::{Error, Result};
 use crate::trace::RoutingTrace;
 
@@ -16,10 +18,10 @@ use crate::trace::RoutingTrace;
 const KEY: &str = "routed_experts";
 
 /// Reads a vLLM routed-experts replay, `.npy` or JSON (told apart by the NumPy magic bytes).
-pub(super) fn import(path: &Path, num_experts: Option<usize>) -> Result<RoutingTrace> {
+pub(super) fn import(path: &Path, options: &ImportOptions) -> Result<RoutingTrace> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.starts_with(npy::MAGIC) {
-        return npy::import_bytes(path, &bytes, num_experts);
+        return npy::import_bytes(path, &bytes, options);
     }
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::bad_file(path, format!("neither .npy nor valid JSON: {e}")))?;
@@ -51,7 +53,22 @@ pub(super) fn import(path: &Path, num_experts: Option<usize>) -> Result<RoutingT
         Some(first) => layers_of(path, 0, first)?.len(),
         None => 0,
     };
-    let mut builder = RoutingBuilder::new(num_layers, num_experts, false, 0)?;
+    let map = LayerMap::new(path, num_layers, options.decoder.as_ref(), || {
+        let mut fill = ZeroFill::new(num_layers);
+        for token in tokens {
+            let layers = token.as_array().map_or(&[][..], Vec::as_slice);
+            for (layer, slots) in layers.iter().take(num_layers).enumerate() {
+                // A non-integer slot is not a zero; the main pass reports it.
+                fill.see(
+                    layer,
+                    ids_of(slots).iter().map(|id| id.as_i64().unwrap_or(-1)),
+                );
+            }
+        }
+        fill.finish(tokens.len())
+    })?;
+    let mut builder = RoutingBuilder::new(path, map.kept(), options.num_experts, false, 0)?
+        .keeping_violations(options.keep_violations);
     for (row, token) in tokens.iter().enumerate() {
         let layers = layers_of(path, row, token)?;
         if layers.len() != num_layers {
@@ -64,24 +81,30 @@ pub(super) fn import(path: &Path, num_experts: Option<usize>) -> Result<RoutingT
             ));
         }
         for (layer, slots) in layers.iter().enumerate() {
-            // A top-1 dump may give the id without its one-element list.
-            let ids = match slots {
-                Value::Array(ids) => ids.as_slice(),
-                single => std::slice::from_ref(single),
+            let Some(target) = map.target(layer) else {
+                continue;
             };
-            for (rank, id) in ids.iter().enumerate() {
+            for (rank, id) in ids_of(slots).iter().enumerate() {
                 let at = || format!("row {row}, layer {layer}, rank {rank}");
                 let id = id.as_i64().ok_or_else(|| {
                     Error::bad_file(path, format!("{}: {id} is not an integer expert id", at()))
                 })?;
                 builder
-                    .push(layer, id)
+                    .push(target, id)
                     .map_err(|e| Error::bad_file(path, format!("{}: {e}", at())))?;
             }
-            builder.end_token(layer);
+            builder.end_token(target);
         }
     }
     builder.finish(path)
+}
+
+/// One layer's slots; a top-1 dump may give the id without its one-element list.
+fn ids_of(slots: &Value) -> &[Value] {
+    match slots {
+        Value::Array(ids) => ids.as_slice(),
+        single => std::slice::from_ref(single),
+    }
 }
 
 /// Row `row`'s per-layer entries.
@@ -100,7 +123,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replay.json");
         fs::write(&path, text).unwrap();
-        import(&path, num_experts)
+        import(&path, &ImportOptions::experts(num_experts))
     }
 
     #[test]

@@ -143,6 +143,26 @@ impl TokenDecoder {
             dp_rank: optional_chunk(path, columns.dp_rank, chunk)?,
         };
 
+        let rows = token_array.len();
+        let lengths = [
+            Some(layer_array.len()),
+            Some(expert_array.len()),
+            weight_array.map(|a| a.len()),
+            meta.step.map(|a| a.len()),
+            meta.request_id.map(|a| a.len()),
+            meta.position.map(|a| a.len()),
+            meta.phase.map(|a| a.len()),
+            meta.dp_rank.map(|a| a.len()),
+        ];
+        if lengths.into_iter().flatten().any(|len| len != rows) {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "rows from {first_row} on: the columns decode to different lengths (the file \
+                     is corrupt)"
+                ),
+            ));
+        }
         let tokens = token_array.values().as_slice();
         let layers = layer_array.values().as_slice();
         let experts = expert_array.values().as_slice();

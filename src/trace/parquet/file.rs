@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::header::{TraceHeader, TraceKind};
+use super::layout;
 use crate::error::{Error, Result};
+use crate::guard::decode_guarded;
 
 /// Column names of the canonical format.
 pub(super) mod col {
@@ -72,15 +74,17 @@ impl TraceFile {
     /// the required columns of its kind are present. Unknown extra columns are ignored.
     pub(super) fn open(path: &Path) -> Result<Self> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let (metadata, schema) = {
+        let data_end = layout::check_ends(path, &mut file)?;
+        let (metadata, schema) = decode_guarded(path, READ_FAILED, || {
             let mut reader = ParquetReader::new(&mut file);
             let metadata = reader
                 .get_metadata()
                 .map_err(|e| polars_error(path, e))?
                 .clone();
             let schema = reader.schema().map_err(|e| polars_error(path, e))?;
-            (metadata, schema)
-        };
+            Ok((metadata, schema))
+        })?;
+        layout::check_chunks(path, data_end, &metadata)?;
         let pairs: Vec<(&str, Option<&str>)> = metadata
             .key_value_metadata
             .iter()
@@ -158,17 +162,22 @@ impl TraceFile {
     /// Reads rows `start..start + len` of the known columns. Only the row groups overlapping the
     /// range are decoded; their chunks come back aligned across columns.
     pub(super) fn read_rows(&mut self, start: usize, len: usize) -> Result<DataFrame> {
-        let mut reader = ParquetReader::new(&mut self.file)
-            .with_columns(Some(self.columns.clone()))
-            .with_slice(Some((start, len)));
-        reader.set_metadata(self.metadata.clone());
-        let mut frame = reader.finish().map_err(|e| polars_error(&self.path, e))?;
-        frame.align_chunks_par();
-        Ok(frame)
+        decode_guarded(&self.path, READ_FAILED, || {
+            let mut reader = ParquetReader::new(&mut self.file)
+                .with_columns(Some(self.columns.clone()))
+                .with_slice(Some((start, len)));
+            reader.set_metadata(self.metadata.clone());
+            let mut frame = reader.finish().map_err(|e| polars_error(&self.path, e))?;
+            frame.align_chunks_par();
+            Ok(frame)
+        })
     }
 }
 
+/// What every read failure of a trace file starts with.
+pub(super) const READ_FAILED: &str = "cannot read as Parquet";
+
 /// A polars failure while reading `path`: the file is truncated, corrupt or not Parquet.
 pub(super) fn polars_error(path: &Path, error: PolarsError) -> Error {
-    Error::bad_file(path, format!("cannot read as Parquet: {error}"))
+    Error::bad_file(path, format!("{READ_FAILED}: {error}"))
 }

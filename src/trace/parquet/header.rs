@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::FORMAT_VERSION;
 use crate::error::{Error, Result};
+use crate::trace::{MAX_EXPERTS, MAX_LAYERS};
 
 const KEY_FORMAT_VERSION: &str = "moesim.format_version";
 const KEY_KIND: &str = "moesim.kind";
@@ -114,7 +115,7 @@ impl TraceHeader {
             )
         })?;
         let num_experts = number(KEY_NUM_EXPERTS)?;
-        if num_experts == 0 || num_experts > usize::from(u16::MAX) + 1 {
+        if num_experts == 0 || num_experts > MAX_EXPERTS {
             return Err(Error::bad_file(
                 path,
                 format!("metadata key `{KEY_NUM_EXPERTS}` = {num_experts}: expected 1 to 65536"),
@@ -122,7 +123,7 @@ impl TraceHeader {
         }
         // The row columns bound the shape: u16 layer index, u32 token index.
         let num_layers = number(KEY_NUM_LAYERS)?;
-        if num_layers > usize::from(u16::MAX) + 1 {
+        if num_layers > MAX_LAYERS {
             return Err(Error::bad_file(
                 path,
                 format!("metadata key `{KEY_NUM_LAYERS}` = {num_layers}: at most 65536"),

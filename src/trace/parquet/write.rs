@@ -10,7 +10,7 @@ use super::header::{TraceHeader, TraceKind};
 use super::{FORMAT_VERSION, ROW_GROUP_ROWS};
 use crate::error::{Error, Result};
 use crate::output::write_atomic;
-use crate::trace::{ExpertId, ExpertLoads, RoutingTrace, Trace};
+use crate::trace::{ExpertId, ExpertLoads, MAX_EXPERTS, MAX_LAYERS, RoutingTrace, Trace};
 
 /// Writes `trace` to `path` in the canonical Parquet format, recording `source` as its provenance.
 /// The file appears whole or not at all.
@@ -80,7 +80,7 @@ pub(super) fn write_tokens(
 /// Writes an aggregate loads trace: one row per (layer, expert), layer-major.
 fn write_loads(path: &Path, loads: &ExpertLoads, source: &str) -> Result<()> {
     let (num_layers, num_experts) = (loads.num_layers(), loads.num_experts());
-    if num_layers > usize::from(u16::MAX) + 1 || num_experts > usize::from(u16::MAX) + 1 {
+    if num_layers > MAX_LAYERS || num_experts > MAX_EXPERTS {
         return Err(Error::invalid(format!(
             "{num_layers} layers x {num_experts} experts exceeds the format's 65536 x 65536"
         )));
@@ -136,7 +136,7 @@ fn check_writable(trace: &RoutingTrace) -> Result<()> {
             trace.num_tokens()
         )));
     }
-    if trace.num_layers() > usize::from(u16::MAX) + 1 {
+    if trace.num_layers() > MAX_LAYERS {
         return Err(Error::invalid(format!(
             "{} layers exceed the format's u16 layer index",
             trace.num_layers()
