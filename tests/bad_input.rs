@@ -6,16 +6,7 @@ use common::{assert_fails_with, moesim, moesim_in};
 
 /// Writes an `.npy` file with the given dtype descriptor, shape and raw body.
 fn write_npy(path: &std::path::Path, descr: &str, shape: &str, body: &[u8]) {
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(body);
-    std::fs::write(path, bytes).unwrap();
+    std::fs::write(path, common::npy_bytes(descr, shape, body)).unwrap();
 }
 
 #[test]
@@ -190,7 +181,7 @@ fn an_overlap_split_past_its_bound_is_refused_before_simulating() {
         format!(
             "name = \"tiles\"\nmodel = \"olmoe-1b-7b\"\ncluster = \"dgx-h100\"\n\
              tokens_per_gpu = 8\nplacements = [\"contiguous\"]\n[trace]\nfile = \"{trace}\"\n\
-             [sim]\noverlaps = [\"fine-grained\"]\n[sim.fine-grained]\ntiles = 65536\n"
+             [sim]\noverlap = [\"fine-grained\"]\n[sim.fine-grained]\ntiles = 65536\n"
         ),
     )
     .unwrap();

@@ -12,16 +12,8 @@ use moesim::trace::parquet::{read_trace, write_trace};
 
 /// Writes a version-1 `.npy` file of int64 `ids` with the given shape.
 fn write_i64_npy(path: &Path, shape: &str, ids: &[i64]) {
-    let mut header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(ids.iter().flat_map(|v| v.to_le_bytes()));
-    fs::write(path, bytes).unwrap();
+    let body: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+    fs::write(path, common::npy_bytes("<i8", shape, &body)).unwrap();
 }
 
 /// A top-1 trace of 6 layers over 32 experts and 4,000 tokens (ids from a fixed LCG), imported

@@ -83,7 +83,7 @@ fn sglang_accepts(
         .as_array()
         .ok_or("torch.tensor: not a matrix")?;
     let num_physical = num_logical + redundant;
-    if num_physical % ep_size != 0 {
+    if !num_physical.is_multiple_of(ep_size) {
         return Err(format!(
             "_init_common: {num_physical} % ep_size {ep_size} != 0"
         ));
@@ -331,16 +331,8 @@ fn write_vllm_capture(path: &Path) {
     for token in 0..3i64 {
         ids.extend_from_slice(&[0, 0, 0, 0, 1 + token, 5, 2, 0, 3, 1]);
     }
-    let mut header = "{'descr': '<i4', 'fortran_order': False, 'shape': (3, 5, 2), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(ids.iter().flat_map(|&v| (v as i32).to_le_bytes()));
-    fs::write(path, bytes).unwrap();
+    let body: Vec<u8> = ids.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
+    fs::write(path, common::npy_bytes("<i4", "(3, 5, 2)", &body)).unwrap();
 }
 
 #[test]

@@ -59,7 +59,7 @@ impl CoactivationCounts {
     pub fn top_pairs(&self, top_n: usize, tokens: usize) -> Vec<PairCount> {
         let mut pairs = self.counts.nonzero();
         // `nonzero` is ordered by pair, so a stable sort by count keeps lower pairs first.
-        pairs.sort_by(|x, y| y.2.cmp(&x.2));
+        pairs.sort_by_key(|pair| std::cmp::Reverse(pair.2));
         pairs
             .into_iter()
             .take(top_n)

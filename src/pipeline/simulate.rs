@@ -2,6 +2,7 @@
 //! placement and overlap strategy, with per-step times and their mean, median and 99th
 //! percentile.
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::Setup;
@@ -53,32 +54,49 @@ pub fn simulate(
     options: SimOptions,
 ) -> Result<SimResult> {
     let costs = setup.kernel_costs();
+    let overlaps = setup.sim.overlaps.len();
+    // Placements are simulated in parallel; each keeps its own totals and Perfetto events, joined
+    // in placement order, so the result does not depend on the thread count.
+    let per_placement = placements
+        .par_iter()
+        .enumerate()
+        .map(|(p, (name, placement))| {
+            let mut totals: Vec<StrategyTotals> = setup
+                .sim
+                .overlaps
+                .iter()
+                .map(|overlap| StrategyTotals::new(overlap.name, name, &setup.cluster))
+                .collect();
+            let mut events = Vec::new();
+            for (index, step) in setup.steps.iter().enumerate() {
+                let work = setup.layer_work(placement, step)?;
+                let spec = setup.step_spec(&costs, &work);
+                for (k, (total, overlap)) in totals.iter_mut().zip(&setup.sim.overlaps).enumerate()
+                {
+                    let first = index == 0;
+                    let recording = Recording {
+                        perfetto: (first && options.perfetto).then(|| PerfettoProcess {
+                            events: &mut events,
+                            pid: p * overlaps + k,
+                            name: format!("{name} / {}", overlap.name),
+                        }),
+                        excerpt: first && options.timeline_excerpt,
+                    };
+                    total.simulate(&spec, &**overlap, step.phase, recording);
+                }
+            }
+            let sims: Vec<_> = totals
+                .into_iter()
+                .map(|t| t.finish(&setup.cluster))
+                .collect();
+            Ok((sims, events))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut strategies = Vec::new();
     let mut events = Vec::new();
-    for (name, placement) in placements {
-        let mut totals: Vec<StrategyTotals> = setup
-            .sim
-            .overlaps
-            .iter()
-            .map(|overlap| StrategyTotals::new(overlap.name, name, &setup.cluster))
-            .collect();
-        for (index, step) in setup.steps.iter().enumerate() {
-            let work = setup.layer_work(placement, step)?;
-            let spec = setup.step_spec(&costs, &work);
-            for (k, (total, overlap)) in totals.iter_mut().zip(&setup.sim.overlaps).enumerate() {
-                let first = index == 0;
-                let recording = Recording {
-                    perfetto: (first && options.perfetto).then(|| PerfettoProcess {
-                        events: &mut events,
-                        pid: strategies.len() + k,
-                        name: format!("{name} / {}", overlap.name),
-                    }),
-                    excerpt: first && options.timeline_excerpt,
-                };
-                total.simulate(&spec, &**overlap, step.phase, recording);
-            }
-        }
-        strategies.extend(totals.into_iter().map(|t| t.finish(&setup.cluster)));
+    for (sims, placement_events) in per_placement {
+        strategies.extend(sims);
+        events.extend(placement_events);
     }
     let scenario = &setup.scenario;
     Ok(SimResult {

@@ -14,9 +14,9 @@
 //! already meets the bound (within the MIP gap) the solver is skipped.
 //!
 //! The lower bound reported is valid for every placement of the request, with any replica
-//! counts: the larger of a perfect split (`total / P`) and the hottest expert spread over as many
-//! GPUs as the spare slots allow (`w_max / min(P, P * S - E + 1)`). The gap is
-//! `max_load / lower_bound - 1`.
+//! counts: the larger of a perfect split (`total / P`) and the smallest largest load per replica
+//! that any replica counts reach (the spare slots handed out greedily to the expert with the
+//! most load per replica, at most `P` replicas each). The gap is `max_load / lower_bound - 1`.
 //!
 //! Determinism: the greedy and local search are deterministic; a layer HiGHS stops at the time
 //! limit may differ between runs (where it stopped depends on the machine's speed).
@@ -35,6 +35,7 @@ pub(super) mod greedy;
 mod local_search;
 mod mip;
 
+use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -341,12 +342,37 @@ pub fn cross_node_tokens(
 }
 
 /// A lower bound on any placement's largest GPU load: the perfect split `total / gpus`, and the
-/// hottest expert over the most replicas the spare slots allow.
+/// largest load per replica left when the spare slots go one by one to the expert with the most
+/// load per replica (at most one replica per GPU). That greedy apportionment gives the smallest
+/// possible largest `load / replicas` over all replica counts, and a GPU holding a replica
+/// carries at least its share. With one slot per GPU it is the optimum itself.
 fn lower_bound(loads: &[f64], gpus: usize, slots: usize) -> f64 {
     let total: f64 = loads.iter().sum();
-    let hottest = loads.iter().copied().fold(0.0, f64::max);
-    let most_replicas = (gpus * slots + 1 - loads.len()).min(gpus);
-    (total / gpus as f64).max(hottest / most_replicas as f64)
+    let mut replicas = vec![1usize; loads.len()];
+    // Non-negative finite loads order as their bit patterns (`+ 0.0` turns -0.0 into 0.0).
+    let key = |load: f64, count: usize| (load / count as f64 + 0.0).to_bits();
+    let mut heaviest: BinaryHeap<(u64, usize)> = loads
+        .iter()
+        .enumerate()
+        .map(|(expert, &load)| (key(load, 1), expert))
+        .collect();
+    let mut spare = (gpus * slots).saturating_sub(loads.len());
+    while spare > 0 {
+        let Some((_, expert)) = heaviest.pop() else {
+            break;
+        };
+        if replicas[expert] < gpus {
+            replicas[expert] += 1;
+            spare -= 1;
+            heaviest.push((key(loads[expert], replicas[expert]), expert));
+        }
+    }
+    let per_replica = loads
+        .iter()
+        .zip(&replicas)
+        .map(|(&load, &count)| load / count as f64)
+        .fold(0.0, f64::max);
+    (total / gpus as f64).max(per_replica)
 }
 
 /// Checks a warm start has the request's shape and fits `slots` per GPU.

@@ -25,9 +25,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, parse_toml};
 use crate::output::write_bytes_atomic;
-use crate::trace::{ExpertId, LayerRouting, RoutingTrace, TokenMeta};
+use crate::trace::{ExpertId, LayerRouting, MAX_LAYERS, RoutingTrace, TokenMeta};
 
 use model::Model;
+
+/// The most routed entries (layers x tokens x top-k) one synthetic trace may hold: 2^30, each
+/// a 2-byte expert id, a 4-byte gate weight and its share of the offsets.
+pub const MAX_SYNTH_ENTRIES: usize = 1 << 30;
 
 /// Parameters of the synthetic generator. Every field has a default, so a scenario only names
 /// what it changes.
@@ -150,8 +154,11 @@ impl SynthParams {
         if experts == 0 || experts > ExpertId::MAX as usize + 1 {
             return invalid(format!("`num_experts` must be 1..=65536, got {experts}"));
         }
-        if self.num_layers == 0 {
-            return invalid("`num_layers` must be at least 1".into());
+        if self.num_layers == 0 || self.num_layers > MAX_LAYERS {
+            return invalid(format!(
+                "`num_layers` must be 1..={MAX_LAYERS}, got {}",
+                self.num_layers
+            ));
         }
         if self.top_k == 0 || self.top_k > experts {
             return invalid(format!(
@@ -167,6 +174,14 @@ impl SynthParams {
             return invalid(format!(
                 "`num_tokens` x `top_k` must stay below 2^32 entries per layer, got {} x {}",
                 self.num_tokens, self.top_k
+            ));
+        }
+        let entries = self.num_tokens * self.top_k;
+        if entries.saturating_mul(self.num_layers) > MAX_SYNTH_ENTRIES {
+            return invalid(format!(
+                "`num_layers` x `num_tokens` x `top_k` = {} x {} x {} routed entries exceed the \
+                 generator's {MAX_SYNTH_ENTRIES} (about 6 GiB of trace in memory)",
+                self.num_layers, self.num_tokens, self.top_k
             ));
         }
         match self.skew {
@@ -604,6 +619,22 @@ mod tests {
     #[test]
     fn bad_parameters_are_named() {
         let cases = [
+            (
+                SynthParams {
+                    num_layers: MAX_LAYERS + 1,
+                    ..small(0)
+                },
+                "`num_layers` must be 1..=65536, got 65537",
+            ),
+            (
+                // 2^10 layers x 2^18 tokens x top-4 = 2^30 entries fit; twice the tokens do not.
+                SynthParams {
+                    num_layers: 1 << 10,
+                    num_tokens: 1 << 19,
+                    ..small(0)
+                },
+                "1024 x 524288 x 4 routed entries exceed the generator's 1073741824",
+            ),
             (
                 SynthParams {
                     top_k: 0,

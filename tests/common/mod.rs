@@ -86,3 +86,19 @@ pub fn synth_scenario(dir: &Path, name: &str, cluster: &str, seed: u64) -> PathB
     std::fs::write(&path, toml).unwrap();
     path
 }
+
+/// A version-1 `.npy` file as NumPy writes it: the header dictionary with dtype `descr` and
+/// `shape` (a Python tuple, e.g. `(3, 2)`), padded so the data starts on a 64-byte boundary,
+/// then `body`.
+pub fn npy_bytes(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(body);
+    bytes
+}

@@ -207,3 +207,88 @@ pub fn calibration_toml() -> impl Strategy<Value = Vec<u8>> {
             },
         )
 }
+
+/// A scenario TOML: a synthetic trace (so no file is needed) on a preset or an edge-sized
+/// custom cluster, with sizes, schedules and simulator knobs at and past their bounds.
+pub fn scenario_toml() -> impl Strategy<Value = Vec<u8>> {
+    let size = || {
+        prop_oneof![
+            6 => 0u64..10,
+            1 => prop::sample::select(vec![256u64, 65536, 65537, 1 << 32, i64::MAX as u64]),
+        ]
+    };
+    let model = prop::sample::select(vec!["olmoe-1b-7b", "mixtral-8x7b", "deepseek-v3", "nope"]);
+    let cluster = prop::sample::select(vec!["dgx-h100", "hgx-h800x4", "gb200-nvl72", "x.toml"]);
+    let overlap = prop::sample::select(vec!["none", "dual-batch", "chunked", "fine-grained", "?"]);
+    let all_to_all = prop::sample::select(vec!["direct", "hierarchical", "low-latency", "?"]);
+    let tolerance = prop::sample::select(vec![0.0f64, 0.2, 1.0, 1.5, -0.1]);
+    (
+        (model, cluster, size(), size(), size()),
+        (size(), size(), size(), size()),
+        (overlap, all_to_all, tolerance, size(), size()),
+        prop::collection::vec((size(), size()), 0..3),
+    )
+        .prop_map(
+            |(
+                (model, cluster, gpus, tp, tokens_per_gpu),
+                (experts, layers, top_k, tokens),
+                (overlap, all_to_all, tolerance, chunks, tiles),
+                schedule,
+            )| {
+                let schedule: Vec<String> = schedule
+                    .iter()
+                    .map(|(t, r)| {
+                        format!("{{ phase = \"decode\", tokens_per_gpu = {t}, repeat = {r} }}")
+                    })
+                    .collect();
+                format!(
+                    "name = \"fuzz\"\nmodel = \"{model}\"\ncluster = \"{cluster}\"\ngpus = {gpus}\n\
+                     tp = {tp}\ntokens_per_gpu = {tokens_per_gpu}\nschedule = [{}]\n\
+                     placements = [\"eplb\"]\n[trace.synth]\nnum_experts = {experts}\n\
+                     num_layers = {layers}\ntop_k = {top_k}\nnum_tokens = {tokens}\n[sim]\n\
+                     overlap = [\"{overlap}\"]\nall_to_all = \"{all_to_all}\"\n\
+                     rate_tolerance = {tolerance:?}\n[sim.chunked]\nchunks = {chunks}\n\
+                     [sim.fine-grained]\ntiles = {tiles}\n",
+                    schedule.join(", ")
+                )
+                .into_bytes()
+            },
+        )
+}
+
+/// A cluster TOML: counts and bandwidths at and past their edges, tables present or not.
+pub fn cluster_toml() -> impl Strategy<Value = Vec<u8>> {
+    let count = || prop_oneof![4 => 0u64..10, 1 => prop::sample::select(vec![1u64 << 20, 1 << 40])];
+    let rate = || prop::sample::select(vec![0.0f64, 1.0, 450.0, -1.0, 1e300, f64::NAN]);
+    let gpu = prop::sample::select(vec![
+        "gpu = \"h100\"".to_string(),
+        "gpu = \"b300\"".to_string(),
+        "[gpu]\nname = \"g\"\nbf16_tflops = 1.0\nhbm_gbps = 0.0\nmemory_bytes = 0\nsm_count = 0"
+            .to_string(),
+    ]);
+    (count(), count(), gpu, rate(), rate(), count(), rate(), rate(), any::<bool>()).prop_map(
+        |(nodes, per_node, gpu, nvlink, pcie, per_switch, nic, oversub, with_nvlink)| {
+            let float = |f: f64| if f.is_nan() { "nan".into() } else { format!("{f:?}") };
+            let nvlink = if with_nvlink {
+                format!("[nvlink]\ngbps = {}\n", float(nvlink))
+            } else {
+                String::new()
+            };
+            // `gpu = "..."` must come before the first table.
+            let (top_gpu, table_gpu) = if gpu.starts_with('[') {
+                (String::new(), gpu)
+            } else {
+                (gpu, String::new())
+            };
+            format!(
+                "name = \"c\"\nnodes = {nodes}\ngpus_per_node = {per_node}\n{top_gpu}\n{table_gpu}\n\
+                 {nvlink}[pcie]\ngbps = {}\ngpus_per_switch = {per_switch}\n[network]\n\
+                 nic_gbps = {}\noversubscription = {}\n",
+                float(pcie),
+                float(nic),
+                float(oversub),
+            )
+            .into_bytes()
+        },
+    )
+}

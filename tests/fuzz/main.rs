@@ -1,6 +1,7 @@
 //! Fuzzing of every input boundary on stable Rust: proptest drives structure-aware generators
 //! ([`inputs`]) and byte mutations of valid files ([`mutate`]) into the npy, vLLM, SGLang and CSV
-//! importers, the Parquet trace reader, placement JSON and calibration TOML. The property: the
+//! importers, the Parquet trace reader, placement JSON, calibration TOML, scenario TOML (read and
+//! set up as `moesim run` does, up to the placements) and cluster TOML. The property: the
 //! reader does not panic, and returns either a value or an error whose message starts with the
 //! file's path. What an importer accepts also goes through `trace validate` and `trace stats`.
 //!
@@ -11,6 +12,8 @@
 //! `target/tmp/fuzz-crashers/<target>`; copied into `tests/fuzz-corpus/<target>/`, it is replayed
 //! by `corpus_replays_clean` on every run.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod inputs;
 mod mutate;
 
@@ -21,10 +24,13 @@ use std::time::Instant;
 
 use moesim::analysis;
 use moesim::model::MoeModel;
+use moesim::pipeline::Setup;
 use moesim::placement::export::read_placement;
 use moesim::profile::Calibration;
 use moesim::profile::calibrated::CalibratedCompute;
 use moesim::profile::measurement::{Kind, Measurements};
+use moesim::scenario::{Scenario, TraceSource};
+use moesim::topology::Cluster;
 use moesim::trace::importers::{self, ImportFormat};
 use moesim::trace::parquet::{read_chunks, read_trace, write_trace};
 use moesim::trace::validate::validate;
@@ -76,6 +82,17 @@ const CALIBRATION: Target = Target {
     read: read_calibration,
 };
 
+const SCENARIO: Target = Target {
+    name: "scenario",
+    file: "input.toml",
+    read: read_scenario,
+};
+const CLUSTER: Target = Target {
+    name: "cluster",
+    file: "input.toml",
+    read: |path| Cluster::from_toml(path).map(drop),
+};
+
 /// Imports `path` as `format`; what is accepted is validated and summarised too (when small
 /// enough to do so quickly).
 fn import(path: &Path, format: ImportFormat) -> moesim::Result<()> {
@@ -103,6 +120,46 @@ fn read_parquet(path: &Path) -> moesim::Result<()> {
         analysis::file_stats(path)?;
     }
     Ok(())
+}
+
+/// Reads a scenario and sets it up as `moesim run` does before placing: trace, model, cluster,
+/// parallel layout, simulator settings, compute cost. An error must name the scenario or the
+/// file it points to (trace, cluster, calibration), which is then reported as such.
+fn read_scenario(path: &Path) -> moesim::Result<()> {
+    let scenario = Scenario::load(path)?;
+    if let TraceSource::Synth(params) = &scenario.trace {
+        // A valid but large synthetic trace takes seconds to generate: not what fuzzing is for
+        // (the generator's own cap on entries is a unit test).
+        let entries = [params.num_tokens, params.top_k]
+            .iter()
+            .fold(params.num_layers, |n, &m| n.saturating_mul(m));
+        if entries > 1 << 20 && params.validate().is_ok() {
+            return Ok(());
+        }
+    }
+    let Err(error) = Setup::from_scenario(&scenario) else {
+        return Ok(());
+    };
+    let error = error.in_file(path);
+    let message = error.to_string();
+    let mut named = vec![scenario.cluster.clone()];
+    if let TraceSource::File(file) = &scenario.trace {
+        named.push(file.display().to_string());
+    }
+    named.extend(
+        scenario
+            .sim
+            .calibration
+            .iter()
+            .map(|f| f.display().to_string()),
+    );
+    if named
+        .iter()
+        .any(|file| message.starts_with(&format!("{file}: ")))
+    {
+        return Ok(());
+    }
+    Err(error)
 }
 
 /// Loads a calibration and asks the cost model built on it a few questions.
@@ -198,20 +255,6 @@ fn fuzz(target: &Target, strategy: impl Strategy<Value = Vec<u8>>) {
     }
 }
 
-/// A vLLM-style npy body: int32 `[tokens, layers, k]` with the header NumPy writes.
-fn npy_file(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(body);
-    bytes
-}
-
 /// Valid `.npy` seeds: ExFlow's int64 top-1 matrix and a vLLM int32 capture with a dense layer.
 fn npy_seeds() -> Vec<Vec<u8>> {
     let top1: Vec<u8> = (0..24i64).flat_map(|i| (i * 5 % 8).to_le_bytes()).collect();
@@ -220,8 +263,8 @@ fn npy_seeds() -> Vec<Vec<u8>> {
         .flat_map(i32::to_le_bytes)
         .collect();
     vec![
-        npy_file("<i8", "(8, 3)", &top1),
-        npy_file("<i4", "(4, 3, 2)", &capture),
+        common::npy_bytes("<i8", "(8, 3)", &top1),
+        common::npy_bytes("<i4", "(4, 3, 2)", &capture),
     ]
 }
 
@@ -346,12 +389,71 @@ fn fuzz_calibration() {
     );
 }
 
+/// The quickstart with its trace file and with a synthetic trace, a scheduled run with a custom
+/// cluster and every simulator table.
+fn scenario_seeds() -> Vec<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let trace = root.join("traces/quickstart.parquet");
+    let cluster = root.join("tests/fixtures/clusters/two-node-a100.toml");
+    let quickstart = fs::read_to_string(root.join("scenarios/quickstart.toml"))
+        .unwrap()
+        .replace("../traces/quickstart.parquet", &trace.display().to_string());
+    let synth = format!(
+        "name = \"s\"\nseed = 3\nmodel = \"mixtral-8x7b\"\ncluster = \"{}\"\ngpus = 16\ntp = 2\n\
+         tokens_per_gpu = 4\nplacements = [\"contiguous\", \"eplb\"]\n\
+         schedule = [{{ phase = \"prefill\", tokens_per_gpu = 8 }}, \
+         {{ phase = \"decode\", tokens_per_gpu = 2, repeat = 3 }}]\n\
+         [trace.synth]\nnum_experts = 8\nnum_layers = 2\ntop_k = 2\nnum_tokens = 64\n\
+         skew = {{ kind = \"zipf\", exponent = 1.0 }}\n\
+         [comm]\ndispatch_bytes_per_elem = 1\n[sim]\noverlap = [\"none\", \"chunked\", \
+         \"fine-grained\"]\nall_to_all = \"hierarchical\"\nrate_tolerance = 0.2\n\
+         [sim.chunked]\nchunks = 3\n[sim.fine-grained]\ntiles = 5\n[placement.eplb]\n",
+        cluster.display()
+    );
+    text_seeds(&[&quickstart, &synth])
+}
+
+#[test]
+fn fuzz_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    for seed in scenario_seeds() {
+        let path = dir.path().join("seed.toml");
+        fs::write(&path, seed).unwrap();
+        read_scenario(&path).unwrap();
+    }
+    fuzz(
+        &SCENARIO,
+        prop_oneof![inputs::scenario_toml(), mutate::mutated(scenario_seeds())],
+    );
+}
+
+#[test]
+fn fuzz_cluster() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let seed = fs::read(root.join("tests/fixtures/clusters/two-node-a100.toml")).unwrap();
+    Cluster::from_toml(&root.join("tests/fixtures/clusters/two-node-a100.toml")).unwrap();
+    fuzz(
+        &CLUSTER,
+        prop_oneof![inputs::cluster_toml(), mutate::mutated(vec![seed])],
+    );
+}
+
 #[test]
 fn corpus_replays_clean() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus");
     let dir = tempfile::tempdir().unwrap();
     let mut replayed = 0;
-    for target in [NPY, VLLM, SGLANG, CSV, PARQUET, PLACEMENT, CALIBRATION] {
+    for target in [
+        NPY,
+        VLLM,
+        SGLANG,
+        CSV,
+        PARQUET,
+        PLACEMENT,
+        CALIBRATION,
+        SCENARIO,
+        CLUSTER,
+    ] {
         let Ok(entries) = fs::read_dir(root.join(target.name)) else {
             continue;
         };

@@ -122,8 +122,29 @@ fn infeasible_requests_name_the_constraint_and_the_shortfall() {
 fn lower_bound_counts_the_spare_slots_for_the_hottest_expert() {
     // 4 experts on 4 GPUs x 1 slot: no spare slot, expert 0 stays whole: max(10 / 4, 7 / 1).
     assert_eq!(lower_bound(&[7.0, 1.0, 1.0, 1.0], 4, 1), 7.0);
-    // Two spare slots: expert 0 over at most 3 GPUs: max(10 / 4, 7 / 3).
+    // 2 GPUs x 3 slots, two spare: expert 0 on both GPUs (7 / 2), then an expert of load 1
+    // (at most one replica per GPU); the perfect split 10 / 2 is higher.
     assert_eq!(lower_bound(&[7.0, 1.0, 1.0, 1.0], 2, 3), 5.0);
+    // 6 GPUs x 1 slot, two spare: expert 0 (8 -> 4), then expert 1 (6 > 4 -> 3): 4, above the
+    // perfect split 16 / 6 and the hottest expert over three replicas 8 / 3.
+    assert_eq!(lower_bound(&[8.0, 6.0, 1.0, 1.0], 6, 1), 4.0);
+}
+
+#[test]
+fn one_slot_per_gpu_is_solved_by_the_bound_without_highs() {
+    // Issue 15 defect 9: 64 experts on 72 GPUs x 1 slot ran HiGHS to its time limit although
+    // the incumbent was optimal. With one slot per GPU the apportionment bound is the optimum,
+    // so the greedy meets it and HiGHS is skipped.
+    let loads: Vec<f64> = (0..64).map(|e| f64::from((e * 37) % 64 + 1)).collect();
+    let l = one_layer(&loads);
+    let started = std::time::Instant::now();
+    let (_, report) = quick().solve(&request(&l, 72, 1), None).unwrap();
+    let solve = &report.layers[0];
+    assert_eq!(solve.outcome, SolveOutcome::AtBound, "{solve:?}");
+    // The 8 spare slots go to the experts of load 64 down to 57: each split in two, the
+    // largest per-replica load left is the unsplit 56.
+    assert_eq!((solve.max_load, solve.lower_bound), (56.0, 56.0));
+    assert!(started.elapsed().as_secs_f64() < 1.0);
 }
 
 #[test]
