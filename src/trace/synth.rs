@@ -33,6 +33,11 @@ use model::Model;
 /// a 2-byte expert id, a 4-byte gate weight and its share of the offsets.
 pub const MAX_SYNTH_ENTRIES: usize = 1 << 30;
 
+/// The most work one synthetic trace may take, in expert visits: `layers x (tokens + experts)
+/// x experts` (each token's draw and each expert's successor set look at every expert), 2^36,
+/// about a minute on one core.
+pub const MAX_SYNTH_WORK: usize = 1 << 36;
+
 /// Parameters of the synthetic generator. Every field has a default, so a scenario only names
 /// what it changes.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -174,6 +179,18 @@ impl SynthParams {
             return invalid(format!(
                 "`num_tokens` x `top_k` must stay below 2^32 entries per layer, got {} x {}",
                 self.num_tokens, self.top_k
+            ));
+        }
+        let work = self
+            .num_layers
+            .saturating_mul(self.num_tokens.saturating_add(experts))
+            .saturating_mul(experts);
+        if work > MAX_SYNTH_WORK {
+            return invalid(format!(
+                "`num_layers` x (`num_tokens` + `num_experts`) x `num_experts` = {} x ({} + \
+                 {experts}) x {experts} exceeds the generator's {MAX_SYNTH_WORK} steps (every \
+                 token draws from every expert, every expert's successors from every expert)",
+                self.num_layers, self.num_tokens
             ));
         }
         let entries = self.num_tokens * self.top_k;
@@ -625,6 +642,16 @@ mod tests {
                     ..small(0)
                 },
                 "`num_layers` must be 1..=65536, got 65537",
+            ),
+            (
+                // 65,536 experts on 16 layers: 2^36 steps of work and more.
+                SynthParams {
+                    num_experts: 65536,
+                    num_layers: 16,
+                    ..small(0)
+                },
+                "`num_layers` x (`num_tokens` + `num_experts`) x `num_experts` = 16 x (3000 + \
+                 65536) x 65536 exceeds",
             ),
             (
                 // 2^10 layers x 2^18 tokens x top-4 = 2^30 entries fit; twice the tokens do not.

@@ -271,13 +271,16 @@ fn successor_set(next: &[f64], count: usize, floor: f64, rng: &mut ChaCha8Rng) -
             point += 1.0;
         }
     }
-    // Rounding may leave the last slot unfilled: give it to the heaviest expert not chosen.
-    for e in heaviest(next, next.len()) {
-        if chosen.len() >= count {
-            break;
-        }
-        if !chosen.contains(&e) {
-            chosen.push(e);
+    // Rounding may leave the last slot unfilled: give it to the heaviest expert not chosen
+    // (sorted only then: sorting for every expert made large expert counts quadratic-log).
+    if chosen.len() < count {
+        for e in heaviest(next, next.len()) {
+            if chosen.len() >= count {
+                break;
+            }
+            if !chosen.contains(&e) {
+                chosen.push(e);
+            }
         }
     }
     chosen
