@@ -56,6 +56,16 @@ pub struct ClusterSpec {
     pub network: NetworkSpec,
 }
 
+/// Bandwidths (GB/s) and compute rates (TFLOPS) a cluster may state: 1 MB/s to 1 EB/s. Past
+/// these the route costs (integer nanoseconds) would overflow.
+const RATE_RANGE: (f64, f64) = (1e-3, 1e9);
+
+/// Leaf downlink over uplink capacity a network may have.
+const OVERSUBSCRIPTION_RANGE: (f64, f64) = (1e-3, 1e3);
+
+/// The longest latency one link may have: one second.
+const MAX_LATENCY_NS: u64 = 1_000_000_000;
+
 /// NVLink through a machine-wide NVSwitch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,15 +140,42 @@ impl ClusterSpec {
             )));
         }
         let rates = [
-            ("gpu.bf16_tflops", self.gpu.bf16_tflops),
-            ("gpu.hbm_gbps", self.gpu.hbm_gbps),
-            ("pcie.gbps", self.pcie.gbps),
-            ("network.nic_gbps", self.network.nic_gbps),
-            ("network.oversubscription", self.network.oversubscription),
-            ("nvlink.gbps", self.nvlink.as_ref().map_or(1.0, |n| n.gbps)),
+            ("gpu.bf16_tflops", self.gpu.bf16_tflops, RATE_RANGE),
+            ("gpu.hbm_gbps", self.gpu.hbm_gbps, RATE_RANGE),
+            ("pcie.gbps", self.pcie.gbps, RATE_RANGE),
+            ("network.nic_gbps", self.network.nic_gbps, RATE_RANGE),
+            (
+                "network.oversubscription",
+                self.network.oversubscription,
+                OVERSUBSCRIPTION_RANGE,
+            ),
+            (
+                "nvlink.gbps",
+                self.nvlink.as_ref().map_or(1.0, |n| n.gbps),
+                RATE_RANGE,
+            ),
         ];
-        if let Some((field, value)) = rates.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
-            return Err(self.error(format!("`{field}` must be a positive number, got {value}")));
+        if let Some((field, value, (low, high))) = rates
+            .iter()
+            .find(|(_, v, (low, high))| !(low..=high).contains(&v))
+        {
+            return Err(self.error(format!(
+                "`{field}` must be a number from {low} to {high}, got {value:?}"
+            )));
+        }
+        let latencies = [
+            ("pcie.latency_ns", self.pcie.latency_ns),
+            ("network.nic_latency_ns", self.network.nic_latency_ns),
+            ("network.spine_latency_ns", self.network.spine_latency_ns),
+            (
+                "nvlink.latency_ns",
+                self.nvlink.as_ref().map_or(0, |n| n.latency_ns),
+            ),
+        ];
+        if let Some((field, value)) = latencies.iter().find(|(_, v)| *v > MAX_LATENCY_NS) {
+            return Err(self.error(format!(
+                "`{field}` must be at most {MAX_LATENCY_NS} ns, got {value}"
+            )));
         }
         Ok(())
     }

@@ -204,7 +204,19 @@ fn bad_toml_clusters_are_rejected_with_the_key() {
     assert!(err.contains("unknown field `clock_mhz`"), "{err}");
     let err = load_edited("gbps = 300.0", "gbps = -1.0");
     assert!(
-        err.contains("`nvlink.gbps` must be a positive number"),
+        err.contains("`nvlink.gbps` must be a number from 0.001 to 1000000000, got -1.0"),
+        "{err}"
+    );
+    // Fuzzing found these: a 1e300 oversubscription (or a latency near u64::MAX) overflowed
+    // the integer route costs.
+    let err = load_edited("oversubscription = 2.0", "oversubscription = 1e300");
+    assert!(
+        err.contains("`network.oversubscription` must be a number from 0.001 to 1000, got 1e300"),
+        "{err}"
+    );
+    let err = load_edited("[pcie]", "[pcie]\nlatency_ns = 9223372036854775807");
+    assert!(
+        err.contains("`pcie.latency_ns` must be at most 1000000000 ns"),
         "{err}"
     );
     let err = load_edited("gpus_per_node = 8", "gpus_per_node = 0");
