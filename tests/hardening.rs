@@ -247,6 +247,15 @@ fn shape_and_width_errors_name_the_file() {
         &output,
         &["wide.npy: 244800 layers exceed the 65536 a trace can hold"],
     );
+    // Found by the long fuzz run: zero tokens of 2^32 - 1 layers sized a per-layer table before
+    // the layer count was checked (a 64 GiB allocation, abort).
+    let empty = dir.path().join("empty.npy");
+    write_i64_npy(&empty, "(0, 4294967295)", &[]);
+    let (output, _) = import_cli(&empty, &[]);
+    assert_fails_with(
+        &output,
+        &["empty.npy: 4294967295 layers exceed the 65536 a trace can hold"],
+    );
     let dump = dir.path().join("wide.json");
     let row = vec!["1"; 70000].join(",");
     fs::write(&dump, format!("{{\"logical_count\":[[{row}]]}}")).unwrap();

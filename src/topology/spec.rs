@@ -182,7 +182,8 @@ impl ClusterSpec {
 
     /// Total GPUs.
     pub fn num_gpus(&self) -> usize {
-        self.nodes * self.gpus_per_node
+        // Saturating: `validate` refuses what does not fit, but it asks this first.
+        self.nodes.saturating_mul(self.gpus_per_node)
     }
 
     /// An error about this spec.

@@ -214,6 +214,14 @@ fn bad_toml_clusters_are_rejected_with_the_key() {
         err.contains("`network.oversubscription` must be a number from 0.001 to 1000, got 1e300"),
         "{err}"
     );
+    let err = load_edited(
+        "nodes = 2\ngpus_per_node = 8",
+        "nodes = 1099511627776\ngpus_per_node = 1099511627776",
+    );
+    assert!(
+        err.contains("GPUs (1099511627776 nodes x 1099511627776) exceed"),
+        "{err}"
+    );
     let err = load_edited("[pcie]", "[pcie]\nlatency_ns = 9223372036854775807");
     assert!(
         err.contains("`pcie.latency_ns` must be at most 1000000000 ns"),

@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::trace::MAX_LAYERS;
 
 /// A model's decoder stack: its layer count and which of its layers are MoE.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +39,17 @@ impl LayerMap {
         decoder: Option<&DecoderLayers>,
         zero_filled: impl FnOnce() -> Vec<bool>,
     ) -> Result<Self> {
+        // Checked before anything is sized by the count: a header may promise 2^32 layers of
+        // zero tokens.
+        if source_layers > MAX_LAYERS {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "{source_layers} layers exceed the {MAX_LAYERS} a trace can hold (16-bit \
+                     layer index)"
+                ),
+            ));
+        }
         let keep: Vec<bool> = match decoder {
             Some(d) if source_layers == d.num_layers && source_layers != d.moe_layers.len() => (0
                 ..source_layers)
