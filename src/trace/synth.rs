@@ -152,6 +152,14 @@ pub struct FittedTransitions {
 }
 
 impl SynthParams {
+    /// The generator's work in expert visits, `layers x (tokens + experts) x experts`
+    /// (saturating), which [`MAX_SYNTH_WORK`] bounds.
+    pub fn work(&self) -> usize {
+        self.num_layers
+            .saturating_mul(self.num_tokens.saturating_add(self.num_experts))
+            .saturating_mul(self.num_experts)
+    }
+
     /// Checks every parameter, naming the first one out of range.
     pub fn validate(&self) -> Result<()> {
         let invalid = |message: String| Err(Error::invalid(format!("synth parameters: {message}")));
@@ -181,10 +189,7 @@ impl SynthParams {
                 self.num_tokens, self.top_k
             ));
         }
-        let work = self
-            .num_layers
-            .saturating_mul(self.num_tokens.saturating_add(experts))
-            .saturating_mul(experts);
+        let work = self.work();
         if work > MAX_SYNTH_WORK {
             return invalid(format!(
                 "`num_layers` x (`num_tokens` + `num_experts`) x `num_experts` = {} x ({} + \
