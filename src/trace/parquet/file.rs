@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::header::{TraceHeader, TraceKind};
-use super::layout;
+use super::{layout, pages};
 use crate::error::{Error, Result};
 use crate::guard::decode_guarded;
 
@@ -85,6 +85,7 @@ impl TraceFile {
             Ok((metadata, schema))
         })?;
         layout::check_chunks(path, data_end, &metadata)?;
+        pages::check_pages(path, &mut file, &metadata)?;
         let pairs: Vec<(&str, Option<&str>)> = metadata
             .key_value_metadata
             .iter()

@@ -1,8 +1,9 @@
 //! Cheap structural checks of a Parquet file, before polars decodes any page: the `PAR1` magic at
 //! both ends, a footer that fits between them, every column chunk inside the data area and row
 //! counts that add up. A file cut short, spliced or with a corrupt footer offset fails here with
-//! a message naming what is wrong; what these checks cannot see (a flipped bit inside a page) is
-//! left to the decoder and [`crate::guard::decode_guarded`].
+//! a message naming what is wrong. The page headers inside each chunk are walked next
+//! ([`super::pages`]); a flipped bit inside a page's data is left to the decoder and
+//! [`crate::guard::decode_guarded`].
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

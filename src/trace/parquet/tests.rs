@@ -465,3 +465,79 @@ fn loads_file_must_cover_its_grid_once() {
             .contains("has 1 rows but the metadata declares 1 layers x 2 experts = 2")
     );
 }
+
+/// The end of the varint starting at `at`.
+fn varint_end(bytes: &[u8], mut at: usize) -> usize {
+    while bytes[at] & 0x80 != 0 {
+        at += 1;
+    }
+    at + 1
+}
+
+/// Where the first data page header of `path`'s first column chunk keeps its `num_values`
+/// varint, found by walking the compact-protocol fields `type`, `uncompressed_page_size`,
+/// `compressed_page_size` (and `crc` if present) up to the `DataPageHeader` struct.
+fn first_data_page_num_values(path: &Path, bytes: &[u8]) -> std::ops::Range<usize> {
+    let metadata = ParquetReader::new(fs::File::open(path).unwrap())
+        .get_metadata()
+        .unwrap()
+        .clone();
+    let mut at = metadata.row_groups[0].parquet_columns()[0].data_page_offset() as usize;
+    for _ in 0..3 {
+        assert_eq!(bytes[at] & 0x0f, 5, "an i32 field");
+        at = varint_end(bytes, at + 1);
+    }
+    if bytes[at] == 0x15 {
+        at = varint_end(bytes, at + 1); // crc
+    }
+    assert_eq!(bytes[at] & 0x0f, 12, "the DataPageHeader struct");
+    assert_eq!(bytes[at + 1], 0x15, "its num_values");
+    at + 2..varint_end(bytes, at + 2)
+}
+
+#[test]
+fn a_page_header_with_negative_values_is_named_before_polars_reserves_for_it() {
+    // Found by the 100,000-input fuzz run: a data page header claiming a negative value count
+    // made polars reserve 2^61 bytes for its validity bitmap and abort the process.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pages.parquet");
+    write_tokens(&path, &lcg_trace(2000), "lcg", 1000).unwrap();
+    let clean = fs::read(&path).unwrap();
+    let field = first_data_page_num_values(&path, &clean);
+    let varint = |value: i64| {
+        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            let byte = (zigzag & 0x7f) as u8;
+            zigzag >>= 7;
+            if zigzag == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    };
+    let mut bytes = clean.clone();
+    let negative = varint(-1000);
+    assert_eq!(negative.len(), field.len());
+    bytes.splice(field.clone(), negative);
+    fs::write(&path, &bytes).unwrap();
+    let message = error_of(read_trace(&path));
+    let named = "pages.parquet: cannot read as Parquet: corrupt page header: row group 0, column 0";
+    assert!(message.contains(named), "{message}");
+    assert!(
+        message.ends_with("`num_values` is negative (-1000)"),
+        "{message}"
+    );
+    // A count above the chunk's is named too, before any page is decoded (the footer is found
+    // from the file's end, so the longer varint moves nothing it needs).
+    let mut bytes = clean;
+    bytes.splice(field, varint(100_000));
+    fs::write(&path, &bytes).unwrap();
+    let message = error_of(read_trace(&path));
+    assert!(message.contains(named), "{message}");
+    assert!(
+        message.contains("`num_values` is 100000 but the whole chunk declares 1"),
+        "{message}"
+    );
+}
