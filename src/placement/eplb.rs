@@ -18,9 +18,9 @@
 //! GPU `g`'s slots list its replicas in the order they were packed, so slot `g * R / P + s` is
 //! the reference's physical expert of the same index.
 
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use super::apportion::{Ranked, apportion};
 use super::{LayerPlacement, Placement, PlacementRequest, PlacementStrategy};
 use crate::error::Result;
 use crate::registry::{NoSettings, Plugin};
@@ -110,7 +110,7 @@ impl Shape {
         for (node, experts) in node_major.chunks(experts_per_node).enumerate() {
             // Step 2: replicas inside the node.
             let node_loads: Vec<f64> = experts.iter().map(|&e| loads[e]).collect();
-            let (replica_expert, counts) = replicate(&node_loads, slots_per_node);
+            let (replica_expert, counts) = apportion(&node_loads, slots_per_node, usize::MAX);
             // Step 3: replicas onto the node's GPUs.
             let replica_loads: Vec<f64> = replica_expert
                 .iter()
@@ -160,72 +160,6 @@ fn balanced_packing(weights: &[f64], packs: usize) -> Vec<(usize, usize)> {
     }
     assignment
 }
-
-/// Gives each of `weights.len()` experts one replica, then each of the remaining
-/// `slots - weights.len()` slots to the expert with the highest weight per replica (lowest index
-/// among equals). Returns the expert of every slot (slot `i < E` is expert `i`, then the extra
-/// replicas in the order they were handed out) and each expert's replica count. The experts
-/// wait in a heap: `slots x log(experts)`.
-fn replicate(weights: &[f64], slots: usize) -> (Vec<usize>, Vec<usize>) {
-    let mut slot_expert: Vec<usize> = (0..weights.len()).collect();
-    let mut counts = vec![1usize; weights.len()];
-    let mut heaviest: BinaryHeap<Ranked> = weights
-        .iter()
-        .enumerate()
-        .map(|(expert, &weight)| Ranked::new(weight, expert))
-        .collect();
-    for _ in weights.len()..slots {
-        let Some(best) = heaviest.pop() else {
-            break;
-        };
-        slot_expert.push(best.index);
-        counts[best.index] += 1;
-        let per_replica = weights[best.index] / counts[best.index] as f64;
-        heaviest.push(Ranked::new(per_replica, best.index));
-    }
-    (slot_expert, counts)
-}
-
-/// A value and the index it belongs to, ordered by value and then by *lower* index first: a
-/// max-heap's top is the highest value, the lowest index among equals, as the reference's
-/// scans break ties.
-#[derive(Debug, Clone, Copy)]
-struct Ranked {
-    value: f64,
-    index: usize,
-}
-
-impl Ranked {
-    /// `value` (a `-0.0` taken as `0.0`, as the reference's comparisons do) at `index`.
-    fn new(value: f64, index: usize) -> Ranked {
-        Ranked {
-            value: value + 0.0,
-            index,
-        }
-    }
-}
-
-impl Ord for Ranked {
-    fn cmp(&self, other: &Ranked) -> Ordering {
-        self.value
-            .total_cmp(&other.value)
-            .then(other.index.cmp(&self.index))
-    }
-}
-
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Ranked) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Ranked {
-    fn eq(&self, other: &Ranked) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Ranked {}
 
 #[cfg(test)]
 mod tests;

@@ -35,11 +35,11 @@ pub(super) mod greedy;
 mod local_search;
 mod mip;
 
-use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::apportion::apportion;
 use super::{Eplb, LayerPlacement, Placement, PlacementRequest, PlacementStrategy};
 use crate::error::{Error, Result};
 use crate::registry::{Plugin, non_negative};
@@ -343,30 +343,12 @@ pub fn cross_node_tokens(
 
 /// A lower bound on any placement's largest GPU load: the perfect split `total / gpus`, and the
 /// largest load per replica left when the spare slots go one by one to the expert with the most
-/// load per replica (at most one replica per GPU). That greedy apportionment gives the smallest
+/// load per replica (EPLB's [`apportion`], at most one replica per GPU). That greedy gives the smallest
 /// possible largest `load / replicas` over all replica counts, and a GPU holding a replica
 /// carries at least its share. With one slot per GPU it is the optimum itself.
 fn lower_bound(loads: &[f64], gpus: usize, slots: usize) -> f64 {
     let total: f64 = loads.iter().sum();
-    let mut replicas = vec![1usize; loads.len()];
-    // Non-negative finite loads order as their bit patterns (`+ 0.0` turns -0.0 into 0.0).
-    let key = |load: f64, count: usize| (load / count as f64 + 0.0).to_bits();
-    let mut heaviest: BinaryHeap<(u64, usize)> = loads
-        .iter()
-        .enumerate()
-        .map(|(expert, &load)| (key(load, 1), expert))
-        .collect();
-    let mut spare = (gpus * slots).saturating_sub(loads.len());
-    while spare > 0 {
-        let Some((_, expert)) = heaviest.pop() else {
-            break;
-        };
-        if replicas[expert] < gpus {
-            replicas[expert] += 1;
-            spare -= 1;
-            heaviest.push((key(loads[expert], replicas[expert]), expert));
-        }
-    }
+    let (_, replicas) = apportion(loads, gpus.saturating_mul(slots), gpus);
     let per_replica = loads
         .iter()
         .zip(&replicas)

@@ -13,6 +13,7 @@
 //! dispatch plan the cost models and the simulator read.
 
 mod affinity;
+mod apportion;
 mod baseline;
 pub mod dispatch;
 mod eplb;

@@ -243,7 +243,7 @@ fn wrong_dtype_names_the_column() {
     write_raw(&path, &mut frame, &as_pairs(&token_metadata("1", "1")));
     let message = error_of(read_trace(&path));
     assert!(
-        message.ends_with("column `expert` has dtype i64, expected u16"),
+        message.ends_with("column `expert` has Arrow type Int64, expected UInt16"),
         "{message}"
     );
 }
