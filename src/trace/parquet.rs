@@ -15,6 +15,7 @@ mod decode;
 mod file;
 mod header;
 mod layout;
+mod pages;
 mod read;
 mod write;
 
