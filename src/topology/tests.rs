@@ -243,9 +243,9 @@ fn a_gpu_can_be_named_in_toml() {
     let text = "name = \"solo\"\ngpus_per_node = 4\ngpu = \"h200\"\n[pcie]\ngbps = 64.0\n";
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("solo.toml");
-    std::fs::write(&path, text.replace("h200", "a100")).unwrap();
+    std::fs::write(&path, text.replace("h200", "v100")).unwrap();
     let err = Cluster::from_toml(&path).unwrap_err().to_string();
-    assert!(err.contains("unknown gpu `a100`"), "{err}");
+    assert!(err.contains("unknown gpu `v100`"), "{err}");
     std::fs::write(&path, text).unwrap();
     let c = Cluster::from_toml(&path).unwrap();
     assert_eq!((c.num_gpus(), c.gpu_spec(0).hbm_gbps), (4, 4800.0));
