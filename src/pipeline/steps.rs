@@ -13,10 +13,11 @@
 //! would be identical), or one step of `tokens_per_gpu x gpus` tokens without a schedule.
 
 use crate::cost::DispatchPlan;
+use crate::cost::attention::AttentionSpan;
 use crate::error::Result;
 use crate::placement::Placement;
 use crate::placement::dispatch::{plan_loads, plan_tokens};
-use crate::scenario::BatchSpec;
+use crate::scenario::{BatchSpec, Workload};
 use crate::topology::Cluster;
 use crate::trace::{Phase, Trace};
 
@@ -99,6 +100,47 @@ fn step(phase: Option<Phase>, first_token: usize, tokens: usize) -> Step {
         phase,
         first_token,
         tokens,
+    }
+}
+
+/// What `step`'s tokens attend over. From the trace's token positions when it has them (a
+/// token at position `p` attends `p + 1` keys: causally in prefill, from the KV cache in
+/// decode; its phase from the trace, else the step's, else prefill), otherwise from the
+/// scenario's `[workload]` lengths by the step's phase (prefill or none: causal over
+/// `sequence_len`; decode: `context_len` cached keys), 0 where it gives none.
+pub fn attention_span(trace: &Trace, step: &Step, workload: &Workload) -> AttentionSpan {
+    let decode_step = step.phase == Some(Phase::Decode);
+    if let Trace::Tokens(routing) = trace
+        && let Some(positions) = &routing.meta().position
+    {
+        let end = (step.first_token + step.tokens).min(positions.len());
+        let range = step.first_token.min(end)..end;
+        let phases = routing.meta().phase.as_deref();
+        let mut span = AttentionSpan::default();
+        for token in range.clone() {
+            let keys = f64::from(positions[token]) + 1.0;
+            let decode = phases.map_or(decode_step, |p| p[token] == Phase::Decode);
+            if decode {
+                span.decode_keys += keys;
+            } else {
+                span.prefill_keys += keys;
+            }
+        }
+        let tokens = range.len().max(1) as f64;
+        span.prefill_keys /= tokens;
+        span.decode_keys /= tokens;
+        return span;
+    }
+    if decode_step {
+        AttentionSpan {
+            prefill_keys: 0.0,
+            decode_keys: workload.context_len.map_or(0.0, |c| c as f64),
+        }
+    } else {
+        AttentionSpan {
+            prefill_keys: workload.sequence_len.map_or(0.0, |l| (l as f64 + 1.0) / 2.0),
+            decode_keys: 0.0,
+        }
     }
 }
 
