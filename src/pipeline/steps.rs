@@ -138,7 +138,9 @@ pub fn attention_span(trace: &Trace, step: &Step, workload: &Workload) -> Attent
         }
     } else {
         AttentionSpan {
-            prefill_keys: workload.sequence_len.map_or(0.0, |l| (l as f64 + 1.0) / 2.0),
+            prefill_keys: workload
+                .sequence_len
+                .map_or(0.0, |l| (l as f64 + 1.0) / 2.0),
             decode_keys: 0.0,
         }
     }
@@ -190,6 +192,42 @@ mod tests {
         cut.iter()
             .map(|b| (b.phase, b.first_token, b.tokens))
             .collect()
+    }
+
+    #[test]
+    fn attention_spans_come_from_positions_else_from_the_workload() {
+        // Two prefill tokens at positions 0 and 1 (1 and 2 keys), two decode tokens at 99 and
+        // 199 (100 and 200 cached keys): means over the 4 tokens.
+        let meta = TokenMeta {
+            position: Some(vec![0, 1, 99, 199]),
+            phase: Some(vec![
+                Phase::Prefill,
+                Phase::Prefill,
+                Phase::Decode,
+                Phase::Decode,
+            ]),
+            ..TokenMeta::default()
+        };
+        let trace = tokens(4, meta);
+        let all = step(None, 0, 4);
+        let span = attention_span(&trace, &all, &Workload::default());
+        assert_eq!(
+            (span.prefill_keys, span.decode_keys),
+            (3.0 / 4.0, 300.0 / 4.0)
+        );
+        // Without positions: causal over 4096-token sequences (2048.5 keys on average), or
+        // 5000 cached keys per decode token.
+        let workload = Workload {
+            sequence_len: Some(4096),
+            context_len: Some(5000),
+        };
+        let plain = tokens(4, TokenMeta::default());
+        let span = attention_span(&plain, &all, &workload);
+        assert_eq!((span.prefill_keys, span.decode_keys), (2048.5, 0.0));
+        let span = attention_span(&plain, &step(Some(Phase::Decode), 0, 4), &workload);
+        assert_eq!((span.prefill_keys, span.decode_keys), (0.0, 5000.0));
+        let span = attention_span(&plain, &all, &Workload::default());
+        assert_eq!(span, AttentionSpan::default());
     }
 
     #[test]
