@@ -29,7 +29,10 @@ fn print_gemm_table(title: &str, rows: &[GemmRow]) {
 fn main() {
     println!("DeepGEMM README (first release), H800 SXM5, FP8 with fine-grained scaling");
     print_gemm_table("Normal GEMMs for dense models", &DEEPGEMM_NORMAL);
-    print_gemm_table("Grouped GEMMs, contiguous layout (prefill)", &DEEPGEMM_CONTIGUOUS);
+    print_gemm_table(
+        "Grouped GEMMs, contiguous layout (prefill)",
+        &DEEPGEMM_CONTIGUOUS,
+    );
     print_gemm_table("Grouped GEMMs, masked layout (decode)", &DEEPGEMM_MASKED);
 
     println!("\nFlashMLA README, H800 SXM5, BF16 KV cache, 128 requests x 4096 cached tokens");

@@ -343,13 +343,22 @@ file = "x.parquet"
     fn workload_lengths_below_one_name_their_key() {
         let text = format!("{MINIMAL}[workload]\nsequence_len = 4096\ncontext_len = 0\n");
         let err = Scenario::parse(&text, Path::new("")).unwrap_err();
-        assert_eq!(err, "`workload.context_len` must be at least 1 token, got 0");
+        assert_eq!(
+            err,
+            "`workload.context_len` must be at least 1 token, got 0"
+        );
         let text = format!("{MINIMAL}[workload]\nsequence_len = -4\n");
         let err = Scenario::parse(&text, Path::new("")).unwrap_err();
-        assert_eq!(err, "`workload.sequence_len` must be at least 1 token, got -4");
+        assert_eq!(
+            err,
+            "`workload.sequence_len` must be at least 1 token, got -4"
+        );
         let text = format!("{MINIMAL}[workload]\nsequence_len = 4096\ncontext_len = 5000\n");
         let workload = Scenario::parse(&text, Path::new("")).unwrap().workload;
-        assert_eq!((workload.sequence_len, workload.context_len), (Some(4096), Some(5000)));
+        assert_eq!(
+            (workload.sequence_len, workload.context_len),
+            (Some(4096), Some(5000))
+        );
     }
 
     #[test]

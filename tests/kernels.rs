@@ -64,8 +64,16 @@ fn flashmla_decode_on_h800_memory_and_compute_bound() {
 fn flashattention3_bf16_forward_on_h100() {
     // FlashAttention-3 paper, head dim 128 forward curve: every length from 512 to 16k.
     for (len, tflops) in FA3_HDIM128 {
-        within_15_percent(&format!("FA3 hdim 128 at {len}"), fa3_simulated_tflops(len, 128), tflops);
+        within_15_percent(
+            &format!("FA3 hdim 128 at {len}"),
+            fa3_simulated_tflops(len, 128),
+            tflops,
+        );
     }
     // Its headline: up to 740 TFLOP/s (head dim 256 at 16k).
-    within_15_percent("FA3 hdim 256 at 16k", fa3_simulated_tflops(16384, 256), FA3_PEAK);
+    within_15_percent(
+        "FA3 hdim 256 at 16k",
+        fa3_simulated_tflops(16384, 256),
+        FA3_PEAK,
+    );
 }

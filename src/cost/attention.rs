@@ -104,6 +104,7 @@ impl AttentionCore {
 
     /// Both kernels over `tokens` tokens of a step attending as `span` says, ns.
     pub fn time_ns(&self, gpu: &GpuSpec, tokens: f64, span: &AttentionSpan) -> f64 {
-        self.prefill_ns(gpu, tokens, span.prefill_keys) + self.decode_ns(gpu, tokens, span.decode_keys)
+        self.prefill_ns(gpu, tokens, span.prefill_keys)
+            + self.decode_ns(gpu, tokens, span.decode_keys)
     }
 }

@@ -130,7 +130,10 @@ mod tests {
         // tiles share waves).
         let rows = vec![200.0; 8];
         let grouped = roofline.grouped_ffn_time_ns(&h800, &expert, &rows);
-        let separate: u64 = rows.iter().map(|&r| roofline.ffn_time_ns(&h800, &expert, r)).sum();
+        let separate: u64 = rows
+            .iter()
+            .map(|&r| roofline.ffn_time_ns(&h800, &expert, r))
+            .sum();
         assert!(grouped < separate, "{grouped} {separate}");
     }
 }

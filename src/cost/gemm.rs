@@ -50,7 +50,12 @@ pub struct GemmEfficiency {
 /// Time of one grouped GEMM kernel of `shape` over groups of `rows` rows each (groups with no
 /// rows are skipped: a masked kernel computes nothing for them and reads none of their weights);
 /// 0 when every group is empty. Rows may be fractional (expectations).
-pub fn grouped_gemm_ns(gpu: &GpuSpec, shape: &GemmShape, eff: &GemmEfficiency, rows: &[f64]) -> f64 {
+pub fn grouped_gemm_ns(
+    gpu: &GpuSpec,
+    shape: &GemmShape,
+    eff: &GemmEfficiency,
+    rows: &[f64],
+) -> f64 {
     let active = rows.iter().filter(|&&r| r > 0.0);
     let tile_rows: f64 = active.clone().map(|r| (r / TILE_ROWS).ceil()).sum();
     if tile_rows == 0.0 {

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::Setup;
 use crate::error::Result;
 use crate::placement::Placement;
-use crate::sim::perfetto;
 use crate::sim::kernels::{KernelCosts, KernelTime};
+use crate::sim::perfetto;
 use crate::sim::{PerfettoProcess, Recording, StrategySim, StrategyTotals};
 
 /// The simulated steps of a scenario, per placement and overlap strategy.

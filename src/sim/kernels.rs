@@ -118,7 +118,10 @@ impl KernelCosts {
     /// One grouped GEMM over the GPU's experts with `expert_tokens` tokens each.
     pub fn routed_ns(&self, expert_tokens: impl IntoIterator<Item = f64>) -> u64 {
         let tokens: Vec<f64> = expert_tokens.into_iter().collect();
-        match self.compute.grouped_ffn_time_ns(&self.gpu, &self.routed, &tokens) {
+        match self
+            .compute
+            .grouped_ffn_time_ns(&self.gpu, &self.routed, &tokens)
+        {
             0 => 0,
             ns => ns + KERNEL_LAUNCH_NS,
         }
@@ -126,7 +129,12 @@ impl KernelCosts {
 
     /// Every kernel of one layer on one GPU with `tokens` tokens attending as `span` says and
     /// `expert_tokens` per local expert, for reports (launch costs left out).
-    pub fn breakdown(&self, tokens: f64, span: &AttentionSpan, expert_tokens: &[f64]) -> Vec<KernelTime> {
+    pub fn breakdown(
+        &self,
+        tokens: f64,
+        span: &AttentionSpan,
+        expert_tokens: &[f64],
+    ) -> Vec<KernelTime> {
         let gemm = |kernel, ffn: &Ffn, rows: &[f64]| KernelTime {
             kernel,
             source: GEMM_SOURCE,
@@ -140,14 +148,20 @@ impl KernelCosts {
             KernelTime {
                 kernel: "attention core (prefill)",
                 source: PREFILL_SOURCE,
-                ns: self.core.prefill_ns(&self.gpu, tokens, span.prefill_keys).ceil() as u64,
+                ns: self
+                    .core
+                    .prefill_ns(&self.gpu, tokens, span.prefill_keys)
+                    .ceil() as u64,
                 flops: prefill.0,
                 bytes: prefill.1,
             },
             KernelTime {
                 kernel: "attention core (decode)",
                 source: DECODE_SOURCE,
-                ns: self.core.decode_ns(&self.gpu, tokens, span.decode_keys).ceil() as u64,
+                ns: self
+                    .core
+                    .decode_ns(&self.gpu, tokens, span.decode_keys)
+                    .ceil() as u64,
                 flops: decode.0,
                 bytes: decode.1,
             },
@@ -156,7 +170,11 @@ impl KernelCosts {
         if let Some(shared) = &self.shared {
             kernels.push(gemm("shared experts", shared, &[tokens]));
         }
-        kernels.push(gemm("routed experts (grouped)", &self.routed, expert_tokens));
+        kernels.push(gemm(
+            "routed experts (grouped)",
+            &self.routed,
+            expert_tokens,
+        ));
         kernels.retain(|k| k.ns > 0);
         kernels
     }

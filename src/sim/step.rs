@@ -222,7 +222,8 @@ impl<'s, 'a> Builder<'s, 'a> {
         let label = |phase| Label { layer, phase };
         let gate: Vec<TaskId> = (0..gpus)
             .map(|gpu| {
-                let ns = costs.attention_ns(work.source_tokens[gpu] * batch_share, &self.spec.attention);
+                let ns =
+                    costs.attention_ns(work.source_tokens[gpu] * batch_share, &self.spec.attention);
                 self.compute(gpu, ns, label(Phase::Attention), &deps[gpu])
             })
             .collect();

@@ -268,7 +268,10 @@ fn without_overlap_a_layer_is_attention_then_dispatch_experts_combine() {
         "p",
     );
     let layer = &sim.layers[0];
-    assert_eq!(layer.attention_ns, costs.attention_ns(128.0, &Default::default()));
+    assert_eq!(
+        layer.attention_ns,
+        costs.attention_ns(128.0, &Default::default())
+    );
     // Dispatch: each H800 port (200 B/ns) carries 7 x 917,504 B: 32,112.64 -> 32,113 ns + 1 us.
     assert_eq!(layer.dispatch_ns, 32_113 + 1000);
     // The shared expert runs on the stream while the dispatch is in flight (it is shorter), so

@@ -91,8 +91,8 @@ const NAMES: &[&str] = &[
 impl GpuSpec {
     /// A known GPU by short name (see [`GpuSpec::names`]). Peaks are dense (no sparsity).
     pub fn named(name: &str) -> Option<GpuSpec> {
-        let spec = |name: &str, [bf16, fp8, fp4]: [f64; 3], hbm_gbps, memory_gib: u64, sm_count| {
-            GpuSpec {
+        let spec =
+            |name: &str, [bf16, fp8, fp4]: [f64; 3], hbm_gbps, memory_gib: u64, sm_count| GpuSpec {
                 name: name.to_string(),
                 bf16_tflops: bf16,
                 fp8_tflops: (fp8 > 0.0).then_some(fp8),
@@ -100,8 +100,7 @@ impl GpuSpec {
                 hbm_gbps,
                 memory_bytes: memory_gib * GIB,
                 sm_count,
-            }
-        };
+            };
         Some(match name {
             // H100 SXM5: 989 BF16 / 1,979 FP8 TFLOP/s dense, HBM3 3.35 TB/s, 80 GB, 132 SMs.
             "h100" => spec("H100 SXM", [989.0, 1979.0, 0.0], 3350.0, 80, 132),
