@@ -163,6 +163,8 @@ fn custom_toml_cluster_loads() {
         (16, 2, "two-node-a100")
     );
     assert_eq!(c.gpu_spec(0).bf16_tflops, 312.0);
+    // The A100 table sets no FP8 peak: FP8 weights run at the BF16 rate.
+    assert_eq!(c.gpu_spec(0).fp8_tflops, None);
     assert_eq!(c.route(0, 1).bottleneck_gbps, 300.0);
     // GPUs 0 and 1 share PCIe switch 0; NIC 1 hangs off it too.
     let same_rail = c.route(1, 9);
@@ -205,6 +207,11 @@ fn bad_toml_clusters_are_rejected_with_the_key() {
     let err = load_edited("gbps = 300.0", "gbps = -1.0");
     assert!(
         err.contains("`nvlink.gbps` must be a number from 0.001 to 1000000000, got -1.0"),
+        "{err}"
+    );
+    let err = load_edited("sm_count = 108", "sm_count = 108\nfp4_tflops = 0.0");
+    assert!(
+        err.contains("`gpu.fp4_tflops` must be a number from 0.001 to 1000000000, got 0.0"),
         "{err}"
     );
     // Fuzzing found these: a 1e300 oversubscription (or a latency near u64::MAX) overflowed
