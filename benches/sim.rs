@@ -109,7 +109,7 @@ fn deepseek_decode(nodes: usize, max_layers: Option<usize>, rate_tolerance: f64)
         .expect("layer work");
     layers.truncate(max_layers.unwrap_or(layers.len()));
     let costs = setup.kernel_costs();
-    let spec = setup.step_spec(&costs, &layers);
+    let spec = setup.step_spec(&costs, &setup.steps[0], &layers);
     let traffic_mib: f64 = layers
         .iter()
         .flat_map(|l| [&l.dispatch, &l.combine, &l.tp_reduce])

@@ -69,6 +69,40 @@ pub struct Scenario {
     /// Discrete-event simulation settings (`moesim simulate`).
     #[serde(default)]
     pub sim: SimConfig,
+    /// Sequence and context lengths the attention core is priced at, when the trace has no
+    /// token positions.
+    #[serde(default)]
+    pub workload: Workload,
+}
+
+/// The `[workload]` table: how long the sequences of the simulated steps are, for traces
+/// without token positions. Without either length, steps of that phase price the attention
+/// projections only.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Tokens of each sequence of prefill (or training-like, or phase-less) steps: every token
+    /// attends causally over its sequence so far, `(sequence_len + 1) / 2` keys on average.
+    pub sequence_len: Option<i64>,
+    /// Tokens of context each decode token reads from the KV cache.
+    pub context_len: Option<i64>,
+}
+
+impl Workload {
+    /// Checks both lengths are at least 1, naming the key at fault.
+    fn check(&self) -> std::result::Result<(), String> {
+        for (key, value) in [
+            ("sequence_len", self.sequence_len),
+            ("context_len", self.context_len),
+        ] {
+            if let Some(value) = value.filter(|&v| v < 1) {
+                return Err(format!(
+                    "`workload.{key}` must be at least 1 token, got {value}"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The routing trace of a scenario: a file, or parameters for the synthetic generator.
@@ -188,6 +222,7 @@ impl Scenario {
             comm: CommConfig::default(),
             outputs: OutputConfig::default(),
             sim: SimConfig::default(),
+            workload: Workload::default(),
         }
     }
 
@@ -252,6 +287,7 @@ impl Scenario {
             self.placement_strategy_settings(name)
                 .map_err(|message| format!("`placement.{name}`: {message}"))?;
         }
+        self.workload.check()?;
         self.sim.resolve().map(drop)
     }
 
@@ -302,6 +338,28 @@ placements = ["contiguous"]
 [trace]
 file = "x.parquet"
 "#;
+
+    #[test]
+    fn workload_lengths_below_one_name_their_key() {
+        let text = format!("{MINIMAL}[workload]\nsequence_len = 4096\ncontext_len = 0\n");
+        let err = Scenario::parse(&text, Path::new("")).unwrap_err();
+        assert_eq!(
+            err,
+            "`workload.context_len` must be at least 1 token, got 0"
+        );
+        let text = format!("{MINIMAL}[workload]\nsequence_len = -4\n");
+        let err = Scenario::parse(&text, Path::new("")).unwrap_err();
+        assert_eq!(
+            err,
+            "`workload.sequence_len` must be at least 1 token, got -4"
+        );
+        let text = format!("{MINIMAL}[workload]\nsequence_len = 4096\ncontext_len = 5000\n");
+        let workload = Scenario::parse(&text, Path::new("")).unwrap().workload;
+        assert_eq!(
+            (workload.sequence_len, workload.context_len),
+            (Some(4096), Some(5000))
+        );
+    }
 
     #[test]
     fn relative_trace_paths_follow_the_scenario_file() {

@@ -227,3 +227,40 @@ fn gpu_and_slot_counts_past_their_bounds_are_usage_errors_naming_the_flag() {
     assert!(output.status.success(), "{}", common::stderr(&output));
     assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
 }
+
+/// A decode scenario of gpt-oss-120b (MXFP4 experts) on one DGX H100, `context_len` as given.
+fn gpt_oss_on_h100(dir: &std::path::Path, context_len: &str) -> std::path::PathBuf {
+    let path = dir.join("gptoss.toml");
+    let text = format!(
+        "name = \"gptoss\"\nmodel = \"gpt-oss-120b\"\ncluster = \"dgx-h100\"\ntokens_per_gpu = 64\n\
+         placements = [\"contiguous\"]\nschedule = [{{ phase = \"decode\", tokens_per_gpu = 64, repeat = 4 }}]\n\
+         [trace.synth]\nnum_experts = 128\nnum_layers = 36\ntop_k = 4\nnum_tokens = 2048\n\
+         [workload]\ncontext_len = {context_len}\n[sim]\noverlap = [\"none\", \"dual-batch\"]\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn fp4_experts_on_h100_fall_back_to_fp8_with_one_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = gpt_oss_on_h100(dir.path(), "5000");
+    let output = moesim(&["simulate", scenario.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    // Four steps, two overlap strategies, 36 layers: still one line.
+    assert_eq!(
+        common::stderr(&output),
+        "warning: H100 SXM has no fp4 tensor cores; model `gpt-oss-120b`'s fp4 GEMMs are \
+         priced at its fp8 rate\n"
+    );
+}
+
+#[test]
+fn a_context_length_below_one_is_an_error_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for length in ["0", "-5000"] {
+        let scenario = gpt_oss_on_h100(dir.path(), length);
+        let output = moesim(&["simulate", scenario.to_str().unwrap()]);
+        assert_fails_with(&output, &["gptoss.toml", "`workload.context_len`", length]);
+    }
+}

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::comm::all_to_all;
-use super::compute::{ComputeCost, experts_time_ns};
+use super::compute::ComputeCost;
 use super::traffic::DispatchPlan;
 use crate::error::Result;
 use crate::model::MoeModel;
@@ -112,12 +112,11 @@ impl<'a> AnalyticalCost<'a> {
         })
     }
 
-    /// GPU `gpu`'s routed experts, one after another, then its shared experts over the tokens
+    /// GPU `gpu`'s routed experts (one grouped kernel per matrix), then its shared experts over the tokens
     /// that start on it.
     fn gpu_compute_ns(&self, plan: &DispatchPlan, gpu: usize) -> u64 {
         let spec = self.cluster.gpu_spec(gpu);
-        let routed = experts_time_ns(
-            self.compute,
+        let routed = self.compute.grouped_ffn_time_ns(
             spec,
             &self.model.routed_expert(),
             &plan.expert_tokens[gpu],

@@ -25,9 +25,11 @@ fn mixtral_on_dgx_h100_two_hot_experts() {
     assert_eq!(estimate.dispatch_ns, 1128);
     // Combine: GPU 0 returns 14 x 8192 B (BF16) = 114,688 B: 254.9 -> 255 ns + 1000.
     assert_eq!(estimate.combine_ns, 1255);
-    // Experts 0 and 1 each see all 16 tokens: memory-bound, 352,321,536 B at 3015 GB/s.
-    assert_eq!(estimate.compute_ns, [116_857, 116_857, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(estimate.step_ns, 1128 + 116_857 + 1255);
+    // Experts 0 and 1 each see all 16 tokens: memory-bound, BF16 weights, input rows and
+    // output at 2278 B/ns: gate_up 235,929,600 B = 103,568.7 ns, down 118,030,336 B =
+    // 51,813.1 ns; 155,381.8 -> 155,382 ns.
+    assert_eq!(estimate.compute_ns, [155_382, 155_382, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(estimate.step_ns, 1128 + 155_382 + 1255);
     assert_eq!(estimate.gpu_tokens, [16, 16, 0, 0, 0, 0, 0, 0]);
     // 28 tokens cross GPUs (2 each way between GPUs 0 and 1, 4 from each of the other 6):
     // 28 x (4096 + 8192) B.
@@ -54,10 +56,11 @@ fn deepseek_v3_expected_loads_on_two_h800_machines() {
     assert_eq!(estimate.dispatch_ns, 36_701 + 3400);
     // Combine moves twice the bytes (BF16): 73,400.3 ns.
     assert_eq!(estimate.combine_ns, 73_401 + 3400);
-    // 16 experts x 32 pairs, each memory-bound: 44,040,192 FP8 bytes at 3015 GB/s = 14,608 ns;
-    // plus the shared expert over the GPU's 64 tokens, also 14,608 ns.
-    assert!(estimate.compute_ns.iter().all(|&ns| ns == 17 * 14_608));
-    assert_eq!(estimate.step_ns, 40_101 + 17 * 14_608 + 76_801);
+    // 16 experts x 32 pairs in one grouped kernel per matrix, memory-bound at 2278 B/ns:
+    // gate_up 477,626,368 B = 209,669.2 ns, down 243,269,632 B = 106,790.9 ns: 316,461 ns;
+    // plus the shared expert over the GPU's 64 tokens: 13,320.1 + 6,904.6 -> 20,225 ns.
+    assert!(estimate.compute_ns.iter().all(|&ns| ns == 316_461 + 20_225));
+    assert_eq!(estimate.step_ns, 40_101 + 316_461 + 20_225 + 76_801);
     assert!(estimate.gpu_tokens.iter().all(|&t| t == 512));
     // Per GPU 7 intra-machine and 8 inter-machine peers, 32 x 7168 B each, dispatch + combine.
     assert_eq!(estimate.intra_node_bytes, 16 * 7 * 32 * 7168 * 3);

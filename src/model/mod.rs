@@ -96,9 +96,42 @@ impl Attention {
         }
     }
 
+    /// Elements one token keeps in the KV cache of one layer: keys and values of every KV head
+    /// (`2 x kv_heads x head_dim`), or MLA's latent plus its RoPE key
+    /// (`kv_lora_rank + qk_rope_head_dim`).
+    pub fn kv_elems_per_token(&self) -> u64 {
+        match *self {
+            Attention::Gqa {
+                num_kv_heads,
+                head_dim,
+                ..
+            } => 2 * (num_kv_heads * head_dim) as u64,
+            Attention::Mla {
+                kv_lora_rank,
+                qk_rope_head_dim,
+                ..
+            } => (kv_lora_rank + qk_rope_head_dim) as u64,
+        }
+    }
+
+    /// FLOPs of one decode query against one cached key: the score and value products of every
+    /// head. MLA decode runs absorbed (FlashMLA): scores over the latent plus RoPE key
+    /// (`kv_lora_rank + qk_rope_head_dim`), values over the latent (`kv_lora_rank`).
+    pub fn decode_flops_per_key(&self) -> u64 {
+        match *self {
+            Attention::Gqa { .. } => self.score_flops_per_token(1),
+            Attention::Mla {
+                num_heads,
+                kv_lora_rank,
+                qk_rope_head_dim,
+                ..
+            } => 2 * (num_heads * (2 * kv_lora_rank + qk_rope_head_dim)) as u64,
+        }
+    }
+
     /// Per-token FLOPs of the score (Q K^T) and weighted-sum (A V) products over `context_len`
-    /// keys, without the projections.
-    fn score_flops_per_token(&self, context_len: u64) -> u64 {
+    /// keys, without the projections (MLA in its prefill, non-absorbed form).
+    pub fn score_flops_per_token(&self, context_len: u64) -> u64 {
         let (heads, qk_dim, v_dim) = match *self {
             Attention::Gqa {
                 num_heads,
@@ -117,16 +150,43 @@ impl Attention {
     }
 }
 
-/// One FFN's weights as the compute cost model sees them: parameter count and storage precision.
+/// One FFN's weights as the compute cost model sees them: parameter count, shape and storage
+/// precision.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ffn {
     /// Weights of all the FFN's matrices.
     pub params: u64,
     /// Bytes per stored weight (bf16 = 2, fp8 = 1, MXFP4 = 0.53125).
     pub bytes_per_param: f64,
+    /// Width of the FFN's input (the model's hidden size).
+    pub hidden: u64,
+    /// Weight matrices: 3 gated (gate, up, down), 2 plain (up, down), 1 for a single
+    /// projection (`hidden x params / hidden`).
+    pub matrices: u64,
 }
 
 impl Ffn {
+    /// A single `hidden x (params / hidden)` projection (attention projections, the router).
+    pub fn projection(params: u64, hidden: u64, bytes_per_param: f64) -> Ffn {
+        Ffn {
+            params,
+            bytes_per_param,
+            hidden,
+            matrices: 1,
+        }
+    }
+
+    /// The GEMMs running it, `(k, n)` each (`[tokens, k] x [k, n]`): gate and up fused
+    /// (`hidden x (matrices - 1) x width`) then down (`width x hidden`), or the one projection.
+    pub fn gemms(&self) -> Vec<(u64, u64)> {
+        let hidden = self.hidden.max(1);
+        if self.matrices <= 1 {
+            return vec![(hidden, self.params / hidden)];
+        }
+        let width = self.params / (self.matrices * hidden);
+        vec![(hidden, (self.matrices - 1) * width), (width, hidden)]
+    }
+
     /// Bytes read from memory to run the FFN once (its weights), rounded up.
     pub fn weight_bytes(&self) -> u64 {
         (self.params as f64 * self.bytes_per_param).ceil() as u64
@@ -307,6 +367,8 @@ impl MoeModel {
         Ffn {
             params: self.ffn_params(self.expert_ffn_size),
             bytes_per_param: self.expert_bytes_per_param,
+            hidden: self.hidden_size as u64,
+            matrices: self.ffn_matrices(),
         }
     }
 
@@ -316,6 +378,8 @@ impl MoeModel {
         (self.num_shared_experts > 0).then(|| Ffn {
             params: self.ffn_params(self.num_shared_experts * self.shared_expert_ffn_size),
             bytes_per_param: self.dense_bytes_per_param,
+            hidden: self.hidden_size as u64,
+            matrices: self.ffn_matrices(),
         })
     }
 

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::cost::attention::AttentionSpan;
 use crate::cost::{AnalyticalCost, ComputeCost, CostOptions, DispatchPlan, RooflineCompute};
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
@@ -14,10 +15,10 @@ use crate::scenario::{Scenario, TraceSource};
 use crate::sim::SimSetup;
 use crate::sim::kernels::KernelCosts;
 use crate::sim::step::{LayerWork, StepSpec};
-use crate::topology::Cluster;
+use crate::topology::{Cluster, DataType, GpuSpec};
 use crate::trace::{self, Trace, synth};
 
-use super::steps::{Step, cut_steps, step_plans};
+use super::steps::{Step, attention_span, cut_steps, step_plans};
 
 /// Everything a scenario's placements are priced with.
 pub struct Setup {
@@ -69,6 +70,7 @@ impl Setup {
         }
         let sim = scenario.sim.resolve().map_err(Error::invalid)?;
         let compute = compute_cost(scenario, &model)?;
+        warn_unsupported_types(&model, cluster.gpu_spec(0));
         let sms = cluster.gpu_spec(0).sm_count;
         if sim.all_to_all.sms_taken() >= sms {
             return Err(Error::invalid(format!(
@@ -160,16 +162,23 @@ impl Setup {
         ))
     }
 
-    /// The simulator's description of a step of `layers` on the setup's cluster, timed by
+    /// What `step`'s tokens attend over ([`attention_span`]).
+    pub fn attention_span(&self, step: &Step) -> AttentionSpan {
+        attention_span(&self.trace, step, &self.scenario.workload)
+    }
+
+    /// The simulator's description of `step` of `layers` on the setup's cluster, timed by
     /// `costs` ([`Setup::kernel_costs`]) and run with the setup's all-to-all and links.
     pub fn step_spec<'a>(
         &'a self,
         costs: &'a KernelCosts,
+        step: &Step,
         layers: &'a [LayerWork],
     ) -> StepSpec<'a> {
         StepSpec {
             cluster: &self.cluster,
             costs,
+            attention: self.attention_span(step),
             layers,
             all_to_all: &*self.sim.all_to_all,
             links: self.sim.links,
@@ -181,6 +190,29 @@ impl Setup {
     pub fn kernel_costs(&self) -> KernelCosts {
         KernelCosts::with_compute(&self.model, self.cluster.gpu_spec(0), self.compute.clone())
             .with_expert_tp(self.tp as u64)
+    }
+}
+
+/// One `warning:` line per data type of `model`'s weights that `gpu` has no tensor cores for
+/// (FP4 on H100, FP8 on A100): those GEMMs are priced at the next wider type it has.
+fn warn_unsupported_types(model: &MoeModel, gpu: &GpuSpec) {
+    let mut types: Vec<DataType> = [model.expert_bytes_per_param, model.dense_bytes_per_param]
+        .into_iter()
+        .map(DataType::of_bytes_per_param)
+        .collect();
+    types.dedup();
+    for dtype in types {
+        let used = gpu.supported(dtype);
+        if used != dtype {
+            eprintln!(
+                "warning: {} has no {} tensor cores; model `{}`'s {} GEMMs are priced at its {} rate",
+                gpu.name,
+                dtype.name(),
+                model.name,
+                dtype.name(),
+                used.name()
+            );
+        }
     }
 }
 
@@ -309,9 +341,10 @@ mod tests {
         let compute = compute_cost(&scenario, &model).unwrap();
         let h100 = crate::topology::GpuSpec::named("h100").unwrap();
         let costs = KernelCosts::with_compute(&model, &h100, compute);
-        // 3 tokens pad to one 64-row tile: 1000 + 63/127 x 2000 = 1992.1 -> 1992 and
-        // 400 + 63/127 x 200 = 499.2 -> 499, plus the launch.
-        assert_eq!(costs.routed_ns([3.0]), 1992 + 499 + 2_000);
+        // The measured GEMMs at 3 tokens (a measurement needs no tile padding): 1000 + 2/127 x
+        // 2000 = 1031.5 -> 1031 and 400 + 2/127 x 200
+        // = 403.1 -> 403, plus the launch.
+        assert_eq!(costs.routed_ns([3.0]), 1031 + 403 + 2_000);
         let missing = Scenario {
             sim: crate::sim::SimConfig {
                 calibration: Some(dir.path().join("none.toml")),

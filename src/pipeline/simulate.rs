@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Setup;
 use crate::error::Result;
 use crate::placement::Placement;
+use crate::sim::kernels::{KernelCosts, KernelTime};
 use crate::sim::perfetto;
 use crate::sim::{PerfettoProcess, Recording, StrategySim, StrategyTotals};
 
@@ -33,6 +34,9 @@ pub struct SimResult {
     pub comm_sms: u32,
     /// One entry per (placement, overlap) pair, placements outermost, in scenario order.
     pub strategies: Vec<StrategySim>,
+    /// The kernels of the first MoE layer of the first step under the first placement, on its
+    /// GPU with the slowest routed experts (launch costs left out).
+    pub kernels: Vec<KernelTime>,
     /// The Chrome / Perfetto trace of every strategy's first step, when asked for.
     #[serde(skip)]
     pub perfetto: Option<serde_json::Value>,
@@ -70,7 +74,7 @@ pub fn simulate(
             let mut events = Vec::new();
             for (index, step) in setup.steps.iter().enumerate() {
                 let work = setup.layer_work(placement, step)?;
-                let spec = setup.step_spec(&costs, &work);
+                let spec = setup.step_spec(&costs, step, &work);
                 for (k, (total, overlap)) in totals.iter_mut().zip(&setup.sim.overlaps).enumerate()
                 {
                     let first = index == 0;
@@ -99,6 +103,10 @@ pub fn simulate(
         events.extend(placement_events);
     }
     let scenario = &setup.scenario;
+    let kernels = match (placements.first(), setup.steps.first()) {
+        (Some((_, placement)), Some(step)) => layer_kernels(setup, &costs, placement, step)?,
+        _ => Vec::new(),
+    };
     Ok(SimResult {
         scenario: scenario.name.clone(),
         model: setup.model.name.clone(),
@@ -109,6 +117,28 @@ pub fn simulate(
         all_to_all: setup.sim.all_to_all.name.to_string(),
         comm_sms: setup.sim.all_to_all.sms_taken(),
         strategies,
+        kernels,
         perfetto: options.perfetto.then(|| perfetto::document(events)),
     })
+}
+
+/// [`SimResult::kernels`] of `step` under `placement`.
+fn layer_kernels(
+    setup: &Setup,
+    costs: &KernelCosts,
+    placement: &Placement,
+    step: &super::steps::Step,
+) -> Result<Vec<KernelTime>> {
+    let work = setup.layer_work(placement, step)?;
+    let Some(layer) = work.first() else {
+        return Ok(Vec::new());
+    };
+    let slowest = (0..layer.expert_tokens.len())
+        .max_by_key(|&gpu| costs.routed_ns(layer.expert_tokens[gpu].iter().copied()))
+        .unwrap_or(0);
+    Ok(costs.breakdown(
+        layer.source_tokens[slowest],
+        &setup.attention_span(step),
+        &layer.expert_tokens[slowest],
+    ))
 }

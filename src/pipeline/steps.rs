@@ -13,10 +13,11 @@
 //! would be identical), or one step of `tokens_per_gpu x gpus` tokens without a schedule.
 
 use crate::cost::DispatchPlan;
+use crate::cost::attention::AttentionSpan;
 use crate::error::Result;
 use crate::placement::Placement;
 use crate::placement::dispatch::{plan_loads, plan_tokens};
-use crate::scenario::BatchSpec;
+use crate::scenario::{BatchSpec, Workload};
 use crate::topology::Cluster;
 use crate::trace::{Phase, Trace};
 
@@ -102,6 +103,49 @@ fn step(phase: Option<Phase>, first_token: usize, tokens: usize) -> Step {
     }
 }
 
+/// What `step`'s tokens attend over. From the trace's token positions when it has them (a
+/// token at position `p` attends `p + 1` keys: causally in prefill, from the KV cache in
+/// decode; its phase from the trace, else the step's, else prefill), otherwise from the
+/// scenario's `[workload]` lengths by the step's phase (prefill or none: causal over
+/// `sequence_len`; decode: `context_len` cached keys), 0 where it gives none.
+pub fn attention_span(trace: &Trace, step: &Step, workload: &Workload) -> AttentionSpan {
+    let decode_step = step.phase == Some(Phase::Decode);
+    if let Trace::Tokens(routing) = trace
+        && let Some(positions) = &routing.meta().position
+    {
+        let end = (step.first_token + step.tokens).min(positions.len());
+        let range = step.first_token.min(end)..end;
+        let phases = routing.meta().phase.as_deref();
+        let mut span = AttentionSpan::default();
+        for token in range.clone() {
+            let keys = f64::from(positions[token]) + 1.0;
+            let decode = phases.map_or(decode_step, |p| p[token] == Phase::Decode);
+            if decode {
+                span.decode_keys += keys;
+            } else {
+                span.prefill_keys += keys;
+            }
+        }
+        let tokens = range.len().max(1) as f64;
+        span.prefill_keys /= tokens;
+        span.decode_keys /= tokens;
+        return span;
+    }
+    if decode_step {
+        AttentionSpan {
+            prefill_keys: 0.0,
+            decode_keys: workload.context_len.map_or(0.0, |c| c as f64),
+        }
+    } else {
+        AttentionSpan {
+            prefill_keys: workload
+                .sequence_len
+                .map_or(0.0, |l| (l as f64 + 1.0) / 2.0),
+            decode_keys: 0.0,
+        }
+    }
+}
+
 /// Per MoE layer, the dispatch plan of `step` under `placement`: the step's tokens of a token
 /// trace, or aggregate loads rescaled to `step.tokens x top_k` (token, expert) pairs.
 pub fn step_plans(
@@ -148,6 +192,42 @@ mod tests {
         cut.iter()
             .map(|b| (b.phase, b.first_token, b.tokens))
             .collect()
+    }
+
+    #[test]
+    fn attention_spans_come_from_positions_else_from_the_workload() {
+        // Two prefill tokens at positions 0 and 1 (1 and 2 keys), two decode tokens at 99 and
+        // 199 (100 and 200 cached keys): means over the 4 tokens.
+        let meta = TokenMeta {
+            position: Some(vec![0, 1, 99, 199]),
+            phase: Some(vec![
+                Phase::Prefill,
+                Phase::Prefill,
+                Phase::Decode,
+                Phase::Decode,
+            ]),
+            ..TokenMeta::default()
+        };
+        let trace = tokens(4, meta);
+        let all = step(None, 0, 4);
+        let span = attention_span(&trace, &all, &Workload::default());
+        assert_eq!(
+            (span.prefill_keys, span.decode_keys),
+            (3.0 / 4.0, 300.0 / 4.0)
+        );
+        // Without positions: causal over 4096-token sequences (2048.5 keys on average), or
+        // 5000 cached keys per decode token.
+        let workload = Workload {
+            sequence_len: Some(4096),
+            context_len: Some(5000),
+        };
+        let plain = tokens(4, TokenMeta::default());
+        let span = attention_span(&plain, &all, &workload);
+        assert_eq!((span.prefill_keys, span.decode_keys), (2048.5, 0.0));
+        let span = attention_span(&plain, &step(Some(Phase::Decode), 0, 4), &workload);
+        assert_eq!((span.prefill_keys, span.decode_keys), (0.0, 5000.0));
+        let span = attention_span(&plain, &all, &Workload::default());
+        assert_eq!(span, AttentionSpan::default());
     }
 
     #[test]

@@ -181,35 +181,66 @@ impl CalibratedCompute {
     }
 }
 
+impl CalibratedCompute {
+    /// `ffn`'s GEMMs, when it is a BF16 FFN of the calibrated models whose every GEMM has a
+    /// table or the cross-shape fit. Measured GEMMs are BF16: an FFN stored in another
+    /// precision (FP8, MXFP4) is another kernel, so the calibration is keyed by shape and type.
+    fn calibrated_gemms(&self, ffn: &Ffn) -> Option<&[(u64, u64)]> {
+        let shape = self
+            .ffns
+            .iter()
+            .find(|shape| shape.ffn == *ffn && ffn.bytes_per_param == 2.0)?;
+        let measured = |&(k, n): &(u64, u64)| {
+            self.calibration.gemm_model.is_some()
+                || self.calibration.gemm.iter().any(|t| (t.k, t.n) == (k, n))
+        };
+        shape.gemms.iter().all(measured).then_some(&shape.gemms[..])
+    }
+
+    /// Warns (once per FFN) that `ffn` falls back to the roofline.
+    fn warn_uncalibrated(&self, ffn: &Ffn) {
+        let label = format!(
+            "ffn of {} params at {} bytes/param",
+            ffn.params, ffn.bytes_per_param
+        );
+        self.warn(
+            &label,
+            "not calibrated (not a bf16 expert of this model, or no GEMM fit); roofline used"
+                .to_string(),
+        );
+    }
+}
+
 impl ComputeCost for CalibratedCompute {
     fn ffn_time_ns(&self, gpu: &GpuSpec, ffn: &Ffn, tokens: f64) -> u64 {
         if tokens <= 0.0 {
             return 0;
         }
-        // Measured GEMMs are bf16: an FFN stored in another precision reads other bytes.
-        let known = self
-            .ffns
-            .iter()
-            .find(|shape| shape.ffn == *ffn && ffn.bytes_per_param == 2.0);
-        let calibrated = known.and_then(|shape| {
-            shape
-                .gemms
+        match self.calibrated_gemms(ffn) {
+            Some(gemms) => gemms
                 .iter()
-                .map(|&(k, n)| self.gemm_time_ns(k, n, tokens))
-                .sum::<Option<u64>>()
-        });
-        calibrated.unwrap_or_else(|| {
-            let label = format!(
-                "ffn of {} params at {} bytes/param",
-                ffn.params, ffn.bytes_per_param
-            );
-            self.warn(
-                &label,
-                "not calibrated (not a bf16 expert of this model, or no GEMM fit); roofline used"
-                    .to_string(),
-            );
-            self.roofline.ffn_time_ns(gpu, ffn, tokens)
-        })
+                .filter_map(|&(k, n)| self.gemm_time_ns(k, n, tokens))
+                .sum(),
+            None => {
+                self.warn_uncalibrated(ffn);
+                self.roofline.ffn_time_ns(gpu, ffn, tokens)
+            }
+        }
+    }
+
+    /// Calibrated experts one after another (each measured alone); the others as the
+    /// roofline's one grouped kernel.
+    fn grouped_ffn_time_ns(&self, gpu: &GpuSpec, ffn: &Ffn, expert_tokens: &[f64]) -> u64 {
+        if self.calibrated_gemms(ffn).is_some() {
+            return expert_tokens
+                .iter()
+                .map(|&tokens| self.ffn_time_ns(gpu, ffn, tokens))
+                .sum();
+        }
+        if expert_tokens.iter().any(|&t| t > 0.0) {
+            self.warn_uncalibrated(ffn);
+        }
+        self.roofline.grouped_ffn_time_ns(gpu, ffn, expert_tokens)
     }
 }
 

@@ -144,12 +144,46 @@ fn write_simulated(md: &mut String, sim: &SimResult) -> std::fmt::Result {
             per_step_mb(s.inter_node_bytes)
         )?;
     }
+    write_kernels(md, sim)?;
     writeln!(
         md,
         "\n![simulated step breakdown](sim_step_breakdown.png)\n"
     )?;
     writeln!(md, "![link utilisation per layer](sim_link_heatmap.png)\n")?;
     writeln!(md, "![timeline excerpt](sim_timeline.png)\n")
+}
+
+/// The kernels of one layer with the rates they ran at, beside the published figures their
+/// model is fitted to.
+fn write_kernels(md: &mut String, sim: &SimResult) -> std::fmt::Result {
+    if sim.kernels.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        md,
+        "\n### Kernels of one MoE layer\n\nThe first MoE layer of the first step under the first \
+         placement, on its GPU with the slowest routed experts (launch costs left out), and the \
+         published kernel figures each model is fitted to.\n"
+    )?;
+    writeln!(
+        md,
+        "| kernel | time (us) | TFLOP/s | GB/s | published figures the model is fitted to |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|---|")?;
+    for k in &sim.kernels {
+        // FLOP per ns = TFLOP/s / 10^3; bytes per ns = GB/s.
+        let ns = k.ns.max(1) as f64;
+        writeln!(
+            md,
+            "| {} | {:.1} | {:.0} | {:.0} | {} |",
+            k.kernel,
+            k.ns as f64 / 1e3,
+            k.flops / ns / 1e3,
+            k.bytes / ns,
+            k.source
+        )?;
+    }
+    Ok(())
 }
 
 fn ms(ns: u64) -> f64 {

@@ -1,21 +1,19 @@
-//! Kernel durations for the simulated step: attention, gate, shared and routed experts, each a
-//! roofline (the slower of tensor-core math and HBM weight reads, via
-//! [`RooflineCompute`]) plus a fixed launch cost.
+//! Kernel durations for the simulated step: attention (projections, the attention core) and
+//! gate, shared and routed experts, each timed by the compute cost (the tiled roofline of
+//! [`crate::cost::gemm`] in the weights' data type, or a calibration) plus a fixed launch cost.
 //!
-//! Routed experts run as one grouped GEMM per GPU: every active expert's token count is padded
-//! up to whole [`TILE_TOKENS`] tiles (a tile is computed whole even when half empty), so an
-//! expert with 3 tokens costs the math of 64, and each active expert's weights are read once.
-//! With few tokens per expert (decode) the weight reads dominate: memory-bound, as measured.
-//! Attention counts the projections only (scores and KV-cache reads are left out).
+//! Routed experts run as one grouped GEMM per matrix over the GPU's local experts (DeepGEMM's
+//! contiguous layout in prefill, masked in decode): every active expert's rows are padded to
+//! whole tiles, each active expert's weights read once; with few tokens per expert (decode) the
+//! weight reads dominate. Attention's core depends on what the step's tokens attend over
+//! ([`AttentionSpan`]): causal prefill FLOPs over each sequence, decode KV-cache reads.
 
 use std::sync::Arc;
 
+use crate::cost::attention::{AttentionCore, AttentionSpan};
 use crate::cost::compute::{ComputeCost, RooflineCompute};
 use crate::model::{Ffn, MoeModel};
 use crate::topology::GpuSpec;
-
-/// Rows of one grouped-GEMM tile (Hopper grouped GEMMs in DeepGEMM / CUTLASS use 64 or 128).
-pub const TILE_TOKENS: f64 = 64.0;
 
 /// Fixed cost of launching one kernel and its prologue/epilogue, an assumption of a few
 /// microseconds as seen in decode-step profiles.
@@ -26,38 +24,70 @@ pub const KERNEL_LAUNCH_NS: u64 = 2_000;
 pub struct KernelCosts {
     gpu: GpuSpec,
     compute: Arc<dyn ComputeCost>,
-    attention: Ffn,
+    projections: Ffn,
+    core: AttentionCore,
     gate: Ffn,
     routed: Ffn,
     shared: Option<Ffn>,
 }
 
+/// Where the GEMM model's constants come from.
+pub const GEMM_SOURCE: &str = "DeepGEMM README, H800 FP8: 1,358 TFLOP/s normal (M=4096), \
+    1,297 contiguous grouped, 2,064 GB/s masked (256 rows/expert), 2,668 GB/s at M=64";
+
+/// Where the prefill attention model's constants come from.
+pub const PREFILL_SOURCE: &str =
+    "FlashAttention-3, H100 BF16 forward: 648 TFLOP/s at 16k (head dim 128), up to 740";
+
+/// Where the decode attention model's constants come from.
+pub const DECODE_SOURCE: &str =
+    "FlashMLA, H800: ~3,000 GB/s memory-bound, 580-660 TFLOP/s compute-bound";
+
+/// One kernel's share of a layer, for reports: its time and the rate it ran at.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KernelTime {
+    /// What ran.
+    pub kernel: &'static str,
+    /// The published kernel figures its model is fitted to.
+    pub source: &'static str,
+    /// Its duration without the launch cost, ns.
+    pub ns: u64,
+    /// FLOPs it did.
+    pub flops: f64,
+    /// Bytes it moved from HBM (weights, or the KV cache).
+    pub bytes: f64,
+}
+
 impl KernelCosts {
-    /// Costs of `model`'s kernels on `gpu` by roofline.
+    /// Costs of `model`'s kernels on `gpu` by the tiled roofline.
     pub fn new(model: &MoeModel, gpu: &GpuSpec) -> KernelCosts {
         KernelCosts::with_compute(model, gpu, Arc::new(RooflineCompute::default()))
     }
 
-    /// Costs with every kernel's math and weight reads timed by `compute` (the fixed launch cost
-    /// is added on top).
+    /// Costs with every GEMM timed by `compute` (the fixed launch cost is added on top) and the
+    /// attention core by [`AttentionCore`].
     pub fn with_compute(
         model: &MoeModel,
         gpu: &GpuSpec,
         compute: Arc<dyn ComputeCost>,
     ) -> KernelCosts {
+        let hidden = model.hidden_size as u64;
         KernelCosts {
             gpu: gpu.clone(),
             compute,
-            // Projections only: 2 FLOPs per weight per token, weights read once.
-            attention: Ffn {
-                params: model.attention.params(model.hidden_size),
-                bytes_per_param: model.dense_bytes_per_param,
-            },
+            // Every projection of the block as one hidden-wide GEMM at the dense data type.
+            projections: Ffn::projection(
+                model.attention.params(model.hidden_size),
+                hidden,
+                model.dense_bytes_per_param,
+            ),
+            core: AttentionCore::new(&model.attention),
             // The router: one hidden x experts matrix.
-            gate: Ffn {
-                params: (model.hidden_size * model.num_experts) as u64,
-                bytes_per_param: model.dense_bytes_per_param,
-            },
+            gate: Ffn::projection(
+                hidden * model.num_experts as u64,
+                hidden,
+                model.dense_bytes_per_param,
+            ),
             routed: model.routed_expert(),
             shared: model.shared_experts(),
         }
@@ -70,9 +100,14 @@ impl KernelCosts {
         self
     }
 
-    /// Attention plus gate over `tokens` tokens (0 when there are none).
-    pub fn attention_ns(&self, tokens: f64) -> u64 {
-        self.kernel(&self.attention, tokens) + self.kernel(&self.gate, tokens)
+    /// Attention (projections and core) plus gate over `tokens` tokens attending as `span`
+    /// says (0 when there are none).
+    pub fn attention_ns(&self, tokens: f64, span: &AttentionSpan) -> u64 {
+        let core = match self.core.time_ns(&self.gpu, tokens, span).ceil() as u64 {
+            0 => 0,
+            ns => ns + KERNEL_LAUNCH_NS,
+        };
+        self.kernel(&self.projections, tokens) + core + self.kernel(&self.gate, tokens)
     }
 
     /// The shared experts over `tokens` tokens (0 for models without them).
@@ -82,14 +117,66 @@ impl KernelCosts {
 
     /// One grouped GEMM over the GPU's experts with `expert_tokens` tokens each.
     pub fn routed_ns(&self, expert_tokens: impl IntoIterator<Item = f64>) -> u64 {
-        let mut total = 0;
-        let mut active = false;
-        for tokens in expert_tokens.into_iter().filter(|&t| t > 0.0) {
-            active = true;
-            let padded = (tokens / TILE_TOKENS).ceil() * TILE_TOKENS;
-            total += self.compute.ffn_time_ns(&self.gpu, &self.routed, padded);
+        let tokens: Vec<f64> = expert_tokens.into_iter().collect();
+        match self
+            .compute
+            .grouped_ffn_time_ns(&self.gpu, &self.routed, &tokens)
+        {
+            0 => 0,
+            ns => ns + KERNEL_LAUNCH_NS,
         }
-        if active { total + KERNEL_LAUNCH_NS } else { 0 }
+    }
+
+    /// Every kernel of one layer on one GPU with `tokens` tokens attending as `span` says and
+    /// `expert_tokens` per local expert, for reports (launch costs left out).
+    pub fn breakdown(
+        &self,
+        tokens: f64,
+        span: &AttentionSpan,
+        expert_tokens: &[f64],
+    ) -> Vec<KernelTime> {
+        let gemm = |kernel, ffn: &Ffn, rows: &[f64]| KernelTime {
+            kernel,
+            source: GEMM_SOURCE,
+            ns: self.compute.grouped_ffn_time_ns(&self.gpu, ffn, rows),
+            flops: rows.iter().sum::<f64>() * ffn.flops_per_token() as f64,
+            bytes: rows.iter().filter(|&&r| r > 0.0).count() as f64 * ffn.weight_bytes() as f64,
+        };
+        let (prefill, decode) = self.core.work(tokens, span);
+        let mut kernels = vec![
+            gemm("attention projections", &self.projections, &[tokens]),
+            KernelTime {
+                kernel: "attention core (prefill)",
+                source: PREFILL_SOURCE,
+                ns: self
+                    .core
+                    .prefill_ns(&self.gpu, tokens, span.prefill_keys)
+                    .ceil() as u64,
+                flops: prefill.0,
+                bytes: prefill.1,
+            },
+            KernelTime {
+                kernel: "attention core (decode)",
+                source: DECODE_SOURCE,
+                ns: self
+                    .core
+                    .decode_ns(&self.gpu, tokens, span.decode_keys)
+                    .ceil() as u64,
+                flops: decode.0,
+                bytes: decode.1,
+            },
+            gemm("router", &self.gate, &[tokens]),
+        ];
+        if let Some(shared) = &self.shared {
+            kernels.push(gemm("shared experts", shared, &[tokens]));
+        }
+        kernels.push(gemm(
+            "routed experts (grouped)",
+            &self.routed,
+            expert_tokens,
+        ));
+        kernels.retain(|k| k.ns > 0);
+        kernels
     }
 
     /// Streaming multiprocessors of the GPU.
@@ -119,17 +206,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decode_experts_are_memory_bound_and_tiles_pad_prefill() {
+    fn decode_experts_are_memory_bound_and_one_grouped_kernel() {
         let model = MoeModel::preset("deepseek-v3").unwrap();
         let costs = KernelCosts::new(&model, &GpuSpec::named("h800").unwrap());
-        // One expert: 3 x 7168 x 2048 = 44,040,192 FP8 weights = 44,040,192 B at
-        // 3350 x 0.9 B/ns: 14,607.0 -> 14,608 ns; its 64-row tile is 64 x 88,080,384 FLOP at
-        // 692,300 FLOP/ns = 8,142.7 ns, under the reads. Plus the 2,000 ns launch.
-        assert_eq!(costs.routed_ns([3.0]), 14_608 + 2_000);
-        assert_eq!(costs.routed_ns([3.0, 0.0, 64.0]), 2 * 14_608 + 2_000);
-        // 1000 tokens pad to 1024: 90,194,313,216 FLOP / 692,300 = 130,282.4 -> 130,283 ns.
-        assert_eq!(costs.routed_ns([1000.0]), 130_283 + 2_000);
+        // One expert, 3 tokens, FP8: gate_up [3, 7168] x [7168, 4096] reads 29,360,128 +
+        // 21,504 + 24,576 = 29,406,208 B, down [3, 2048] x [2048, 7168] 14,680,064 + 6,144 +
+        // 43,008 = 14,729,216 B; at 3350 x 0.68 = 2278 B/ns: 12,908.8 + 6,465.9 = 19,374.7 ns,
+        // above the tiles' math (one wave each: 12,591.5 and 4,239.0 ns).
+        assert_eq!(costs.routed_ns([3.0]), 19_375 + 2_000);
+        // Two active experts in one kernel, one launch: their weights twice and the 67 rows'
+        // activations: gate_up 59,749,376 B = 26,228.9 ns, down 30,457,856 B = 13,370.4 ns
+        // (still over one wave of 64 and 112 tiles): 39,599.3 -> 39,600 ns.
+        assert_eq!(costs.routed_ns([3.0, 0.0, 64.0]), 39_600 + 2_000);
         assert_eq!(costs.routed_ns([0.0]), 0);
-        assert_eq!(costs.attention_ns(0.0), 0);
+        assert_eq!(costs.attention_ns(0.0, &AttentionSpan::default()), 0);
+    }
+
+    #[test]
+    fn attention_grows_with_the_context_it_reads() {
+        let model = MoeModel::preset("deepseek-v3").unwrap();
+        let costs = KernelCosts::new(&model, &GpuSpec::named("h800").unwrap());
+        let decode = |keys| AttentionSpan {
+            prefill_keys: 0.0,
+            decode_keys: keys,
+        };
+        let short = costs.attention_ns(128.0, &decode(1000.0));
+        let long = costs.attention_ns(128.0, &decode(5000.0));
+        // 128 heads make absorbed MLA decode compute-bound (as FlashMLA with 128 heads):
+        // 128 requests x 4000 more keys x 2 x 128 x (2 x 512 + 64) = 142.6 GFLOP at
+        // 989,000 x 0.63 = 623,070 FLOP/ns: 228,877 ns more (the reads, 1152 B per key,
+        // would take 195,625 ns).
+        assert!(long.abs_diff(short + 228_877) <= 2, "{short} {long}");
     }
 }

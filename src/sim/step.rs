@@ -12,6 +12,7 @@ use super::config::LinkSettings;
 use super::engine::{TaskGraph, TaskId, Work};
 use super::kernels::KernelCosts;
 use super::overlap::OverlapStrategy;
+use crate::cost::attention::AttentionSpan;
 use crate::cost::{DispatchPlan, TrafficMatrix};
 use crate::topology::Cluster;
 
@@ -149,6 +150,8 @@ pub struct StepSpec<'a> {
     pub cluster: &'a Cluster,
     /// Kernel durations.
     pub costs: &'a KernelCosts,
+    /// What the step's tokens attend over (the same in every layer).
+    pub attention: AttentionSpan,
     /// Per MoE layer, in order.
     pub layers: &'a [LayerWork],
     /// How the all-to-alls move their bytes.
@@ -219,7 +222,8 @@ impl<'s, 'a> Builder<'s, 'a> {
         let label = |phase| Label { layer, phase };
         let gate: Vec<TaskId> = (0..gpus)
             .map(|gpu| {
-                let ns = costs.attention_ns(work.source_tokens[gpu] * batch_share);
+                let ns =
+                    costs.attention_ns(work.source_tokens[gpu] * batch_share, &self.spec.attention);
                 self.compute(gpu, ns, label(Phase::Attention), &deps[gpu])
             })
             .collect();

@@ -45,6 +45,7 @@ pub(super) fn spec<'a>(
     StepSpec {
         cluster,
         costs,
+        attention: Default::default(),
         layers,
         all_to_all: &*setup.all_to_all,
         links: setup.links,
@@ -267,14 +268,19 @@ fn without_overlap_a_layer_is_attention_then_dispatch_experts_combine() {
         "p",
     );
     let layer = &sim.layers[0];
-    assert_eq!(layer.attention_ns, costs.attention_ns(128.0));
+    assert_eq!(
+        layer.attention_ns,
+        costs.attention_ns(128.0, &Default::default())
+    );
     // Dispatch: each H800 port (200 B/ns) carries 7 x 917,504 B: 32,112.64 -> 32,113 ns + 1 us.
     assert_eq!(layer.dispatch_ns, 32_113 + 1000);
     // The shared expert runs on the stream while the dispatch is in flight (it is shorter), so
-    // only the routed grouped GEMM is on the path: 32 memory-bound experts of 14,608 ns + launch.
+    // only the routed grouped GEMM is on the path: 32 experts x 32 rows, memory-bound at
+    // 2278 B/ns: gate_up 955,252,736 B = 419,338.3 ns, down 486,539,264 B = 213,581.8 ns;
+    // 632,920.1 -> 632,921 ns + launch.
     assert!(costs.shared_ns(128.0) < layer.dispatch_ns);
     assert_eq!(layer.expert_ns, costs.routed_ns(vec![32.0; 32]));
-    assert_eq!(layer.expert_ns, 32 * 14_608 + 2_000);
+    assert_eq!(layer.expert_ns, 632_921 + 2_000);
     // Combine: twice the bytes: 64,225.28 -> 64,226 ns + 1 us.
     assert_eq!(layer.combine_ns, 64_226 + 1000);
     assert_eq!(layer.exposed_comm_ns, layer.dispatch_ns + layer.combine_ns);
@@ -457,17 +463,16 @@ fn tp2_halves_the_expert_gemm_and_adds_a_reduce_scatter_over_nvswitch() {
     let setup = SimSetup::default();
     let spec = spec(&cluster, &costs, &work, &setup);
     let layer = simulate_step(&spec, &overlap("none"), "p").layers.remove(0);
-    // Each GPU reads half of each expert's weights: 64 x 7,304 ns (memory-bound) + launch,
-    // exactly half of the whole experts' 64 x 14,608 ns.
+    // Each GPU reads half of each expert's weights (width 1024), memory-bound at 2278 B/ns:
+    // gate_up 962,592,768 B = 422,560.5 ns, down 501,219,328 B = 220,026.0 ns: 642,587 ns +
+    // launch; a little over half the whole experts' 1,265,841 ns, since every GPU still reads
+    // all the rank's input rows and writes their (partial) outputs.
     let launch = crate::sim::kernels::KERNEL_LAUNCH_NS;
     let routed_ns = costs.routed_ns(vec![32.0; 64]);
-    assert_eq!(routed_ns, 64 * 7_304 + launch);
-    assert_eq!(
-        2 * (routed_ns - launch),
-        base.routed_ns(vec![32.0; 64]) - launch
-    );
+    assert_eq!(routed_ns, 642_587 + launch);
+    assert_eq!(base.routed_ns(vec![32.0; 64]), 1_265_841 + launch);
     // GPU 5 runs attention, the (unsplit) shared expert and its half of the routed experts.
-    let busy = costs.attention_ns(128.0) + costs.shared_ns(128.0) + routed_ns;
+    let busy = costs.attention_ns(128.0, &Default::default()) + costs.shared_ns(128.0) + routed_ns;
     assert_eq!(layer.gpus[5].busy_ns, busy);
     // Reduce-scatter: each GPU sends its peer half of its 256 partial BF16 outputs,
     // 256 x 7168 x 2 / 2 = 1,835,008 B over its own 450 GB/s ports: 4,077.8 -> 4,078 ns,

@@ -8,12 +8,14 @@
 //! nodes = 2                  # machines; default 1
 //! gpus_per_node = 8
 //!
-//! # A known GPU by short name (h100, h800, h200, b200, l40s) ...
+//! # A known GPU by short name (h100, h800, h200, b200, gb200, l40s, rtx4090, a100) ...
 //! # gpu = "h100"
 //! # ... or a full table:
 //! [gpu]
 //! name = "A100 SXM 80GB"
 //! bf16_tflops = 312.0        # dense BF16, TFLOP/s
+//! # fp8_tflops = 1979.0      # dense FP8, TFLOP/s; omit where the part has no FP8 tensor cores
+//! # fp4_tflops = 9000.0      # dense FP4, TFLOP/s; omit where it has none
 //! hbm_gbps = 2039.0          # GB/s
 //! memory_bytes = 85899345920
 //! sm_count = 108

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 
-pub use device::GpuSpec;
+pub use device::{DataType, GpuSpec};
 pub use spec::{ClusterSpec, NetworkSpec, NvLinkSpec, PcieSpec};
 
 use crate::error::{Error, Result};

@@ -49,7 +49,7 @@ pub(super) fn spec_with_nodes(base: &str, nodes: usize) -> Result<ClusterSpec> {
         "hgx-h800" => machine("h800", 8, Some(200.0), PCIE_GEN5_GBPS, 1),
         "hgx-h200" => machine("h200", 8, Some(450.0), PCIE_GEN5_GBPS, 1),
         // One NVLink domain of 72 GPUs, NVLink5 1.8 TB/s per GPU, 900 each way.
-        "gb200-nvl72" => machine("b200", 72, Some(900.0), PCIE_GEN5_GBPS, 1),
+        "gb200-nvl72" => machine("gb200", 72, Some(900.0), PCIE_GEN5_GBPS, 1),
         // No NVLink: 8 GPUs on two PCIe Gen4 switches of 4, joined by the host.
         "pcie-l40s" => machine("l40s", 8, None, PCIE_GEN4_GBPS, 4),
         _ => {

@@ -141,6 +141,16 @@ impl ClusterSpec {
         }
         let rates = [
             ("gpu.bf16_tflops", self.gpu.bf16_tflops, RATE_RANGE),
+            (
+                "gpu.fp8_tflops",
+                self.gpu.fp8_tflops.unwrap_or(1.0),
+                RATE_RANGE,
+            ),
+            (
+                "gpu.fp4_tflops",
+                self.gpu.fp4_tflops.unwrap_or(1.0),
+                RATE_RANGE,
+            ),
             ("gpu.hbm_gbps", self.gpu.hbm_gbps, RATE_RANGE),
             ("pcie.gbps", self.pcie.gbps, RATE_RANGE),
             ("network.nic_gbps", self.network.nic_gbps, RATE_RANGE),
@@ -198,7 +208,7 @@ fn gpu_by_name_or_table<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Gp
     match toml::Value::deserialize(deserializer)? {
         toml::Value::String(name) => GpuSpec::named(&name).ok_or_else(|| {
             D::Error::custom(format!(
-                "unknown gpu `{name}`; known: {} (or give a table with name, bf16_tflops, hbm_gbps, memory_bytes, sm_count)",
+                "unknown gpu `{name}`; known: {} (or give a table with name, bf16_tflops, optional fp8_tflops and fp4_tflops, hbm_gbps, memory_bytes, sm_count)",
                 GpuSpec::names().join(", ")
             ))
         }),

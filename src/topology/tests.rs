@@ -163,6 +163,8 @@ fn custom_toml_cluster_loads() {
         (16, 2, "two-node-a100")
     );
     assert_eq!(c.gpu_spec(0).bf16_tflops, 312.0);
+    // The A100 table sets no FP8 peak: FP8 weights run at the BF16 rate.
+    assert_eq!(c.gpu_spec(0).fp8_tflops, None);
     assert_eq!(c.route(0, 1).bottleneck_gbps, 300.0);
     // GPUs 0 and 1 share PCIe switch 0; NIC 1 hangs off it too.
     let same_rail = c.route(1, 9);
@@ -207,6 +209,11 @@ fn bad_toml_clusters_are_rejected_with_the_key() {
         err.contains("`nvlink.gbps` must be a number from 0.001 to 1000000000, got -1.0"),
         "{err}"
     );
+    let err = load_edited("sm_count = 108", "sm_count = 108\nfp4_tflops = 0.0");
+    assert!(
+        err.contains("`gpu.fp4_tflops` must be a number from 0.001 to 1000000000, got 0.0"),
+        "{err}"
+    );
     // Fuzzing found these: a 1e300 oversubscription (or a latency near u64::MAX) overflowed
     // the integer route costs.
     let err = load_edited("oversubscription = 2.0", "oversubscription = 1e300");
@@ -243,9 +250,9 @@ fn a_gpu_can_be_named_in_toml() {
     let text = "name = \"solo\"\ngpus_per_node = 4\ngpu = \"h200\"\n[pcie]\ngbps = 64.0\n";
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("solo.toml");
-    std::fs::write(&path, text.replace("h200", "a100")).unwrap();
+    std::fs::write(&path, text.replace("h200", "v100")).unwrap();
     let err = Cluster::from_toml(&path).unwrap_err().to_string();
-    assert!(err.contains("unknown gpu `a100`"), "{err}");
+    assert!(err.contains("unknown gpu `v100`"), "{err}");
     std::fs::write(&path, text).unwrap();
     let c = Cluster::from_toml(&path).unwrap();
     assert_eq!((c.num_gpus(), c.gpu_spec(0).hbm_gbps), (4, 4800.0));
