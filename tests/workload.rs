@@ -324,6 +324,27 @@ fn the_command_writes_the_requests_and_prints_the_summary() {
     assert_eq!(requests, generate(GAMMA_SPEC));
 }
 
+#[test]
+fn the_shipped_workload_specs_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |spec: &str| {
+        let out = dir.path().join("r.csv");
+        let output = moesim(&["workload", spec, "-o", out.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+        collect(replay::open(&out).unwrap())
+    };
+    // 600 s at 10 requests/s: about 6,000; Gamma CV 2 makes the count vary more than Poisson.
+    let gamma = run("scenarios/workloads/gamma.toml");
+    assert!((5000..7000).contains(&gamma.len()), "{}", gamma.len());
+    // Azure rows at 5 <= t < 25 s: 7, at (t - 5) / 2.
+    let azure = run("scenarios/workloads/azure-replay.toml");
+    let expected = [0.944385, 1.659705, 2.784705, 4.1, 5.209705, 6.5, 8.809705];
+    assert_eq!(azure.len(), expected.len());
+    for (got, want) in arrivals(&azure).iter().zip(expected) {
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+}
+
 /// Runs `moesim workload` on a replay of a request file holding `content`; asserts it fails
 /// with `needles` on one `error:` line and writes nothing.
 fn replay_fails(name: &str, content: &str, needles: &[&str]) {

@@ -31,7 +31,7 @@ Examples:
   moesim calibrate --measurements prof/measurements.parquet -o cal.toml
   moesim validate --measurements prof/measurements.parquet --calibration cal.toml -o val
   moesim capture --cpu --logits router_logits.npy --top-k 2 -o t.parquet   route recorded logits
-  moesim workload scenarios/workload-gamma.toml -o requests.csv   generate or replay serving requests";
+  moesim workload scenarios/workloads/gamma.toml -o requests.csv   generate or replay serving requests";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///

@@ -10,7 +10,7 @@ use crate::workload::spec::WorkloadSpec;
 /// Arguments of `moesim workload`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  moesim workload scenarios/workload-gamma.toml -o requests.csv\n  moesim workload scenarios/workload-replay.toml -o requests.csv"
+    after_help = "Examples:\n  moesim workload scenarios/workloads/gamma.toml -o requests.csv\n  moesim workload scenarios/workloads/azure-replay.toml -o requests.csv"
 )]
 pub struct WorkloadArgs {
     /// TOML file with a `[workload]` table (synthetic or `[workload.replay]`).
