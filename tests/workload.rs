@@ -469,7 +469,24 @@ fn out_of_range_spec_values_name_their_key() {
     let synthetic = |arrival: &str, limit: &str| {
         format!("[workload]\n{limit}\n[workload.arrival]\n{arrival}\n{FIXED_LENGTHS}")
     };
-    let cases: [(String, &[&str]); 6] = [
+    let cases: [(String, &[&str]); 8] = [
+        (
+            synthetic(
+                "process = \"on-off\"\nrate_on = 1.0\non_s = 0.001\noff_s = 1.0",
+                "requests = 10",
+            ),
+            &["`rate_on` x `on_s` = 0.001 requests per burst must be at least 0.01"],
+        ),
+        // A triangle of peak 1000 and base 2 s in a 100,000 s period: mean 0.01, 1/100,000 of the peak.
+        (
+            synthetic(
+                "process = \"diurnal\"\nperiod_s = 100000.0\npoints = [[0.0, 0.0], [1.0, 1000.0], [2.0, 0.0]]",
+                "requests = 10",
+            ),
+            &[
+                "`points`: the mean rate (0.01) must be above zero and at least 1/1000 of the peak (1000)",
+            ],
+        ),
         (
             synthetic("process = \"poisson\"\nrate = 0.0", "requests = 10"),
             &["`workload.arrival`", "`rate` = 0 must be a positive number"],

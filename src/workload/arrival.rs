@@ -101,6 +101,10 @@ impl Plugin for Gamma {
     }
 }
 
+/// Fewest requests a burst of [`OnOff`] may expect: fewer, and each request costs more than
+/// `1 / MIN_PER_BURST` empty periods to draw.
+pub const MIN_PER_BURST: f64 = 0.01;
+
 /// The knobs of [`OnOff`].
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -164,6 +168,12 @@ impl Plugin for OnOff {
         }
         positive("on_s", settings.on_s)?;
         positive("off_s", settings.off_s)?;
+        let per_burst = settings.rate_on * settings.on_s;
+        if per_burst < MIN_PER_BURST {
+            return Err(format!(
+                "`rate_on` x `on_s` = {per_burst} requests per burst must be at least {MIN_PER_BURST} (else drawing skips millions of empty bursts per request)"
+            ));
+        }
         Ok(OnOff {
             settings,
             on: true,
@@ -171,6 +181,10 @@ impl Plugin for OnOff {
         })
     }
 }
+
+/// Largest ratio of a [`Diurnal`] curve's peak to its mean: thinning draws that many candidates
+/// per request.
+pub const MAX_PEAK_OVER_MEAN: f64 = 1000.0;
 
 /// The knobs of [`Diurnal`].
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +233,22 @@ impl Diurnal {
         }
         a[1] + (b[1] - a[1]) * (t - a[0]) / span
     }
+
+    /// The curve's mean over a period: the trapezoids between consecutive knots (the last one
+    /// joined to the first a period later).
+    fn mean_rate(&self) -> f64 {
+        let points = &self.settings.points;
+        let period = self.settings.period_s;
+        let wrap = [shift(points[0], period)];
+        let area: f64 = points
+            .iter()
+            .chain(&wrap)
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| (w[1][0] - w[0][0]) * (w[0][1] + w[1][1]) / 2.0)
+            .sum();
+        area / period
+    }
 }
 
 /// Knot `p` moved by `by` seconds.
@@ -230,7 +260,8 @@ impl ArrivalProcess for Diurnal {
     fn next_arrival(&mut self, mut now_s: f64, rng: &mut ChaCha8Rng) -> f64 {
         loop {
             now_s += exponential(self.peak, rng);
-            if rng.random::<f64>() * self.peak < self.rate(now_s) {
+            // Past the largest time there is no rate to thin by: return it (the caller ends).
+            if !now_s.is_finite() || rng.random::<f64>() * self.peak < self.rate(now_s) {
                 return now_s;
             }
         }
@@ -260,9 +291,13 @@ impl Plugin for Diurnal {
             previous = time;
         }
         let peak = settings.points.iter().map(|p| p[1]).fold(0.0, f64::max);
-        if peak <= 0.0 {
-            return Err("`points`: the peak rate must be above zero".into());
+        let diurnal = Diurnal { settings, peak };
+        let mean = diurnal.mean_rate();
+        if !(mean * MAX_PEAK_OVER_MEAN >= peak && peak > 0.0) {
+            return Err(format!(
+                "`points`: the mean rate ({mean}) must be above zero and at least 1/{MAX_PEAK_OVER_MEAN} of the peak ({peak}): thinning draws peak/mean candidates per request"
+            ));
         }
-        Ok(Diurnal { settings, peak })
+        Ok(diurnal)
     }
 }

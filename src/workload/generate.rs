@@ -89,6 +89,12 @@ impl Iterator for Generator {
             self.done = true;
             return None;
         }
+        if !arrival_s.is_finite() {
+            self.done = true;
+            return Some(Err(Error::invalid(
+                "`workload.arrival`: arrival times ran past the largest number (rate too small)",
+            )));
+        }
         if self.next_id == self.cap {
             self.done = true;
             return Some(Err(Error::invalid(format!(
