@@ -424,6 +424,31 @@ fn unknown_column_is_named() {
         "TIMESTAMP,ContextTokens,GeneratedTokens,Region\n2023-11-16 18:15:46.68,10,10\n",
         &["line 1: unknown column `Region` for the Azure format"],
     );
+    replay_fails(
+        "r.jsonl",
+        "{\"timestamp\": 5, \"input_length\": 10, \"output_length\": 9, \"session\": 3}\n",
+        &["line 1, `session`: unknown field `session`"],
+    );
+    replay_fails(
+        "r.csv",
+        "time,prompt,answer\n1,2,3\n",
+        &["line 1: unknown columns `time,prompt,answer`"],
+    );
+}
+
+#[test]
+fn an_empty_file_and_a_model_filter_on_another_format_are_refused() {
+    replay_fails("r.csv", "\n\n", &["line 1: empty file"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("plain.csv"), dir.path().join("p.csv")).unwrap();
+    spec_fails(
+        dir.path(),
+        "[workload.replay]\nfile = \"p.csv\"\nmodel = \"GPT-4\"\n",
+        &[
+            "p.csv",
+            "`workload.replay.model` filters BurstGPT files only, not Plain",
+        ],
+    );
 }
 
 #[test]
