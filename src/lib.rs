@@ -26,5 +26,6 @@ pub mod scenario;
 pub mod sim;
 pub mod topology;
 pub mod trace;
+pub mod workload;
 
 pub use error::{Error, Result};

@@ -110,6 +110,15 @@ pub fn non_negative(knob: &str, value: f64) -> Result<(), String> {
     }
 }
 
+/// `Ok` when knob `knob`'s `value` is a finite number above zero, else a message naming it.
+pub fn positive(knob: &str, value: f64) -> Result<(), String> {
+    if value > 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("`{knob}` = {value} must be a positive number"))
+    }
+}
+
 /// A strategy built from a registry, with the name it was selected by.
 #[derive(Debug)]
 pub struct Named<T: ?Sized> {

@@ -72,15 +72,15 @@ pub struct Scenario {
     /// Sequence and context lengths the attention core is priced at, when the trace has no
     /// token positions.
     #[serde(default)]
-    pub workload: Workload,
+    pub sequences: Sequences,
 }
 
-/// The `[workload]` table: how long the sequences of the simulated steps are, for traces
+/// The `[sequences]` table: how long the sequences of the simulated steps are, for traces
 /// without token positions. Without either length, steps of that phase price the attention
 /// projections only.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Workload {
+pub struct Sequences {
     /// Tokens of each sequence of prefill (or training-like, or phase-less) steps: every token
     /// attends causally over its sequence so far, `(sequence_len + 1) / 2` keys on average.
     pub sequence_len: Option<i64>,
@@ -88,7 +88,7 @@ pub struct Workload {
     pub context_len: Option<i64>,
 }
 
-impl Workload {
+impl Sequences {
     /// Checks both lengths are at least 1, naming the key at fault.
     fn check(&self) -> std::result::Result<(), String> {
         for (key, value) in [
@@ -97,7 +97,7 @@ impl Workload {
         ] {
             if let Some(value) = value.filter(|&v| v < 1) {
                 return Err(format!(
-                    "`workload.{key}` must be at least 1 token, got {value}"
+                    "`sequences.{key}` must be at least 1 token, got {value}"
                 ));
             }
         }
@@ -222,7 +222,7 @@ impl Scenario {
             comm: CommConfig::default(),
             outputs: OutputConfig::default(),
             sim: SimConfig::default(),
-            workload: Workload::default(),
+            sequences: Sequences::default(),
         }
     }
 
@@ -287,7 +287,7 @@ impl Scenario {
             self.placement_strategy_settings(name)
                 .map_err(|message| format!("`placement.{name}`: {message}"))?;
         }
-        self.workload.check()?;
+        self.sequences.check()?;
         self.sim.resolve().map(drop)
     }
 
@@ -340,23 +340,23 @@ file = "x.parquet"
 "#;
 
     #[test]
-    fn workload_lengths_below_one_name_their_key() {
-        let text = format!("{MINIMAL}[workload]\nsequence_len = 4096\ncontext_len = 0\n");
+    fn sequence_lengths_below_one_name_their_key() {
+        let text = format!("{MINIMAL}[sequences]\nsequence_len = 4096\ncontext_len = 0\n");
         let err = Scenario::parse(&text, Path::new("")).unwrap_err();
         assert_eq!(
             err,
-            "`workload.context_len` must be at least 1 token, got 0"
+            "`sequences.context_len` must be at least 1 token, got 0"
         );
-        let text = format!("{MINIMAL}[workload]\nsequence_len = -4\n");
+        let text = format!("{MINIMAL}[sequences]\nsequence_len = -4\n");
         let err = Scenario::parse(&text, Path::new("")).unwrap_err();
         assert_eq!(
             err,
-            "`workload.sequence_len` must be at least 1 token, got -4"
+            "`sequences.sequence_len` must be at least 1 token, got -4"
         );
-        let text = format!("{MINIMAL}[workload]\nsequence_len = 4096\ncontext_len = 5000\n");
-        let workload = Scenario::parse(&text, Path::new("")).unwrap().workload;
+        let text = format!("{MINIMAL}[sequences]\nsequence_len = 4096\ncontext_len = 5000\n");
+        let sequences = Scenario::parse(&text, Path::new("")).unwrap().sequences;
         assert_eq!(
-            (workload.sequence_len, workload.context_len),
+            (sequences.sequence_len, sequences.context_len),
             (Some(4096), Some(5000))
         );
     }

@@ -235,7 +235,7 @@ fn gpt_oss_on_h100(dir: &std::path::Path, context_len: &str) -> std::path::PathB
         "name = \"gptoss\"\nmodel = \"gpt-oss-120b\"\ncluster = \"dgx-h100\"\ntokens_per_gpu = 64\n\
          placements = [\"contiguous\"]\nschedule = [{{ phase = \"decode\", tokens_per_gpu = 64, repeat = 4 }}]\n\
          [trace.synth]\nnum_experts = 128\nnum_layers = 36\ntop_k = 4\nnum_tokens = 2048\n\
-         [workload]\ncontext_len = {context_len}\n[sim]\noverlap = [\"none\", \"dual-batch\"]\n"
+         [sequences]\ncontext_len = {context_len}\n[sim]\noverlap = [\"none\", \"dual-batch\"]\n"
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -261,6 +261,6 @@ fn a_context_length_below_one_is_an_error_naming_file_and_field() {
     for length in ["0", "-5000"] {
         let scenario = gpt_oss_on_h100(dir.path(), length);
         let output = moesim(&["simulate", scenario.to_str().unwrap()]);
-        assert_fails_with(&output, &["gptoss.toml", "`workload.context_len`", length]);
+        assert_fails_with(&output, &["gptoss.toml", "`sequences.context_len`", length]);
     }
 }

@@ -10,6 +10,7 @@ mod run;
 mod simulate;
 mod trace;
 mod validate;
+mod workload;
 
 use std::process::ExitCode;
 
@@ -29,7 +30,8 @@ Examples:
   moesim profile --out prof                     GPU micro-benchmarks + NVML counters
   moesim calibrate --measurements prof/measurements.parquet -o cal.toml
   moesim validate --measurements prof/measurements.parquet --calibration cal.toml -o val
-  moesim capture --cpu --logits router_logits.npy --top-k 2 -o t.parquet   route recorded logits";
+  moesim capture --cpu --logits router_logits.npy --top-k 2 -o t.parquet   route recorded logits
+  moesim workload scenarios/workloads/gamma.toml -o requests.csv   generate or replay serving requests";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -63,6 +65,9 @@ enum Command {
     /// Route recorded router logits through the instrumented CUDA gating kernel (or its CPU
     /// twin with --cpu) and write the decisions as a trace.
     Capture(capture::CaptureArgs),
+    /// Generate or replay serving requests (arrival times, input and output tokens) from a
+    /// `[workload]` spec and write them as plain CSV, with a summary.
+    Workload(workload::WorkloadArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -84,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Calibrate(args) => args.execute(),
         Command::Validate(args) => args.execute(),
         Command::Capture(args) => args.execute(),
+        Command::Workload(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -164,7 +164,7 @@ impl Setup {
 
     /// What `step`'s tokens attend over ([`attention_span`]).
     pub fn attention_span(&self, step: &Step) -> AttentionSpan {
-        attention_span(&self.trace, step, &self.scenario.workload)
+        attention_span(&self.trace, step, &self.scenario.sequences)
     }
 
     /// The simulator's description of `step` of `layers` on the setup's cluster, timed by

@@ -17,7 +17,7 @@ use crate::cost::attention::AttentionSpan;
 use crate::error::Result;
 use crate::placement::Placement;
 use crate::placement::dispatch::{plan_loads, plan_tokens};
-use crate::scenario::{BatchSpec, Workload};
+use crate::scenario::{BatchSpec, Sequences};
 use crate::topology::Cluster;
 use crate::trace::{Phase, Trace};
 
@@ -106,9 +106,9 @@ fn step(phase: Option<Phase>, first_token: usize, tokens: usize) -> Step {
 /// What `step`'s tokens attend over. From the trace's token positions when it has them (a
 /// token at position `p` attends `p + 1` keys: causally in prefill, from the KV cache in
 /// decode; its phase from the trace, else the step's, else prefill), otherwise from the
-/// scenario's `[workload]` lengths by the step's phase (prefill or none: causal over
+/// scenario's `[sequences]` lengths by the step's phase (prefill or none: causal over
 /// `sequence_len`; decode: `context_len` cached keys), 0 where it gives none.
-pub fn attention_span(trace: &Trace, step: &Step, workload: &Workload) -> AttentionSpan {
+pub fn attention_span(trace: &Trace, step: &Step, sequences: &Sequences) -> AttentionSpan {
     let decode_step = step.phase == Some(Phase::Decode);
     if let Trace::Tokens(routing) = trace
         && let Some(positions) = &routing.meta().position
@@ -134,11 +134,11 @@ pub fn attention_span(trace: &Trace, step: &Step, workload: &Workload) -> Attent
     if decode_step {
         AttentionSpan {
             prefill_keys: 0.0,
-            decode_keys: workload.context_len.map_or(0.0, |c| c as f64),
+            decode_keys: sequences.context_len.map_or(0.0, |c| c as f64),
         }
     } else {
         AttentionSpan {
-            prefill_keys: workload
+            prefill_keys: sequences
                 .sequence_len
                 .map_or(0.0, |l| (l as f64 + 1.0) / 2.0),
             decode_keys: 0.0,
@@ -195,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn attention_spans_come_from_positions_else_from_the_workload() {
+    fn attention_spans_come_from_positions_else_from_the_scenario() {
         // Two prefill tokens at positions 0 and 1 (1 and 2 keys), two decode tokens at 99 and
         // 199 (100 and 200 cached keys): means over the 4 tokens.
         let meta = TokenMeta {
@@ -210,23 +210,23 @@ mod tests {
         };
         let trace = tokens(4, meta);
         let all = step(None, 0, 4);
-        let span = attention_span(&trace, &all, &Workload::default());
+        let span = attention_span(&trace, &all, &Sequences::default());
         assert_eq!(
             (span.prefill_keys, span.decode_keys),
             (3.0 / 4.0, 300.0 / 4.0)
         );
         // Without positions: causal over 4096-token sequences (2048.5 keys on average), or
         // 5000 cached keys per decode token.
-        let workload = Workload {
+        let sequences = Sequences {
             sequence_len: Some(4096),
             context_len: Some(5000),
         };
         let plain = tokens(4, TokenMeta::default());
-        let span = attention_span(&plain, &all, &workload);
+        let span = attention_span(&plain, &all, &sequences);
         assert_eq!((span.prefill_keys, span.decode_keys), (2048.5, 0.0));
-        let span = attention_span(&plain, &step(Some(Phase::Decode), 0, 4), &workload);
+        let span = attention_span(&plain, &step(Some(Phase::Decode), 0, 4), &sequences);
         assert_eq!((span.prefill_keys, span.decode_keys), (0.0, 5000.0));
-        let span = attention_span(&plain, &all, &Workload::default());
+        let span = attention_span(&plain, &all, &Sequences::default());
         assert_eq!(span, AttentionSpan::default());
     }
 

@@ -1,7 +1,8 @@
 //! Fuzzing of every input boundary on stable Rust: proptest drives structure-aware generators
 //! ([`inputs`]) and byte mutations of valid files ([`mutate`]) into the npy, vLLM, SGLang and CSV
 //! importers, the Parquet trace reader, placement JSON, calibration TOML, scenario TOML (read and
-//! set up as `moesim run` does, up to the placements) and cluster TOML. The property: the
+//! set up as `moesim run` does, up to the placements), cluster TOML and request files (Azure,
+//! BurstGPT, Mooncake, plain CSV, replayed to their end). The property: the
 //! reader does not panic, and returns either a value or an error whose message starts with the
 //! file's path. What an importer accepts also goes through `trace validate` and `trace stats`.
 //!
@@ -35,6 +36,7 @@ use moesim::trace::importers::{self, ImportFormat};
 use moesim::trace::parquet::{read_chunks, read_trace, write_trace};
 use moesim::trace::validate::validate;
 use moesim::trace::{ExpertLoads, LayerRouting, Phase, RoutingTrace, TokenMeta, Trace};
+use moesim::workload::replay;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
@@ -92,6 +94,19 @@ const CLUSTER: Target = Target {
     file: "input.toml",
     read: |path| Cluster::from_toml(path).map(drop),
 };
+const REQUESTS: Target = Target {
+    name: "requests",
+    file: "input.csv",
+    read: read_requests,
+};
+
+/// Replays request file `path` (format detected) to its end, as `moesim workload` does.
+fn read_requests(path: &Path) -> moesim::Result<()> {
+    for request in replay::open(path)? {
+        request?;
+    }
+    Ok(())
+}
 
 /// Imports `path` as `format`; what is accepted is validated and summarised too (when small
 /// enough to do so quickly).
@@ -436,6 +451,15 @@ fn fuzz_cluster() {
 }
 
 #[test]
+fn fuzz_requests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/requests");
+    let seeds = ["azure.csv", "burstgpt.csv", "mooncake.jsonl", "plain.csv"]
+        .map(|name| fs::read(root.join(name)).unwrap())
+        .to_vec();
+    fuzz(&REQUESTS, mutate::mutated(seeds));
+}
+
+#[test]
 fn corpus_replays_clean() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus");
     let dir = tempfile::tempdir().unwrap();
@@ -450,6 +474,7 @@ fn corpus_replays_clean() {
         CALIBRATION,
         SCENARIO,
         CLUSTER,
+        REQUESTS,
     ] {
         let Ok(entries) = fs::read_dir(root.join(target.name)) else {
             continue;
