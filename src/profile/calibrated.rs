@@ -16,7 +16,7 @@ use super::measurement::Kind;
 use super::plan::ffn_gemms;
 use crate::cost::compute::{ComputeCost, RooflineCompute};
 use crate::model::{Ffn, MoeModel};
-use crate::topology::GpuSpec;
+use crate::topology::{DataType, GpuSpec};
 
 /// The GEMMs behind one FFN the simulator asks about, recognised by its weights.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,18 +71,34 @@ impl CalibratedCompute {
         &self.calibration
     }
 
-    /// Time of one bf16 GEMM `[tokens, k] x [k, n]`: the shape's table when measured, else the
-    /// cross-shape model; `None` when the calibration has neither.
-    pub fn gemm_time_ns(&self, k: u64, n: u64, tokens: f64) -> Option<u64> {
+    /// Time of one GEMM `[tokens, k] x [k, n]` in `dtype`: the table of that shape and type when
+    /// there is one, else (BF16 only: what was measured) the cross-shape model; `None` when the
+    /// calibration has neither.
+    pub fn gemm_time_ns(&self, dtype: DataType, k: u64, n: u64, tokens: f64) -> Option<u64> {
         if tokens <= 0.0 {
             return Some(0);
         }
-        let label = format!("gemm {k}x{n}");
-        if let Some(table) = self.calibration.gemm.iter().find(|t| (t.k, t.n) == (k, n)) {
+        let label = match dtype {
+            DataType::Bf16 => format!("gemm {k}x{n}"),
+            other => format!("gemm {} {k}x{n}", other.name()),
+        };
+        if let Some(table) = self.table(dtype, k, n) {
             return Some(self.table_time(&label, table, tokens));
         }
-        let model = self.calibration.gemm_model.as_ref()?;
+        let model = self
+            .calibration
+            .gemm_model
+            .as_ref()
+            .filter(|_| dtype == DataType::Bf16)?;
         Some(self.model_time(&label, model, (k * n) as f64, tokens))
+    }
+
+    /// The measured table of GEMM shape `k x n` in `dtype`.
+    fn table(&self, dtype: DataType, k: u64, n: u64) -> Option<&GemmTable> {
+        self.calibration
+            .gemm
+            .iter()
+            .find(|t| (t.dtype, t.k, t.n) == (dtype, k, n))
     }
 
     /// Time to copy `bytes` with a copy `kind`; `None` when the calibration has no table for it.
@@ -182,19 +198,20 @@ impl CalibratedCompute {
 }
 
 impl CalibratedCompute {
-    /// `ffn`'s GEMMs, when it is a BF16 FFN of the calibrated models whose every GEMM has a
-    /// table or the cross-shape fit. Measured GEMMs are BF16: an FFN stored in another
-    /// precision (FP8, MXFP4) is another kernel, so the calibration is keyed by shape and type.
-    fn calibrated_gemms(&self, ffn: &Ffn) -> Option<&[(u64, u64)]> {
-        let shape = self
-            .ffns
+    /// `ffn`'s data type and GEMMs, when it is an FFN of the calibrated models whose every GEMM
+    /// has a table in its data type (or, for BF16, the cross-shape fit). An FFN stored in FP8 or
+    /// MXFP4 is another kernel than the BF16 one `moesim profile` measures, so the calibration
+    /// is keyed by shape and type.
+    fn calibrated_gemms(&self, ffn: &Ffn) -> Option<(DataType, &[(u64, u64)])> {
+        let shape = self.ffns.iter().find(|shape| shape.ffn == *ffn)?;
+        let dtype = DataType::of_bytes_per_param(ffn.bytes_per_param);
+        let fitted = dtype == DataType::Bf16 && self.calibration.gemm_model.is_some();
+        let measured = |&(k, n): &(u64, u64)| fitted || self.table(dtype, k, n).is_some();
+        shape
+            .gemms
             .iter()
-            .find(|shape| shape.ffn == *ffn && ffn.bytes_per_param == 2.0)?;
-        let measured = |&(k, n): &(u64, u64)| {
-            self.calibration.gemm_model.is_some()
-                || self.calibration.gemm.iter().any(|t| (t.k, t.n) == (k, n))
-        };
-        shape.gemms.iter().all(measured).then_some(&shape.gemms[..])
+            .all(measured)
+            .then_some((dtype, &shape.gemms[..]))
     }
 
     /// Warns (once per FFN) that `ffn` falls back to the roofline.
@@ -205,8 +222,11 @@ impl CalibratedCompute {
         );
         self.warn(
             &label,
-            "not calibrated (not a bf16 expert of this model, or no GEMM fit); roofline used"
-                .to_string(),
+            format!(
+                "not calibrated (not an expert of this model, or a GEMM with no {} table nor, \
+                 for bf16, the cross-shape fit); the kernel model is used",
+                DataType::of_bytes_per_param(ffn.bytes_per_param).name()
+            ),
         );
     }
 }
@@ -217,9 +237,9 @@ impl ComputeCost for CalibratedCompute {
             return 0;
         }
         match self.calibrated_gemms(ffn) {
-            Some(gemms) => gemms
+            Some((dtype, gemms)) => gemms
                 .iter()
-                .filter_map(|&(k, n)| self.gemm_time_ns(k, n, tokens))
+                .filter_map(|&(k, n)| self.gemm_time_ns(dtype, k, n, tokens))
                 .sum(),
             None => {
                 self.warn_uncalibrated(ffn);
@@ -258,6 +278,7 @@ mod tests {
             source: "synthetic".into(),
             fit_half: FitHalf::All,
             gemm: vec![GemmTable {
+                dtype: DataType::Bf16,
                 k: 100,
                 n: 200,
                 tokens: vec![1, 64, 128],
@@ -279,11 +300,20 @@ mod tests {
     #[test]
     fn measured_shapes_interpolate_linearly_in_tokens() {
         let compute = CalibratedCompute::new(hand_made(), &[]);
-        assert_eq!(compute.gemm_time_ns(100, 200, 1.0), Some(1000));
-        assert_eq!(compute.gemm_time_ns(100, 200, 64.0), Some(1000));
+        assert_eq!(
+            compute.gemm_time_ns(DataType::Bf16, 100, 200, 1.0),
+            Some(1000)
+        );
+        assert_eq!(
+            compute.gemm_time_ns(DataType::Bf16, 100, 200, 64.0),
+            Some(1000)
+        );
         // Halfway from 64 (1000 ns) to 128 (3000 ns).
-        assert_eq!(compute.gemm_time_ns(100, 200, 96.0), Some(2000));
-        assert_eq!(compute.gemm_time_ns(100, 200, 0.0), Some(0));
+        assert_eq!(
+            compute.gemm_time_ns(DataType::Bf16, 100, 200, 96.0),
+            Some(2000)
+        );
+        assert_eq!(compute.gemm_time_ns(DataType::Bf16, 100, 200, 0.0), Some(0));
         assert!(compute.warnings().is_empty());
     }
 
@@ -292,22 +322,31 @@ mod tests {
         let compute = CalibratedCompute::new(hand_made(), &[]);
         // 10 x 30 = 300 weights: 500 + 3 = 503 ns at 1 token, 1000 + 30 = 1030 ns at 128;
         // 64.5 tokens is halfway: 766.5 -> 767.
-        assert_eq!(compute.gemm_time_ns(10, 30, 1.0), Some(503));
-        assert_eq!(compute.gemm_time_ns(10, 30, 64.5), Some(767));
+        assert_eq!(compute.gemm_time_ns(DataType::Bf16, 10, 30, 1.0), Some(503));
+        assert_eq!(
+            compute.gemm_time_ns(DataType::Bf16, 10, 30, 64.5),
+            Some(767)
+        );
         let without_model = Calibration {
             gemm_model: None,
             ..hand_made()
         };
         let compute = CalibratedCompute::new(without_model, &[]);
-        assert_eq!(compute.gemm_time_ns(10, 30, 1.0), None);
+        assert_eq!(compute.gemm_time_ns(DataType::Bf16, 10, 30, 1.0), None);
     }
 
     #[test]
     fn out_of_range_queries_clamp_below_scale_above_and_warn_once_per_shape() {
         let compute = CalibratedCompute::new(hand_made(), &[]);
         // Above 128 tokens: 3000 ns x 256 / 128.
-        assert_eq!(compute.gemm_time_ns(100, 200, 256.0), Some(6000));
-        assert_eq!(compute.gemm_time_ns(100, 200, 512.0), Some(12000));
+        assert_eq!(
+            compute.gemm_time_ns(DataType::Bf16, 100, 200, 256.0),
+            Some(6000)
+        );
+        assert_eq!(
+            compute.gemm_time_ns(DataType::Bf16, 100, 200, 512.0),
+            Some(12000)
+        );
         assert_eq!(
             compute.warnings(),
             [
@@ -315,7 +354,7 @@ mod tests {
             ]
         );
         // Below 1 token: the 1-token time; a second shape warns on its own.
-        assert_eq!(compute.gemm_time_ns(10, 30, 0.5), Some(503));
+        assert_eq!(compute.gemm_time_ns(DataType::Bf16, 10, 30, 0.5), Some(503));
         assert_eq!(compute.warnings().len(), 2);
     }
 
@@ -355,8 +394,52 @@ mod tests {
         assert_eq!(
             compute.warnings(),
             [
-                "ffn of 30000 params at 1 bytes/param: not calibrated (not a bf16 expert of this model, or no GEMM fit); roofline used"
+                "ffn of 30000 params at 1 bytes/param: not calibrated (not an expert of this model, or a GEMM with no fp8 table nor, for bf16, the cross-shape fit); the kernel model is used"
             ]
         );
+    }
+
+    #[test]
+    fn fp8_experts_take_fp8_tables_and_never_the_bf16_fit() {
+        let model = MoeModel {
+            hidden_size: 100,
+            expert_ffn_size: 100,
+            num_shared_experts: 0,
+            gated_ffn: true,
+            expert_bytes_per_param: 1.0,
+            ..MoeModel::preset("mixtral-8x7b").unwrap()
+        };
+        let fp8_table = |k, n, time_ns| GemmTable {
+            dtype: DataType::Fp8,
+            k,
+            n,
+            tokens: vec![1, 128],
+            time_ns,
+        };
+        let gpu = GpuSpec::named("h800").unwrap();
+        let expert = model.routed_expert();
+        // Only gate_up (100x200) has an FP8 table: the bf16 cross-shape fit must not stand in
+        // for the FP8 down GEMM, so the expert keeps the kernel model.
+        let mut calibration = hand_made();
+        calibration.gemm.push(fp8_table(100, 200, vec![400, 800]));
+        let compute = CalibratedCompute::new(calibration.clone(), std::slice::from_ref(&model));
+        let model_ns = RooflineCompute::default().ffn_time_ns(&gpu, &expert, 64.0);
+        assert_eq!(compute.ffn_time_ns(&gpu, &expert, 64.0), model_ns);
+        assert_eq!(compute.warnings().len(), 1);
+        // With down (100x100) too, both GEMMs come from the FP8 tables: at 64 tokens
+        // 400 + 63/127 x 400 = 598.4 -> 598 and 300 + 63/127 x 200 = 399.2 -> 399.
+        calibration.gemm.push(fp8_table(100, 100, vec![300, 500]));
+        let compute = CalibratedCompute::new(calibration, std::slice::from_ref(&model));
+        assert_eq!(compute.ffn_time_ns(&gpu, &expert, 64.0), 598 + 399);
+        assert_eq!(
+            compute.gemm_time_ns(DataType::Fp8, 100, 200, 64.0),
+            Some(598)
+        );
+        // The BF16 query of the same shape still reads the BF16 table.
+        assert_eq!(
+            compute.gemm_time_ns(DataType::Bf16, 100, 200, 64.0),
+            Some(1000)
+        );
+        assert!(compute.warnings().is_empty());
     }
 }

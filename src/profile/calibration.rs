@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::measurement::{Kind, Measurement, Measurements};
 use crate::error::{Error, Result, parse_toml};
 use crate::output::write_bytes_atomic;
+use crate::topology::DataType;
 
 /// Which half of the shapes `moesim calibrate` fits; the other half is held out for validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +62,11 @@ impl FitHalf {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GemmTable {
+    /// Format the GEMM multiplies in. `moesim profile` measures BF16 (written without the key);
+    /// a table with `dtype = "fp8"` (say, DeepGEMM's benchmark on the same GPU, transcribed)
+    /// times the FP8 GEMMs of that shape.
+    #[serde(default, skip_serializing_if = "is_bf16")]
+    pub dtype: DataType,
     /// Inner dimension.
     pub k: u64,
     /// Output columns.
@@ -69,6 +75,11 @@ pub struct GemmTable {
     pub tokens: Vec<u64>,
     /// Median time at each token count.
     pub time_ns: Vec<u64>,
+}
+
+/// Whether a table's `dtype` is the default, left out of the TOML.
+fn is_bf16(dtype: &DataType) -> bool {
+    *dtype == DataType::Bf16
 }
 
 /// The cross-shape GEMM model: at each token count, `time = intercept_ns + ns_per_weight * k n`,
@@ -130,6 +141,7 @@ impl Calibration {
         let gemm: Vec<GemmTable> = gemm_rows
             .into_iter()
             .map(|((k, n), rows)| GemmTable {
+                dtype: DataType::Bf16,
                 k,
                 n,
                 tokens: rows.iter().map(|r| r.tokens).collect(),

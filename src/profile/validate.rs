@@ -13,6 +13,7 @@ use super::measurement::{Kind, Measurement, Measurements};
 use crate::charts::{ChartLabels, Series, line_chart};
 use crate::error::{Error, Result};
 use crate::output::write_bytes_atomic;
+use crate::topology::DataType;
 
 /// The mean absolute percentage error the calibration aims at on the held-out half.
 pub const TARGET_MAPE_PCT: f64 = 5.0;
@@ -111,7 +112,7 @@ pub fn validate(
     let (held_gemm, _) = split_gemm(rows, compared_half);
     let mut points = Vec::new();
     for row in held_gemm.values().flatten() {
-        let simulated = compute.gemm_time_ns(row.k, row.n, row.tokens as f64);
+        let simulated = compute.gemm_time_ns(DataType::Bf16, row.k, row.n, row.tokens as f64);
         points.push(point(row, simulated, "a GEMM model")?);
     }
     let mut copy_rows = Vec::new();

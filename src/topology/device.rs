@@ -3,11 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A number format a kernel multiplies in, narrowest last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A number format a kernel multiplies in, narrowest last; BF16 by default.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DataType {
     /// 16-bit brain float.
+    #[default]
     Bf16,
     /// 8-bit float (E4M3 / E5M2).
     Fp8,

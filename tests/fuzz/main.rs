@@ -31,7 +31,7 @@ use moesim::profile::Calibration;
 use moesim::profile::calibrated::CalibratedCompute;
 use moesim::profile::measurement::{Kind, Measurements};
 use moesim::scenario::{Scenario, TraceSource};
-use moesim::topology::Cluster;
+use moesim::topology::{Cluster, DataType};
 use moesim::trace::importers::{self, ImportFormat};
 use moesim::trace::parquet::{read_chunks, read_trace, write_trace};
 use moesim::trace::validate::validate;
@@ -179,7 +179,7 @@ fn read_calibration(path: &Path) -> moesim::Result<()> {
     let calibration = Calibration::load(path)?;
     let compute = CalibratedCompute::new(calibration, &[MoeModel::preset("deepseek-v3")?]);
     for tokens in [0.5, 1.0, 4096.0, 1e12] {
-        compute.gemm_time_ns(2048, 7168, tokens);
+        compute.gemm_time_ns(DataType::Bf16, 2048, 7168, tokens);
     }
     for bytes in [0, 1 << 20, u64::MAX] {
         compute.copy_time_ns(Kind::HbmCopy, bytes);
