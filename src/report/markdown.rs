@@ -28,13 +28,15 @@ fn write_body(md: &mut String, r: &RunResult) -> std::fmt::Result {
         r.tokens_per_gpu
     )?;
     writeln!(md, "| trace | {} |", r.trace_source)?;
+    let routing = match (r.trace.num_tokens, r.trace.top_k) {
+        (Some(tokens), Some(k)) => format!("{tokens} tokens, top-{k}"),
+        (Some(tokens), None) => format!("{tokens} tokens, top-k varies by token"),
+        (None, _) => "expert loads only (no per-token routing)".to_string(),
+    };
     writeln!(
         md,
-        "| trace shape | {} tokens, {} MoE layers, {} experts, top-{} |",
-        r.trace.num_tokens.map_or("?".into(), |t| t.to_string()),
-        r.trace.num_layers,
-        r.trace.num_experts,
-        r.trace.top_k.map_or("?".into(), |k| k.to_string())
+        "| trace shape | {routing}, {} MoE layers, {} experts |",
+        r.trace.num_layers, r.trace.num_experts,
     )?;
     writeln!(md, "| steps | {} |", r.steps)?;
     writeln!(md, "| seed | {} |\n", r.seed)?;
