@@ -366,16 +366,22 @@ mod tests {
         assert_eq!(compute.copy_time_ns(Kind::D2h, 2000), None);
     }
 
-    #[test]
-    fn model_experts_sum_their_gemms_and_other_ffns_fall_back_to_the_roofline() {
-        let model = MoeModel {
+    /// A gated model of width 100 whose experts are 100 wide (GEMMs 100x200 and 100x100),
+    /// weights stored at `expert_bytes_per_param`.
+    fn small_model(expert_bytes_per_param: f64) -> MoeModel {
+        MoeModel {
             hidden_size: 100,
             expert_ffn_size: 100,
             num_shared_experts: 0,
             gated_ffn: true,
-            expert_bytes_per_param: 2.0,
+            expert_bytes_per_param,
             ..MoeModel::preset("mixtral-8x7b").unwrap()
-        };
+        }
+    }
+
+    #[test]
+    fn model_experts_sum_their_gemms_and_other_ffns_fall_back_to_the_roofline() {
+        let model = small_model(2.0);
         let compute = CalibratedCompute::new(hand_made(), std::slice::from_ref(&model));
         let gpu = GpuSpec::named("h100").unwrap();
         let expert = model.routed_expert();
@@ -401,14 +407,7 @@ mod tests {
 
     #[test]
     fn fp8_experts_take_fp8_tables_and_never_the_bf16_fit() {
-        let model = MoeModel {
-            hidden_size: 100,
-            expert_ffn_size: 100,
-            num_shared_experts: 0,
-            gated_ffn: true,
-            expert_bytes_per_param: 1.0,
-            ..MoeModel::preset("mixtral-8x7b").unwrap()
-        };
+        let model = small_model(1.0);
         let fp8_table = |k, n, time_ns| GemmTable {
             dtype: DataType::Fp8,
             k,

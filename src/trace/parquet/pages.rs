@@ -47,18 +47,15 @@ pub(super) fn check_pages(path: &Path, file: &mut File, metadata: &FileMetadataR
                 values: meta.num_values(),
                 rows,
             };
-            let corrupt = |page: usize, why: String| {
-                Error::bad_file(
+            check_chunk(file, &chunk, |page, e| match e {
+                PageError::Io(e) => Error::io(path, e),
+                PageError::Bad(why) => Error::bad_file(
                     path,
                     format!(
                         "{READ_FAILED}: corrupt page header: row group {group}, column \
                          {column}, page {page}: {why}"
                     ),
-                )
-            };
-            check_chunk(file, &chunk, |e| match e {
-                PageError::Io(e) => Error::io(path, e),
-                PageError::Bad(page, why) => corrupt(page, why),
+                ),
             })?;
         }
     }
@@ -75,23 +72,24 @@ struct Chunk {
     rows: i64,
 }
 
-/// Why a chunk failed: a read error, or page `.0` is wrong for reason `.1`.
+/// Why a page failed: a read error, or what is wrong with its header.
 enum PageError {
     Io(std::io::Error),
-    Bad(usize, String),
+    Bad(String),
 }
 
-fn check_chunk(file: &mut File, chunk: &Chunk, error: impl Fn(PageError) -> Error) -> Result<()> {
+/// Walks `chunk`'s pages; `error` turns a page index and its failure into the error returned.
+fn check_chunk(
+    file: &mut File,
+    chunk: &Chunk,
+    error: impl Fn(usize, PageError) -> Error,
+) -> Result<()> {
     let mut at = chunk.start;
     let mut values = 0i64;
     let mut page = 0usize;
     while at < chunk.end {
-        let fail = |why: String| error(PageError::Bad(page, why));
-        let (header, header_len) = match read_header(file, at, chunk.end) {
-            Ok(read) => read,
-            Err(HeaderError::Io(e)) => return Err(error(PageError::Io(e))),
-            Err(HeaderError::Bad(why)) => return Err(fail(why)),
-        };
+        let fail = |why: String| error(page, PageError::Bad(why));
+        let (header, header_len) = read_header(file, at, chunk.end).map_err(|e| error(page, e))?;
         let header = header.checked(chunk).map_err(fail)?;
         let page_end = at + header_len + header.compressed_size;
         if page_end > chunk.end {
@@ -111,21 +109,15 @@ fn check_chunk(file: &mut File, chunk: &Chunk, error: impl Fn(PageError) -> Erro
         page += 1;
     }
     if values != chunk.values {
-        return Err(error(PageError::Bad(
+        return Err(error(
             page,
-            format!(
+            PageError::Bad(format!(
                 "the data pages hold {values} values but the chunk declares {}",
                 chunk.values
-            ),
-        )));
+            )),
+        ));
     }
     Ok(())
-}
-
-/// Why a header could not be read.
-enum HeaderError {
-    Io(std::io::Error),
-    Bad(String),
 }
 
 /// Reads the page header at `at`, growing the window while the header runs past it. Returns the
@@ -134,23 +126,23 @@ fn read_header(
     file: &mut File,
     at: u64,
     chunk_end: u64,
-) -> std::result::Result<(PageHeader, u64), HeaderError> {
+) -> std::result::Result<(PageHeader, u64), PageError> {
     let mut window = FIRST_WINDOW;
     loop {
         let len = window.min(chunk_end - at);
         let mut bytes = vec![0u8; len as usize];
-        file.seek(SeekFrom::Start(at)).map_err(HeaderError::Io)?;
-        file.read_exact(&mut bytes).map_err(HeaderError::Io)?;
+        file.seek(SeekFrom::Start(at)).map_err(PageError::Io)?;
+        file.read_exact(&mut bytes).map_err(PageError::Io)?;
         let mut reader = Compact::new(&bytes);
         match PageHeader::read(&mut reader) {
             Ok(header) => return Ok((header, reader.at as u64)),
             Err(Short::OutOfBytes) if len == window && window < MAX_HEADER_BYTES => window *= 16,
             Err(Short::OutOfBytes) => {
-                return Err(HeaderError::Bad(format!(
+                return Err(PageError::Bad(format!(
                     "the header does not end within {len} bytes"
                 )));
             }
-            Err(Short::Malformed(why)) => return Err(HeaderError::Bad(why)),
+            Err(Short::Malformed(why)) => return Err(PageError::Bad(why)),
         }
     }
 }
