@@ -23,6 +23,7 @@ pub mod profile;
 pub mod registry;
 pub mod report;
 pub mod scenario;
+pub mod serve;
 pub mod sim;
 pub mod topology;
 pub mod trace;

@@ -14,9 +14,11 @@ use serde::Deserialize;
 use crate::error::{Error, Result, parse_toml};
 use crate::placement::STRATEGIES;
 use crate::registry::Settings;
+use crate::serve::config::ServingConfig;
 use crate::sim::SimConfig;
 use crate::trace::Phase;
 use crate::trace::synth::SynthParams;
+use crate::workload::spec::WorkloadSpec;
 
 /// The scenario `moesim run` uses when given no file: `scenarios/quickstart.toml`, compiled in.
 pub const QUICKSTART_TOML: &str = include_str!("../scenarios/quickstart.toml");
@@ -73,6 +75,12 @@ pub struct Scenario {
     /// token positions.
     #[serde(default)]
     pub sequences: Sequences,
+    /// Request traffic for `moesim serve` (the `[workload]` table of `moesim workload`).
+    #[serde(default)]
+    pub workload: Option<WorkloadSpec>,
+    /// The serving engine `moesim serve` runs the workload through.
+    #[serde(default)]
+    pub serving: Option<ServingConfig>,
 }
 
 /// The `[sequences]` table: how long the sequences of the simulated steps are, for traces
@@ -223,6 +231,8 @@ impl Scenario {
             outputs: OutputConfig::default(),
             sim: SimConfig::default(),
             sequences: Sequences::default(),
+            workload: None,
+            serving: None,
         }
     }
 
@@ -240,6 +250,9 @@ impl Scenario {
         let mut scenario: Scenario = parse_toml(text)?;
         if let TraceSource::File(file) = &mut scenario.trace {
             *file = relative_to(base, "trace.file", file)?;
+        }
+        if let Some(workload) = &mut scenario.workload {
+            workload.resolve(base)?;
         }
         if let Some(file) = &mut scenario.sim.calibration {
             *file = relative_to(base, "sim.calibration", file)?;
@@ -288,6 +301,15 @@ impl Scenario {
                 .map_err(|message| format!("`placement.{name}`: {message}"))?;
         }
         self.sequences.check()?;
+        if let Some(workload) = &self.workload {
+            workload.check()?;
+        }
+        if let Some(serving) = &self.serving {
+            serving.check()?;
+            if self.workload.is_none() {
+                return Err("`serving` needs a `[workload]` table: the requests to serve".into());
+            }
+        }
         self.sim.resolve().map(drop)
     }
 

@@ -7,6 +7,7 @@ mod capture;
 mod place;
 mod profile;
 mod run;
+mod serve;
 mod simulate;
 mod trace;
 mod validate;
@@ -68,6 +69,9 @@ enum Command {
     /// Generate or replay serving requests (arrival times, input and output tokens) from a
     /// `[workload]` spec and write them as plain CSV, with a summary.
     Workload(workload::WorkloadArgs),
+    /// Serve a scenario's request traffic through continuous batching on the simulated
+    /// cluster: per-request and per-second tables, latency percentiles, SLO attainment, cost.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => args.execute(),
         Command::Capture(args) => args.execute(),
         Command::Workload(args) => args.execute(),
+        Command::Serve(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

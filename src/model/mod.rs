@@ -383,6 +383,24 @@ impl MoeModel {
         })
     }
 
+    /// The FFN of the layers without experts (`None` when every decoder layer is a MoE layer).
+    pub fn dense_ffn(&self) -> Option<Ffn> {
+        (self.num_moe_layers() < self.num_layers && self.dense_ffn_size > 0).then(|| Ffn {
+            params: self.ffn_params(self.dense_ffn_size),
+            bytes_per_param: self.dense_bytes_per_param,
+            hidden: self.hidden_size as u64,
+            matrices: self.ffn_matrices(),
+        })
+    }
+
+    /// Bytes of every weight but the routed experts' (what each data-parallel attention rank
+    /// holds whole).
+    pub fn non_expert_weight_bytes(&self) -> f64 {
+        let routed =
+            (self.num_moe_layers() * self.num_experts) as u64 * self.routed_expert().params;
+        (self.total_params() - routed) as f64 * self.dense_bytes_per_param
+    }
+
     /// Bytes of one routed expert's weights.
     pub fn expert_weight_bytes(&self) -> u64 {
         self.routed_expert().weight_bytes()

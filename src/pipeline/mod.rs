@@ -9,6 +9,7 @@
 
 pub mod estimate;
 pub mod evaluate;
+pub mod serve;
 mod setup;
 pub mod simulate;
 pub mod steps;

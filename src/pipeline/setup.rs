@@ -104,27 +104,30 @@ impl Setup {
     /// the tensor-parallel ranks (each rank's experts then listed on every GPU of the rank:
     /// [`tp_expand`]), in scenario order.
     pub fn place_all(&self) -> Result<Vec<(String, Placement)>> {
-        let loads = self.trace.expert_loads();
         self.scenario
             .placements
             .iter()
-            .map(|name| {
-                let settings = self
-                    .scenario
-                    .placement_strategy_settings(name)
-                    .map_err(Error::invalid)?;
-                let strategy = STRATEGIES.build(name, &settings).map_err(Error::invalid)?;
-                let request = PlacementRequest {
-                    num_nodes: self.nodes,
-                    num_groups: self.model.num_expert_groups,
-                    transitions: self.trace.tokens(),
-                    cluster: (self.tp == 1).then_some(&self.cluster),
-                    ..PlacementRequest::new(&loads, self.gpus() / self.tp)
-                };
-                let ranks = strategy.place(&request)?;
-                Ok((name.clone(), tp_expand(&ranks, self.tp)?))
-            })
+            .map(|name| Ok((name.clone(), self.place(name)?)))
             .collect()
+    }
+
+    /// The experts placed by strategy `name` with the scenario's settings for it, as
+    /// [`Setup::place_all`] places each.
+    pub fn place(&self, name: &str) -> Result<Placement> {
+        let loads = self.trace.expert_loads();
+        let settings = self
+            .scenario
+            .placement_strategy_settings(name)
+            .map_err(Error::invalid)?;
+        let strategy = STRATEGIES.build(name, &settings).map_err(Error::invalid)?;
+        let request = PlacementRequest {
+            num_nodes: self.nodes,
+            num_groups: self.model.num_expert_groups,
+            transitions: self.trace.tokens(),
+            cluster: (self.tp == 1).then_some(&self.cluster),
+            ..PlacementRequest::new(&loads, self.gpus() / self.tp)
+        };
+        tp_expand(&strategy.place(&request)?, self.tp)
     }
 
     /// The analytical estimator over the setup's model, cluster and compute cost, with the

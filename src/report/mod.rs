@@ -4,6 +4,7 @@
 //! `report` only reads results; it never computes them.
 
 mod markdown;
+pub mod serving;
 mod sim_charts;
 mod sim_tables;
 
@@ -34,7 +35,7 @@ pub fn write_report(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Checks that replacing the folder `dir` takes nothing but a report with it (see
 /// [`write_report`]).
-fn check_replaceable(dir: &Path) -> Result<()> {
+pub fn check_replaceable(dir: &Path) -> Result<()> {
     let mut entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

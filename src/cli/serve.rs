@@ -1,0 +1,142 @@
+//! `moesim serve`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::Error;
+use crate::output;
+use crate::pipeline::serve::{ServeResult, serve};
+use crate::report::check_replaceable;
+use crate::report::serving::{RequestWriter, write_serving_files};
+use crate::scenario::Scenario;
+use crate::workload::plain::write_requests;
+
+/// Arguments of `moesim serve`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  moesim serve scenarios/qwen3-30b-a3b-serve.toml\n  moesim serve scenarios/qwen3-30b-a3b-serve.toml --requests-out requests.csv --out /tmp/serve\n  moesim serve scenarios/deepseek-v3-pd-decode.toml --placement eplb --json"
+)]
+pub struct ServeArgs {
+    /// Scenario TOML with `[serving]` and `[workload]` tables.
+    scenario: PathBuf,
+    /// Report folder (default: the scenario's report folder + `/serving`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Placement strategy of the experts (default: the scenario's first).
+    #[arg(long)]
+    placement: Option<String>,
+    /// Also write the requests served as plain CSV, so another simulator can replay exactly
+    /// the same requests.
+    #[arg(long, value_name = "FILE")]
+    requests_out: Option<PathBuf>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ServeArgs {
+    pub fn execute(self) -> anyhow::Result<()> {
+        let scenario = Scenario::load(&self.scenario)?;
+        let dir = self
+            .out
+            .clone()
+            .unwrap_or_else(|| scenario.output_dir().join("serving"));
+        let in_file = |e: Error| e.in_file(&self.scenario);
+        let result = serve_into(&scenario, self.placement.as_deref(), &dir).map_err(in_file)?;
+        if let Some(path) = &self.requests_out {
+            let workload = scenario
+                .workload
+                .as_ref()
+                .expect("serve checked the workload");
+            write_requests(path, workload.open().map_err(in_file)?).map_err(in_file)?;
+        }
+        if self.json {
+            println!("{}", serde_json::to_string(&result)?);
+        } else {
+            print_summary(&result);
+            println!("report: {}", dir.display());
+        }
+        Ok(())
+    }
+}
+
+/// Serves `scenario` and writes its report as the folder `dir` (replaced whole, as
+/// `moesim run` replaces its report), with a progress bar on a terminal.
+pub fn serve_into(
+    scenario: &Scenario,
+    placement: Option<&str>,
+    dir: &Path,
+) -> crate::error::Result<ServeResult> {
+    check_replaceable(dir)?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} serving: {msg} simulated")
+                .expect("valid template"),
+        );
+        bar
+    });
+    let outcome = output::replace_dir(dir, |tmp| {
+        let mut writer = RequestWriter::create(&tmp.join("requests.parquet"))?;
+        let result = serve(
+            scenario,
+            placement,
+            &mut |record| writer.push(record),
+            &mut |seconds| {
+                if let Some(bar) = &bar {
+                    bar.set_message(format!("{seconds:.0} s"));
+                    bar.tick();
+                }
+            },
+        )?;
+        writer.finish()?;
+        write_serving_files(&result, tmp)?;
+        Ok(result)
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    outcome
+}
+
+/// The summary in a few lines.
+pub fn print_summary(result: &ServeResult) {
+    let s = &result.summary;
+    println!(
+        "{} requests ({} finished, {} rejected) in {:.1} s simulated on {} GPUs",
+        s.requests, s.finished, s.rejected, s.duration_s, s.gpus
+    );
+    println!(
+        "TTFT p50 {:.1} / p99 {:.1} ms   TPOT p50 {:.2} / p99 {:.2} ms   E2E p99 {:.2} s",
+        s.ttft.p50 * 1e3,
+        s.ttft.p99 * 1e3,
+        s.tpot.p50 * 1e3,
+        s.tpot.p99 * 1e3,
+        s.e2e.p99
+    );
+    println!(
+        "output {:.0} tokens/s ({:.0} per GPU, {:.0} per node), input {:.0} tokens/s ({:.0} per node)",
+        s.output_tokens_per_s,
+        s.output_tokens_per_s_per_gpu,
+        s.output_tokens_per_s_per_node,
+        s.input_tokens_per_s,
+        s.input_tokens_per_s_per_node
+    );
+    println!(
+        "SLO attainment {:.1}%, goodput {:.2} requests/s, {:.3} per million output tokens",
+        100.0 * s.slo_attainment,
+        s.goodput_requests_per_s,
+        s.cost_per_million_output_tokens
+    );
+    if let Some(e) = &result.cached_error {
+        println!(
+            "cached step tier vs full simulation ({} steps): mean |error| {:.2}%, max {:.2}%",
+            e.samples,
+            100.0 * e.mean_abs,
+            100.0 * e.max_abs
+        );
+    }
+}

@@ -1,0 +1,453 @@
+//! What `moesim serve` writes: `requests.parquet` (streamed as requests finish, so memory does
+//! not grow with their number), `seconds.parquet`, `summary.json`, `report.md` and the charts
+//! (latency percentiles, throughput and queues over time, SLO attainment over time).
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::charts::{self, ChartLabels, Series};
+use crate::error::{Error, Result};
+use crate::output::{self, write_parquet_frame};
+use crate::pipeline::serve::ServeResult;
+use crate::serve::RequestRecord;
+use crate::serve::metrics::Latency;
+
+/// Rows buffered before a row group is written.
+const ROWS_PER_GROUP: usize = 65_536;
+
+/// Writes request records to a Parquet file as they come, one row group at a time.
+pub struct RequestWriter {
+    path: PathBuf,
+    writer: Option<polars::io::parquet::write::BatchedWriter<File>>,
+    rows: Vec<RequestRecord>,
+}
+
+impl RequestWriter {
+    /// A writer of `path` (created now; complete once [`RequestWriter::finish`] returns).
+    pub fn create(path: &Path) -> Result<RequestWriter> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let schema = frame(&[])
+            .map_err(|e| Error::bad_file(path, e.to_string()))?
+            .schema()
+            .clone();
+        let writer = ParquetWriter::new(file)
+            .batched(&schema)
+            .map_err(|e| Error::bad_file(path, e.to_string()))?;
+        Ok(RequestWriter {
+            path: path.to_path_buf(),
+            writer: Some(writer),
+            rows: Vec::new(),
+        })
+    }
+
+    /// Adds one record.
+    pub fn push(&mut self, record: &RequestRecord) -> Result<()> {
+        self.rows.push(record.clone());
+        if self.rows.len() >= ROWS_PER_GROUP {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let path = &self.path;
+        let frame = frame(&self.rows).map_err(|e| Error::bad_file(path, e.to_string()))?;
+        if let Some(writer) = &mut self.writer {
+            writer
+                .write_batch(&frame)
+                .map_err(|e| Error::bad_file(path, e.to_string()))?;
+        }
+        self.rows.clear();
+        Ok(())
+    }
+
+    /// Writes what is buffered and the file's footer.
+    pub fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        if let Some(writer) = self.writer.take() {
+            writer
+                .finish()
+                .map_err(|e| Error::bad_file(&self.path, e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The requests table of `rows`.
+fn frame(rows: &[RequestRecord]) -> PolarsResult<DataFrame> {
+    let u64s = |name: &str, f: fn(&RequestRecord) -> u64| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<u64>>())
+    };
+    let f64s = |name: &str, f: fn(&RequestRecord) -> f64| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>())
+    };
+    DataFrame::new(
+        rows.len(),
+        vec![
+            u64s("id", |r| r.id),
+            f64s("arrival_s", |r| r.arrival_s),
+            f64s("queue_s", |r| r.queue_s),
+            f64s("ttft_s", |r| r.ttft_s),
+            f64s("tpot_s", |r| r.tpot_s),
+            f64s("e2e_s", |r| r.e2e_s),
+            u64s("input_tokens", |r| r.input_tokens),
+            u64s("output_tokens", |r| r.output_tokens),
+            u64s("dp_rank", |r| u64::from(r.dp_rank)),
+            u64s("preemptions", |r| u64::from(r.preemptions)),
+            u64s("cached_tokens", |r| r.cached_tokens),
+            f64s("kv_transfer_s", |r| r.kv_transfer_s),
+            Column::new(
+                "rejected".into(),
+                rows.iter().map(|r| r.rejected).collect::<Vec<bool>>(),
+            ),
+        ],
+    )
+}
+
+/// Writes `summary.json`, `seconds.parquet`, `report.md` and the charts of `result` into `dir`,
+/// returning the paths written.
+pub fn write_serving_files(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let summary = dir.join("summary.json");
+    let mut json = serde_json::to_vec_pretty(result)
+        .map_err(|e| Error::invalid(format!("cannot serialise the summary: {e}")))?;
+    json.push(b'\n');
+    output::write_bytes_atomic(&summary, &json)?;
+    written.push(summary);
+    let seconds = dir.join("seconds.parquet");
+    let mut frame = seconds_frame(result).map_err(|e| Error::bad_file(&seconds, e.to_string()))?;
+    write_parquet_frame(&seconds, &mut frame)?;
+    written.push(seconds);
+    written.extend(latency_chart(result, dir)?);
+    written.extend(throughput_chart(result, dir)?);
+    written.extend(queue_chart(result, dir)?);
+    written.extend(slo_chart(result, dir)?);
+    let report = dir.join("report.md");
+    output::write_bytes_atomic(&report, render(result).as_bytes())?;
+    written.push(report);
+    Ok(written)
+}
+
+/// The per-second table.
+fn seconds_frame(result: &ServeResult) -> PolarsResult<DataFrame> {
+    let rows = &result.seconds;
+    let u64s = |name: &str, f: fn(&crate::serve::metrics::SecondRow) -> u64| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<u64>>())
+    };
+    let f64s = |name: &str, f: fn(&crate::serve::metrics::SecondRow) -> f64| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>())
+    };
+    DataFrame::new(
+        rows.len(),
+        vec![
+            u64s("second", |s| s.second),
+            u64s("arrivals", |s| s.arrivals),
+            u64s("finished", |s| s.finished),
+            u64s("slo_met", |s| s.slo_met),
+            f64s("running", |s| s.running),
+            f64s("waiting", |s| s.waiting),
+            u64s("steps", |s| s.steps),
+            u64s("prefill_tokens", |s| s.prefill_tokens),
+            u64s("decode_tokens", |s| s.decode_tokens),
+            f64s("kv_use", |s| s.kv_use),
+            f64s("step_ms", |s| s.step_ms),
+            f64s("imbalance", |s| s.imbalance),
+            f64s("gpus_busy", |s| s.gpus_busy),
+        ],
+    )
+}
+
+/// TTFT, TPOT and E2E at every percentile from 1 to 100 (the inverse of their CDFs).
+fn latency_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    let percentiles = |sorted: &[f64]| -> Vec<f64> {
+        if sorted.is_empty() {
+            return Vec::new();
+        }
+        (1..=100)
+            .map(|p| {
+                let rank = (p as f64 / 100.0 * sorted.len() as f64).ceil() as usize;
+                sorted[rank.clamp(1, sorted.len()) - 1] * 1e3
+            })
+            .collect()
+    };
+    let [ttft, tpot, e2e] = &result.latencies;
+    let values = [percentiles(ttft), percentiles(tpot), percentiles(e2e)];
+    let names = ["TTFT", "TPOT", "E2E"];
+    let series: Vec<Series> = names
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(name, values)| Series { name, values })
+        .collect();
+    let title = format!(
+        "{}: latency by percentile of requests (inverse CDF)",
+        result.scenario
+    );
+    charts::line_chart(
+        &dir.join("latency_percentiles"),
+        ChartLabels {
+            title: &title,
+            x: "percentile of requests (%)",
+            y: "latency (ms, log)",
+        },
+        &series,
+    )
+}
+
+/// Output and input tokens per second over simulated time.
+fn throughput_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    let decode: Vec<f64> = result
+        .seconds
+        .iter()
+        .map(|s| s.decode_tokens as f64)
+        .collect();
+    let prefill: Vec<f64> = result
+        .seconds
+        .iter()
+        .map(|s| s.prefill_tokens as f64)
+        .collect();
+    let title = format!("{}: tokens per second of simulated time", result.scenario);
+    charts::line_chart(
+        &dir.join("throughput"),
+        ChartLabels {
+            title: &title,
+            x: "simulated time (s)",
+            y: "tokens / s",
+        },
+        &[
+            Series {
+                name: "decode (output) tokens",
+                values: &decode,
+            },
+            Series {
+                name: "prefill (prompt) tokens",
+                values: &prefill,
+            },
+        ],
+    )
+}
+
+/// Requests running and waiting over simulated time.
+fn queue_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    let running: Vec<f64> = result.seconds.iter().map(|s| s.running).collect();
+    let waiting: Vec<f64> = result.seconds.iter().map(|s| s.waiting).collect();
+    let title = format!("{}: requests in the engine over time", result.scenario);
+    charts::line_chart(
+        &dir.join("queue"),
+        ChartLabels {
+            title: &title,
+            x: "simulated time (s)",
+            y: "requests (mean over the second)",
+        },
+        &[
+            Series {
+                name: "running",
+                values: &running,
+            },
+            Series {
+                name: "waiting",
+                values: &waiting,
+            },
+        ],
+    )
+}
+
+/// Share of the requests finishing each second that met every SLO.
+fn slo_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    let attainment: Vec<f64> = result
+        .seconds
+        .iter()
+        .map(|s| {
+            if s.finished > 0 {
+                100.0 * s.slo_met as f64 / s.finished as f64
+            } else {
+                f64::NAN
+            }
+        })
+        .collect();
+    let title = format!(
+        "{}: SLO attainment of the requests finishing each second",
+        result.scenario
+    );
+    charts::line_chart(
+        &dir.join("slo_attainment"),
+        ChartLabels {
+            title: &title,
+            x: "simulated time (s)",
+            y: "requests meeting the SLO (%)",
+        },
+        &[Series {
+            name: "SLO attainment",
+            values: &attainment,
+        }],
+    )
+}
+
+fn ms(latency: &Latency) -> String {
+    format!(
+        "{:.1} | {:.1} | {:.1} | {:.1}",
+        latency.mean * 1e3,
+        latency.p50 * 1e3,
+        latency.p90 * 1e3,
+        latency.p99 * 1e3
+    )
+}
+
+/// `report.md`: the verdict in a sentence, then the tables.
+pub fn render(r: &ServeResult) -> String {
+    let mut md = String::new();
+    let _ = write_body(&mut md, r);
+    md
+}
+
+fn write_body(md: &mut String, r: &ServeResult) -> std::fmt::Result {
+    let s = &r.summary;
+    writeln!(md, "# moesim serving report: {}\n", r.scenario)?;
+    let slo = match (s.slo.ttft_ms, s.slo.tpot_ms) {
+        (None, None) => "no SLO set".to_string(),
+        (ttft, tpot) => {
+            let parts: Vec<String> = [("TTFT", ttft), ("TPOT", tpot)]
+                .iter()
+                .filter_map(|(name, v)| v.map(|v| format!("{name} <= {v} ms")))
+                .collect();
+            format!(
+                "{:.1}% of requests met the SLO ({})",
+                100.0 * s.slo_attainment,
+                parts.join(", ")
+            )
+        }
+    };
+    writeln!(
+        md,
+        "**Verdict:** {} GPUs served {} of {} requests at {:.0} output tokens/s ({:.0} per GPU); \
+         {slo}; p99 TTFT {:.0} ms, p99 TPOT {:.1} ms; {:.2} per million output tokens at {} per \
+         GPU-hour.\n",
+        s.gpus,
+        s.finished,
+        s.requests,
+        s.output_tokens_per_s,
+        s.output_tokens_per_s_per_gpu,
+        s.ttft.p99 * 1e3,
+        s.tpot.p99 * 1e3,
+        s.cost_per_million_output_tokens,
+        s.price_per_gpu_hour
+    )?;
+    writeln!(md, "| setting | value |\n|---|---|")?;
+    writeln!(md, "| model | {} |", r.model)?;
+    writeln!(md, "| cluster | {} |", r.cluster)?;
+    writeln!(
+        md,
+        "| placement / overlap | {} / {} |",
+        r.placement, r.overlap
+    )?;
+    writeln!(md, "| step pricing | {:?} |", r.fidelity)?;
+    for pool in &r.pools {
+        writeln!(
+            md,
+            "| {:?} pool | {} GPUs, {} DP ranks, {} all-to-all, budget {} tokens, {} running max, {} KV tokens per rank ({:.0} KiB per token per GPU), {:.1} GiB weights per GPU, {} step shapes / {} steps simulated |",
+            pool.config.role,
+            pool.config.gpus,
+            pool.config.ranks,
+            pool.all_to_all,
+            pool.config.max_batch_tokens,
+            pool.config.max_running,
+            pool.kv_tokens_per_rank,
+            pool.kv_bytes_per_token / 1024.0,
+            pool.weight_bytes_per_gpu / (1u64 << 30) as f64,
+            pool.shapes_simulated,
+            pool.steps_simulated
+        )?;
+    }
+    writeln!(md, "\n## Latency (ms)\n")?;
+    writeln!(
+        md,
+        "| latency | mean | p50 | p90 | p99 |\n|---|---|---|---|---|"
+    )?;
+    writeln!(md, "| TTFT | {} |", ms(&s.ttft))?;
+    writeln!(md, "| TPOT | {} |", ms(&s.tpot))?;
+    writeln!(md, "| E2E | {} |", ms(&s.e2e))?;
+    writeln!(md, "| queueing | {} |", ms(&s.queue))?;
+    writeln!(md, "\n## Throughput and cost\n")?;
+    writeln!(md, "| metric | value |\n|---|---|")?;
+    for (name, value) in [
+        (
+            "requests (finished / rejected)",
+            format!("{} / {}", s.finished, s.rejected),
+        ),
+        ("simulated time", format!("{:.1} s", s.duration_s)),
+        ("requests per second", format!("{:.2}", s.requests_per_s)),
+        (
+            "input tokens/s (total / per GPU / per node)",
+            format!(
+                "{:.0} / {:.0} / {:.0}",
+                s.input_tokens_per_s, s.input_tokens_per_s_per_gpu, s.input_tokens_per_s_per_node
+            ),
+        ),
+        (
+            "output tokens/s (total / per GPU / per node)",
+            format!(
+                "{:.0} / {:.0} / {:.0}",
+                s.output_tokens_per_s,
+                s.output_tokens_per_s_per_gpu,
+                s.output_tokens_per_s_per_node
+            ),
+        ),
+        (
+            "goodput (requests/s, output tokens/s)",
+            format!(
+                "{:.2}, {:.0}",
+                s.goodput_requests_per_s, s.goodput_output_tokens_per_s
+            ),
+        ),
+        ("GPU-hours", format!("{:.3}", s.gpu_hours)),
+        (
+            "cost per million output tokens",
+            format!("{:.3}", s.cost_per_million_output_tokens),
+        ),
+        ("preemptions", s.preemptions.to_string()),
+        (
+            "prompt tokens from the prefix cache",
+            s.cached_prompt_tokens.to_string(),
+        ),
+        (
+            "steps / mean step",
+            format!("{} / {:.2} ms", s.steps, s.mean_step_ms),
+        ),
+        (
+            "mean MoE imbalance (GPU max / mean)",
+            format!("{:.3}", s.mean_imbalance),
+        ),
+        (
+            "peak KV-cache use",
+            format!("{:.1}%", 100.0 * s.peak_kv_use),
+        ),
+    ] {
+        writeln!(md, "| {name} | {value} |")?;
+    }
+    match &r.cached_error {
+        Some(e) => writeln!(
+            md,
+            "\nCached step tier against full simulation on {} sampled steps: mean |error| {:.2}%, \
+             max {:.2}%, bias {:+.2}%.",
+            e.samples,
+            100.0 * e.mean_abs,
+            100.0 * e.max_abs,
+            100.0 * e.mean
+        )?,
+        None => writeln!(
+            md,
+            "\nEvery step was simulated (no cached tier error to state)."
+        )?,
+    }
+    writeln!(
+        md,
+        "\nCharts: `latency_percentiles.png`, `throughput.png`, `queue.png`, `slo_attainment.png`. \
+         Tables: `requests.parquet` (one row per request), `seconds.parquet` (one row per second)."
+    )
+}

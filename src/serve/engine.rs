@@ -1,0 +1,371 @@
+//! The event loop: pools step in simulated time, each as far as its own clock; arrivals and
+//! KV hand-offs wait for the step boundary of the pool they enter.
+
+use std::collections::BTreeMap;
+
+use super::assign::{ASSIGNERS, RankAssigner};
+use super::batching::{BATCH_POLICIES, BatchBuilder, BatchPolicy};
+use super::config::{PoolConfig, Role};
+use super::metrics::{RequestRecord, StepRecord};
+use super::rank::{Live, PREFIX_BLOCK_TOKENS, Rank};
+use super::{Observer, RankBatch, StepPricer};
+use crate::error::{Error, Result};
+use crate::registry::{Named, Settings};
+use crate::workload::{Request, RequestStream};
+
+/// One pool: data-parallel ranks stepping in lockstep, priced by its own pricer.
+pub struct Pool<'p> {
+    /// Its settings.
+    pub config: PoolConfig,
+    pricer: Box<dyn StepPricer + 'p>,
+    policy: Named<dyn BatchPolicy>,
+    assigner: Named<dyn RankAssigner>,
+    ranks: Vec<Rank>,
+    clock_ns: u64,
+    /// Requests on their way in, by (ready time, order of arrival).
+    inbox: BTreeMap<(u64, u64), Live>,
+    received: u64,
+}
+
+impl<'p> Pool<'p> {
+    /// An idle pool of `config`, priced by `pricer`, batching with policy `policy` and spreading
+    /// requests over its ranks by `assign`.
+    pub fn new(
+        config: PoolConfig,
+        pricer: Box<dyn StepPricer + 'p>,
+        policy: &str,
+        assign: &str,
+    ) -> Result<Pool<'p>> {
+        let settings = Settings::new();
+        let policy = BATCH_POLICIES
+            .build(policy, &settings)
+            .map_err(Error::invalid)?;
+        let assigner = ASSIGNERS.build(assign, &settings).map_err(Error::invalid)?;
+        let prefix_blocks = if config.prefix_caching {
+            (config.kv_blocks * config.block_size / PREFIX_BLOCK_TOKENS) as usize
+        } else {
+            0
+        };
+        let ranks = (0..config.ranks)
+            .map(|_| Rank::new(config.kv_blocks, prefix_blocks))
+            .collect();
+        Ok(Pool {
+            config,
+            pricer,
+            policy,
+            assigner,
+            ranks,
+            clock_ns: 0,
+            inbox: BTreeMap::new(),
+            received: 0,
+        })
+    }
+
+    fn has_work(&self) -> bool {
+        self.ranks.iter().any(|r| r.requests() > 0)
+    }
+
+    /// Whether `tokens` tokens of one request fit in one rank's KV cache.
+    fn fits(&self, tokens: u64) -> bool {
+        self.config.blocks_for(tokens) <= self.config.kv_blocks
+    }
+
+    /// The rank the next request goes to.
+    fn choose_rank(&mut self) -> usize {
+        let mut held: Vec<usize> = self.ranks.iter().map(Rank::requests).collect();
+        for live in self.inbox.values() {
+            held[live.rank] += 1;
+        }
+        self.assigner.strategy.choose(&held)
+    }
+
+    /// Queues `live` on its rank, ready at `ready_ns`.
+    fn receive(&mut self, live: Live, ready_ns: u64) {
+        self.inbox.insert((ready_ns, self.received), live);
+        self.received += 1;
+    }
+
+    /// Moves what is ready by the pool's clock into its ranks' queues.
+    fn admit_ready(&mut self) {
+        while let Some(entry) = self.inbox.first_entry() {
+            if entry.key().0 > self.clock_ns {
+                break;
+            }
+            let live = entry.remove();
+            self.ranks[live.rank].waiting.push_back(live);
+        }
+    }
+
+    /// Runs one step from the pool's clock: returns the requests that leave it (finished, or
+    /// done with their prefill in a prefill pool), with the time they left.
+    fn step(&mut self, observer: &mut dyn Observer) -> Result<(u64, Vec<Live>)> {
+        let now = self.clock_ns;
+        for rank in &mut self.ranks {
+            self.policy
+                .fill(&mut BatchBuilder::new(rank, &self.config, now));
+        }
+        let batches: Vec<RankBatch> = self.ranks.iter().map(rank_batch).collect();
+        if batches.iter().all(|b| b.tokens() == 0) {
+            return Err(Error::invalid(format!(
+                "the {:?} pool holds requests but can schedule none of them (a request larger \
+                 than a rank's token budget and KV cache together?)",
+                self.config.role
+            )));
+        }
+        let cost = self.pricer.price(&batches)?;
+        let end = now + cost.ns.max(1);
+        let kv_used: u64 = self
+            .ranks
+            .iter()
+            .map(|r| self.config.kv_blocks - r.free_blocks)
+            .sum();
+        observer.step(&StepRecord {
+            role: self.config.role,
+            start_ns: now,
+            ns: end - now,
+            prefill_tokens: batches.iter().map(|b| b.prefill_tokens).sum(),
+            decode_tokens: batches.iter().map(|b| b.decode_tokens).sum(),
+            running: self.ranks.iter().map(|r| r.running.len() as u64).sum(),
+            waiting: self.ranks.iter().map(|r| r.waiting.len() as u64).sum(),
+            kv_used_blocks: kv_used,
+            kv_blocks: self.config.kv_blocks * self.ranks.len() as u64,
+            imbalance: cost.imbalance,
+            gpus: self.config.gpus as u64,
+        });
+        let mut leaving = Vec::new();
+        let prefill_only = self.config.role == Role::Prefill;
+        for rank in &mut self.ranks {
+            let mut i = 0;
+            while i < rank.running.len() {
+                let request = &mut rank.running[i];
+                if request.scheduled > 0 {
+                    request.computed += std::mem::take(&mut request.scheduled);
+                    if request.computed == request.known() {
+                        request.generated += 1;
+                        request.first_token_ns.get_or_insert(end);
+                        if request.generated == 1
+                            && let Some(hashes) = &request.prefix_blocks
+                        {
+                            rank.prefix.insert(hashes);
+                        }
+                    }
+                }
+                let request = &rank.running[i];
+                if request.generated == request.output || (prefill_only && request.generated > 0) {
+                    let mut done = rank.running.remove(i);
+                    rank.free_blocks += std::mem::take(&mut done.blocks);
+                    leaving.push(done);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.clock_ns = end;
+        Ok((end, leaving))
+    }
+}
+
+/// What `rank` runs in the step just scheduled.
+fn rank_batch(rank: &Rank) -> RankBatch {
+    let mut batch = RankBatch::default();
+    for request in rank.running.iter().filter(|r| r.scheduled > 0) {
+        let n = request.scheduled;
+        let start = request.computed as f64;
+        if request.decoding() {
+            batch.decode_tokens += 1;
+            batch.decode_keys += start + 1.0;
+        } else {
+            // Tokens at positions start..start+n attend position + 1 keys each.
+            batch.prefill_tokens += n;
+            batch.prefill_keys += n as f64 * start + (n * (n + 1)) as f64 / 2.0;
+        }
+    }
+    batch
+}
+
+/// The link a prefill pool's KV cache crosses to the decode pool: each decode rank receives
+/// over its own NICs, one transfer after the other.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TransferLink {
+    /// Bytes per ns (= GB/s) into one decode rank.
+    pub gbps: f64,
+    /// Fixed cost of one transfer, ns.
+    pub latency_ns: u64,
+    /// KV-cache bytes of one token, all layers.
+    pub kv_bytes_per_token: f64,
+}
+
+/// The serving engine: one colocated pool, or a prefill pool and a decode pool joined by a
+/// [`TransferLink`].
+pub struct Engine<'p> {
+    pools: Vec<Pool<'p>>,
+    transfer: Option<TransferLink>,
+    /// When each decode rank's receiving link is next free, ns.
+    link_free_ns: Vec<u64>,
+}
+
+impl<'p> Engine<'p> {
+    /// An engine of one colocated pool.
+    pub fn colocated(pool: Pool<'p>) -> Engine<'p> {
+        Engine {
+            pools: vec![pool],
+            transfer: None,
+            link_free_ns: Vec::new(),
+        }
+    }
+
+    /// A disaggregated engine: `prefill` hands each request to `decode` over `link`.
+    pub fn disaggregated(prefill: Pool<'p>, decode: Pool<'p>, link: TransferLink) -> Engine<'p> {
+        let ranks = decode.config.ranks;
+        Engine {
+            pools: vec![prefill, decode],
+            transfer: Some(link),
+            link_free_ns: vec![0; ranks],
+        }
+    }
+
+    /// The pools, entry pool first.
+    pub fn pools(&self) -> &[Pool<'p>] {
+        &self.pools
+    }
+
+    /// Serves every request of `requests`, reporting to `observer`; `progress` is told the
+    /// simulated time now and then.
+    pub fn run(
+        &mut self,
+        requests: RequestStream,
+        observer: &mut dyn Observer,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let mut requests = Arrivals::new(requests);
+        let mut steps = 0u64;
+        loop {
+            let next_arrival = requests.peek_ns()?;
+            let Some((now, p)) = self.next_pool(next_arrival) else {
+                break;
+            };
+            self.pools[p].clock_ns = now;
+            if p == 0 {
+                while let Some(request) = requests.next_by(now)? {
+                    self.arrive(request, observer)?;
+                }
+            }
+            self.pools[p].admit_ready();
+            let (end, leaving) = self.pools[p].step(observer)?;
+            for live in leaving {
+                self.leave(p, live, end, observer)?;
+            }
+            steps += 1;
+            if steps.is_multiple_of(4096) {
+                progress(end);
+            }
+        }
+        Ok(())
+    }
+
+    /// The pool to step next and from when: the earliest clock of a pool with work, or the
+    /// earliest time work reaches an idle pool.
+    fn next_pool(&self, next_arrival: Option<u64>) -> Option<(u64, usize)> {
+        let mut best: Option<(u64, usize)> = None;
+        for (p, pool) in self.pools.iter().enumerate() {
+            let time = if pool.has_work() {
+                Some(pool.clock_ns)
+            } else {
+                let inbox = pool.inbox.keys().next().map(|k| k.0);
+                let arrival = if p == 0 { next_arrival } else { None };
+                [inbox, arrival]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|t| t.max(pool.clock_ns))
+            };
+            if let Some(time) = time
+                && best.is_none_or(|(b, _)| time < b)
+            {
+                best = Some((time, p));
+            }
+        }
+        best
+    }
+
+    /// Takes `request` into the entry pool, or rejects it when it could never fit one rank's KV
+    /// cache (its prompt in a prefill pool, all its tokens where it decodes).
+    fn arrive(
+        &mut self,
+        (request, arrival_ns): (Request, u64),
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        observer.arrival(arrival_ns);
+        let total = request.input_tokens + request.output_tokens;
+        let fits = match self.pools.as_slice() {
+            [colocated] => colocated.fits(total),
+            [prefill, decode] => prefill.fits(request.input_tokens + 1) && decode.fits(total),
+            _ => unreachable!("an engine has one or two pools"),
+        };
+        let mut live = Live::new(request, arrival_ns);
+        if !fits {
+            return observer.request(&RequestRecord::rejected(&live));
+        }
+        let entry = &mut self.pools[0];
+        live.rank = entry.choose_rank();
+        entry.receive(live, arrival_ns);
+        Ok(())
+    }
+
+    /// `live` left pool `p` at `at_ns`: finished, or on its way to the decode pool.
+    fn leave(
+        &mut self,
+        p: usize,
+        mut live: Live,
+        at_ns: u64,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        let done = live.generated == live.output;
+        match self.transfer {
+            Some(link) if p == 0 && !done => {
+                live.rank = self.pools[1].choose_rank();
+                let bytes = link.kv_bytes_per_token * live.computed as f64;
+                let start = at_ns.max(self.link_free_ns[live.rank]);
+                let end = start + link.latency_ns + (bytes / link.gbps).ceil() as u64;
+                self.link_free_ns[live.rank] = end;
+                live.kv_transfer_ns = end - at_ns;
+                // The KV arrives whole: only the first token waits to be decoded.
+                let decode = &mut self.pools[1];
+                decode.receive(live, end);
+                Ok(())
+            }
+            _ => observer.request(&RequestRecord::finished(&live, at_ns)),
+        }
+    }
+}
+
+/// The request stream with its next request read ahead, arrival times in ns.
+struct Arrivals {
+    stream: RequestStream,
+    next: Option<(Request, u64)>,
+}
+
+impl Arrivals {
+    fn new(stream: RequestStream) -> Arrivals {
+        Arrivals { stream, next: None }
+    }
+
+    /// When the next request arrives (none when the stream is over).
+    fn peek_ns(&mut self) -> Result<Option<u64>> {
+        if self.next.is_none()
+            && let Some(request) = self.stream.next().transpose()?
+        {
+            let ns = (request.arrival_s * 1e9).round() as u64;
+            self.next = Some((request, ns));
+        }
+        Ok(self.next.as_ref().map(|(_, ns)| *ns))
+    }
+
+    /// The next request when it arrives by `now_ns`.
+    fn next_by(&mut self, now_ns: u64) -> Result<Option<(Request, u64)>> {
+        Ok(match self.peek_ns()? {
+            Some(ns) if ns <= now_ns => self.next.take(),
+            _ => None,
+        })
+    }
+}
