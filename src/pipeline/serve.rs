@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::placement::{Placement, STRATEGIES};
 use crate::scenario::Scenario;
 use crate::serve::config::{Fidelity, ServingConfig};
-use crate::serve::metrics::{Collector, SecondRow, ServingSummary};
+use crate::serve::metrics::{Collector, PoolTotals, SecondRow, ServingSummary};
 use crate::serve::{
     Engine, Observer, Pool, PoolConfig, RankBatch, RequestRecord, Role, StepCost, StepPricer,
     StepRecord, TransferLink,
@@ -93,6 +93,13 @@ pub struct PoolReport {
     pub shapes_simulated: usize,
     /// Steps simulated in the event simulator.
     pub steps_simulated: u64,
+    /// What its steps did.
+    pub totals: PoolTotals,
+    /// Prompt tokens per second per node while the pool was stepping (its saturated rate when
+    /// it never idled).
+    pub busy_input_tokens_per_s_per_node: f64,
+    /// Decode tokens per second per node while the pool was stepping.
+    pub busy_output_tokens_per_s_per_node: f64,
 }
 
 /// The cached tier's step times against full simulation of the same steps.
@@ -193,6 +200,14 @@ pub fn serve(
     for (report, pricer) in reports.iter_mut().zip(&pricers) {
         report.shapes_simulated = pricer.cache.len();
         report.steps_simulated = pricer.simulated;
+        report.totals = collector.pool_totals(report.config.role);
+        let nodes = report.config.gpus.div_ceil(per_node) as f64;
+        let per_busy_node = |tokens: u64| match report.totals.busy_s {
+            0.0 => 0.0,
+            busy => tokens as f64 / busy / nodes,
+        };
+        report.busy_input_tokens_per_s_per_node = per_busy_node(report.totals.prefill_tokens);
+        report.busy_output_tokens_per_s_per_node = per_busy_node(report.totals.decode_tokens);
     }
     let errors: Vec<(u64, u64)> = pricers
         .iter()
@@ -335,6 +350,9 @@ fn pool_config(
         weight_bytes_per_gpu: weights,
         shapes_simulated: 0,
         steps_simulated: 0,
+        totals: PoolTotals::default(),
+        busy_input_tokens_per_s_per_node: 0.0,
+        busy_output_tokens_per_s_per_node: 0.0,
     };
     Ok((config, report))
 }

@@ -124,7 +124,7 @@ pub fn write_serving_files(result: &ServeResult, dir: &Path) -> Result<Vec<PathB
     let mut frame = seconds_frame(result).map_err(|e| Error::bad_file(&seconds, e.to_string()))?;
     write_parquet_frame(&seconds, &mut frame)?;
     written.push(seconds);
-    written.extend(latency_chart(result, dir)?);
+    written.extend(latency_charts(result, dir)?);
     written.extend(throughput_chart(result, dir)?);
     written.extend(queue_chart(result, dir)?);
     written.extend(slo_chart(result, dir)?);
@@ -163,41 +163,33 @@ fn seconds_frame(result: &ServeResult) -> PolarsResult<DataFrame> {
     )
 }
 
-/// TTFT, TPOT and E2E at every percentile from 1 to 100 (the inverse of their CDFs).
-fn latency_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
-    let percentiles = |sorted: &[f64]| -> Vec<f64> {
+/// TTFT, TPOT and E2E at every percentile from 1 to 100 (the inverse of their CDFs), one chart
+/// each (their scales differ by orders of magnitude).
+fn latency_charts(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (name, sorted) in ["TTFT", "TPOT", "E2E"].iter().zip(&result.latencies) {
         if sorted.is_empty() {
-            return Vec::new();
+            continue;
         }
-        (1..=100)
+        let values: Vec<f64> = (0..=100)
             .map(|p| {
                 let rank = (p as f64 / 100.0 * sorted.len() as f64).ceil() as usize;
                 sorted[rank.clamp(1, sorted.len()) - 1] * 1e3
             })
-            .collect()
-    };
-    let [ttft, tpot, e2e] = &result.latencies;
-    let values = [percentiles(ttft), percentiles(tpot), percentiles(e2e)];
-    let names = ["TTFT", "TPOT", "E2E"];
-    let series: Vec<Series> = names
-        .iter()
-        .zip(&values)
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(name, values)| Series { name, values })
-        .collect();
-    let title = format!(
-        "{}: latency by percentile of requests (inverse CDF)",
-        result.scenario
-    );
-    charts::line_chart(
-        &dir.join("latency_percentiles"),
-        ChartLabels {
-            title: &title,
-            x: "percentile of requests (%)",
-            y: "latency (ms, log)",
-        },
-        &series,
-    )
+            .collect();
+        let title = format!("{}: {name} by percentile of requests (inverse CDF)", result.scenario);
+        let y = format!("{name} (ms)");
+        written.extend(charts::line_chart(
+            &dir.join(format!("latency_{}", name.to_lowercase())),
+            ChartLabels {
+                title: &title,
+                x: "percentile of requests (%)",
+                y: &y,
+            },
+            &[Series { name, values: &values }],
+        )?);
+    }
+    Ok(written)
 }
 
 /// Output and input tokens per second over simulated time.
@@ -350,7 +342,7 @@ fn write_body(md: &mut String, r: &ServeResult) -> std::fmt::Result {
     for pool in &r.pools {
         writeln!(
             md,
-            "| {:?} pool | {} GPUs, {} DP ranks, {} all-to-all, budget {} tokens, {} running max, {} KV tokens per rank ({:.0} KiB per token per GPU), {:.1} GiB weights per GPU, {} step shapes / {} steps simulated |",
+            "| {:?} pool | {} GPUs, {} DP ranks, {} all-to-all, budget {} tokens, {} running max, {} KV tokens per rank ({:.0} KiB per token per GPU), {:.1} GiB weights per GPU, {} step shapes / {} steps simulated; while stepping {:.0} input and {:.0} output tokens/s per node |",
             pool.config.role,
             pool.config.gpus,
             pool.config.ranks,
@@ -361,7 +353,9 @@ fn write_body(md: &mut String, r: &ServeResult) -> std::fmt::Result {
             pool.kv_bytes_per_token / 1024.0,
             pool.weight_bytes_per_gpu / (1u64 << 30) as f64,
             pool.shapes_simulated,
-            pool.steps_simulated
+            pool.steps_simulated,
+            pool.busy_input_tokens_per_s_per_node,
+            pool.busy_output_tokens_per_s_per_node
         )?;
     }
     writeln!(md, "\n## Latency (ms)\n")?;
@@ -447,7 +441,7 @@ fn write_body(md: &mut String, r: &ServeResult) -> std::fmt::Result {
     }
     writeln!(
         md,
-        "\nCharts: `latency_percentiles.png`, `throughput.png`, `queue.png`, `slo_attainment.png`. \
+        "\nCharts: `latency_ttft.png`, `latency_tpot.png`, `latency_e2e.png`, `throughput.png`, `queue.png`, `slo_attainment.png`. \
          Tables: `requests.parquet` (one row per request), `seconds.parquet` (one row per second)."
     )
 }

@@ -241,6 +241,19 @@ pub struct ServingSummary {
     pub mean_in_system: f64,
 }
 
+/// What one pool's steps did, all together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PoolTotals {
+    /// Steps run.
+    pub steps: u64,
+    /// Time spent stepping, s.
+    pub busy_s: f64,
+    /// Prompt tokens computed.
+    pub prefill_tokens: u64,
+    /// Decode tokens computed.
+    pub decode_tokens: u64,
+}
+
 /// Folds the engine's records into [`ServingSummary`] and [`SecondRow`]s.
 #[derive(Debug, Default)]
 pub struct Collector {
@@ -264,6 +277,7 @@ pub struct Collector {
     peak_kv_use: f64,
     in_system_ns: f64,
     end_ns: u64,
+    pools: Vec<(Role, PoolTotals)>,
 }
 
 impl Collector {
@@ -302,6 +316,14 @@ impl Collector {
     /// TTFT, TPOT and E2E of the finished requests, s (sorted once [`Collector::summary`] ran).
     pub fn latencies(&self) -> [Vec<f64>; 3] {
         [self.ttft.clone(), self.tpot.clone(), self.e2e.clone()]
+    }
+
+    /// What the pool of `role` did (zeros when it never stepped).
+    pub fn pool_totals(&self, role: Role) -> PoolTotals {
+        self.pools
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map_or_else(PoolTotals::default, |(_, t)| *t)
     }
 
     /// The per-second table so far.
@@ -405,6 +427,17 @@ impl Observer for Collector {
     fn step(&mut self, step: &StepRecord) {
         let end = step.start_ns + step.ns;
         self.end_ns = self.end_ns.max(end);
+        let totals = match self.pools.iter().position(|(r, _)| *r == step.role) {
+            Some(p) => &mut self.pools[p].1,
+            None => {
+                self.pools.push((step.role, PoolTotals::default()));
+                &mut self.pools.last_mut().expect("just pushed").1
+            }
+        };
+        totals.steps += 1;
+        totals.busy_s += step.ns as f64 / NS;
+        totals.prefill_tokens += step.prefill_tokens;
+        totals.decode_tokens += step.decode_tokens;
         self.steps += 1;
         self.step_ns += step.ns;
         self.imbalance += step.imbalance;
