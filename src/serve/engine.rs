@@ -251,6 +251,10 @@ impl<'p> Engine<'p> {
                 }
             }
             self.pools[p].admit_ready();
+            if !self.pools[p].has_work() {
+                // What arrived was rejected.
+                continue;
+            }
             let (end, leaving) = self.pools[p].step(observer)?;
             for live in leaving {
                 self.leave(p, live, end, observer)?;
