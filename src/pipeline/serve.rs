@@ -100,6 +100,9 @@ pub struct PoolReport {
     pub busy_input_tokens_per_s_per_node: f64,
     /// Decode tokens per second per node while the pool was stepping.
     pub busy_output_tokens_per_s_per_node: f64,
+    /// Decode tokens per second per node over the steps in which every rank ran `max_running`
+    /// requests (0 when it never did): the pool's throughput at full batch.
+    pub saturated_output_tokens_per_s_per_node: f64,
 }
 
 /// The cached tier's step times against full simulation of the same steps.
@@ -208,6 +211,10 @@ pub fn serve(
         };
         report.busy_input_tokens_per_s_per_node = per_busy_node(report.totals.prefill_tokens);
         report.busy_output_tokens_per_s_per_node = per_busy_node(report.totals.decode_tokens);
+        report.saturated_output_tokens_per_s_per_node = match report.totals.saturated_s {
+            0.0 => 0.0,
+            busy => report.totals.saturated_decode_tokens as f64 / busy / nodes,
+        };
     }
     let errors: Vec<(u64, u64)> = pricers
         .iter()
@@ -353,6 +360,7 @@ fn pool_config(
         totals: PoolTotals::default(),
         busy_input_tokens_per_s_per_node: 0.0,
         busy_output_tokens_per_s_per_node: 0.0,
+        saturated_output_tokens_per_s_per_node: 0.0,
     };
     Ok((config, report))
 }

@@ -131,6 +131,10 @@ impl<'p> Pool<'p> {
             kv_blocks: self.config.kv_blocks * self.ranks.len() as u64,
             imbalance: cost.imbalance,
             gpus: self.config.gpus as u64,
+            saturated: self
+                .ranks
+                .iter()
+                .all(|r| r.running.len() == self.config.max_running),
         });
         let mut leaving = Vec::new();
         let prefill_only = self.config.role == Role::Prefill;

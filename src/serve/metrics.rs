@@ -115,6 +115,8 @@ pub struct StepRecord {
     pub imbalance: f64,
     /// GPUs of the pool.
     pub gpus: u64,
+    /// Whether every rank ran its most requests (`max_running`): the pool was saturated.
+    pub saturated: bool,
 }
 
 /// One second of simulated time.
@@ -252,6 +254,10 @@ pub struct PoolTotals {
     pub prefill_tokens: u64,
     /// Decode tokens computed.
     pub decode_tokens: u64,
+    /// Time spent in saturated steps (every rank at `max_running`), s.
+    pub saturated_s: f64,
+    /// Decode tokens of the saturated steps.
+    pub saturated_decode_tokens: u64,
 }
 
 /// Folds the engine's records into [`ServingSummary`] and [`SecondRow`]s.
@@ -438,6 +444,10 @@ impl Observer for Collector {
         totals.busy_s += step.ns as f64 / NS;
         totals.prefill_tokens += step.prefill_tokens;
         totals.decode_tokens += step.decode_tokens;
+        if step.saturated {
+            totals.saturated_s += step.ns as f64 / NS;
+            totals.saturated_decode_tokens += step.decode_tokens;
+        }
         self.steps += 1;
         self.step_ns += step.ns;
         self.imbalance += step.imbalance;
