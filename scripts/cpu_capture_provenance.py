@@ -69,7 +69,7 @@ def main():
         "",
         "**Trained and captured on CPU with the gating kernel's CPU twin** (no GPU was lent):",
         "a small OLMoE-style byte-level language model (transformers' `OlmoeForCausalLM`), trained",
-        "from scratch by `scripts/cpu_capture.sh train` (`scripts/train_small_moe.py --device cpu`).",
+        "from scratch with the settings of `scripts/cpu_capture.sh train` (`scripts/train_small_moe.py --device cpu`).",
         "Its router logits on held-out text were recorded by `python/moesim_capture` (the patch",
         "routing through `moesim capture --cpu`, the kernel's CPU twin, which agrees with the CUDA",
         "kernel bit for bit) and turned into this trace by",
