@@ -182,7 +182,7 @@ fn the_python_capture_module_passes_its_cpu_tests() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("Ran 6 tests"),
+        stderr(&output).contains("Ran 7 tests"),
         "{}",
         stderr(&output)
     );

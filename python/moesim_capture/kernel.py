@@ -9,6 +9,7 @@ import pathlib
 
 import cupy as cp
 import numpy as np
+import torch
 
 KERNEL = pathlib.Path(__file__).resolve().parents[2] / "src" / "capture" / "kernels" / "gating.cu"
 
@@ -43,3 +44,11 @@ class GatingKernel:
         )
         self.plain((blocks,), (warps * 32,), args, shared_mem=warps * 16 * experts)
         return out_experts, out_weights
+
+    def route_torch(self, logits, spec, bias=None):
+        """`route` for torch tensors on the GPU (shared through DLPack, no copies): fp32
+        `[tokens, experts]` logits and optional `[experts]` bias -> `(indices int64, weights
+        float32)`, best first, as torch tensors on the same device."""
+        bias_cp = None if bias is None else cp.from_dlpack(bias.float().contiguous())
+        experts, weights = self.route(cp.from_dlpack(logits.float().contiguous()), spec, bias_cp)
+        return torch.from_dlpack(experts).long(), torch.from_dlpack(weights)

@@ -1,22 +1,31 @@
 """Replacing the forward of HuggingFace routers (transformers 5.x) with moesim's kernel.
 
-Each supported router's forward becomes: fp32 logits -> record them -> moesim's kernel for the
-top-k -> `(router_logits, weights * scale, indices)`, the tuple the MoE block expects. Routers
-moesim cannot reproduce (DeepSeek-V2 group_limited_greedy) keep their own routing and are only
-recorded. Inference only: the kernel has no backward.
+Each supported router's forward becomes: logits computed as the router computes them -> record
+them (fp32) -> moesim's kernel for the top-k -> `(router_logits, weights * scale, indices)`, with
+the dtypes the router returns (see `routers.py`). Routers moesim cannot reproduce (DeepSeek-V2
+group_limited_greedy) keep their own routing and are only recorded. Inference only: the kernel
+has no backward.
+
+The kernel is the CUDA one through CuPy (`kernel.GatingKernel`, the default) or any object with
+the same `route_torch` method, e.g. `twin.CpuTwinKernel`, which runs the kernel's CPU twin through
+`moesim capture --cpu` so that the patch runs, and is checked, on a machine without a GPU.
 """
 
-import cupy as cp
 import torch
 import torch.nn.functional as F
 
-from .kernel import GatingKernel
 from .routers import SUPPORTED, router_spec
 
 
-def patch_model(model, recorder, use_kernel=True):
-    """Patches every router of `model` whose class is in `routers.SUPPORTED`; returns the count."""
-    kernel = GatingKernel() if use_kernel else None
+def patch_model(model, recorder, use_kernel=True, kernel=None):
+    """Patches every router of `model` whose class is in `routers.SUPPORTED`; returns the count.
+
+    `use_kernel=False` only records (each router keeps its own routing); `kernel` replaces the
+    default CUDA kernel."""
+    if use_kernel and kernel is None:
+        from .kernel import GatingKernel  # needs CuPy and a GPU
+
+        kernel = GatingKernel()
     patched = 0
     for module in model.modules():
         if type(module).__name__ not in SUPPORTED:
@@ -28,21 +37,30 @@ def patch_model(model, recorder, use_kernel=True):
     return patched
 
 
+def router_logits(module, hidden_states, spec):
+    """`module`'s logits for `hidden_states`, computed as its own forward computes them: in fp32
+    for the DeepSeek routers, in the model's dtype for the others (their softmax then upcasts)."""
+    hidden = hidden_states.reshape(-1, module.hidden_dim)
+    if spec is None or spec.fp32_logits:
+        return F.linear(hidden.type(torch.float32), module.weight.type(torch.float32))
+    return F.linear(hidden, module.weight)
+
+
 def _forward(module, original, spec, kernel, recorder, layer):
     def forward(hidden_states):
-        hidden = hidden_states.reshape(-1, module.hidden_dim)
-        logits = F.linear(hidden.float(), module.weight.float()).detach().contiguous()
-        recorder.record(layer, logits.cpu().numpy())
+        with torch.no_grad():
+            logits = router_logits(module, hidden_states, spec)
+            scores_in = logits.float().contiguous()
+            recorder.record(layer, scores_in.cpu().numpy())
         if spec is None:
             return original(hidden_states)
-        bias = None
-        if spec.has_bias:
-            bias = cp.from_dlpack(module.e_score_correction_bias.detach().float().contiguous())
-        experts, weights = kernel.route(cp.from_dlpack(logits), spec, bias)
-        indices = torch.from_dlpack(experts).long()
-        weights = torch.from_dlpack(weights) * spec.scale
-        if spec.has_bias or spec.scale != 1.0:  # DeepSeek routers return fp32
-            return logits, weights, indices
-        return logits.to(hidden.dtype), weights.to(hidden.dtype), indices
+        bias = module.e_score_correction_bias.detach().float() if spec.has_bias else None
+        indices, weights = kernel.route_torch(scores_in, spec, bias)
+        weights = weights.to(logits.device)
+        if spec.scale != 1.0:
+            weights = weights * spec.scale
+        if not spec.fp32_weights:
+            weights = weights.to(logits.dtype)
+        return logits, weights, indices.to(logits.device)
 
     return forward

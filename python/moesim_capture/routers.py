@@ -14,6 +14,11 @@ semantics with moesim's kernel (src/capture/gating.rs documents the kernel's):
 
 DeepSeek-V2's `group_limited_greedy` scores a group by its maximum, not moesim's top-2 sum, and
 masks with 0: those routers are left unpatched (their logits are still recorded).
+
+Dtypes, as each forward in transformers 5.25 does them (checked on CPU by `check.py`): Mixtral,
+Qwen2/3-MoE and OLMoE compute the logits in the model's dtype (`F.linear(hidden, weight)`) and take
+the softmax in fp32; Mixtral returns fp32 weights, the other three cast them back to the logits'
+dtype. Both DeepSeek routers compute the logits in fp32 and return fp32 weights.
 """
 
 from dataclasses import dataclass
@@ -32,6 +37,8 @@ class RouterSpec:
     top_groups: Optional[int] = None
     scale: float = 1.0
     has_bias: bool = False
+    fp32_logits: bool = False  # logits computed from fp32 inputs (DeepSeek), else in model dtype
+    fp32_weights: bool = True  # weights returned as fp32, else cast to the logits' dtype
 
 
 SUPPORTED = (
@@ -53,12 +60,14 @@ def router_spec(module) -> Optional[RouterSpec]:
     if name == "MixtralTopKRouter":
         return RouterSpec(experts, top_k, "softmax", True)
     if name in ("Qwen2MoeTopKRouter", "Qwen3MoeTopKRouter", "OlmoeTopKRouter"):
-        return RouterSpec(experts, top_k, "softmax", bool(module.norm_topk_prob))
+        return RouterSpec(
+            experts, top_k, "softmax", bool(module.norm_topk_prob), fp32_weights=False
+        )
     scale = float(module.routed_scaling_factor)
     if name == "DeepseekV2TopkRouter":
         if module.topk_method != "greedy":
             return None
-        return RouterSpec(experts, top_k, "softmax", False, scale=scale)
+        return RouterSpec(experts, top_k, "softmax", False, scale=scale, fp32_logits=True)
     groups, top_groups = int(module.num_group), int(module.topk_group)
     grouped = groups > 1
     return RouterSpec(
@@ -70,17 +79,26 @@ def router_spec(module) -> Optional[RouterSpec]:
         top_groups=top_groups if grouped else None,
         scale=scale,
         has_bias=True,
+        fp32_logits=True,
     )
 
 
-def capture_args(spec: RouterSpec, logits_dir: str, out: str, bias: Optional[str] = None) -> list:
-    """The `moesim capture` arguments that route the recorded logits as `spec` does."""
-    args = ["capture", "--layers-from-dir", logits_dir, "--top-k", str(spec.top_k)]
-    args += ["--scoring", spec.scoring]
+def gating_flags(spec: RouterSpec, bias: Optional[str] = None) -> list:
+    """The `moesim capture` gating flags equivalent to `spec` (`bias`: a `.npy` path)."""
+    args = ["--top-k", str(spec.top_k), "--scoring", spec.scoring]
     if spec.groups is not None:
         args += ["--groups", str(spec.groups), "--top-groups", str(spec.top_groups)]
     if bias is not None:
         args += ["--bias", bias]
     if not spec.renormalize:
         args.append("--no-renormalize")
-    return args + ["-o", out]
+    return args
+
+
+def capture_args(
+    spec: RouterSpec, logits_dir: str, out: str, bias: Optional[str] = None, cpu: bool = False
+) -> list:
+    """The `moesim capture` arguments that route the recorded logits as `spec` does (`cpu`: with
+    the kernel's CPU twin). `routed_scaling_factor` is not part of the trace's weights."""
+    args = ["capture", "--layers-from-dir", logits_dir] + gating_flags(spec, bias)
+    return args + (["--cpu"] if cpu else []) + ["-o", out]
