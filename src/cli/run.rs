@@ -46,9 +46,11 @@ impl RunArgs {
         println!("report: {} ({} files)", dir.display(), written.len());
         if scenario.serving.is_some() {
             let serving = dir.join("serving");
-            let result = super::serve::serve_into(&scenario, None, &serving).map_err(|e| match &self.scenario {
-                Some(path) => e.in_file(path),
-                None => e,
+            let result = super::serve::serve_into(&scenario, None, &serving).map_err(|e| {
+                match &self.scenario {
+                    Some(path) => e.in_file(path),
+                    None => e,
+                }
             })?;
             super::serve::print_summary(&result);
             println!("serving report: {}", serving.display());

@@ -331,7 +331,7 @@ fn pool_config(
     let kv_blocks = kv_tokens / serving.block_size;
     if kv_blocks == 0 {
         return Err(Error::invalid(format!(
-            "`serving`: on {gpus} x {} ({:.1} GiB usable each) the weights ({:.1} GiB per GPU) and              activations ({:.1} GiB) leave no memory for the KV cache of the {role:?} pool",
+            "`serving`: on {gpus} x {} ({:.1} GiB usable each) the weights ({:.1} GiB per GPU) and activations ({:.1} GiB) leave no memory for the KV cache of the {role:?} pool",
             gpu.name,
             usable / GIB,
             weights / GIB,

@@ -177,7 +177,10 @@ fn latency_charts(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
                 sorted[rank.clamp(1, sorted.len()) - 1] * 1e3
             })
             .collect();
-        let title = format!("{}: {name} by percentile of requests (inverse CDF)", result.scenario);
+        let title = format!(
+            "{}: {name} by percentile of requests (inverse CDF)",
+            result.scenario
+        );
         let y = format!("{name} (ms)");
         written.extend(charts::line_chart(
             &dir.join(format!("latency_{}", name.to_lowercase())),
@@ -186,7 +189,10 @@ fn latency_charts(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
                 x: "percentile of requests (%)",
                 y: &y,
             },
-            &[Series { name, values: &values }],
+            &[Series {
+                name,
+                values: &values,
+            }],
         )?);
     }
     Ok(written)
