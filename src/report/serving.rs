@@ -256,28 +256,34 @@ fn queue_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
     )
 }
 
-/// Share of the requests finishing each second that met every SLO.
+/// Share of the requests arriving each second that met every SLO (a second without arrivals
+/// keeps the value before it).
 fn slo_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
-    let attainment: Vec<f64> = result
+    let mut last = None;
+    let mut attainment: Vec<f64> = result
         .seconds
         .iter()
         .map(|s| {
-            if s.finished > 0 {
-                100.0 * s.slo_met as f64 / s.finished as f64
-            } else {
-                f64::NAN
+            if s.arrivals > 0 {
+                last = Some(100.0 * s.slo_met as f64 / s.arrivals as f64);
             }
+            last.unwrap_or(f64::NAN)
         })
         .collect();
-    let title = format!(
-        "{}: SLO attainment of the requests finishing each second",
-        result.scenario
-    );
+    let first = attainment
+        .iter()
+        .copied()
+        .find(|v| v.is_finite())
+        .unwrap_or(0.0);
+    for value in attainment.iter_mut().take_while(|v| v.is_nan()) {
+        *value = first;
+    }
+    let title = format!("{}: SLO attainment by arrival second", result.scenario);
     charts::line_chart(
         &dir.join("slo_attainment"),
         ChartLabels {
             title: &title,
-            x: "simulated time (s)",
+            x: "arrival time (s)",
             y: "requests meeting the SLO (%)",
         },
         &[Series {

@@ -128,7 +128,7 @@ pub struct SecondRow {
     pub arrivals: u64,
     /// Requests that finished.
     pub finished: u64,
-    /// Of those, the ones meeting every SLO.
+    /// Of the requests that arrived, the ones that finished meeting every SLO.
     pub slo_met: u64,
     /// Mean requests running (time-weighted).
     pub running: f64,
@@ -419,11 +419,9 @@ impl Observer for Collector {
         self.input_tokens += record.input_tokens;
         self.output_tokens += record.output_tokens;
         self.cached_tokens += record.cached_tokens;
-        let met = self.slo.met(record.ttft_s, record.tpot_s);
-        let second = self.second(end_ns);
-        second.finished += 1;
-        if met {
-            second.slo_met += 1;
+        self.second(end_ns).finished += 1;
+        if self.slo.met(record.ttft_s, record.tpot_s) {
+            self.second((record.arrival_s * NS).round() as u64).slo_met += 1;
             self.slo_met += 1;
             self.slo_met_tokens += record.output_tokens;
         }
