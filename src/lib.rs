@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod capture;
 pub mod charts;
 pub mod cli;
+pub mod compare;
 pub mod cost;
 pub mod error;
 pub mod gpu;

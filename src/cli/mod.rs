@@ -1,9 +1,11 @@
 //! The `moesim` command line: clap definitions and wiring, one file per subcommand.
 //!
-//! Exit codes (scripts and CI rely on them): 0 success, 1 bad input or failure, 2 bad usage.
+//! Exit codes (scripts and CI rely on them): 0 success, 1 bad input or failure, 2 bad usage
+//! (`compare`: 1 a regression, 2 bad input or usage).
 
 mod calibrate;
 mod capture;
+mod compare;
 mod place;
 mod profile;
 mod run;
@@ -31,7 +33,8 @@ Examples:
   moesim calibrate --measurements prof/measurements.parquet -o cal.toml
   moesim validate --measurements prof/measurements.parquet --calibration cal.toml -o val
   moesim capture --cpu --logits router_logits.npy --top-k 2 -o t.parquet   route recorded logits
-  moesim workload scenarios/workloads/gamma.toml -o requests.csv   generate or replay serving requests";
+  moesim workload scenarios/workloads/gamma.toml -o requests.csv   generate or replay serving requests
+  moesim compare reports/baseline/quickstart reports/quickstart   metric changes; exit 1 on a regression";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -68,6 +71,9 @@ enum Command {
     /// Generate or replay serving requests (arrival times, input and output tokens) from a
     /// `[workload]` spec and write them as plain CSV, with a summary.
     Workload(workload::WorkloadArgs),
+    /// Compare two runs' summaries metric by metric (Markdown or JSON); exit 1 when a metric
+    /// regresses past its threshold, 2 on bad input.
+    Compare(compare::CompareArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -90,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => args.execute(),
         Command::Capture(args) => args.execute(),
         Command::Workload(args) => args.execute(),
+        Command::Compare(args) => return args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
