@@ -84,9 +84,20 @@ fn write_markdown(
 /// on one side only.
 fn change(row: &Row) -> String {
     match (row.change_pct, &row.baseline, &row.current) {
-        (Some(pct), _, _) => format!("{pct:+.2}%"),
+        (Some(pct), _, _) => format!("{pct:+.*}%", decimals(pct)),
         (None, Some(_), Some(_)) => "from 0".to_string(),
         _ => String::new(),
+    }
+}
+
+/// Decimals that show a percentage to two significant digits below 0.01 (a change of 0.0026%
+/// is not printed as 0.00%), two otherwise.
+fn decimals(pct: f64) -> usize {
+    let magnitude = pct.abs();
+    if magnitude == 0.0 || magnitude >= 0.01 {
+        2
+    } else {
+        (1.0 - magnitude.log10().floor()).min(12.0) as usize
     }
 }
 
@@ -126,4 +137,19 @@ pub fn render_json(comparison: &Comparison, baseline: &str, current: &str) -> St
     let mut json = serde_json::to_string_pretty(&report).expect("plain data serialises");
     json.push('\n');
     json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_changes_keep_two_significant_digits() {
+        let shown = |pct: f64| format!("{pct:+.*}%", decimals(pct));
+        assert_eq!(shown(10.0), "+10.00%");
+        assert_eq!(shown(-0.5), "-0.50%");
+        assert_eq!(shown(0.0), "+0.00%");
+        assert_eq!(shown(35.0 / 1_342_000.0 * 100.0), "+0.0026%");
+        assert_eq!(shown(-0.000_01), "-0.000010%");
+    }
 }
