@@ -8,6 +8,7 @@ mod capture;
 mod compare;
 mod place;
 mod profile;
+mod report;
 mod run;
 mod simulate;
 mod trace;
@@ -34,7 +35,8 @@ Examples:
   moesim validate --measurements prof/measurements.parquet --calibration cal.toml -o val
   moesim capture --cpu --logits router_logits.npy --top-k 2 -o t.parquet   route recorded logits
   moesim workload scenarios/workloads/gamma.toml -o requests.csv   generate or replay serving requests
-  moesim compare reports/baseline/quickstart reports/quickstart   metric changes; exit 1 on a regression";
+  moesim compare reports/baseline/quickstart reports/quickstart   metric changes; exit 1 on a regression
+  moesim report reports/quickstart              rebuild a run's self-contained index.html";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -52,7 +54,8 @@ enum Command {
     /// Import, inspect, generate and convert routing traces.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
-    /// Run a scenario end to end and write its report (summary.json, report.md, charts).
+    /// Run a scenario end to end and write its report (summary.json, report.md, index.html,
+    /// charts).
     Run(run::RunArgs),
     /// Place experts on GPUs with a strategy fitted to a trace (`place eval`: judge a
     /// placement on a trace).
@@ -74,6 +77,9 @@ enum Command {
     /// Compare two runs' summaries metric by metric (Markdown or JSON); exit 1 when a metric
     /// regresses past its threshold, 2 on bad input.
     Compare(compare::CompareArgs),
+    /// Rebuild a results folder's self-contained web page (index.html) from its report.md and
+    /// charts.
+    Report(report::ReportArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -97,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Capture(args) => args.execute(),
         Command::Workload(args) => args.execute(),
         Command::Compare(args) => return args.execute(),
+        Command::Report(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
