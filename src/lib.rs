@@ -25,6 +25,7 @@ pub mod registry;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod sweep;
 pub mod topology;
 pub mod trace;
 pub mod workload;

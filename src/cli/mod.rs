@@ -11,6 +11,7 @@ mod profile;
 mod report;
 mod run;
 mod simulate;
+mod sweep;
 mod trace;
 mod validate;
 mod workload;
@@ -36,7 +37,8 @@ Examples:
   moesim capture --cpu --logits router_logits.npy --top-k 2 -o t.parquet   route recorded logits
   moesim workload scenarios/workloads/gamma.toml -o requests.csv   generate or replay serving requests
   moesim compare reports/baseline/quickstart reports/quickstart   metric changes; exit 1 on a regression
-  moesim report reports/quickstart              rebuild a run's self-contained index.html";
+  moesim report reports/quickstart              rebuild a run's self-contained index.html
+  moesim sweep sweep.toml -o results.parquet    run a scenario over a grid of settings";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -80,6 +82,9 @@ enum Command {
     /// Rebuild a results folder's self-contained web page (index.html) from its report.md and
     /// charts.
     Report(report::ReportArgs),
+    /// Run a base scenario at every point of a grid or list of settings, in parallel, into one
+    /// Parquet table (`--shard i/n` runs a slice; `sweep merge` joins the slices).
+    Sweep(sweep::SweepArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -104,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Workload(args) => args.execute(),
         Command::Compare(args) => return args.execute(),
         Command::Report(args) => args.execute(),
+        Command::Sweep(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
