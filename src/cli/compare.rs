@@ -71,8 +71,10 @@ impl CompareArgs {
         let baseline = load_metrics(&self.baseline)?;
         let current = load_metrics(&self.current)?;
         let comparison = compare(&baseline, &current, &thresholds);
-        let (b, c) = (self.baseline.display(), self.current.display());
-        let (b, c) = (b.to_string(), c.to_string());
+        let (b, c) = (
+            self.baseline.display().to_string(),
+            self.current.display().to_string(),
+        );
         let text = match self.format {
             Format::Markdown => render_markdown(&comparison, &b, &c, self.all),
             Format::Json => render_json(&comparison, &b, &c),

@@ -21,7 +21,7 @@ pub use thresholds::{DEFAULT_THRESHOLD_PCT, Thresholds};
 use crate::error::{Error, Result};
 
 /// The summary a path names: the file itself, or `summary.json` in a results folder.
-pub fn summary_path(path: &Path) -> PathBuf {
+fn summary_path(path: &Path) -> PathBuf {
     if path.is_dir() {
         path.join("summary.json")
     } else {
