@@ -17,8 +17,27 @@ const CHART_SIZE: (u32, u32) = (960, 540);
 /// few rows is labelled so that the labels do not overprint each other.
 const MAX_ROW_LABELS: usize = 24;
 
+/// Tick labels and axis descriptions: larger than plotters' 12 px default, readable when a
+/// page scales the chart down.
+const TICK_FONT: (&str, u32) = ("sans-serif", 14);
+const AXIS_FONT: (&str, u32) = ("sans-serif", 16);
+
 /// Width of a Gantt chart, and the height of each of its panels.
 const GANTT_PANEL_SIZE: (u32, u32) = (1200, 320);
+
+/// Series colours: the Okabe-Ito palette (Okabe and Ito, "Color Universal Design", 2008), whose
+/// eight colours stay apart under every common colour-vision deficiency. Yellow and black come
+/// last: yellow is faint on white, and black reads as an axis.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),   // blue
+    RGBColor(230, 159, 0),   // orange
+    RGBColor(0, 158, 115),   // bluish green
+    RGBColor(213, 94, 0),    // vermillion
+    RGBColor(204, 121, 167), // reddish purple
+    RGBColor(86, 180, 233),  // sky blue
+    RGBColor(240, 228, 66),  // yellow
+    RGBColor(0, 0, 0),       // black
+];
 
 /// A named line of values, one per x position.
 pub struct Series<'a> {
@@ -207,27 +226,32 @@ fn draw_lines<DB: DrawingBackend>(
         .max()
         .unwrap_or(0)
         .max(1);
-    let y_max = series
+    let data_max = series
         .iter()
         .flat_map(|s| s.values.iter().copied())
         .filter(|v| v.is_finite())
-        .fold(1.0_f64, f64::max)
-        * 1.1;
+        .fold(1.0_f64, f64::max);
+    // Room above the data for the legend in the upper right corner: about 20 px per entry
+    // and 30 px of frame, of a plot about 430 px high.
+    let legend_share = ((series.len() as f64 * 20.0 + 30.0) / 430.0).min(0.6);
+    let y_max = data_max * 1.05 / (1.0 - legend_share);
     let mut chart = ChartBuilder::on(area)
         .caption(labels.title, ("sans-serif", 24))
         .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
         .build_cartesian_2d(-0.5..(points as f64 - 0.5), 0.0..y_max)?;
     chart
         .configure_mesh()
+        .label_style(TICK_FONT)
+        .axis_desc_style(AXIS_FONT)
         .x_desc(labels.x)
         .y_desc(labels.y)
         .x_labels(points.min(24))
         .x_label_formatter(&|x| format!("{:.0}", x))
         .draw()?;
     for (index, s) in series.iter().enumerate() {
-        let color = Palette99::pick(index).to_rgba();
+        let color = series_color(index);
         chart
             .draw_series(LineSeries::new(
                 s.values.iter().enumerate().map(|(x, &y)| (x as f64, y)),
@@ -257,6 +281,22 @@ fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperRight)
         .draw()
+}
+
+/// How many tick labels of up to two digits fit side by side on an axis `pixels` wide in
+/// [`TICK_FONT`] (about 28 px each, gap included), at least 2 and at most 16.
+fn fitting_labels(pixels: u32) -> usize {
+    (pixels / 28).clamp(2, 16) as usize
+}
+
+/// Pixels for a category axis whose labels are `names`, in [`TICK_FONT`].
+fn label_width(names: &[String]) -> u32 {
+    names.iter().map(String::len).max().unwrap_or(0) as u32 * 9 + 16
+}
+
+/// The colour of series `index`, cycling through [`PALETTE`].
+fn series_color(index: usize) -> RGBAColor {
+    PALETTE[index % PALETTE.len()].to_rgba()
 }
 
 /// A legend entry: a filled square of `color`.
@@ -300,15 +340,17 @@ fn draw_stacked_bars<DB: DrawingBackend>(
         .fold(0.0_f64, f64::max)
         .max(f64::MIN_POSITIVE)
         * 1.25;
-    let label_width = categories.iter().map(String::len).max().unwrap_or(0) as u32 * 8 + 16;
+    let label_width = label_width(categories);
     let mut chart = ChartBuilder::on(area)
         .caption(labels.title, ("sans-serif", 24))
         .margin(16)
-        .x_label_area_size(40)
+        .x_label_area_size(48)
         .y_label_area_size(label_width)
         .build_cartesian_2d(0.0..x_max, category_rows(count).into_segmented())?;
     chart
         .configure_mesh()
+        .label_style(TICK_FONT)
+        .axis_desc_style(AXIS_FONT)
         .disable_y_mesh()
         .x_desc(labels.x)
         .y_desc(labels.y)
@@ -317,7 +359,7 @@ fn draw_stacked_bars<DB: DrawingBackend>(
         .draw()?;
     let mut offsets = vec![0.0; count];
     for (index, part) in parts.iter().enumerate() {
-        let color = Palette99::pick(index).to_rgba();
+        let color = series_color(index);
         let bars: Vec<Rectangle<_>> = (0..count)
             .map(|c| {
                 let value = part.values.get(c).copied().unwrap_or(0.0);
@@ -364,22 +406,24 @@ fn draw_gantt<DB: DrawingBackend>(
         .zip(area.split_evenly((panels.len().max(1), 1)))
     {
         let rows = panel.rows.len().max(1);
-        let label_width = panel.rows.iter().map(String::len).max().unwrap_or(0) as u32 * 8 + 16;
+        let label_width = label_width(panel.rows);
         let mut chart = ChartBuilder::on(&cell)
             .caption(panel.title, ("sans-serif", 18))
             .margin(8)
-            .x_label_area_size(36)
+            .x_label_area_size(44)
             .y_label_area_size(label_width)
             .build_cartesian_2d(x_min..x_max * 1.15, category_rows(rows).into_segmented())?;
         chart
             .configure_mesh()
+            .label_style(TICK_FONT)
+            .axis_desc_style(AXIS_FONT)
             .disable_y_mesh()
             .x_desc(labels.x)
             .y_labels((rows + 1).min(MAX_ROW_LABELS))
             .y_label_formatter(&|v| segment_name(panel.rows, v))
             .draw()?;
         for (kind, name) in kinds.iter().enumerate() {
-            let color = Palette99::pick(kind).to_rgba();
+            let color = series_color(kind);
             let bars: Vec<Rectangle<_>> = panel
                 .bars
                 .iter()
@@ -427,18 +471,21 @@ fn draw_heatmaps<DB: DrawingBackend>(
         let mut chart = ChartBuilder::on(&cell)
             .caption(panel.title, ("sans-serif", 18))
             .margin(8)
-            .x_label_area_size(36)
+            .x_label_area_size(44)
             .y_label_area_size(44)
             .build_cartesian_2d(
                 (0..cols - 1).into_segmented(),
                 (0..rows - 1).into_segmented(),
             )?;
+        let x_labels = cols.min(fitting_labels(chart.plotting_area().dim_in_pixel().0));
         chart
             .configure_mesh()
+            .label_style(TICK_FONT)
+            .axis_desc_style(AXIS_FONT)
             .disable_mesh()
             .x_desc(labels.x)
             .y_desc(labels.y)
-            .x_labels(cols.min(16) + 1)
+            .x_labels(x_labels + 1)
             .y_labels(rows.min(24) + 1)
             .draw()?;
         chart.draw_series(panel.rows.iter().enumerate().flat_map(|(y, row)| {
@@ -463,10 +510,11 @@ fn draw_color_scale<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, max: f64)
         .build_cartesian_2d(0.0..1.0, 0.0..max)?;
     chart
         .configure_mesh()
+        .label_style(TICK_FONT)
+        .axis_desc_style(AXIS_FONT)
         .disable_mesh()
         .disable_x_axis()
         .y_labels(6)
-        .y_label_style(("sans-serif", 14))
         .y_label_formatter(&|v| format!("{v:.2}"))
         .draw()?;
     chart.draw_series((0..STEPS).map(|i| {
@@ -554,12 +602,12 @@ mod tests {
             }],
         )
         .unwrap();
-        // The bar is the first palette colour (#E6194B); the plot is about 430 px high, so its
+        // The bar is the first palette colour (Okabe-Ito blue, #0072B2); the plot is about 430 px high, so its
         // one row of two is about 215 px less the 3 px margins.
         let svg = std::fs::read_to_string(&written[1]).unwrap();
         let tallest = svg
             .split("<rect")
-            .filter(|r| r.contains("fill=\"#E6194B\""))
+            .filter(|r| r.contains("fill=\"#0072B2\""))
             .filter_map(|r| {
                 r.split("height=\"")
                     .nth(1)?

@@ -123,6 +123,7 @@ fn quickstart_writes_a_complete_deterministic_report() {
     for file in [
         "summary.json",
         "report.md",
+        "index.html",
         "imbalance.png",
         "imbalance.svg",
         "gpu_load_heatmap.png",

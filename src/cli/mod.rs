@@ -1,14 +1,18 @@
 //! The `moesim` command line: clap definitions and wiring, one file per subcommand.
 //!
-//! Exit codes (scripts and CI rely on them): 0 success, 1 bad input or failure, 2 bad usage.
+//! Exit codes (scripts and CI rely on them): 0 success, 1 bad input or failure, 2 bad usage
+//! (`compare`: 1 a regression, 2 bad input or usage).
 
 mod calibrate;
 mod capture;
+mod compare;
 mod place;
 mod profile;
+mod report;
 mod run;
 mod serve;
 mod simulate;
+mod sweep;
 mod trace;
 mod validate;
 mod workload;
@@ -32,7 +36,10 @@ Examples:
   moesim calibrate --measurements prof/measurements.parquet -o cal.toml
   moesim validate --measurements prof/measurements.parquet --calibration cal.toml -o val
   moesim capture --cpu --logits router_logits.npy --top-k 2 -o t.parquet   route recorded logits
-  moesim workload scenarios/workloads/gamma.toml -o requests.csv   generate or replay serving requests";
+  moesim workload scenarios/workloads/gamma.toml -o requests.csv   generate or replay serving requests
+  moesim compare reports/baseline/quickstart reports/quickstart   metric changes; exit 1 on a regression
+  moesim report reports/quickstart              rebuild a run's self-contained index.html
+  moesim sweep sweep.toml -o results.parquet    run a scenario over a grid of settings";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -50,7 +57,8 @@ enum Command {
     /// Import, inspect, generate and convert routing traces.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
-    /// Run a scenario end to end and write its report (summary.json, report.md, charts).
+    /// Run a scenario end to end and write its report (summary.json, report.md, index.html,
+    /// charts).
     Run(run::RunArgs),
     /// Place experts on GPUs with a strategy fitted to a trace (`place eval`: judge a
     /// placement on a trace).
@@ -72,6 +80,15 @@ enum Command {
     /// Serve a scenario's request traffic through continuous batching on the simulated
     /// cluster: per-request and per-second tables, latency percentiles, SLO attainment, cost.
     Serve(serve::ServeArgs),
+    /// Compare two runs' summaries metric by metric (Markdown or JSON); exit 1 when a metric
+    /// regresses past its threshold, 2 on bad input.
+    Compare(compare::CompareArgs),
+    /// Rebuild a results folder's self-contained web page (index.html) from its report.md and
+    /// charts.
+    Report(report::ReportArgs),
+    /// Run a base scenario at every point of a grid or list of settings, in parallel, into one
+    /// Parquet table (`--shard i/n` runs a slice; `sweep merge` joins the slices).
+    Sweep(sweep::SweepArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -95,6 +112,9 @@ pub fn main() -> ExitCode {
         Command::Capture(args) => args.execute(),
         Command::Workload(args) => args.execute(),
         Command::Serve(args) => args.execute(),
+        Command::Compare(args) => return args.execute(),
+        Command::Report(args) => args.execute(),
+        Command::Sweep(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

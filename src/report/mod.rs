@@ -1,8 +1,9 @@
-//! Reports: what a run writes to disk for people (Markdown, charts) and tools (JSON), for the
-//! analytical estimate and the simulated steps.
+//! Reports: what a run writes to disk for people (Markdown, a self-contained web page, charts)
+//! and tools (JSON), for the analytical estimate and the simulated steps.
 //!
 //! `report` only reads results; it never computes them.
 
+mod html;
 mod markdown;
 pub mod serving;
 mod sim_charts;
@@ -17,10 +18,10 @@ use crate::error::{Error, Result};
 use crate::output;
 use crate::pipeline::RunResult;
 
-/// Writes `summary.json`, `report.md` and the charts for `result` as the folder `dir`,
-/// returning every path written. The folder is replaced whole ([`output::replace_dir`]): killed
-/// at any instant, a run leaves it holding the previous report or this one, never a mix, and
-/// the next run removes what a killed one left beside it. So that no other files go with it,
+/// Writes `summary.json`, `report.md`, `index.html` and the charts for `result` as the folder
+/// `dir`, returning every path written. The folder is replaced whole
+/// ([`output::replace_dir`]): killed at any instant, a run leaves it holding the previous
+/// report or this one, never a mix, and the next run removes what a killed one left beside it. So that no other files go with it,
 /// `dir` must be absent, empty or a report (holding `summary.json`).
 pub fn write_report(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
     check_replaceable(dir)?;
@@ -66,7 +67,20 @@ fn write_files(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
     let report = dir.join("report.md");
     output::write_bytes_atomic(&report, markdown::render(result).as_bytes())?;
     written.push(report);
+    written.push(html::write_html(dir)?);
     Ok(written)
+}
+
+/// Rebuilds `index.html` in the results folder `dir` (what `moesim run` wrote: `summary.json`,
+/// `report.md` and the charts) from its `report.md` and charts, returning its path.
+pub fn rebuild_html(dir: &Path) -> Result<PathBuf> {
+    if !dir.join("summary.json").is_file() {
+        return Err(Error::bad_file(
+            dir,
+            "is not a moesim results folder (no summary.json): give the folder `moesim run` wrote",
+        ));
+    }
+    html::write_html(dir)
 }
 
 /// Per-layer imbalance: the trace's expert max/mean and each placement's GPU max/mean.
