@@ -131,6 +131,7 @@ pub fn write_serving_files(result: &ServeResult, dir: &Path) -> Result<Vec<PathB
     let report = dir.join("report.md");
     output::write_bytes_atomic(&report, render(result).as_bytes())?;
     written.push(report);
+    written.push(super::html::write_html(dir)?);
     Ok(written)
 }
 
@@ -451,9 +452,29 @@ fn write_body(md: &mut String, r: &ServeResult) -> std::fmt::Result {
             "\nEvery step was simulated (no cached tier error to state)."
         )?,
     }
+    writeln!(md, "\n## Charts\n")?;
+    // The latency charts exist for latencies some request has (TPOT needs 2 output tokens).
+    let latencies = ["ttft", "tpot", "e2e"]
+        .iter()
+        .zip(&r.latencies)
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(name, _)| {
+            (
+                format!("{} by percentile", name.to_uppercase()),
+                format!("latency_{name}.png"),
+            )
+        });
+    let over_time = [
+        ("tokens per second over time", "throughput.png"),
+        ("requests running and waiting over time", "queue.png"),
+        ("SLO attainment by arrival second", "slo_attainment.png"),
+    ]
+    .map(|(alt, file)| (alt.to_string(), file.to_string()));
+    for (alt, file) in latencies.chain(over_time) {
+        writeln!(md, "![{alt}]({file})\n")?;
+    }
     writeln!(
         md,
-        "\nCharts: `latency_ttft.png`, `latency_tpot.png`, `latency_e2e.png`, `throughput.png`, `queue.png`, `slo_attainment.png`. \
-         Tables: `requests.parquet` (one row per request), `seconds.parquet` (one row per second)."
+        "Tables: `requests.parquet` (one row per request), `seconds.parquet` (one row per second)."
     )
 }
