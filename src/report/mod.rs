@@ -54,13 +54,7 @@ pub fn check_replaceable(dir: &Path) -> Result<()> {
 
 /// Writes the report's files into the folder `dir`, returning their paths.
 fn write_files(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let summary = dir.join("summary.json");
-    let mut json = serde_json::to_vec_pretty(result)
-        .map_err(|e| Error::invalid(format!("cannot serialise the summary: {e}")))?;
-    json.push(b'\n');
-    output::write_bytes_atomic(&summary, &json)?;
-    written.push(summary);
+    let mut written = vec![write_summary(result, dir)?];
     written.extend(imbalance_chart(result, dir)?);
     written.extend(gpu_load_heatmap(result, dir)?);
     written.extend(sim_charts::write(&result.simulated, dir)?);
@@ -69,6 +63,17 @@ fn write_files(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
     written.push(report);
     written.push(html::write_html(dir)?);
     Ok(written)
+}
+
+/// Writes `result` as `<dir>/summary.json` (pretty JSON, one trailing newline), returning its
+/// path.
+fn write_summary(result: &impl serde::Serialize, dir: &Path) -> Result<PathBuf> {
+    let summary = dir.join("summary.json");
+    let mut json = serde_json::to_vec_pretty(result)
+        .map_err(|e| Error::invalid(format!("cannot serialise the summary: {e}")))?;
+    json.push(b'\n');
+    output::write_bytes_atomic(&summary, &json)?;
+    Ok(summary)
 }
 
 /// Rebuilds `index.html` in the results folder `dir` (what `moesim run` wrote: `summary.json`,

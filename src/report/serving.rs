@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::output::{self, write_parquet_frame};
 use crate::pipeline::serve::ServeResult;
 use crate::serve::RequestRecord;
-use crate::serve::metrics::Latency;
+use crate::serve::metrics::{Latency, SecondRow};
 
 /// Rows buffered before a row group is written.
 const ROWS_PER_GROUP: usize = 65_536;
@@ -79,14 +79,18 @@ impl RequestWriter {
     }
 }
 
+/// A column named `name` of `value` over `rows`.
+fn column<R, T>(rows: &[R], name: &str, value: fn(&R) -> T) -> Column
+where
+    polars::prelude::Series: NamedFrom<Vec<T>, [T]>,
+{
+    Column::new(name.into(), rows.iter().map(value).collect::<Vec<T>>())
+}
+
 /// The requests table of `rows`.
 fn frame(rows: &[RequestRecord]) -> PolarsResult<DataFrame> {
-    let u64s = |name: &str, f: fn(&RequestRecord) -> u64| {
-        Column::new(name.into(), rows.iter().map(f).collect::<Vec<u64>>())
-    };
-    let f64s = |name: &str, f: fn(&RequestRecord) -> f64| {
-        Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>())
-    };
+    let u64s = |name: &str, f: fn(&RequestRecord) -> u64| column(rows, name, f);
+    let f64s = |name: &str, f: fn(&RequestRecord) -> f64| column(rows, name, f);
     DataFrame::new(
         rows.len(),
         vec![
@@ -113,13 +117,7 @@ fn frame(rows: &[RequestRecord]) -> PolarsResult<DataFrame> {
 /// Writes `summary.json`, `seconds.parquet`, `report.md` and the charts of `result` into `dir`,
 /// returning the paths written.
 pub fn write_serving_files(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let summary = dir.join("summary.json");
-    let mut json = serde_json::to_vec_pretty(result)
-        .map_err(|e| Error::invalid(format!("cannot serialise the summary: {e}")))?;
-    json.push(b'\n');
-    output::write_bytes_atomic(&summary, &json)?;
-    written.push(summary);
+    let mut written = vec![super::write_summary(result, dir)?];
     let seconds = dir.join("seconds.parquet");
     let mut frame = seconds_frame(result).map_err(|e| Error::bad_file(&seconds, e.to_string()))?;
     write_parquet_frame(&seconds, &mut frame)?;
@@ -138,12 +136,8 @@ pub fn write_serving_files(result: &ServeResult, dir: &Path) -> Result<Vec<PathB
 /// The per-second table.
 fn seconds_frame(result: &ServeResult) -> PolarsResult<DataFrame> {
     let rows = &result.seconds;
-    let u64s = |name: &str, f: fn(&crate::serve::metrics::SecondRow) -> u64| {
-        Column::new(name.into(), rows.iter().map(f).collect::<Vec<u64>>())
-    };
-    let f64s = |name: &str, f: fn(&crate::serve::metrics::SecondRow) -> f64| {
-        Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>())
-    };
+    let u64s = |name: &str, f: fn(&SecondRow) -> u64| column(rows, name, f);
+    let f64s = |name: &str, f: fn(&SecondRow) -> f64| column(rows, name, f);
     DataFrame::new(
         rows.len(),
         vec![
