@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::Setup;
-use super::steps::{Step, step_plans};
+use super::steps::Step;
 use crate::cost::attention::{AttentionSpan, KV_BYTES};
 use crate::error::{Error, Result};
 use crate::placement::{Placement, STRATEGIES};
@@ -530,21 +530,7 @@ impl SimPricer {
         } else {
             &self.loads
         };
-        let plans = step_plans(
-            &setup.cluster,
-            &self.placement,
-            trace,
-            &step,
-            setup.model.top_k,
-        )?;
-        let hidden = setup.model.hidden_size as f64;
-        let comm = &setup.scenario.comm;
-        let mut layers = LayerWork::from_plans(
-            &plans,
-            hidden * f64::from(comm.dispatch_bytes_per_elem),
-            hidden * f64::from(comm.combine_bytes_per_elem),
-            setup.tp,
-        );
+        let mut layers = setup.layer_work_from(trace, &self.placement, &step)?;
         // Each rank's tokens start on its own GPUs (the plan spread the step's evenly).
         let gpus = setup.gpus();
         let per_rank = gpus / ranks.len();

@@ -155,10 +155,22 @@ impl Setup {
     /// Per MoE layer, what `step` moves and computes under `placement` in the simulator: its
     /// plans at the scenario's activation precision, each expert split over its TP rank.
     pub fn layer_work(&self, placement: &Placement, step: &Step) -> Result<Vec<LayerWork>> {
+        self.layer_work_from(&self.trace, placement, step)
+    }
+
+    /// [`Setup::layer_work`] with the step's routing taken from `trace` (the serving engine
+    /// prices steps larger than the trace from its loads).
+    pub fn layer_work_from(
+        &self,
+        trace: &Trace,
+        placement: &Placement,
+        step: &Step,
+    ) -> Result<Vec<LayerWork>> {
         let hidden = self.model.hidden_size as f64;
         let comm = &self.scenario.comm;
+        let plans = step_plans(&self.cluster, placement, trace, step, self.model.top_k)?;
         Ok(LayerWork::from_plans(
-            &self.plans(placement, step)?,
+            &plans,
             hidden * f64::from(comm.dispatch_bytes_per_elem),
             hidden * f64::from(comm.combine_bytes_per_elem),
             self.tp,

@@ -58,9 +58,9 @@ impl RequestRecord {
             },
             e2e_s: since(end_ns),
             output_tokens: live.generated,
+            rejected: false,
             ..RequestRecord::rejected(live)
         }
-        .served()
     }
 
     /// `live`, turned away on arrival.
@@ -79,13 +79,6 @@ impl RequestRecord {
             cached_tokens: live.cached_tokens,
             kv_transfer_s: live.kv_transfer_ns as f64 / NS,
             rejected: true,
-        }
-    }
-
-    fn served(self) -> RequestRecord {
-        RequestRecord {
-            rejected: false,
-            ..self
         }
     }
 }
