@@ -9,6 +9,7 @@
 
 pub mod estimate;
 pub mod evaluate;
+mod kv_transfer;
 pub mod serve;
 mod setup;
 pub mod simulate;

@@ -18,20 +18,22 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::Setup;
+use super::kv_transfer::NetworkTransport;
 use super::steps::Step;
 use crate::cost::attention::{AttentionSpan, KV_BYTES};
 use crate::error::{Error, Result};
-use crate::placement::{Placement, STRATEGIES};
+use crate::placement::Placement;
 use crate::scenario::Scenario;
 use crate::serve::config::{Fidelity, ServingConfig};
 use crate::serve::metrics::{Collector, PoolTotals, SecondRow, ServingSummary};
 use crate::serve::{
-    Engine, Observer, Pool, PoolConfig, RankBatch, RequestRecord, Role, StepCost, StepPricer,
-    StepRecord, TransferLink,
+    Engine, Handoff, Observer, Pool, PoolConfig, RankBatch, RequestRecord, Role, StepCost,
+    StepPricer, StepRecord,
 };
 use crate::sim::kernels::{KERNEL_LAUNCH_NS, KernelCosts};
 use crate::sim::simulate_step;
 use crate::sim::step::{LayerWork, StepSpec};
+use crate::topology::Cluster;
 use crate::trace::Trace;
 
 /// Simulated steps kept per batch shape in the cached tier.
@@ -136,12 +138,6 @@ pub fn serve(
         }
     };
     let placement = placement.unwrap_or(&scenario.placements[0]).to_string();
-    if !STRATEGIES.contains(&placement) {
-        return Err(Error::invalid(format!(
-            "unknown placement strategy `{placement}`; known: {}",
-            STRATEGIES.names().collect::<Vec<_>>().join(", ")
-        )));
-    }
     let (trace, source) = super::load_trace(scenario)?;
     let layout = pool_layout(scenario, serving)?;
     let mut configs = Vec::new();
@@ -165,7 +161,10 @@ pub fn serve(
             serving.error_samples,
         ));
     }
-    let link = (layout.len() == 2).then(|| transfer_link(&pricers[1].setup, &reports[1]));
+    let handoff = match layout.len() {
+        2 => Some(handoff(scenario, &pricers[1].setup, &reports)?),
+        _ => None,
+    };
     let gpus: usize = layout.iter().map(|(_, gpus, _)| gpus).sum();
     let per_node = pricers[0].setup.cluster.gpus_per_node();
     let mut collector = Collector::new(serving.slo);
@@ -179,11 +178,11 @@ pub fn serve(
                 &serving.assign,
             )?);
         }
-        let mut engine = match link {
-            Some(link) => {
+        let mut engine = match handoff {
+            Some(handoff) => {
                 let decode = pools.pop().expect("two pools");
                 let prefill = pools.pop().expect("two pools");
-                Engine::disaggregated(prefill, decode, link)
+                Engine::disaggregated(prefill, decode, handoff)
             }
             None => Engine::colocated(pools.pop().expect("one pool")),
         };
@@ -367,16 +366,27 @@ fn pool_config(
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-/// The link the decode pool receives KV caches over: the NICs of one decode rank (RDMA, as
-/// Mooncake's and NIXL's transfer engines use), crossing a leaf and the spine.
-fn transfer_link(decode: &Setup, report: &PoolReport) -> TransferLink {
-    let network = &decode.cluster.spec().network;
-    let gpus_per_rank = (report.config.gpus / report.config.ranks) as f64;
-    TransferLink {
-        gbps: network.nic_gbps * gpus_per_rank,
-        latency_ns: 2 * network.nic_latency_ns + network.spine_latency_ns,
-        kv_bytes_per_token: report.kv_bytes_per_token * gpus_per_rank,
-    }
+/// How the decode pool receives KV caches: as flows from the prefill ranks' GPUs (the
+/// scenario cluster's first GPUs) to the decode ranks' GPUs (the next ones) on the cluster's
+/// network, RDMA over the NICs as Mooncake's and NIXL's transfer engines send them.
+fn handoff(
+    scenario: &Scenario,
+    decode: &Setup,
+    reports: &[PoolReport],
+) -> Result<Handoff<'static>> {
+    let per_rank = |report: &PoolReport| report.config.gpus / report.config.ranks;
+    let (prefill, decode_report) = (&reports[0], &reports[1]);
+    let transport = NetworkTransport::new(
+        Cluster::resolve(&scenario.cluster)?,
+        &decode.sim.links,
+        prefill.config.gpus,
+        per_rank(prefill),
+        per_rank(decode_report),
+    );
+    Ok(Handoff {
+        transport: Box::new(transport),
+        kv_bytes_per_token: decode_report.kv_bytes_per_token * per_rank(decode_report) as f64,
+    })
 }
 
 /// The engine's records to the collector and to the caller.

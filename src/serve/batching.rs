@@ -4,7 +4,7 @@
 //! the KV blocks (preempting when a running request needs a block and none is free).
 
 use super::config::PoolConfig;
-use super::rank::{PREFIX_BLOCK_TOKENS, Rank};
+use super::rank::{Live, PREFIX_BLOCK_TOKENS, Rank};
 use crate::plugin_entry;
 use crate::registry::{NoSettings, Plugin, Registry};
 
@@ -132,9 +132,10 @@ impl<'a> BatchBuilder<'a> {
                 && let Some(hashes) = &request.prefix_blocks
                 && self.config.prefix_caching
             {
-                let matched = self.rank.prefix.matched(hashes) as u64;
+                request.shared = self.rank.prefix.acquire(hashes);
                 // The last prompt token always runs: it produces the first output token.
-                request.computed = (matched * PREFIX_BLOCK_TOKENS).min(request.input - 1);
+                request.computed =
+                    (request.shared as u64 * PREFIX_BLOCK_TOKENS).min(request.input - 1);
                 request.cached_tokens = request.cached_tokens.max(request.computed);
             }
             let pending = request.pending();
@@ -143,14 +144,15 @@ impl<'a> BatchBuilder<'a> {
             } else if pending <= self.budget || self.scheduled == 0 {
                 pending
             } else {
+                self.unshare_front();
                 break;
             };
-            let need = self.config.blocks_for(request.computed + tokens) - request.blocks;
-            if need > self.rank.free_blocks {
+            let need = own_blocks(self.config, request, request.computed + tokens) - request.blocks;
+            if !self.rank.take_blocks(need) {
+                self.unshare_front();
                 break;
             }
             let mut request = self.rank.waiting.pop_front().expect("front exists");
-            self.rank.free_blocks -= need;
             request.blocks += need;
             self.rank.running.push(request);
             self.take(self.rank.running.len() - 1, tokens);
@@ -163,9 +165,8 @@ impl<'a> BatchBuilder<'a> {
     fn allocate_running(&mut self, mut i: usize, tokens: u64) -> Option<usize> {
         loop {
             let request = &self.rank.running[i];
-            let need = self.config.blocks_for(request.computed + tokens) - request.blocks;
-            if need <= self.rank.free_blocks {
-                self.rank.free_blocks -= need;
+            let need = own_blocks(self.config, request, request.computed + tokens) - request.blocks;
+            if self.rank.take_blocks(need) {
                 self.rank.running[i].blocks += need;
                 self.take(i, tokens);
                 return Some(i);
@@ -189,12 +190,26 @@ impl<'a> BatchBuilder<'a> {
             self.budget += request.scheduled;
             self.scheduled -= 1;
         }
-        self.rank.free_blocks += request.blocks;
-        request.blocks = 0;
+        self.rank.release(&mut request);
         request.computed = 0;
         request.scheduled = 0;
         request.preemptions += 1;
         self.rank.waiting.push_front(request);
+    }
+
+    /// The front waiting request is not admitted after all: it stops using the cached blocks
+    /// it matched (it matches again when admitted).
+    fn unshare_front(&mut self) {
+        let Some(request) = self.rank.waiting.front_mut() else {
+            return;
+        };
+        if request.shared > 0 {
+            if let Some(hashes) = &request.prefix_blocks {
+                self.rank.prefix.release(&hashes[..request.shared]);
+            }
+            request.shared = 0;
+            request.computed = 0;
+        }
     }
 
     /// Schedules `tokens` of running request `i`.
@@ -205,4 +220,11 @@ impl<'a> BatchBuilder<'a> {
         self.budget = self.budget.saturating_sub(tokens);
         self.scheduled += 1;
     }
+}
+
+/// The blocks `request` needs of its own to hold `tokens` tokens: those past the cached prompt
+/// blocks it shares.
+fn own_blocks(config: &PoolConfig, request: &Live, tokens: u64) -> u64 {
+    let shared = request.shared as u64 * PREFIX_BLOCK_TOKENS / config.block_size;
+    config.blocks_for(tokens).saturating_sub(shared)
 }

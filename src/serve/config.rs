@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::assign::ASSIGNERS;
 use super::batching::BATCH_POLICIES;
+use super::rank::PREFIX_BLOCK_TOKENS;
 use crate::registry::{Settings, positive};
 
 /// Most tokens a step's budget may be: far past any engine's `max_num_batched_tokens`.
@@ -167,6 +168,12 @@ impl ServingConfig {
         if !(1..=1 << 20).contains(&self.block_size) {
             return Err(format!(
                 "`serving.block_size` = {} must be in 1..=1048576 tokens",
+                self.block_size
+            ));
+        }
+        if self.prefix_caching && !PREFIX_BLOCK_TOKENS.is_multiple_of(self.block_size) {
+            return Err(format!(
+                "`serving.block_size` = {} must divide the prefix cache's {PREFIX_BLOCK_TOKENS}-token blocks when `serving.prefix_caching` is on",
                 self.block_size
             ));
         }

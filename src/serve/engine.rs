@@ -8,6 +8,7 @@ use super::batching::{BATCH_POLICIES, BatchBuilder, BatchPolicy};
 use super::config::{PoolConfig, Role};
 use super::metrics::{RequestRecord, StepRecord};
 use super::rank::{Live, PREFIX_BLOCK_TOKENS, Rank};
+use super::transfer::Handoff;
 use super::{Observer, RankBatch, StepPricer};
 use crate::error::{Error, Result};
 use crate::registry::{Named, Settings};
@@ -41,13 +42,9 @@ impl<'p> Pool<'p> {
             .build(policy, &settings)
             .map_err(Error::invalid)?;
         let assigner = ASSIGNERS.build(assign, &settings).map_err(Error::invalid)?;
-        let prefix_blocks = if config.prefix_caching {
-            (config.kv_blocks * config.block_size / PREFIX_BLOCK_TOKENS) as usize
-        } else {
-            0
-        };
+        let entry_blocks = PREFIX_BLOCK_TOKENS / config.block_size;
         let ranks = (0..config.ranks)
-            .map(|_| Rank::new(config.kv_blocks, prefix_blocks))
+            .map(|_| Rank::new(config.kv_blocks, entry_blocks))
             .collect();
         Ok(Pool {
             config,
@@ -117,7 +114,7 @@ impl<'p> Pool<'p> {
         let kv_used: u64 = self
             .ranks
             .iter()
-            .map(|r| self.config.kv_blocks - r.free_blocks)
+            .map(|r| r.used_blocks(self.config.kv_blocks))
             .sum();
         observer.step(&StepRecord {
             role: self.config.role,
@@ -147,17 +144,15 @@ impl<'p> Pool<'p> {
                     if request.computed == request.known() {
                         request.generated += 1;
                         request.first_token_ns.get_or_insert(end);
-                        if request.generated == 1
-                            && let Some(hashes) = &request.prefix_blocks
-                        {
-                            rank.prefix.insert(hashes);
+                        if request.generated == 1 && self.config.prefix_caching {
+                            rank.share_prompt(i);
                         }
                     }
                 }
                 let request = &rank.running[i];
                 if request.generated == request.output || (prefill_only && request.generated > 0) {
                     let mut done = rank.running.remove(i);
-                    rank.free_blocks += std::mem::take(&mut done.blocks);
+                    rank.release(&mut done);
                     leaving.push(done);
                 } else {
                     i += 1;
@@ -187,50 +182,38 @@ fn rank_batch(rank: &Rank) -> RankBatch {
     batch
 }
 
-/// The link a prefill pool's KV cache crosses to the decode pool: each decode rank receives
-/// over its own NICs, one transfer after the other.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TransferLink {
-    /// Bytes per ns (= GB/s) into one decode rank.
-    pub gbps: f64,
-    /// Fixed cost of one transfer, ns.
-    pub latency_ns: u64,
-    /// KV-cache bytes of one token, all layers.
-    pub kv_bytes_per_token: f64,
-}
-
 /// The serving engine: one colocated pool, or a prefill pool and a decode pool joined by a
-/// [`TransferLink`].
+/// [`Handoff`].
 pub struct Engine<'p> {
     pools: Vec<Pool<'p>>,
-    transfer: Option<TransferLink>,
-    /// When each decode rank's receiving link is next free, ns.
-    link_free_ns: Vec<u64>,
+    handoff: Option<Handoff<'p>>,
+    /// KV transfers not started yet (they start when their prefill step ends), by (start time,
+    /// ticket): the sending prefill rank, the request and its bytes.
+    pending: BTreeMap<(u64, u64), (usize, Live, u64)>,
+    /// KV transfers in flight by ticket: the request and when its transfer started.
+    in_flight: BTreeMap<u64, (Live, u64)>,
+    next_ticket: u64,
 }
 
 impl<'p> Engine<'p> {
     /// An engine of one colocated pool.
     pub fn colocated(pool: Pool<'p>) -> Engine<'p> {
-        Engine {
-            pools: vec![pool],
-            transfer: None,
-            link_free_ns: Vec::new(),
-        }
+        Engine::new(vec![pool], None)
     }
 
-    /// A disaggregated engine: `prefill` hands each request to `decode` over `link`.
-    pub fn disaggregated(prefill: Pool<'p>, decode: Pool<'p>, link: TransferLink) -> Engine<'p> {
-        let ranks = decode.config.ranks;
-        Engine {
-            pools: vec![prefill, decode],
-            transfer: Some(link),
-            link_free_ns: vec![0; ranks],
-        }
+    /// A disaggregated engine: `prefill` hands each request to `decode` through `handoff`.
+    pub fn disaggregated(prefill: Pool<'p>, decode: Pool<'p>, handoff: Handoff<'p>) -> Engine<'p> {
+        Engine::new(vec![prefill, decode], Some(handoff))
     }
 
-    /// The pools, entry pool first.
-    pub fn pools(&self) -> &[Pool<'p>] {
-        &self.pools
+    fn new(pools: Vec<Pool<'p>>, handoff: Option<Handoff<'p>>) -> Engine<'p> {
+        Engine {
+            pools,
+            handoff,
+            pending: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            next_ticket: 0,
+        }
     }
 
     /// Serves every request of `requests`, reporting to `observer`; `progress` is told the
@@ -243,9 +226,18 @@ impl<'p> Engine<'p> {
     ) -> Result<()> {
         let mut requests = Arrivals::new(requests);
         let mut steps = 0u64;
+        let mut landed = Vec::new();
         loop {
             let next_arrival = requests.peek_ns()?;
-            let Some((now, p)) = self.next_pool(next_arrival) else {
+            let next_step = self.next_pool(next_arrival);
+            // KV transfers move first at a tie, so a decode step sees what landed by its start.
+            if let Some(at) = self.next_transfer_ns()
+                && next_step.is_none_or(|(step_ns, _)| at <= step_ns)
+            {
+                self.advance_transfers(at, &mut landed);
+                continue;
+            }
+            let Some((now, p)) = next_step else {
                 break;
             };
             self.pools[p].clock_ns = now;
@@ -329,20 +321,54 @@ impl<'p> Engine<'p> {
         observer: &mut dyn Observer,
     ) -> Result<()> {
         let done = live.generated == live.output;
-        match self.transfer {
-            Some(link) if p == 0 && !done => {
+        match &self.handoff {
+            Some(handoff) if p == 0 && !done => {
+                let from = live.rank;
                 live.rank = self.pools[1].choose_rank();
-                let bytes = link.kv_bytes_per_token * live.computed as f64;
-                let start = at_ns.max(self.link_free_ns[live.rank]);
-                let end = start + link.latency_ns + (bytes / link.gbps).ceil() as u64;
-                self.link_free_ns[live.rank] = end;
-                live.kv_transfer_ns = end - at_ns;
-                // The KV arrives whole: only the first token waits to be decoded.
-                let decode = &mut self.pools[1];
-                decode.receive(live, end);
+                let bytes = (handoff.kv_bytes_per_token * live.computed as f64).ceil() as u64;
+                self.pending
+                    .insert((at_ns, self.next_ticket), (from, live, bytes.max(1)));
+                self.next_ticket += 1;
                 Ok(())
             }
             _ => observer.request(&RequestRecord::finished(&live, at_ns)),
+        }
+    }
+
+    /// When the KV hand-off next does something: a transfer starts, drains or lands.
+    fn next_transfer_ns(&self) -> Option<u64> {
+        let handoff = self.handoff.as_ref()?;
+        let start = self.pending.keys().next().map(|k| k.0);
+        [start, handoff.transport.next_event_ns()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Moves the KV hand-off to `now_ns`: transfers that land go to the decode pool (the KV
+    /// arrives whole, so only the first decode step waits for it), those due start.
+    fn advance_transfers(&mut self, now_ns: u64, landed: &mut Vec<u64>) {
+        let Some(handoff) = &mut self.handoff else {
+            return;
+        };
+        landed.clear();
+        handoff.transport.advance(now_ns, landed);
+        for ticket in landed.drain(..) {
+            let (mut live, start_ns) = self
+                .in_flight
+                .remove(&ticket)
+                .expect("a landed transfer was started");
+            live.kv_transfer_ns = now_ns - start_ns;
+            self.pools[1].receive(live, now_ns);
+        }
+        while let Some(entry) = self.pending.first_entry()
+            && entry.key().0 <= now_ns
+        {
+            let ((_, ticket), (from, live, bytes)) = entry.remove_entry();
+            handoff
+                .transport
+                .start(now_ns, from, live.rank, bytes, ticket);
+            self.in_flight.insert(ticket, (live, now_ns));
         }
     }
 }

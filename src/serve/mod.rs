@@ -21,10 +21,12 @@ pub mod config;
 mod engine;
 pub mod metrics;
 mod rank;
+pub mod transfer;
 
 pub use config::{PoolConfig, Role};
-pub use engine::{Engine, Pool, TransferLink};
+pub use engine::{Engine, Pool};
 pub use metrics::{Collector, RequestRecord, StepRecord};
+pub use transfer::{Handoff, KvTransport};
 
 use crate::error::Result;
 

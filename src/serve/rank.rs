@@ -39,6 +39,8 @@ pub struct Live {
     pub kv_transfer_ns: u64,
     /// Hashes of the prompt's 512-token blocks.
     pub prefix_blocks: Option<Vec<u64>>,
+    /// Leading prompt blocks it uses from the rank's prefix cache (held there, not in `blocks`).
+    pub shared: usize,
 }
 
 impl Live {
@@ -60,6 +62,7 @@ impl Live {
             cached_tokens: 0,
             kv_transfer_ns: 0,
             prefix_blocks: request.prefix_blocks,
+            shared: 0,
         }
     }
 
@@ -94,11 +97,11 @@ pub struct Rank {
 }
 
 impl Rank {
-    /// An idle rank with `blocks` KV blocks and room for `prefix_blocks` cached prefix blocks.
-    pub fn new(blocks: u64, prefix_blocks: usize) -> Rank {
+    /// An idle rank with `blocks` KV blocks, `entry_blocks` of them to a cached prompt block.
+    pub fn new(blocks: u64, entry_blocks: u64) -> Rank {
         Rank {
             free_blocks: blocks,
-            prefix: PrefixCache::new(prefix_blocks),
+            prefix: PrefixCache::new(entry_blocks),
             ..Rank::default()
         }
     }
@@ -107,55 +110,129 @@ impl Rank {
     pub fn requests(&self) -> usize {
         self.waiting.len() + self.running.len()
     }
+
+    /// KV blocks that running requests hold or share (idle cached blocks count as free, as
+    /// vLLM counts them).
+    pub fn used_blocks(&self, capacity: u64) -> u64 {
+        capacity - self.free_blocks - self.prefix.idle_blocks()
+    }
+
+    /// Takes `need` free blocks, evicting idle cached prompt blocks (least recently used first)
+    /// when the free ones are short; false, taking nothing, when even that is not enough.
+    pub fn take_blocks(&mut self, need: u64) -> bool {
+        if need > self.free_blocks + self.prefix.idle_blocks() {
+            return false;
+        }
+        while self.free_blocks < need {
+            self.free_blocks += self.prefix.evict().expect("idle blocks cover the need");
+        }
+        self.free_blocks -= need;
+        true
+    }
+
+    /// Gives back what `request` holds: its own blocks, and its use of cached prompt blocks.
+    pub fn release(&mut self, request: &mut Live) {
+        self.free_blocks += std::mem::take(&mut request.blocks);
+        if let Some(hashes) = &request.prefix_blocks {
+            self.prefix.release(&hashes[..request.shared]);
+        }
+        request.shared = 0;
+    }
+
+    /// Once running request `i`'s prompt is computed, its whole 512-token prompt blocks go
+    /// into the prefix cache, held once: a block the cache already has frees this request's
+    /// copy, a new one moves from the request to the cache.
+    pub fn share_prompt(&mut self, i: usize) {
+        let request = &mut self.running[i];
+        let Some(hashes) = &request.prefix_blocks else {
+            return;
+        };
+        let whole = hashes
+            .len()
+            .min((request.input / PREFIX_BLOCK_TOKENS) as usize);
+        for &hash in hashes.get(request.shared..whole).unwrap_or_default() {
+            let entry_blocks = self.prefix.entry_blocks;
+            request.blocks -= entry_blocks;
+            if !self.prefix.share(hash) {
+                self.free_blocks += entry_blocks;
+            }
+        }
+        request.shared = request.shared.max(whole);
+    }
 }
 
-/// The most recently used prompt blocks of a rank, by hash (least recently used evicted).
+/// The prompt blocks a rank keeps after computing them, by hash, as SGLang's radix cache and
+/// vLLM's prefix caching keep them (at Mooncake's 512-token granularity): a block is held once
+/// however many running requests use it, and one no running request uses stays cached, its
+/// memory counted free, until an allocation needs it (least recently used first).
 #[derive(Debug, Default)]
 pub struct PrefixCache {
-    capacity: usize,
-    last_use: HashMap<u64, u64>,
-    by_age: BTreeMap<u64, u64>,
+    /// KV blocks one cached prompt block holds.
+    entry_blocks: u64,
+    /// Running requests using each cached block, by hash.
+    users: HashMap<u64, u32>,
+    /// Cached blocks no request uses, by when they were last used: tick -> hash.
+    idle: BTreeMap<u64, u64>,
+    /// When each idle block was last used, by hash.
+    idle_since: HashMap<u64, u64>,
     clock: u64,
 }
 
 impl PrefixCache {
-    fn new(capacity: usize) -> PrefixCache {
+    fn new(entry_blocks: u64) -> PrefixCache {
         PrefixCache {
-            capacity,
+            entry_blocks,
             ..PrefixCache::default()
         }
     }
 
-    /// Leading blocks of `hashes` in the cache (each then counts as used now).
-    pub fn matched(&mut self, hashes: &[u64]) -> usize {
+    /// KV blocks held by cached prompt blocks no request uses.
+    pub fn idle_blocks(&self) -> u64 {
+        self.idle.len() as u64 * self.entry_blocks
+    }
+
+    /// The number of leading `hashes` cached; each is then used by one more request.
+    pub fn acquire(&mut self, hashes: &[u64]) -> usize {
         let matched = hashes
             .iter()
-            .take_while(|h| self.last_use.contains_key(h))
+            .take_while(|h| self.users.contains_key(h))
             .count();
         for &hash in &hashes[..matched] {
-            self.touch(hash);
+            self.share(hash);
         }
         matched
     }
 
-    /// Records `hashes` as computed on this rank.
-    pub fn insert(&mut self, hashes: &[u64]) {
-        for &hash in hashes {
-            self.touch(hash);
-        }
-        while self.last_use.len() > self.capacity {
-            let Some((_, hash)) = self.by_age.pop_first() else {
-                break;
-            };
-            self.last_use.remove(&hash);
+    /// One request stops using `hashes`.
+    pub fn release(&mut self, hashes: &[u64]) {
+        for hash in hashes {
+            let users = self.users.get_mut(hash).expect("a used block is cached");
+            *users -= 1;
+            if *users == 0 {
+                self.clock += 1;
+                self.idle.insert(self.clock, *hash);
+                self.idle_since.insert(*hash, self.clock);
+            }
         }
     }
 
-    fn touch(&mut self, hash: u64) {
-        self.clock += 1;
-        if let Some(old) = self.last_use.insert(hash, self.clock) {
-            self.by_age.remove(&old);
+    /// One more request uses `hash`, cached from now on; true when it was not cached before.
+    fn share(&mut self, hash: u64) -> bool {
+        let was_idle = self.idle_since.remove(&hash);
+        if let Some(since) = was_idle {
+            self.idle.remove(&since);
         }
-        self.by_age.insert(self.clock, hash);
+        let users = self.users.entry(hash).or_insert(0);
+        let new = *users == 0 && was_idle.is_none();
+        *users += 1;
+        new
+    }
+
+    /// Drops the least recently used idle block, returning the KV blocks it held.
+    fn evict(&mut self) -> Option<u64> {
+        let (_, hash) = self.idle.pop_first()?;
+        self.idle_since.remove(&hash);
+        self.users.remove(&hash);
+        Some(self.entry_blocks)
     }
 }

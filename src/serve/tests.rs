@@ -287,13 +287,40 @@ fn data_parallel_ranks_share_the_requests_and_step_together() {
     assert_eq!(log.steps[0].ns, 1_400_000);
 }
 
+/// A transport in which every transfer has a link of its own: `bytes / gbps + latency`.
+struct OneLinkPerRank {
+    gbps: f64,
+    latency_ns: u64,
+    /// (landing time, ticket) of the transfers in flight.
+    landings: Vec<(u64, u64)>,
+}
+
+impl KvTransport for OneLinkPerRank {
+    fn start(&mut self, at_ns: u64, _from: usize, _to: usize, bytes: u64, ticket: u64) {
+        let ns = (bytes as f64 / self.gbps).ceil() as u64 + self.latency_ns;
+        self.landings.push((at_ns + ns, ticket));
+    }
+
+    fn next_event_ns(&self) -> Option<u64> {
+        self.landings.iter().map(|l| l.0).min()
+    }
+
+    fn advance(&mut self, now_ns: u64, landed: &mut Vec<u64>) {
+        landed.extend(self.landings.iter().filter(|l| l.0 == now_ns).map(|l| l.1));
+        self.landings.retain(|l| l.0 != now_ns);
+    }
+}
+
 #[test]
 fn disaggregated_pools_hand_the_kv_over_the_link() {
     // Prefill 10 ms; 1,000 tokens x 70,272 bytes (DeepSeek-V3's MLA KV) over 50 GB/s plus 5 us:
     // 1,405,440 + 5,000 ns; then 3 decode steps of 20 ms.
-    let link = TransferLink {
-        gbps: 50.0,
-        latency_ns: 5_000,
+    let handoff = Handoff {
+        transport: Box::new(OneLinkPerRank {
+            gbps: 50.0,
+            latency_ns: 5_000,
+            landings: Vec::new(),
+        }),
         kv_bytes_per_token: 70_272.0,
     };
     let mut engine = Engine::disaggregated(
@@ -311,7 +338,7 @@ fn disaggregated_pools_hand_the_kv_over_the_link() {
             "round-robin",
         )
         .unwrap(),
-        link,
+        handoff,
     );
     let mut log = Log::default();
     engine
@@ -357,6 +384,41 @@ fn prefix_caching_skips_the_blocks_a_rank_has_seen() {
     let log = serve(config, constant(1_000_000), stream);
     assert_eq!(log.records[1].cached_tokens, 1024);
     assert_eq!(log.steps[1].prefill_tokens, 1200 - 1024);
+}
+
+#[test]
+fn requests_sharing_a_prefix_hold_its_blocks_once() {
+    let mut config = pool_config(Role::Colocated);
+    config.prefix_caching = true;
+    let request = |id, arrival_s, output_tokens, blocks: Vec<u64>| {
+        Ok(Request {
+            id,
+            arrival_s,
+            input_tokens: 1200,
+            output_tokens,
+            prefix_blocks: Some(blocks),
+        })
+    };
+    // A prefills at 0 ms and decodes from 1 ms; B arrives at 1.5 ms sharing A's two whole
+    // 512-token blocks and is admitted at 2 ms.
+    let stream = RequestStream::new(
+        vec![
+            request(0, 0.0, 10, vec![1, 2, 3]),
+            request(1, 0.0015, 2, vec![1, 2, 9]),
+        ]
+        .into_iter(),
+        true,
+    );
+    let log = serve(config, constant(1_000_000), stream);
+    // At 2 ms (16-token blocks): the two shared blocks once (2 x 32), A's own blocks past them
+    // for 1,202 tokens (76 - 64 = 12) and B's for 1,200 (75 - 64 = 11); without sharing it
+    // would be 76 + 75 = 151.
+    assert_eq!(log.steps[2].start_ns, 2_000_000);
+    assert_eq!(log.steps[2].kv_used_blocks, 64 + 12 + 11);
+    let b = log.records.iter().find(|r| r.id == 1).unwrap();
+    assert_eq!(b.cached_tokens, 1024);
+    // A's last step, alone: the shared blocks and its own for 1,210 tokens (76 - 64).
+    assert_eq!(log.steps.last().unwrap().kv_used_blocks, 64 + 12);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::all_to_all::{ALL_TO_ALLS, AllToAllAlgorithm};
 use super::overlap::{OVERLAPS, OverlapStrategy};
 use crate::registry::{Named, Settings};
+use crate::topology::{Cluster, LinkKind};
 
 /// Simulation settings of a scenario as written (all optional):
 ///
@@ -65,6 +66,20 @@ pub struct LinkSettings {
     pub nvlink_efficiency: f64,
     /// Re-division tolerance of the network ([`SimConfig::rate_tolerance`]).
     pub rate_tolerance: f64,
+}
+
+impl LinkSettings {
+    /// The bandwidth transfers reach on each of `cluster`'s links, GB/s, by link id: NVLink at
+    /// `nvlink_efficiency` of its nominal bandwidth, other links at theirs.
+    pub fn capacities(&self, cluster: &Cluster) -> Vec<f64> {
+        cluster
+            .links()
+            .map(|(_, l)| match l.kind {
+                LinkKind::NvLink => l.bandwidth_gbps * self.nvlink_efficiency,
+                _ => l.bandwidth_gbps,
+            })
+            .collect()
+    }
 }
 
 impl Default for LinkSettings {

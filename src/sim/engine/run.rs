@@ -10,7 +10,7 @@ use super::timeline::Timeline;
 use crate::sim::binding::binding_routes;
 use crate::sim::config::LinkSettings;
 use crate::sim::network::{FlowId, FlowNetwork};
-use crate::topology::{Cluster, LinkKind, Route};
+use crate::topology::{Cluster, Route};
 
 /// Runs `graph` on `cluster` from time 0 until every task is done, with NVLink links at
 /// `links.nvlink_efficiency` of their nominal bandwidth (other links at theirs) and bandwidth
@@ -115,13 +115,7 @@ impl<'g, 'm, L: Copy> Engine<'g, 'm, L> {
             .max()
             .unwrap_or(1);
         let n = graph.len();
-        let capacity_gbps: Vec<f64> = cluster
-            .links()
-            .map(|(_, l)| match l.kind {
-                LinkKind::NvLink => l.bandwidth_gbps * links.nvlink_efficiency,
-                _ => l.bandwidth_gbps,
-            })
-            .collect();
+        let capacity_gbps = links.capacities(cluster);
         let mut waiting_deps: Vec<u32> = (0..n)
             .map(|t| graph.deps_end[t] - if t == 0 { 0 } else { graph.deps_end[t - 1] })
             .collect();
