@@ -204,6 +204,41 @@ fn the_cached_tier_states_its_error_against_full_simulation() {
 }
 
 #[test]
+fn routing_by_request_runs_every_step_on_the_requests_own_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let by_request = |name: &str| {
+        let path = scenario(
+            dir.path(),
+            POISSON,
+            &format!("fidelity = \"full\"\nrouting = \"by-request\"\n{SERVING}"),
+        );
+        let out = dir.path().join(name);
+        let summary = serve(&path, &out, &[]);
+        (
+            summary,
+            std::fs::read(out.join("requests.parquet")).unwrap(),
+        )
+    };
+    let (first, first_requests) = by_request("a");
+    let (again, again_requests) = by_request("b");
+    assert_eq!(first, again);
+    assert_eq!(first_requests, again_requests);
+    assert_eq!(first["summary"]["finished"].as_u64(), Some(300));
+    // The steps route other tokens than the trace in order, so they cost otherwise.
+    let in_order = serve(
+        &scenario(
+            dir.path(),
+            POISSON,
+            &format!("fidelity = \"full\"\n{SERVING}"),
+        ),
+        &dir.path().join("c"),
+        &[],
+    );
+    let busy = |v: &serde_json::Value| v["pools"][0]["totals"]["busy_s"].as_f64().unwrap();
+    assert_ne!(busy(&first), busy(&in_order));
+}
+
+#[test]
 fn disaggregated_pools_report_each_and_send_the_kv_across() {
     let dir = tempfile::tempdir().unwrap();
     let split = format!(
@@ -337,6 +372,11 @@ fn bad_serving_tables_name_the_key() {
         (
             "[serving.disaggregation]\nprefill_gpus = 8\ndecode_gpus = 8",
             "8 prefill + 8 decode GPUs exceed the 8 GPUs",
+        ),
+        ("routing = \"sideways\"", "unknown variant `sideways`"),
+        (
+            "prefix_caching = true\nblock_size = 48",
+            "`serving.block_size` = 48 must divide the prefix cache's 512-token blocks",
         ),
     ] {
         let path = scenario(dir.path(), POISSON, serving);

@@ -19,16 +19,17 @@ use serde::Serialize;
 
 use super::Setup;
 use super::kv_transfer::NetworkTransport;
+use super::request_routing::RequestRouting;
 use super::steps::Step;
 use crate::cost::attention::{AttentionSpan, KV_BYTES};
 use crate::error::{Error, Result};
 use crate::placement::Placement;
 use crate::scenario::Scenario;
-use crate::serve::config::{Fidelity, ServingConfig};
+use crate::serve::config::{Fidelity, RoutingOrder, ServingConfig};
 use crate::serve::metrics::{Collector, PoolTotals, SecondRow, ServingSummary};
 use crate::serve::{
     Engine, Handoff, Observer, Pool, PoolConfig, RankBatch, RequestRecord, Role, StepCost,
-    StepPricer, StepRecord,
+    StepPricer, StepRecord, TokenRun,
 };
 use crate::sim::kernels::{KERNEL_LAUNCH_NS, KernelCosts};
 use crate::sim::simulate_step;
@@ -154,10 +155,22 @@ pub fn serve(
         let (config, report) = pool_config(&setup, serving, settings, *role)?;
         configs.push(config);
         reports.push(report);
+        let by_request = match (serving.routing, &setup.trace) {
+            (RoutingOrder::InOrder, _) => None,
+            (RoutingOrder::ByRequest, Trace::Tokens(routing)) => {
+                Some(RequestRouting::new(routing, scenario.seed))
+            }
+            (RoutingOrder::ByRequest, Trace::Loads(_)) => {
+                return Err(Error::invalid(
+                    "`serving.routing` = \"by-request\" needs a trace of tokens; the scenario's trace holds expert loads only",
+                ));
+            }
+        };
         pricers.push(SimPricer::new(
             setup,
             placed,
             serving.fidelity,
+            by_request,
             serving.error_samples,
         ));
     }
@@ -472,8 +485,10 @@ struct SimPricer {
     costs: KernelCosts,
     /// The trace's expert loads, for steps it has no tokens for.
     loads: Trace,
-    /// Next token of the trace to route.
+    /// Next token of the trace to route (in trace order).
     cursor: usize,
+    /// Each request's own rows of the trace (by request).
+    by_request: Option<RequestRouting>,
     fidelity: Fidelity,
     cache: HashMap<ShapeKey, (Vec<StepCost>, usize)>,
     error_samples: Vec<(u64, u64)>,
@@ -487,10 +502,12 @@ impl SimPricer {
         setup: Setup,
         placement: Placement,
         fidelity: Fidelity,
+        by_request: Option<RequestRouting>,
         max_error_samples: usize,
     ) -> SimPricer {
         let loads = Trace::Loads(setup.trace.expert_loads());
         SimPricer {
+            by_request,
             costs: setup.kernel_costs(),
             setup,
             placement,
@@ -529,18 +546,32 @@ impl SimPricer {
         }
     }
 
-    /// Simulates one step of `ranks` through every layer of the model.
-    fn simulate(&mut self, ranks: &[RankBatch]) -> Result<StepCost> {
+    /// Simulates one step of `ranks` (made of `runs`) through every layer of the model.
+    fn simulate(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost> {
         self.simulated += 1;
         let tokens: u64 = ranks.iter().map(RankBatch::tokens).sum();
-        let (step, from_tokens) = self.next_step(tokens as usize);
-        let setup = &self.setup;
-        let trace = if from_tokens {
-            &setup.trace
-        } else {
-            &self.loads
+        let mut layers = match (&self.by_request, &self.setup.trace) {
+            (Some(by_request), Trace::Tokens(routing)) => {
+                let rows = runs.iter().flat_map(|run| by_request.rows(run));
+                let own = Trace::Tokens(routing.gather_tokens(rows));
+                let step = Step {
+                    phase: None,
+                    first_token: 0,
+                    tokens: tokens as usize,
+                };
+                self.setup.layer_work_from(&own, &self.placement, &step)?
+            }
+            _ => {
+                let (step, from_tokens) = self.next_step(tokens as usize);
+                let trace = if from_tokens {
+                    &self.setup.trace
+                } else {
+                    &self.loads
+                };
+                self.setup.layer_work_from(trace, &self.placement, &step)?
+            }
         };
-        let mut layers = setup.layer_work_from(trace, &self.placement, &step)?;
+        let setup = &self.setup;
         // Each rank's tokens start on its own GPUs (the plan spread the step's evenly).
         let gpus = setup.gpus();
         let per_rank = gpus / ranks.len();
@@ -597,10 +628,10 @@ fn imbalance(layers: &[LayerWork]) -> f64 {
 }
 
 impl StepPricer for SimPricer {
-    fn price(&mut self, ranks: &[RankBatch]) -> Result<StepCost> {
+    fn price(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost> {
         self.priced += 1;
         if self.fidelity == Fidelity::Full {
-            return self.simulate(ranks);
+            return self.simulate(ranks, runs);
         }
         let key = ShapeKey::of(ranks);
         let cached = match self.cache.get_mut(&key) {
@@ -616,13 +647,13 @@ impl StepPricer for SimPricer {
                 if self.priced.is_multiple_of(ERROR_SAMPLE_STRIDE)
                     && self.error_samples.len() < self.max_error_samples
                 {
-                    let full = self.simulate(ranks)?;
+                    let full = self.simulate(ranks, runs)?;
                     self.error_samples.push((cost.ns, full.ns));
                 }
                 cost
             }
             None => {
-                let cost = self.simulate(ranks)?;
+                let cost = self.simulate(ranks, runs)?;
                 self.cache.entry(key).or_default().0.push(cost);
                 cost
             }

@@ -53,6 +53,9 @@ pub struct ServingConfig {
     /// How steps are priced.
     #[serde(default)]
     pub fidelity: Fidelity,
+    /// Which of the trace's tokens route each step's tokens.
+    #[serde(default)]
+    pub routing: RoutingOrder,
     /// Steps priced both ways to state the cached tier's error (0: none).
     #[serde(default = "ServingConfig::default_error_samples")]
     pub error_samples: usize,
@@ -76,6 +79,20 @@ pub enum Fidelity {
     Cached,
     /// Every step through the event simulator.
     Full,
+}
+
+/// Which of the trace's tokens route a step's tokens.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingOrder {
+    /// The trace's tokens in order, step after step, whoever the step's tokens belong to.
+    #[default]
+    InOrder,
+    /// Each request keeps rows of its own: a request of the trace (by its recorded request ids)
+    /// drawn for it by its id, its tokens in position order, or, in a trace without request
+    /// ids, a run of consecutive tokens from an offset drawn by its id; a request's prompt and
+    /// decode tokens follow on from each other, as one sequence's routing does.
+    ByRequest,
 }
 
 /// Time-to-first-token and time-per-output-token objectives (absent: not judged).

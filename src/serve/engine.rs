@@ -9,7 +9,7 @@ use super::config::{PoolConfig, Role};
 use super::metrics::{RequestRecord, StepRecord};
 use super::rank::{Live, PREFIX_BLOCK_TOKENS, Rank};
 use super::transfer::Handoff;
-use super::{Observer, RankBatch, StepPricer};
+use super::{Observer, RankBatch, StepPricer, TokenRun};
 use crate::error::{Error, Result};
 use crate::registry::{Named, Settings};
 use crate::workload::{Request, RequestStream};
@@ -26,6 +26,8 @@ pub struct Pool<'p> {
     /// Requests on their way in, by (ready time, order of arrival).
     inbox: BTreeMap<(u64, u64), Live>,
     received: u64,
+    /// Scratch: the requests' token runs of the step being priced.
+    runs: Vec<TokenRun>,
 }
 
 impl<'p> Pool<'p> {
@@ -55,6 +57,7 @@ impl<'p> Pool<'p> {
             clock_ns: 0,
             inbox: BTreeMap::new(),
             received: 0,
+            runs: Vec::new(),
         })
     }
 
@@ -109,7 +112,17 @@ impl<'p> Pool<'p> {
                 self.config.role
             )));
         }
-        let cost = self.pricer.price(&batches)?;
+        self.runs.clear();
+        for (rank, r) in self.ranks.iter().enumerate() {
+            let scheduled = r.running.iter().filter(|l| l.scheduled > 0);
+            self.runs.extend(scheduled.map(|l| TokenRun {
+                request: l.id,
+                rank,
+                first: l.computed,
+                count: l.scheduled,
+            }));
+        }
+        let cost = self.pricer.price(&batches, &self.runs)?;
         let end = now + cost.ns.max(1);
         let kv_used: u64 = self
             .ranks

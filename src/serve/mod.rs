@@ -59,15 +59,29 @@ pub struct StepCost {
     pub imbalance: f64,
 }
 
+/// The tokens one request runs in a step: its positions `first..first + count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRun {
+    /// The request's id in the workload.
+    pub request: u64,
+    /// The rank it runs on.
+    pub rank: usize,
+    /// Position of its first token in the step (tokens before are in the KV cache).
+    pub first: u64,
+    /// Tokens it runs.
+    pub count: u64,
+}
+
 /// Prices one lockstep step of every rank of a pool.
 pub trait StepPricer {
-    /// The cost of a step in which rank `r` runs `ranks[r]` (idle ranks run empty batches).
-    fn price(&mut self, ranks: &[RankBatch]) -> Result<StepCost>;
+    /// The cost of a step in which rank `r` runs `ranks[r]` (idle ranks run empty batches),
+    /// made of the requests' `runs` (rank by rank).
+    fn price(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost>;
 }
 
 impl<T: StepPricer + ?Sized> StepPricer for &mut T {
-    fn price(&mut self, ranks: &[RankBatch]) -> Result<StepCost> {
-        (**self).price(ranks)
+    fn price(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost> {
+        (**self).price(ranks, runs)
     }
 }
 

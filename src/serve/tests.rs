@@ -14,7 +14,7 @@ struct Linear {
 }
 
 impl StepPricer for Linear {
-    fn price(&mut self, ranks: &[RankBatch]) -> Result<StepCost> {
+    fn price(&mut self, ranks: &[RankBatch], _runs: &[TokenRun]) -> Result<StepCost> {
         let busiest = ranks.iter().map(RankBatch::tokens).max().unwrap_or(0);
         Ok(StepCost {
             ns: self.fixed_ns + self.per_token_ns * busiest,
@@ -90,7 +90,7 @@ impl Observer for Log {
     }
 }
 
-fn serve(config: PoolConfig, pricer: Box<dyn StepPricer>, stream: RequestStream) -> Log {
+fn serve(config: PoolConfig, pricer: Box<dyn StepPricer + '_>, stream: RequestStream) -> Log {
     let mut engine =
         Engine::colocated(Pool::new(config, pricer, "decode-first", "round-robin").unwrap());
     let mut log = Log::default();
@@ -419,6 +419,49 @@ fn requests_sharing_a_prefix_hold_its_blocks_once() {
     assert_eq!(b.cached_tokens, 1024);
     // A's last step, alone: the shared blocks and its own for 1,210 tokens (76 - 64).
     assert_eq!(log.steps.last().unwrap().kv_used_blocks, 64 + 12);
+}
+
+/// Prices every step at 1 ms and keeps the token runs it was shown.
+#[derive(Default)]
+struct Runs(Vec<Vec<TokenRun>>);
+
+impl StepPricer for &std::cell::RefCell<Runs> {
+    fn price(&mut self, _ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost> {
+        self.borrow_mut().0.push(runs.to_vec());
+        Ok(StepCost {
+            ns: 1_000_000,
+            imbalance: 1.0,
+        })
+    }
+}
+
+#[test]
+fn the_pricer_sees_each_requests_positions_in_the_step() {
+    let mut config = pool_config(Role::Colocated);
+    config.ranks = 2;
+    config.max_batch_tokens = 300;
+    let runs = std::cell::RefCell::new(Runs::default());
+    serve(
+        config,
+        Box::new(&runs),
+        requests(&[(0.0, 500, 2), (0.0, 100, 2)]),
+    );
+    let run = |request, rank, first, count| TokenRun {
+        request,
+        rank,
+        first,
+        count,
+    };
+    // Request 0 on rank 0 prefills 300 + 200 tokens, then decodes position 500; request 1 on
+    // rank 1 prefills its 100 at once, then decodes position 100.
+    assert_eq!(
+        runs.into_inner().0,
+        [
+            vec![run(0, 0, 0, 300), run(1, 1, 0, 100)],
+            vec![run(0, 0, 300, 200), run(1, 1, 100, 1)],
+            vec![run(0, 0, 500, 1)],
+        ]
+    );
 }
 
 #[test]

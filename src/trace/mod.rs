@@ -384,47 +384,58 @@ impl RoutingTrace {
 
     /// Tokens `range` of this trace as a trace of their own (metadata sliced alongside).
     pub fn slice_tokens(&self, range: std::ops::Range<usize>) -> RoutingTrace {
+        self.gather_tokens(range)
+    }
+
+    /// The tokens `rows` (in that order, repeats allowed) as a trace of their own, metadata
+    /// gathered alongside.
+    pub fn gather_tokens(&self, rows: impl Iterator<Item = usize> + Clone) -> RoutingTrace {
         let layers = self
             .layers
             .iter()
             .map(|l| {
-                let start = l.offsets[range.start];
-                let end = l.offsets[range.end];
+                let mut offsets = vec![0];
+                let mut experts = Vec::new();
+                let mut weights = l.weights.as_ref().map(|_| Vec::new());
+                for token in rows.clone() {
+                    let (start, end) = (l.offsets[token] as usize, l.offsets[token + 1] as usize);
+                    experts.extend_from_slice(&l.experts[start..end]);
+                    if let (Some(out), Some(w)) = (&mut weights, &l.weights) {
+                        out.extend_from_slice(&w[start..end]);
+                    }
+                    offsets.push(experts.len() as u32);
+                }
                 LayerRouting {
-                    offsets: l.offsets[range.start..=range.end]
-                        .iter()
-                        .map(|o| o - start)
-                        .collect(),
-                    experts: l.experts[start as usize..end as usize].to_vec(),
-                    weights: l
-                        .weights
-                        .as_ref()
-                        .map(|w| w[start as usize..end as usize].to_vec()),
+                    offsets,
+                    experts,
+                    weights,
                 }
             })
             .collect();
         let meta = TokenMeta {
-            step: slice_column(&self.meta.step, &range),
-            request_id: slice_column(&self.meta.request_id, &range),
-            position: slice_column(&self.meta.position, &range),
-            phase: slice_column(&self.meta.phase, &range),
-            dp_rank: slice_column(&self.meta.dp_rank, &range),
+            step: gather_column(&self.meta.step, rows.clone()),
+            request_id: gather_column(&self.meta.request_id, rows.clone()),
+            position: gather_column(&self.meta.position, rows.clone()),
+            phase: gather_column(&self.meta.phase, rows.clone()),
+            dp_rank: gather_column(&self.meta.dp_rank, rows.clone()),
         };
         RoutingTrace {
             num_experts: self.num_experts,
-            num_tokens: range.len(),
+            num_tokens: rows.count(),
             layers,
             meta,
         }
     }
 }
 
-/// Tokens `range` of an optional metadata column.
-fn slice_column<T: Clone>(
+/// Tokens `rows` of an optional metadata column.
+fn gather_column<T: Clone>(
     column: &Option<Vec<T>>,
-    range: &std::ops::Range<usize>,
+    rows: impl Iterator<Item = usize>,
 ) -> Option<Vec<T>> {
-    column.as_ref().map(|c| c[range.clone()].to_vec())
+    column
+        .as_ref()
+        .map(|c| rows.map(|token| c[token].clone()).collect())
 }
 
 /// The most (layer, expert) cells a loads trace holds (512 MiB of loads): 65,536 experts over
