@@ -206,10 +206,11 @@ fn the_cached_tier_states_its_error_against_full_simulation() {
 #[test]
 fn routing_by_request_runs_every_step_on_the_requests_own_rows() {
     let dir = tempfile::tempdir().unwrap();
+    let workload = POISSON.replace("requests = 300", "requests = 80");
     let by_request = |name: &str| {
         let path = scenario(
             dir.path(),
-            POISSON,
+            &workload,
             &format!("fidelity = \"full\"\nrouting = \"by-request\"\n{SERVING}"),
         );
         let out = dir.path().join(name);
@@ -223,7 +224,7 @@ fn routing_by_request_runs_every_step_on_the_requests_own_rows() {
     let (again, again_requests) = by_request("b");
     assert_eq!(first, again);
     assert_eq!(first_requests, again_requests);
-    assert_eq!(first["summary"]["finished"].as_u64(), Some(300));
+    assert_eq!(first["summary"]["finished"].as_u64(), Some(80));
     // The steps route other tokens than the trace in order, so they cost otherwise.
     let in_order = serve(
         &scenario(

@@ -603,8 +603,11 @@ impl SimPricer {
                 + KERNEL_LAUNCH_NS
         });
         let dense_ns = dense_layers * (self.costs.attention_ns(busiest, &span) + dense_ffn) as f64;
+        // The busiest-sampling rank's logits (each rank computes its own, DP like attention).
+        let samples = ranks.iter().map(|r| r.samples).max().unwrap_or(0) as f64;
+        let lm_head_ns = self.costs.lm_head_ns(samples / per_rank as f64) as f64;
         Ok(StepCost {
-            ns: (moe_ns + dense_ns).ceil().max(1.0) as u64,
+            ns: (moe_ns + dense_ns + lm_head_ns).ceil().max(1.0) as u64,
             imbalance: imbalance(&layers),
         })
     }

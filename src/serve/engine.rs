@@ -183,6 +183,9 @@ fn rank_batch(rank: &Rank) -> RankBatch {
     for request in rank.running.iter().filter(|r| r.scheduled > 0) {
         let n = request.scheduled;
         let start = request.computed as f64;
+        if request.computed + n == request.known() {
+            batch.samples += 1;
+        }
         if request.decoding() {
             batch.decode_tokens += 1;
             batch.decode_keys += start + 1.0;

@@ -41,6 +41,9 @@ pub struct RankBatch {
     pub decode_tokens: u64,
     /// Sum over the decode tokens of the cached keys each reads.
     pub decode_keys: f64,
+    /// Tokens that sample a next token at the end of the step (each decode token, and the last
+    /// prompt token of a prompt finishing): the rows the LM head computes logits for.
+    pub samples: u64,
 }
 
 impl RankBatch {

@@ -29,6 +29,7 @@ pub struct KernelCosts {
     gate: Ffn,
     routed: Ffn,
     shared: Option<Ffn>,
+    lm_head: Ffn,
 }
 
 /// Where the GEMM model's constants come from.
@@ -90,6 +91,8 @@ impl KernelCosts {
             ),
             routed: model.routed_expert(),
             shared: model.shared_experts(),
+            // Logits: hidden x vocabulary, kept in BF16 by FP8 checkpoints too.
+            lm_head: Ffn::projection(model.vocab_size as u64 * hidden, hidden, 2.0),
         }
     }
 
@@ -108,6 +111,15 @@ impl KernelCosts {
             ns => ns + KERNEL_LAUNCH_NS,
         };
         self.kernel(&self.projections, tokens) + core + self.kernel(&self.gate, tokens)
+    }
+
+    /// The LM head's logits for `tokens` sampling tokens (0 for none, or a model without a
+    /// vocabulary size).
+    pub fn lm_head_ns(&self, tokens: f64) -> u64 {
+        if tokens <= 0.0 || self.lm_head.params == 0 {
+            return 0;
+        }
+        self.kernel(&self.lm_head, tokens)
     }
 
     /// The shared experts over `tokens` tokens (0 for models without them).
@@ -237,5 +249,21 @@ mod tests {
         // 989,000 x 0.63 = 623,070 FLOP/ns: 228,877 ns more (the reads, 1152 B per key,
         // would take 195,625 ns).
         assert!(long.abs_diff(short + 228_877) <= 2, "{short} {long}");
+    }
+
+    #[test]
+    fn the_lm_head_reads_the_vocabulary_once_per_step() {
+        let model = MoeModel::preset("deepseek-v3").unwrap();
+        let gpu = GpuSpec::named("h100").unwrap();
+        let costs = KernelCosts::new(&model, &gpu);
+        // 129,280 x 7,168 BF16 weights = 1,853,358,080 B: at least 553,241 ns at 3,350 GB/s.
+        let floor = 1_853_358_080.0 / gpu.hbm_gbps;
+        let one = costs.lm_head_ns(1.0) as f64;
+        assert!(one > floor && one < 2.0 * floor, "{one} vs {floor}");
+        // 256 decode tokens still read the weights once: 474 GFLOP of BF16 fit in about the
+        // same time.
+        let many = costs.lm_head_ns(256.0) as f64;
+        assert!(many < 1.5 * one, "{many} vs {one}");
+        assert_eq!(costs.lm_head_ns(0.0), 0);
     }
 }
