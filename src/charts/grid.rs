@@ -160,23 +160,23 @@ pub(super) fn draw_scatter<DB: DrawingBackend>(
     chart.draw_series(LineSeries::new(line.clone(), on_front.stroke_width(2)))?;
     chart
         .draw_series(line.iter().map(|&p| Circle::new(p, 7, on_front.filled())))?
-        .label("Pareto front")
+        .label("Pareto front, numbered by cost:")
         .legend(move |(x, y)| Circle::new((x + 8, y), 7, on_front.filled()));
-    // Names left of the points in the right half, so that they stay inside the chart.
-    let middle = finite.iter().map(|p| p.x).fold(f64::INFINITY, f64::min) * 0.5
-        + finite.iter().map(|p| p.x).fold(f64::NEG_INFINITY, f64::max) * 0.5;
-    chart.draw_series(front.iter().map(|&i| {
+    // Each front point numbered beside it and named in the legend: names beside the points
+    // overprint each other where the front is dense.
+    for (k, &i) in front.iter().enumerate() {
         let p = &points[i];
-        let (anchor, dx) = match p.x > middle {
-            true => (HPos::Right, -10),
-            false => (HPos::Left, 10),
-        };
-        let font = ("sans-serif", 14)
-            .into_font()
-            .color(&BLACK)
-            .pos(Pos::new(anchor, VPos::Bottom));
-        EmptyElement::at((p.x, p.y)) + Text::new(p.label.clone(), (dx, -8), font)
-    }))?;
+        let number = (k + 1).to_string();
+        let mark = number.clone();
+        chart
+            .draw_series([EmptyElement::at((p.x, p.y))
+                + Text::new(number, (8, -24), ("sans-serif", 15).into_font())])?
+            .label(p.label.as_str())
+            .legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + Text::new(mark.clone(), (2, -8), ("sans-serif", 15).into_font())
+            });
+    }
     super::draw_legend(&mut chart)
 }
 

@@ -25,7 +25,7 @@ use crate::report;
   tpot_p99_ms = 100
 
 Example:
-  moesim plan reports/plan-example/plan.toml --out reports/plan-example"
+  moesim plan reports/plan-example/plan.toml --out reports/plan-example/report"
 )]
 pub struct PlanArgs {
     /// The plan TOML.

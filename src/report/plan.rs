@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::sweep::{Headline, headlines, points_table, write_charts};
+use super::sweep::{Headline, HeatmapAxes, headlines, points_table, write_charts};
 use crate::error::Result;
 use crate::output;
 use crate::plan::{PlanResult, PlanSpec};
-use crate::sweep::SweepTable;
+use crate::sweep::{PointRow, SweepTable, describe};
 
 /// Writes the plan's report as the folder `dir` (replaced whole, like every report),
 /// returning the paths written.
@@ -43,15 +43,15 @@ pub fn write_plan_report(spec: &PlanSpec, result: &PlanResult, dir: &Path) -> Re
         );
         md.push_str("## Best size of each layout\n\n");
         layouts_table(&mut md, spec, result, &heads);
-        // The scale axis across, the layouts up.
-        let other = usize::from(spec.scale_column == 0);
-        written.extend(write_charts(
-            table,
-            &heads,
-            (spec.scale_column, other),
-            tmp,
-            &mut md,
-        )?);
+        // The sizes across, the layouts up.
+        let scale = spec.scale_column;
+        let axes = HeatmapAxes {
+            x: Box::new(move |row: &PointRow| row.values[scale].clone()),
+            x_name: spec.plan.scale.clone(),
+            y: Box::new(move |row: &PointRow| describe(&table.axes, &row.values, Some(scale))),
+            y_name: "layout".to_string(),
+        };
+        written.extend(write_charts(table, &heads, Some(axes), tmp, &mut md)?);
         md.push_str("## Points run\n\n");
         points_table(&mut md, table, &heads);
         written.extend(super::write_markdown(&md, tmp)?);

@@ -97,7 +97,8 @@ pub fn write_sweep_report(table: &SweepTable, dir: &Path) -> Result<Vec<PathBuf>
             "verdict": verdict,
         });
         let mut written = vec![super::write_summary(&summary, tmp)?];
-        written.extend(write_charts(table, &heads, (1, 0), tmp, &mut md)?);
+        let axes = (table.axes.len() == 2).then(|| HeatmapAxes::of_axes(table, 1, 0));
+        written.extend(write_charts(table, &heads, axes, tmp, &mut md)?);
         md.push_str("## Points\n\n");
         points_table(&mut md, table, &heads);
         written.extend(super::write_markdown(&md, tmp)?);
@@ -136,22 +137,57 @@ fn sweep_verdict(table: &SweepTable, head: Option<&Headline>, failed: usize) -> 
     )
 }
 
-/// Writes the heatmaps (two axes: columns of axis `axes.0`, rows of axis `axes.1`) and the
-/// Pareto chart (served points) into `dir`, adding them to `md`; returns the paths written.
+/// How a heatmap lays the points out: the name of each point's column and row, and what the
+/// columns and rows are.
+pub struct HeatmapAxes<'a> {
+    /// A point's column (its value on the horizontal axis).
+    pub x: Box<dyn Fn(&PointRow) -> String + 'a>,
+    /// What the columns are.
+    pub x_name: String,
+    /// A point's row.
+    pub y: Box<dyn Fn(&PointRow) -> String + 'a>,
+    /// What the rows are.
+    pub y_name: String,
+}
+
+impl<'a> HeatmapAxes<'a> {
+    /// Axis `x` of `table` across and axis `y` up, each value as written (strings bare).
+    pub fn of_axes(table: &'a SweepTable, x: usize, y: usize) -> Self {
+        let value = move |column: usize| {
+            move |row: &PointRow| {
+                let v = &row.values[column];
+                bare(v).unwrap_or(v).to_string()
+            }
+        };
+        HeatmapAxes {
+            x: Box::new(value(x)),
+            x_name: table.axes[x].clone(),
+            y: Box::new(value(y)),
+            y_name: table.axes[y].clone(),
+        }
+    }
+}
+
+/// Writes a heatmap per headline metric laid out by `axes` (when given) and the Pareto chart
+/// (served points) into `dir`, adding them to `md`; returns the paths written.
 pub fn write_charts(
     table: &SweepTable,
     heads: &[Headline],
-    axes: (usize, usize),
+    axes: Option<HeatmapAxes>,
     dir: &Path,
     md: &mut String,
 ) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    if table.axes.len() == 2 {
+    if let Some(axes) = axes {
         let _ = writeln!(md, "## Heatmaps\n");
         for (index, head) in heads.iter().enumerate() {
             let file = format!("heatmap_{index}");
-            written.extend(heatmap(table, head, axes, &dir.join(&file))?);
-            let _ = writeln!(md, "![{} over the two axes]({file}.png)\n", head.name);
+            written.extend(heatmap(table, head, &axes, &dir.join(&file))?);
+            let _ = writeln!(
+                md,
+                "![{} by {} and {}]({file}.png)\n",
+                head.name, axes.x_name, axes.y_name
+            );
         }
     }
     if heads.first().is_some_and(|h| h.metric == metric::COST) {
@@ -167,7 +203,7 @@ pub fn write_charts(
             })
             .collect();
         let labels = ChartLabels {
-            title: "Cost against E2E latency p99 (the Pareto front joined and named)",
+            title: "Cost against E2E latency p99, Pareto front numbered",
             x: "cost, $ per million output tokens",
             y: "E2E latency p99, s",
         };
@@ -189,23 +225,24 @@ pub fn write_charts(
     Ok(written)
 }
 
-/// One headline metric over the two axes of `table`.
+/// One headline metric over the columns and rows of `axes`, in the order they first appear.
 fn heatmap(
     table: &SweepTable,
     head: &Headline,
-    (x, y): (usize, usize),
+    axes: &HeatmapAxes,
     stem: &Path,
 ) -> Result<Vec<PathBuf>> {
-    let distinct = |column: usize| {
+    let distinct = |key: &dyn Fn(&PointRow) -> String| {
         let mut seen: Vec<String> = Vec::new();
         for row in &table.rows {
-            if !seen.contains(&row.values[column]) {
-                seen.push(row.values[column].clone());
+            let value = key(row);
+            if !seen.contains(&value) {
+                seen.push(value);
             }
         }
         seen
     };
-    let (columns, rows) = (distinct(x), distinct(y));
+    let (columns, rows) = (distinct(&axes.x), distinct(&axes.y));
     let cells: Vec<Vec<Option<f64>>> = rows
         .iter()
         .map(|r| {
@@ -215,30 +252,24 @@ fn heatmap(
                     table
                         .rows
                         .iter()
-                        .find(|row| row.values[x] == *c && row.values[y] == *r)
+                        .find(|row| (axes.x)(row) == *c && (axes.y)(row) == *r)
                         .and_then(|row| head.value(row))
                 })
                 .collect()
         })
         .collect();
-    let shown = |values: &[String]| -> Vec<String> {
-        values
-            .iter()
-            .map(|v| bare(v).unwrap_or(v).to_string())
-            .collect()
-    };
     let title = format!("{} ({}); grey: failed or not run", head.name, head.unit);
     let measure = format!("{}, {}", head.name, head.unit);
     let grid = LabelledGrid {
-        columns: &shown(&columns),
-        rows: &shown(&rows),
+        columns: &columns,
+        rows: &rows,
         cells: &cells,
         measure: &measure,
     };
     let labels = ChartLabels {
         title: &title,
-        x: &table.axes[x],
-        y: &table.axes[y],
+        x: &axes.x_name,
+        y: &axes.y_name,
     };
     charts::labelled_heatmap(stem, labels, &grid)
 }
