@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
@@ -524,13 +525,7 @@ fn draw_heatmaps<DB: DrawingBackend>(
                 (0..rows - 1).into_segmented(),
             )?;
         let x_labels = cols.min(fitting_labels(chart.plotting_area().dim_in_pixel().0));
-        chart
-            .configure_mesh()
-            .label_style(TICK_FONT)
-            .axis_desc_style(AXIS_FONT)
-            .disable_mesh()
-            .x_desc(labels.x)
-            .y_desc(labels.y)
+        heatmap_mesh(&mut chart, labels)
             .x_labels(x_labels + 1)
             .y_labels(rows.min(24) + 1)
             .draw()?;
@@ -543,6 +538,25 @@ fn draw_heatmaps<DB: DrawingBackend>(
         }))?;
     }
     draw_color_scale(&legend, 0.0, max, "")
+}
+
+/// The mesh of a heatmap: readable fonts, the axes described, no grid lines over the cells.
+fn heatmap_mesh<'a, 'b, DB, X, Y>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    labels: &ChartLabels,
+) -> plotters::chart::MeshStyle<'a, 'b, X, Y, DB>
+where
+    DB: DrawingBackend,
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    let mut mesh = chart.configure_mesh();
+    mesh.label_style(TICK_FONT)
+        .axis_desc_style(AXIS_FONT)
+        .disable_mesh()
+        .x_desc(labels.x)
+        .y_desc(labels.y);
+    mesh
 }
 
 /// A vertical colour bar from `lo` (bottom) to `hi` (top), described by `measure`.

@@ -7,7 +7,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{
     AXIS_FONT, ChartLabels, DrawResult, PALETTE, TICK_FONT, category_rows, draw_color_scale,
-    heat_color, label_width, segment_name,
+    heat_color, heatmap_mesh, label_width, segment_name,
 };
 
 /// A metric over two labelled axes: `cells[row][column]`, `None` where there is no value (a
@@ -60,13 +60,7 @@ pub(super) fn draw_grid<DB: DrawingBackend>(
             category_rows(grid.columns.len()).into_segmented(),
             category_rows(grid.rows.len()).into_segmented(),
         )?;
-    chart
-        .configure_mesh()
-        .label_style(TICK_FONT)
-        .axis_desc_style(AXIS_FONT)
-        .disable_mesh()
-        .x_desc(labels.x)
-        .y_desc(labels.y)
+    heatmap_mesh(&mut chart, labels)
         .x_labels(grid.columns.len() + 1)
         .y_labels(grid.rows.len() + 1)
         .x_label_formatter(&|v| segment_name(grid.columns, v))
