@@ -369,6 +369,44 @@ mod tests {
     }
 
     #[test]
+    fn layouts_best_points_rank_by_the_objective() {
+        let row = |point: u32, throughput: f64, cost: f64| PointRow {
+            point,
+            values: Vec::new(),
+            outcome: Ok([(metric::THROUGHPUT, throughput), (metric::COST, cost)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()),
+        };
+        let layout = |best: usize| Layout {
+            name: String::new(),
+            points: vec![best],
+            best: Some(best),
+        };
+        let result = PlanResult {
+            evaluated: SweepTable {
+                sweep: String::new(),
+                total: 4,
+                axes: Vec::new(),
+                rows: vec![row(1, 100.0, 1.0), row(3, 200.0, 2.0)],
+            },
+            layouts: vec![
+                layout(1),
+                layout(3),
+                Layout {
+                    best: None,
+                    ..layout(0)
+                },
+            ],
+            ranking: Vec::new(),
+            verdict: String::new(),
+        };
+        // Point 3 serves more tokens per GPU; point 1 is cheaper.
+        assert_eq!(rank(Objective::Throughput, &result), [3, 1]);
+        assert_eq!(rank(Objective::CostPerMillionTokens, &result), [1, 3]);
+    }
+
+    #[test]
     fn a_point_is_judged_by_its_worst_misses() {
         let row = |pairs: &[(&str, f64)]| PointRow {
             point: 0,

@@ -33,7 +33,7 @@ impl Headline {
 }
 
 /// The headline metrics of `table`: cost, TTFT and TPOT p99 and SLO attainment for served
-/// points; else the simulated step time of each strategy (up to four).
+/// points; else the simulated step time of up to four strategies, those without overlap first.
 pub fn headlines(table: &SweepTable) -> Vec<Headline> {
     let has = |m: &str| {
         table
@@ -69,7 +69,8 @@ pub fn headlines(table: &SweepTable) -> Vec<Headline> {
         .flat_map(|m| m.keys())
         .filter(|k| k.starts_with("simulated.strategies.") && k.ends_with(".step_ns"))
         .collect();
-    steps.sort();
+    // Without overlap first: one per placement, the placements compared.
+    steps.sort_by_key(|m| (!m.ends_with("/none.step_ns"), m.as_str()));
     steps.dedup();
     steps
         .into_iter()
