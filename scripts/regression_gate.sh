@@ -11,12 +11,7 @@
 # MOESIM names the binary; default: target/debug/moesim, which `cargo test` builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${CARGO_TARGET_DIR:-target}"
-moesim="${MOESIM:-$target/debug/moesim}"
-if [ ! -x "$moesim" ]; then
-  echo "error: $moesim not found: run \`cargo test\` first, or set MOESIM to a moesim binary" >&2
-  exit 2
-fi
+. scripts/moesim_bin.sh
 update=false
 case "${1:-}" in
   "") ;;

@@ -5,11 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::output::temp_sibling;
+
+mod grid;
+
+pub use grid::{LabelledGrid, ScatterPoint};
 
 /// Pixel size of every chart but Gantt charts.
 const CHART_SIZE: (u32, u32) = (960, 540);
@@ -90,6 +95,33 @@ pub fn heatmap(stem: &Path, labels: ChartLabels, panels: &[HeatmapPanel]) -> Res
     render_both(stem, &Chart::Heatmap { labels, panels }, CHART_SIZE)
 }
 
+/// Writes `<stem>.png` and `<stem>.svg` with one metric over two labelled axes, each cell
+/// coloured and printed with its value, and a colour bar of `grid.measure`. Returns the two
+/// paths written.
+pub fn labelled_heatmap(
+    stem: &Path,
+    labels: ChartLabels,
+    grid: &LabelledGrid,
+) -> Result<Vec<PathBuf>> {
+    render_both(stem, &Chart::Grid { labels, grid }, CHART_SIZE)
+}
+
+/// Writes `<stem>.png` and `<stem>.svg` with every point as a circle and the points `front`
+/// (indices, in drawing order) joined by a line and named. Returns the two paths written.
+pub fn pareto(
+    stem: &Path,
+    labels: ChartLabels,
+    points: &[ScatterPoint],
+    front: &[usize],
+) -> Result<Vec<PathBuf>> {
+    let chart = Chart::Scatter {
+        labels,
+        points,
+        front,
+    };
+    render_both(stem, &chart, CHART_SIZE)
+}
+
 /// Writes `<stem>.png` and `<stem>.svg` with one horizontal bar per category, stacked from the
 /// parts: `parts[p].values[c]` is part `p` of category `c`. Returns the two paths written.
 pub fn stacked_bars(
@@ -155,6 +187,15 @@ enum Chart<'a> {
         kinds: &'a [&'a str],
         panels: &'a [GanttPanel<'a>],
     },
+    Grid {
+        labels: ChartLabels<'a>,
+        grid: &'a LabelledGrid<'a>,
+    },
+    Scatter {
+        labels: ChartLabels<'a>,
+        points: &'a [ScatterPoint],
+        front: &'a [usize],
+    },
 }
 
 impl Chart<'_> {
@@ -175,6 +216,12 @@ impl Chart<'_> {
                 kinds,
                 panels,
             } => draw_gantt(area, labels, kinds, panels),
+            Chart::Grid { labels, grid } => grid::draw_grid(area, labels, grid),
+            Chart::Scatter {
+                labels,
+                points,
+                front,
+            } => grid::draw_scatter(area, labels, points, front),
         };
         drawn
             .and_then(|()| area.present())
@@ -478,13 +525,7 @@ fn draw_heatmaps<DB: DrawingBackend>(
                 (0..rows - 1).into_segmented(),
             )?;
         let x_labels = cols.min(fitting_labels(chart.plotting_area().dim_in_pixel().0));
-        chart
-            .configure_mesh()
-            .label_style(TICK_FONT)
-            .axis_desc_style(AXIS_FONT)
-            .disable_mesh()
-            .x_desc(labels.x)
-            .y_desc(labels.y)
+        heatmap_mesh(&mut chart, labels)
             .x_labels(x_labels + 1)
             .y_labels(rows.min(24) + 1)
             .draw()?;
@@ -496,33 +537,58 @@ fn draw_heatmaps<DB: DrawingBackend>(
             })
         }))?;
     }
-    draw_color_scale(&legend, max)
+    draw_color_scale(&legend, 0.0, max, "")
 }
 
-/// A vertical colour bar from 0 (bottom) to `max` (top).
-fn draw_color_scale<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, max: f64) -> DrawResult<DB> {
+/// The mesh of a heatmap: readable fonts, the axes described, no grid lines over the cells.
+fn heatmap_mesh<'a, 'b, DB, X, Y>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    labels: &ChartLabels,
+) -> plotters::chart::MeshStyle<'a, 'b, X, Y, DB>
+where
+    DB: DrawingBackend,
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    let mut mesh = chart.configure_mesh();
+    mesh.label_style(TICK_FONT)
+        .axis_desc_style(AXIS_FONT)
+        .disable_mesh()
+        .x_desc(labels.x)
+        .y_desc(labels.y);
+    mesh
+}
+
+/// A vertical colour bar from `lo` (bottom) to `hi` (top), described by `measure`.
+fn draw_color_scale<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    lo: f64,
+    hi: f64,
+    measure: &str,
+) -> DrawResult<DB> {
     const STEPS: usize = 50;
     let mut chart = ChartBuilder::on(area)
         .margin_top(40)
         .margin_bottom(40)
         .margin_right(8)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..1.0, 0.0..max)?;
+        .y_label_area_size(if measure.is_empty() { 60 } else { 84 })
+        .build_cartesian_2d(0.0..1.0, lo..hi)?;
     chart
         .configure_mesh()
         .label_style(TICK_FONT)
         .axis_desc_style(AXIS_FONT)
         .disable_mesh()
         .disable_x_axis()
+        .y_desc(measure)
         .y_labels(6)
-        .y_label_formatter(&|v| format!("{v:.2}"))
+        .y_label_formatter(&|v| grid::significant(*v))
         .draw()?;
+    let step = (hi - lo) / STEPS as f64;
     chart.draw_series((0..STEPS).map(|i| {
-        let lo = max * i as f64 / STEPS as f64;
-        let hi = max * (i + 1) as f64 / STEPS as f64;
+        let (a, b) = (lo + step * i as f64, lo + step * (i + 1) as f64);
         Rectangle::new(
-            [(0.0, lo), (1.0, hi)],
-            heat_color((lo + hi) / 2.0 / max).filled(),
+            [(0.0, a), (1.0, b)],
+            heat_color(((a + b) / 2.0 - lo) / (hi - lo)).filled(),
         )
     }))?;
     Ok(())

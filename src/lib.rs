@@ -20,6 +20,7 @@ pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod placement;
+pub mod plan;
 pub mod profile;
 pub mod registry;
 pub mod report;

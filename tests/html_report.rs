@@ -194,3 +194,29 @@ fn chromium_shows_every_chart_and_the_verdict() {
         blank.len()
     );
 }
+
+#[test]
+fn chromium_shows_the_committed_plan_report() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipping: no headless Chromium found (see the test above)");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/plan-example/report");
+    let html = std::fs::read_to_string(example.join("index.html")).unwrap();
+    let probe = root.path().join("probe.html");
+    std::fs::write(&probe, html.replace("</body>", PROBE)).unwrap();
+    let dom = browse(
+        &browser,
+        &root.path().join("profile"),
+        &probe,
+        &["--dump-dom"],
+    );
+    // Four heatmaps (cost, TTFT p99, TPOT p99, SLO attainment) and the Pareto front.
+    assert_eq!(attribute(&dom, "data-images"), "5/5", "broken images");
+    // The dumped DOM escapes the limits' `<=` and `>=` inside the attribute.
+    let shown = attribute(&dom, "data-verdict")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">");
+    assert_eq!(shown, verdict(&example));
+}

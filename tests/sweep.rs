@@ -185,3 +185,207 @@ fn bad_sweeps_get_one_clear_error() {
     );
     assert!(!Path::new(out).exists());
 }
+
+/// Runs `command` with `sh -c` in `dir` with the variables `env`, asserting it succeeds.
+fn shell(dir: &Path, command: &str, env: &[(&str, String)]) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{command}: {}", stderr(&out));
+}
+
+#[test]
+fn the_slurm_script_and_the_k8s_job_shard_as_the_tests_do() {
+    let dir = tempfile::tempdir().unwrap();
+    base_scenario(dir.path(), "base.toml", "");
+    let spec = sweep_file(dir.path(), "sweep.toml", GRID);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = env!("CARGO_BIN_EXE_moesim").to_string();
+    let all = dir.path().join("all.parquet");
+    sweep(&["sweep", &spec, "-o", all.to_str().unwrap()]);
+    let unsharded = std::fs::read(&all).unwrap();
+
+    // Slurm: every array task by hand (SLURM_ARRAY_TASK_ID set), then the merge step.
+    let script = root.join("docs/slurm-sweep.sh");
+    let slurm = format!("{} sweep.toml slurm.parquet", script.display());
+    for task in 0..3 {
+        let env = [
+            ("MOESIM", bin.clone()),
+            ("SLURM_ARRAY_TASK_ID", task.to_string()),
+            ("SLURM_ARRAY_TASK_COUNT", "3".to_string()),
+        ];
+        shell(dir.path(), &slurm, &env);
+    }
+    let merge = [
+        ("MOESIM", bin.clone()),
+        ("MOESIM_SWEEP_MERGE", "1".to_string()),
+        ("SLURM_ARRAY_TASK_COUNT", "3".to_string()),
+    ];
+    shell(dir.path(), &slurm, &merge);
+    let merged = std::fs::read(dir.path().join("slurm.parquet")).unwrap();
+    assert!(
+        merged == unsharded,
+        "the Slurm merge differs from the unsharded table"
+    );
+
+    // Kubernetes: the Indexed Job's command (its one `args` line), run per completion index
+    // with the slices' volume pointed at a local folder, then merged.
+    let manifest = std::fs::read_to_string(root.join("docs/k8s-sweep-job.yaml")).unwrap();
+    let field = |key: &str| -> String {
+        let line = manifest
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap_or_else(|| panic!("no `{key}` in the manifest"));
+        line.trim_start()[key.len()..]
+            .trim()
+            .trim_matches('"')
+            .to_string()
+    };
+    let completions: usize = field("completions:").parse().unwrap();
+    assert_eq!(
+        field("value:"),
+        completions.to_string(),
+        "SHARDS is the completions"
+    );
+    let args_at = manifest.find("args:").unwrap();
+    let command = manifest[args_at..].lines().nth(1).unwrap().trim();
+    let command = command.strip_prefix("- moesim ").expect("args run moesim");
+    let volume = dir.path().join("k8s");
+    std::fs::create_dir(&volume).unwrap();
+    let command = format!(
+        "{bin} {}",
+        command.replace("/data/sweep", volume.to_str().unwrap())
+    );
+    assert!(
+        command.contains("--shard \"$JOB_COMPLETION_INDEX/$SHARDS\""),
+        "{command}"
+    );
+    for index in 0..3 {
+        let env = [
+            ("JOB_COMPLETION_INDEX", index.to_string()),
+            ("SHARDS", "3".to_string()),
+        ];
+        shell(dir.path(), &command, &env);
+    }
+    let parts: Vec<String> = (0..3)
+        .map(|i| {
+            volume
+                .join(format!("part-{i}.parquet"))
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let k8s = dir.path().join("k8s.parquet");
+    let mut args = vec!["sweep", "merge", "-o", k8s.to_str().unwrap()];
+    args.extend(parts.iter().map(String::as_str));
+    sweep(&args);
+    assert!(
+        std::fs::read(&k8s).unwrap() == unsharded,
+        "the K8s merge differs"
+    );
+}
+
+#[test]
+fn a_corrupt_slice_is_named_before_it_is_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    base_scenario(dir.path(), "base.toml", "");
+    let spec = sweep_file(dir.path(), "sweep.toml", "[grid]\ntokens_per_gpu = [0]\n");
+    let part = dir.path().join("part.parquet");
+    sweep(&["sweep", &spec, "-o", part.to_str().unwrap()]);
+    let mut bytes = std::fs::read(&part).unwrap();
+    // Scribble over the data pages; the footer stays intact.
+    let end = bytes.len() / 3;
+    for byte in &mut bytes[4..end] {
+        *byte = 0xff;
+    }
+    let bad = dir.path().join("bad.parquet");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = dir.path().join("merged.parquet");
+    assert_fails_with(
+        &moesim(&[
+            "sweep",
+            "merge",
+            "-o",
+            out.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ]),
+        &[bad.to_str().unwrap()],
+    );
+    assert!(!out.exists());
+}
+
+/// A served scenario: Qwen3-30B-A3B, 16 requests, on a small synthetic trace.
+const SERVED: &str = "name = \"served\"\nseed = 11\nmodel = \"qwen3-30b-a3b\"\n\
+cluster = \"dgx-h100\"\ngpus = 2\ntokens_per_gpu = 256\nplacements = [\"contiguous\"]\n\
+[trace.synth]\nnum_experts = 128\nnum_layers = 4\ntop_k = 8\nnum_tokens = 2048\n\
+[sim]\noverlap = [\"none\"]\nall_to_all = \"low-latency\"\n\
+[workload]\nseed = 11\nrequests = 16\n[workload.arrival]\nprocess = \"poisson\"\nrate = 10.0\n\
+[workload.input]\ndist = \"fixed\"\ntokens = 128\n[workload.output]\ndist = \"fixed\"\ntokens = 64\n\
+[serving]\nprice_per_gpu_hour = 2.5\n[serving.slo]\nttft_ms = 500\ntpot_ms = 50\n";
+
+#[test]
+fn served_points_record_the_serving_summary_and_chart_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.toml"), SERVED).unwrap();
+    let spec = sweep_file(
+        dir.path(),
+        "sweep.toml",
+        "[grid]\ngpus = [1, 2]\n\"workload.arrival.rate\" = [10.0, 40.0]\n",
+    );
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let report = path("report");
+    sweep(&[
+        "sweep",
+        &spec,
+        "-o",
+        &path("all.parquet"),
+        "--report",
+        &report,
+    ]);
+    let table = ParquetReader::new(std::fs::File::open(path("all.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(table.height(), 4);
+    // Point 2 (2 GPUs at 10 requests/s) is the base scenario: what `moesim serve` measures.
+    let serve = moesim(&["serve", &path("base.toml"), "--out", &path("serve")]);
+    assert!(serve.status.success(), "{}", stderr(&serve));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path("serve/summary.json")).unwrap()).unwrap();
+    for (column, json) in [
+        ("summary.ttft.p99", &summary["summary"]["ttft"]["p99"]),
+        ("summary.tpot.p99", &summary["summary"]["tpot"]["p99"]),
+        (
+            "summary.slo_attainment",
+            &summary["summary"]["slo_attainment"],
+        ),
+        ("summary.gpus", &summary["summary"]["gpus"]),
+        (
+            "summary.cost_per_million_output_tokens",
+            &summary["summary"]["cost_per_million_output_tokens"],
+        ),
+    ] {
+        let value = table.column(column).unwrap().f64().unwrap().get(2).unwrap();
+        assert_eq!(value, json.as_f64().unwrap(), "{column}");
+    }
+    // The report: verdict first, a heatmap per headline metric over the two axes, the front.
+    let md = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
+    let verdict = md.lines().nth(2).unwrap();
+    assert!(
+        verdict.starts_with("Across 4 points (0 failed), the best cost is "),
+        "{md}"
+    );
+    for file in [
+        "heatmap_0.png",
+        "heatmap_3.png",
+        "pareto.png",
+        "index.html",
+        "summary.json",
+    ] {
+        assert!(dir.path().join("report").join(file).is_file(), "{file}");
+    }
+}

@@ -7,6 +7,7 @@ mod calibrate;
 mod capture;
 mod compare;
 mod place;
+mod plan;
 mod profile;
 mod report;
 mod run;
@@ -39,7 +40,8 @@ Examples:
   moesim workload scenarios/workloads/gamma.toml -o requests.csv   generate or replay serving requests
   moesim compare reports/baseline/quickstart reports/quickstart   metric changes; exit 1 on a regression
   moesim report reports/quickstart              rebuild a run's self-contained index.html
-  moesim sweep sweep.toml -o results.parquet    run a scenario over a grid of settings";
+  moesim sweep sweep.toml -o results.parquet    run a scenario over a grid of settings
+  moesim plan plan.toml --out reports/plan      cheapest configuration meeting serving SLOs";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -89,6 +91,9 @@ enum Command {
     /// Run a base scenario at every point of a grid or list of settings, in parallel, into one
     /// Parquet table (`--shard i/n` runs a slice; `sweep merge` joins the slices).
     Sweep(sweep::SweepArgs),
+    /// Find the cheapest configuration of a sweep space that meets serving constraints
+    /// (bisecting the GPU count per layout), with its runner-up and Pareto front.
+    Plan(plan::PlanArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -115,6 +120,7 @@ pub fn main() -> ExitCode {
         Command::Compare(args) => return args.execute(),
         Command::Report(args) => args.execute(),
         Command::Sweep(args) => args.execute(),
+        Command::Plan(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

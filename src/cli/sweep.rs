@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 
+use crate::report;
 use crate::sweep::{self, Shard, SweepSpec, SweepTable};
 
 /// Arguments of `moesim sweep`.
@@ -19,7 +20,7 @@ use crate::sweep::{self, Shard, SweepSpec, SweepTable};
   \"sim.overlap\" = [[\"none\"], [\"dual-batch\"]]
 
 Examples:
-  moesim sweep sweep.toml -o results.parquet
+  moesim sweep sweep.toml -o results.parquet --report reports/my-sweep
   moesim sweep sweep.toml -o part-1.parquet --shard 1/3     # points 1, 4, 7, ...
   moesim sweep merge -o results.parquet part-0.parquet part-1.parquet part-2.parquet"
 )]
@@ -35,6 +36,10 @@ pub struct SweepArgs {
     /// Run only shard i of n (0-based): the points whose index mod n is i.
     #[arg(long, value_name = "i/n", value_parser = parse_shard)]
     shard: Option<Shard>,
+    /// Also write a report folder: report.md (verdict first), heatmaps of the headline metrics
+    /// over two axes, the Pareto front of served points, index.html.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,12 +79,19 @@ impl SweepArgs {
             anyhow::bail!("give a sweep TOML and -o FILE");
         };
         let spec = SweepSpec::load(&spec_path)?;
+        if let Some(dir) = &self.report {
+            report::check_replaceable(dir)?;
+        }
         let shard = self.shard.unwrap_or(Shard::ALL);
         let start = std::time::Instant::now();
         let bar = ProgressBar::new(spec.points.len().div_ceil(shard.count) as u64);
         let table = sweep::run(&spec, shard, || bar.inc(1));
         bar.finish_and_clear();
         table.write(&output)?;
+        if let Some(dir) = &self.report {
+            report::sweep::write_sweep_report(&table, dir)?;
+            println!("report: {}", dir.display());
+        }
         let failed = table.rows.iter().filter(|r| r.outcome.is_err()).count();
         println!(
             "{} points ({} failed) in {:.1} s -> {}",

@@ -5,9 +5,11 @@
 
 mod html;
 mod markdown;
+pub mod plan;
 pub mod serving;
 mod sim_charts;
 mod sim_tables;
+pub mod sweep;
 
 use std::path::{Path, PathBuf};
 
@@ -27,10 +29,7 @@ pub fn write_report(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
     check_replaceable(dir)?;
     output::replace_dir(dir, |tmp| {
         let written = write_files(result, tmp)?;
-        Ok(written
-            .iter()
-            .map(|path| dir.join(path.strip_prefix(tmp).expect("written in the folder")))
-            .collect())
+        Ok(relocate(written, tmp, dir))
     })
 }
 
@@ -58,11 +57,24 @@ fn write_files(result: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
     written.extend(imbalance_chart(result, dir)?);
     written.extend(gpu_load_heatmap(result, dir)?);
     written.extend(sim_charts::write(&result.simulated, dir)?);
-    let report = dir.join("report.md");
-    output::write_bytes_atomic(&report, markdown::render(result).as_bytes())?;
-    written.push(report);
-    written.push(html::write_html(dir)?);
+    written.extend(write_markdown(&markdown::render(result), dir)?);
     Ok(written)
+}
+
+/// Writes `md` as `<dir>/report.md` and the page made of it, `<dir>/index.html`, returning
+/// their paths.
+fn write_markdown(md: &str, dir: &Path) -> Result<Vec<PathBuf>> {
+    let report = dir.join("report.md");
+    output::write_bytes_atomic(&report, md.as_bytes())?;
+    Ok(vec![report, html::write_html(dir)?])
+}
+
+/// `paths` written in the temporary folder `tmp` as the paths they take in `dir`.
+fn relocate(paths: Vec<PathBuf>, tmp: &Path, dir: &Path) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .map(|p| dir.join(p.strip_prefix(tmp).expect("written in the folder")))
+        .collect()
 }
 
 /// Writes `result` as `<dir>/summary.json` (pretty JSON, one trailing newline), returning its

@@ -2,6 +2,10 @@
 //! or an explicit list), in parallel, into one table of results. A sweep can be cut into
 //! deterministic shards (`--shard i/n`, point `p` in shard `p mod n`) run on different
 //! machines, whose tables merge into exactly the unsharded table.
+//!
+//! A point of a scenario with a `[serving]` table is served (`pipeline::serve`, in memory: no
+//! report folder) and records the serving summary; any other point runs the step-level
+//! pipeline (`pipeline::run`) and records its summary.
 
 mod spec;
 mod table;
@@ -57,14 +61,7 @@ pub fn run(spec: &SweepSpec, shard: Shard, progress: impl Fn() + Sync) -> SweepT
     let indices: Vec<usize> = (shard.index..spec.points.len())
         .step_by(shard.count)
         .collect();
-    let rows = indices
-        .par_iter()
-        .map(|&index| {
-            let row = run_point(spec, index);
-            progress();
-            row
-        })
-        .collect();
+    let rows = run_points(spec, &indices, progress);
     SweepTable {
         sweep: identity(spec),
         total: spec.points.len() as u32,
@@ -73,11 +70,34 @@ pub fn run(spec: &SweepSpec, shard: Shard, progress: impl Fn() + Sync) -> SweepT
     }
 }
 
-fn run_point(spec: &SweepSpec, index: usize) -> PointRow {
+/// Runs the points `indices` of `spec` on all cores, in that order; `progress` is called once
+/// per finished point.
+pub fn run_points(
+    spec: &SweepSpec,
+    indices: &[usize],
+    progress: impl Fn() + Sync,
+) -> Vec<PointRow> {
+    indices
+        .par_iter()
+        .map(|&index| {
+            let row = run_point(spec, index);
+            progress();
+            row
+        })
+        .collect()
+}
+
+/// Runs point `index` of `spec`: its row, with its metrics or its error.
+pub fn run_point(spec: &SweepSpec, index: usize) -> PointRow {
     let outcome = spec.scenario(index).and_then(|scenario| {
-        let result = pipeline::run(&scenario).map_err(|e| e.to_string())?;
-        let summary = serde_json::to_value(&result).map_err(|e| e.to_string())?;
-        Ok(summary_metrics(&summary))
+        let summary = if scenario.serving.is_some() {
+            let result = pipeline::serve::serve(&scenario, None, &mut |_| Ok(()), &mut |_| {})
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(&result)
+        } else {
+            serde_json::to_value(&pipeline::run(&scenario).map_err(|e| e.to_string())?)
+        };
+        Ok(summary_metrics(&summary.map_err(|e| e.to_string())?))
     });
     PointRow {
         point: index as u32,
@@ -105,9 +125,37 @@ fn summary_metrics(summary: &serde_json::Value) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// A point's axis values (as TOML text) in words, leaving out column `skip`: a string as
+/// itself (`hgx-h200`), anything else after its field's name (`tokens_per_gpu 256`).
+pub fn describe(axes: &[String], values: &[String], skip: Option<usize>) -> String {
+    let parts: Vec<String> = axes
+        .iter()
+        .zip(values)
+        .enumerate()
+        .filter(|(column, _)| Some(*column) != skip)
+        .map(|(_, (axis, value))| match bare(value) {
+            Some(text) => text.to_string(),
+            None => format!("{} {value}", axis.rsplit('.').next().unwrap_or(axis)),
+        })
+        .collect();
+    if parts.is_empty() {
+        "the base scenario".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// A TOML string's text without its quotes; `None` for any other value.
+pub fn bare(value: &str) -> Option<&str> {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .filter(|v| !v.contains('"'))
+}
+
 /// The sweep's identity: a hash of its base scenario, axes and points, so that slices of
 /// different sweeps are told apart.
-fn identity(spec: &SweepSpec) -> String {
+pub fn identity(spec: &SweepSpec) -> String {
     let mut hasher = rustc_hash::FxHasher::default();
     hasher.write(spec.fingerprint().as_bytes());
     format!("{:016x}", hasher.finish())
@@ -123,6 +171,21 @@ mod tests {
         assert!("3/3".parse::<Shard>().unwrap_err().contains("0 to 2"));
         assert!("0/0".parse::<Shard>().unwrap_err().contains("out of range"));
         assert!("1-3".parse::<Shard>().unwrap_err().contains("not `i/n`"));
+    }
+
+    #[test]
+    fn points_are_described_in_words() {
+        let axes = ["cluster".to_string(), "sim.tokens_per_gpu".to_string()];
+        let values = ["\"hgx-h200\"".to_string(), "256".to_string()];
+        assert_eq!(
+            describe(&axes, &values, None),
+            "hgx-h200, tokens_per_gpu 256"
+        );
+        assert_eq!(describe(&axes, &values, Some(0)), "tokens_per_gpu 256");
+        assert_eq!(
+            describe(&axes[..0], &values[..0], None),
+            "the base scenario"
+        );
     }
 
     #[test]

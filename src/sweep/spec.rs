@@ -34,6 +34,10 @@ struct SweepFile {
     grid: Option<toml::Table>,
     /// Explicit points: each a table of axis path -> value, all naming the same axes.
     points: Option<Vec<toml::Table>>,
+    /// The planner's objective and constraints (`moesim plan` reads them; a sweep of the same
+    /// file runs every point).
+    #[serde(rename = "plan")]
+    _plan: Option<toml::Table>,
 }
 
 impl SweepSpec {
@@ -64,12 +68,27 @@ impl SweepSpec {
 
     /// The scenario of point `index`, or why it is not one.
     pub fn scenario(&self, index: usize) -> std::result::Result<Scenario, String> {
+        let text = toml::to_string(&self.table(index)?).map_err(|e| e.to_string())?;
+        Scenario::parse(&text, &self.base_dir)
+    }
+
+    /// The value at dotted `path` of point `index`'s scenario TOML (the base's where no axis
+    /// sets it), if it has one.
+    pub fn value(&self, index: usize, path: &str) -> Option<toml::Value> {
+        let mut value = toml::Value::Table(self.table(index).ok()?);
+        for segment in path.split('.') {
+            value = value.as_table_mut()?.remove(segment)?;
+        }
+        Some(value)
+    }
+
+    /// Point `index`'s scenario as a TOML table: the base with every axis set.
+    fn table(&self, index: usize) -> std::result::Result<toml::Table, String> {
         let mut table = self.base.clone();
         for (axis, value) in self.axes.iter().zip(&self.points[index]) {
             set(&mut table, axis, value.clone())?;
         }
-        let text = toml::to_string(&table).map_err(|e| e.to_string())?;
-        Scenario::parse(&text, &self.base_dir)
+        Ok(table)
     }
 
     /// The base scenario, axes and points as one text: what identifies the sweep.

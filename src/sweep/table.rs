@@ -10,6 +10,7 @@ use polars::prelude::*;
 use crate::error::{Error, Result};
 use crate::guard::decode_guarded;
 use crate::output;
+use crate::trace::parquet::check_parquet;
 
 /// Column of the sweep's identity (a hash of its base scenario and points).
 const SWEEP: &str = "sweep";
@@ -98,6 +99,7 @@ impl SweepTable {
 
     /// Reads a table [`SweepTable::write`] wrote; anything else is an error naming the file.
     pub fn read(path: &Path) -> Result<Self> {
+        check_parquet(path)?;
         let frame = decode_guarded(path, "reading the sweep table", || {
             let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
             ParquetReader::new(file)

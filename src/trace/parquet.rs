@@ -19,6 +19,7 @@ mod pages;
 mod read;
 mod write;
 
+pub use file::check_parquet;
 pub use header::{TraceHeader, TraceKind};
 pub use read::{TraceChunk, TraceChunks, read_chunks, read_header, read_trace};
 pub use write::write_trace;

@@ -73,6 +73,33 @@ fn schema_of(kind: TraceKind) -> Vec<ColumnSpec> {
     }
 }
 
+/// Opens the Parquet file `path` and checks its structure before polars decodes a page (the
+/// ends, the column chunks inside the data, every page header: [`layout`], [`pages`]), so that
+/// a corrupt file is an error naming it instead of a panic or an abort. Returns the open file,
+/// its footer and its schema.
+fn open_checked(path: &Path) -> Result<(File, FileMetadataRef, std::sync::Arc<ArrowSchema>)> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let data_end = layout::check_ends(path, &mut file)?;
+    let (metadata, schema) = decode_guarded(path, READ_FAILED, || {
+        let mut reader = ParquetReader::new(&mut file);
+        let metadata = reader
+            .get_metadata()
+            .map_err(|e| polars_error(path, e))?
+            .clone();
+        let schema = reader.schema().map_err(|e| polars_error(path, e))?;
+        Ok((metadata, schema))
+    })?;
+    layout::check_chunks(path, data_end, &metadata)?;
+    pages::check_pages(path, &mut file, &metadata)?;
+    Ok((file, metadata, schema))
+}
+
+/// Checks that `path` is a Parquet file whose structure polars can decode without panicking
+/// ([`open_checked`]): what any reader of a moesim Parquet file calls before reading it.
+pub fn check_parquet(path: &Path) -> Result<()> {
+    open_checked(path).map(|_| ())
+}
+
 /// An open trace file whose header and schema have been checked.
 pub(super) struct TraceFile {
     path: PathBuf,
@@ -87,19 +114,7 @@ impl TraceFile {
     /// Opens `path`, reads its footer and header, and checks every known column's dtype and that
     /// the required columns of its kind are present. Unknown extra columns are ignored.
     pub(super) fn open(path: &Path) -> Result<Self> {
-        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let data_end = layout::check_ends(path, &mut file)?;
-        let (metadata, schema) = decode_guarded(path, READ_FAILED, || {
-            let mut reader = ParquetReader::new(&mut file);
-            let metadata = reader
-                .get_metadata()
-                .map_err(|e| polars_error(path, e))?
-                .clone();
-            let schema = reader.schema().map_err(|e| polars_error(path, e))?;
-            Ok((metadata, schema))
-        })?;
-        layout::check_chunks(path, data_end, &metadata)?;
-        pages::check_pages(path, &mut file, &metadata)?;
+        let (file, metadata, schema) = open_checked(path)?;
         let pairs: Vec<(&str, Option<&str>)> = metadata
             .key_value_metadata
             .iter()
