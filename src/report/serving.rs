@@ -10,7 +10,7 @@ use polars::prelude::*;
 
 use crate::charts::{self, ChartLabels, Series};
 use crate::error::{Error, Result};
-use crate::output::{self, write_parquet_frame};
+use crate::output::write_parquet_frame;
 use crate::pipeline::serve::ServeResult;
 use crate::serve::RequestRecord;
 use crate::serve::metrics::{Latency, SecondRow};
@@ -126,10 +126,7 @@ pub fn write_serving_files(result: &ServeResult, dir: &Path) -> Result<Vec<PathB
     written.extend(throughput_chart(result, dir)?);
     written.extend(queue_chart(result, dir)?);
     written.extend(slo_chart(result, dir)?);
-    let report = dir.join("report.md");
-    output::write_bytes_atomic(&report, render(result).as_bytes())?;
-    written.push(report);
-    written.push(super::html::write_html(dir)?);
+    written.extend(super::write_markdown(&render(result), dir)?);
     Ok(written)
 }
 
