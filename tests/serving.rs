@@ -240,6 +240,33 @@ fn routing_by_request_runs_every_step_on_the_requests_own_rows() {
 }
 
 #[test]
+fn an_engine_at_half_efficiency_takes_twice_as_long_a_step() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every request at once (a closed batch), so both runs schedule the same steps.
+    let burst = POISSON
+        .replace("requests = 300", "requests = 40")
+        .replace("rate = 30.0", "rate = 1e9");
+    let busy = |efficiency: &str, name: &str| {
+        let path = scenario(
+            dir.path(),
+            &burst,
+            &format!("fidelity = \"full\"\nengine_efficiency = {efficiency}\n{SERVING}"),
+        );
+        let result = serve(&path, &dir.path().join(name), &[]);
+        let totals = &result["pools"][0]["totals"];
+        (
+            totals["busy_s"].as_f64().unwrap(),
+            result["summary"]["steps"].as_u64().unwrap(),
+        )
+    };
+    let (whole, steps) = busy("1.0", "whole");
+    let (half, half_steps) = busy("0.5", "half");
+    assert_eq!(steps, half_steps);
+    // Each step's time doubles (rounded up to the nanosecond).
+    assert!((half / whole - 2.0).abs() < 1e-6, "{half} vs {whole}");
+}
+
+#[test]
 fn disaggregated_pools_report_each_and_send_the_kv_across() {
     let dir = tempfile::tempdir().unwrap();
     let split = format!(
@@ -375,6 +402,10 @@ fn bad_serving_tables_name_the_key() {
             "8 prefill + 8 decode GPUs exceed the 8 GPUs",
         ),
         ("routing = \"sideways\"", "unknown variant `sideways`"),
+        (
+            "engine_efficiency = 0",
+            "`serving.engine_efficiency` = 0 must be in (0, 1]",
+        ),
         (
             "prefix_caching = true\nblock_size = 48",
             "`serving.block_size` = 48 must divide the prefix cache's 512-token blocks",

@@ -19,6 +19,11 @@ pub struct DispatchPlan {
     pub expert_tokens: Vec<Vec<f64>>,
     /// Per GPU, the tokens that start there (the work of its shared experts).
     pub source_tokens: Vec<f64>,
+    /// GPUs per machine, once the plan counts tokens per destination machine (0 before).
+    gpus_per_node: usize,
+    /// Per sending GPU, per machine, the distinct tokens it sends there (a token bound for
+    /// several GPUs of one machine counted once), row-major; empty until counted.
+    node_tokens: Vec<f64>,
 }
 
 impl DispatchPlan {
@@ -31,6 +36,51 @@ impl DispatchPlan {
             flows: vec![0.0; gpus * gpus],
             expert_tokens,
             source_tokens: vec![0.0; gpus],
+            gpus_per_node: 0,
+            node_tokens: Vec::new(),
+        }
+    }
+
+    /// Starts counting the distinct tokens each GPU sends each machine of `gpus_per_node` GPUs.
+    pub fn count_per_node(&mut self, gpus_per_node: usize) {
+        self.gpus_per_node = gpus_per_node.max(1);
+        self.node_tokens = vec![0.0; self.num_gpus * self.nodes()];
+    }
+
+    /// Machines the plan's GPUs span (0 before [`DispatchPlan::count_per_node`]).
+    pub fn nodes(&self) -> usize {
+        match self.gpus_per_node {
+            0 => 0,
+            per_node => self.num_gpus.div_ceil(per_node),
+        }
+    }
+
+    /// The machine of `gpu` (once counting per machine).
+    pub fn node_of(&self, gpu: usize) -> usize {
+        gpu / self.gpus_per_node.max(1)
+    }
+
+    /// Counts `tokens` more distinct tokens sent from `src` to machine `node`.
+    pub fn add_node_tokens(&mut self, src: usize, node: usize, tokens: f64) {
+        let nodes = self.nodes();
+        self.node_tokens[src * nodes + node] += tokens;
+    }
+
+    /// The share of `src -> dst`'s tokens that cross between the machines when each token
+    /// crosses to a machine once and fans out to its GPUs there (DeepEP's normal kernels): the
+    /// distinct tokens `src` sends `dst`'s machine over the tokens it sends that machine's GPUs.
+    /// 1 within a machine, or when the plan does not count per machine.
+    pub fn node_share(&self, src: usize, dst: usize) -> f64 {
+        let node = self.node_of(dst);
+        if self.node_tokens.is_empty() || node == self.node_of(src) {
+            return 1.0;
+        }
+        let machine =
+            node * self.gpus_per_node..((node + 1) * self.gpus_per_node).min(self.num_gpus);
+        let sent: f64 = machine.map(|gpu| self.flow(src, gpu)).sum();
+        match sent {
+            0.0 => 1.0,
+            sent => (self.node_tokens[src * self.nodes() + node] / sent).min(1.0),
         }
     }
 
@@ -99,5 +149,23 @@ mod tests {
         assert_eq!(dispatch.get(0, 0), 7168);
         let combine = plan.combine_traffic(2.0 * 7168.0);
         assert_eq!((combine.get(1, 0), combine.get(0, 1)), (28_672, 7168));
+    }
+
+    #[test]
+    fn a_token_crosses_to_a_machine_once_however_many_of_its_gpus_it_visits() {
+        // Two machines of 2 GPUs. GPU 0 sends one token to GPUs 2 and 3 (machine 1) and another
+        // token to GPU 2 only: 3 GPU-bound sends, 2 distinct tokens into machine 1.
+        let mut plan = DispatchPlan::empty([1, 1, 1, 1]);
+        plan.count_per_node(2);
+        plan.add_flow(0, 2, 2.0);
+        plan.add_flow(0, 3, 1.0);
+        plan.add_flow(0, 1, 1.0);
+        plan.add_node_tokens(0, 1, 2.0);
+        assert_eq!(plan.nodes(), 2);
+        assert_eq!(plan.node_share(0, 2), 2.0 / 3.0);
+        assert_eq!(plan.node_share(0, 3), 2.0 / 3.0);
+        // Within a machine, or without per-machine counts, every send crosses.
+        assert_eq!(plan.node_share(0, 1), 1.0);
+        assert_eq!(DispatchPlan::empty([1, 1]).node_share(0, 1), 1.0);
     }
 }

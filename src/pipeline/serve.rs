@@ -166,13 +166,7 @@ pub fn serve(
                 ));
             }
         };
-        pricers.push(SimPricer::new(
-            setup,
-            placed,
-            serving.fidelity,
-            by_request,
-            serving.error_samples,
-        ));
+        pricers.push(SimPricer::new(setup, placed, serving, by_request));
     }
     let handoff = match layout.len() {
         2 => Some(handoff(scenario, &pricers[1].setup, &reports)?),
@@ -490,6 +484,8 @@ struct SimPricer {
     /// Each request's own rows of the trace (by request).
     by_request: Option<RequestRouting>,
     fidelity: Fidelity,
+    /// `[serving] engine_efficiency`: steps take their simulated time over it.
+    engine_efficiency: f64,
     cache: HashMap<ShapeKey, (Vec<StepCost>, usize)>,
     error_samples: Vec<(u64, u64)>,
     max_error_samples: usize,
@@ -501,9 +497,8 @@ impl SimPricer {
     fn new(
         setup: Setup,
         placement: Placement,
-        fidelity: Fidelity,
+        serving: &ServingConfig,
         by_request: Option<RequestRouting>,
-        max_error_samples: usize,
     ) -> SimPricer {
         let loads = Trace::Loads(setup.trace.expert_loads());
         SimPricer {
@@ -513,10 +508,11 @@ impl SimPricer {
             placement,
             loads,
             cursor: 0,
-            fidelity,
+            fidelity: serving.fidelity,
+            engine_efficiency: serving.engine_efficiency,
             cache: HashMap::new(),
             error_samples: Vec::new(),
-            max_error_samples,
+            max_error_samples: serving.error_samples,
             priced: 0,
             simulated: 0,
         }
@@ -607,7 +603,9 @@ impl SimPricer {
         let samples = ranks.iter().map(|r| r.samples).max().unwrap_or(0) as f64;
         let lm_head_ns = self.costs.lm_head_ns(samples / per_rank as f64) as f64;
         Ok(StepCost {
-            ns: (moe_ns + dense_ns + lm_head_ns).ceil().max(1.0) as u64,
+            ns: ((moe_ns + dense_ns + lm_head_ns) / self.engine_efficiency)
+                .ceil()
+                .max(1.0) as u64,
             imbalance: imbalance(&layers),
         })
     }

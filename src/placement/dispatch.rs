@@ -26,9 +26,10 @@ pub fn plan_tokens(
 ) -> Result<DispatchPlan> {
     let chooser = ReplicaChooser::new(cluster, placement, layer)?;
     let mut plan = empty_plan(placement, layer);
+    plan.count_per_node(cluster.gpus_per_node());
     let gpus = placement.num_gpus();
     let tokens = routing.num_tokens();
-    let (mut candidates, mut destinations) = (Vec::new(), Vec::new());
+    let (mut candidates, mut destinations, mut machines) = (Vec::new(), Vec::new(), Vec::new());
     for token in 0..tokens {
         let src = token * gpus / tokens;
         plan.source_tokens[src] += 1.0;
@@ -42,8 +43,14 @@ pub fn plan_tokens(
                 destinations.push(gpu);
             }
         }
+        machines.clear();
         for &dst in &destinations {
             plan.add_flow(src, dst, 1.0);
+            let machine = plan.node_of(dst);
+            if !machines.contains(&machine) {
+                machines.push(machine);
+                plan.add_node_tokens(src, machine, 1.0);
+            }
         }
     }
     Ok(plan)
@@ -90,7 +97,28 @@ pub fn plan_loads(
             }
         }
     }
+    count_machines(&mut plan, cluster.gpus_per_node(), tokens_per_gpu, top_k);
     Ok(plan)
+}
+
+/// The expected distinct tokens each GPU of a loads plan sends each machine: a token whose
+/// `top_k` choices land on a machine's GPUs with probability `p` each (the share of the GPU's
+/// (token, expert) pairs sent there) reaches that machine with probability `1 - (1 - p)^top_k`.
+fn count_machines(plan: &mut DispatchPlan, gpus_per_node: usize, tokens: f64, top_k: usize) {
+    plan.count_per_node(gpus_per_node);
+    let gpus = plan.num_gpus();
+    if tokens <= 0.0 {
+        return;
+    }
+    for src in 0..gpus {
+        for machine in 0..plan.nodes() {
+            let gpus_there = machine * gpus_per_node..((machine + 1) * gpus_per_node).min(gpus);
+            let pairs: f64 = gpus_there.map(|dst| plan.flow(src, dst)).sum();
+            let p = (pairs / (tokens * top_k.max(1) as f64)).min(1.0);
+            let reached = tokens * (1.0 - (1.0 - p).powi(top_k.max(1) as i32));
+            plan.add_node_tokens(src, machine, reached);
+        }
+    }
 }
 
 /// A plan with no tokens, shaped like `placement`'s layer `layer`.
@@ -237,6 +265,30 @@ mod tests {
         // 7168-byte tokens: dispatch 0 -> 1 carries 2, combine 0 -> 1 returns 1.
         assert_eq!(plan.dispatch_traffic(7168.0).get(0, 1), 14_336);
         assert_eq!(plan.combine_traffic(7168.0).get(0, 1), 7168);
+    }
+
+    #[test]
+    fn a_token_reaches_each_destination_machine_once() {
+        // Two machines of 8; GPU g holds experts 2g and 2g + 1.
+        let cluster = Cluster::preset("hgx-h800x2").unwrap();
+        let gpu_experts: Vec<Vec<u16>> = (0..16).map(|g| vec![2 * g, 2 * g + 1]).collect();
+        let placement = Placement::new(16, 32, 2, vec![LayerPlacement { gpu_experts }]).unwrap();
+        // 16 tokens, one per GPU, top-3: experts 16, 18, 19 (GPUs 8, 9, 9: machine 1).
+        let experts: Vec<u16> = (0..16).flat_map(|_| [16, 18, 19]).collect();
+        let routing = LayerRouting::fixed_k(3, experts, None).unwrap();
+        let plan = plan_tokens(&cluster, &placement, 0, &routing).unwrap();
+        // GPU 0's token crosses to GPUs 8 and 9 (2 GPU-bound sends) but machine 1 once: 1/2.
+        assert_eq!((plan.flow(0, 8), plan.flow(0, 9)), (1.0, 1.0));
+        assert_eq!((plan.node_share(0, 8), plan.node_share(0, 9)), (0.5, 0.5));
+        // GPU 8's token stays in its machine: nothing to deduplicate.
+        assert_eq!(plan.node_share(8, 9), 1.0);
+        // From loads (uniform, top-8, 16 GPUs over 2 machines): each GPU sends 4 of a token's
+        // 8 pairs to the other machine (p = 1/2), which a token then reaches with probability
+        // 1 - (1/2)^8 = 255/256: a share of 255/256 / 4 per pair.
+        let loads = vec![8.0 * 16.0 / 32.0; 32];
+        let expected = plan_loads(&cluster, &placement, 0, &loads, 8).unwrap();
+        assert!((expected.node_share(0, 8) - 255.0 / 256.0 / 4.0).abs() < 1e-12);
+        assert_eq!(expected.node_share(0, 1), 1.0);
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub struct ServingConfig {
     /// Price of one GPU-hour, for the cost per million output tokens.
     #[serde(default)]
     pub price_per_gpu_hour: f64,
+    /// The share of the simulated step's speed the serving engine reaches end to end (its
+    /// scheduling, synchronisation and launch gaps, which the kernel and link models leave
+    /// out): every step takes its simulated time over this. 1 (default) is the kernels and links
+    /// as benchmarked; calibrate it against one measured figure of the engine.
+    #[serde(default = "ServingConfig::default_engine_efficiency")]
+    pub engine_efficiency: f64,
     /// Latency objectives.
     #[serde(default)]
     pub slo: Slo,
@@ -168,6 +174,9 @@ impl ServingConfig {
     fn default_memory_utilization() -> f64 {
         0.9
     }
+    fn default_engine_efficiency() -> f64 {
+        1.0
+    }
     fn default_error_samples() -> usize {
         16
     }
@@ -198,6 +207,12 @@ impl ServingConfig {
             return Err(format!(
                 "`serving.gpu_memory_utilization` = {} must be in (0, 1]",
                 self.gpu_memory_utilization
+            ));
+        }
+        if !(self.engine_efficiency > 0.0 && self.engine_efficiency <= 1.0) {
+            return Err(format!(
+                "`serving.engine_efficiency` = {} must be in (0, 1]",
+                self.engine_efficiency
             ));
         }
         if !(self.price_per_gpu_hour >= 0.0 && self.price_per_gpu_hour.is_finite()) {

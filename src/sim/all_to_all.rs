@@ -25,6 +25,12 @@ pub trait AllToAllAlgorithm: Send + Sync + std::fmt::Debug {
     fn kernel_fixed_ns(&self) -> u64 {
         0
     }
+
+    /// Whether a token crosses to another machine once however many of its GPUs it is bound
+    /// for, fanning out over NVLink there (the step then moves the plan's per-machine bytes).
+    fn per_machine(&self) -> bool {
+        false
+    }
 }
 
 /// Every all-to-all algorithm, by name.
@@ -33,6 +39,7 @@ pub static ALL_TO_ALLS: Registry<dyn AllToAllAlgorithm> = Registry {
     entries: &[
         plugin_entry!(AllToAllAlgorithm, Direct),
         plugin_entry!(AllToAllAlgorithm, Hierarchical),
+        plugin_entry!(AllToAllAlgorithm, DeepEpNormal),
         plugin_entry!(AllToAllAlgorithm, LowLatency),
     ],
 };
@@ -112,6 +119,54 @@ impl Plugin for Hierarchical {
     }
 }
 
+/// DeepEP's normal (high-throughput) kernels between machines: a token goes once over RDMA to
+/// the GPU on the sender's rail in each destination machine, which forwards it over NVLink to
+/// the token's GPUs there; results come back the same way, reduced in the machine first. The
+/// forward carries the machine's deduplicated bytes too (NVLink has about 9x the NIC's bandwidth,
+/// so that leg rarely binds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeepEpNormal {
+    /// SMs the communication kernels occupy while they overlap GEMMs.
+    pub comm_sms: u32,
+}
+
+impl Default for DeepEpNormal {
+    fn default() -> Self {
+        DeepEpNormal {
+            comm_sms: DEEPEP_NORMAL_SMS,
+        }
+    }
+}
+
+impl AllToAllAlgorithm for DeepEpNormal {
+    /// The GPU of `dst`'s machine on `src`'s rail (one RDMA hop, then NVLink), or none within a
+    /// machine or when that GPU is `dst` itself.
+    fn relay(&self, cluster: &Cluster, src: u32, dst: u32) -> Option<u32> {
+        let (src, dst) = (src as usize, dst as usize);
+        let per_node = cluster.gpus_per_node();
+        let relay = cluster.node_of(dst) * per_node + src % per_node;
+        (cluster.node_of(src) != cluster.node_of(dst) && relay != dst).then_some(relay as u32)
+    }
+
+    fn sms_taken(&self) -> u32 {
+        self.comm_sms
+    }
+
+    fn per_machine(&self) -> bool {
+        true
+    }
+}
+
+impl Plugin for DeepEpNormal {
+    const NAME: &'static str = "deepep-normal";
+    type Settings = DeepEpNormal;
+
+    fn with_settings(settings: DeepEpNormal) -> Result<Self, String> {
+        Ok(settings)
+    }
+}
+
 /// Fixed cost of a DeepEP low-latency kernel: DeepEP's H800 figures (128 tokens, top-8,
 /// hidden 7168) are all close to this plus the bytes over the NIC (or NVLink for EP8): for
 /// example EP16 dispatch 118 us for 3.7 MB over 50 GB/s RDMA (73 us), EP64 173 us for 6.4 MB
@@ -163,7 +218,10 @@ mod tests {
     #[test]
     fn each_algorithm_is_built_by_its_name_with_its_own_knobs() {
         let names: Vec<&str> = ALL_TO_ALLS.names().collect();
-        assert_eq!(names, ["direct", "hierarchical", "low-latency"]);
+        assert_eq!(
+            names,
+            ["direct", "hierarchical", "deepep-normal", "low-latency"]
+        );
         let none = Settings::new();
         assert_eq!(ALL_TO_ALLS.build("direct", &none).unwrap().sms_taken(), 20);
         let sms: Settings = "comm_sms = 24".parse().unwrap();
@@ -188,5 +246,14 @@ mod tests {
         assert_eq!(hierarchical.relay(&cluster, 1, 3), None);
         let direct = ALL_TO_ALLS.build("direct", &Settings::new()).unwrap();
         assert_eq!(direct.relay(&cluster, 1, 13), None);
+        // DeepEP normal: RDMA to the sender's rail in the destination machine (1 -> 9), then
+        // NVLink to 13; nothing relays when that GPU is the destination or within a machine.
+        let normal = ALL_TO_ALLS
+            .build("deepep-normal", &Settings::new())
+            .unwrap();
+        assert_eq!(normal.relay(&cluster, 1, 13), Some(9));
+        assert_eq!(normal.relay(&cluster, 5, 13), None);
+        assert_eq!(normal.relay(&cluster, 1, 3), None);
+        assert!(normal.per_machine() && !hierarchical.per_machine());
     }
 }

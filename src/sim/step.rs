@@ -58,6 +58,11 @@ pub struct LayerWork {
     pub expert_tokens: Vec<Vec<f64>>,
     /// Per GPU, the tokens that start there.
     pub source_tokens: Vec<f64>,
+    /// Dispatch and combine bytes when each token crosses to a machine once and fans out over
+    /// its NVLink there (DeepEP's normal kernels): the pairs between machines scaled by the
+    /// plan's [`DispatchPlan::node_share`]; none within one machine, with tensor parallelism,
+    /// or when the plan does not count tokens per machine.
+    pub per_node: Option<(TrafficMatrix, TrafficMatrix)>,
 }
 
 impl LayerWork {
@@ -134,12 +139,34 @@ impl LayerWork {
                 }
             }
         }
+        let per_node = (tp == 1 && plan.nodes() > 1).then(|| {
+            let mut dispatch = TrafficMatrix::zeros(gpus);
+            let mut combine = TrafficMatrix::zeros(gpus);
+            for src in 0..gpus {
+                for dst in 0..gpus {
+                    let tokens = plan.flow(src, dst) * plan.node_share(src, dst);
+                    dispatch.add(src, dst, bytes(tokens, dispatch_bytes_per_token));
+                    combine.add(dst, src, bytes(tokens, slice));
+                }
+            }
+            (dispatch, combine)
+        });
         LayerWork {
             dispatch,
             combine,
             tp_reduce,
             expert_tokens,
             source_tokens: plan.source_tokens.clone(),
+            per_node,
+        }
+    }
+
+    /// The dispatch and combine bytes `algorithm` moves: once per destination machine for a
+    /// token when it deduplicates per machine, else once per destination GPU.
+    pub fn traffic(&self, algorithm: &dyn AllToAllAlgorithm) -> (&TrafficMatrix, &TrafficMatrix) {
+        match &self.per_node {
+            Some((dispatch, combine)) if algorithm.per_machine() => (dispatch, combine),
+            _ => (&self.dispatch, &self.combine),
         }
     }
 }
@@ -220,6 +247,7 @@ impl<'s, 'a> Builder<'s, 'a> {
         let batch_share = 1.0 / self.batches as f64;
         let piece_share = batch_share / self.pieces as f64;
         let label = |phase| Label { layer, phase };
+        let (dispatch, combine) = work.traffic(self.spec.all_to_all);
         let gate: Vec<TaskId> = (0..gpus)
             .map(|gpu| {
                 let ns =
@@ -239,8 +267,7 @@ impl<'s, 'a> Builder<'s, 'a> {
         for _ in 0..self.pieces {
             let fused_starts = launched.as_ref().map(|l| &l.0[..]);
             let sends = self.comm_kernels(&gate, fused_starts, label(Phase::Dispatch));
-            let arrived =
-                self.all_to_all(&work.dispatch, piece_share, label(Phase::Dispatch), &sends);
+            let arrived = self.all_to_all(dispatch, piece_share, label(Phase::Dispatch), &sends);
             let experts: Vec<TaskId> = (0..gpus)
                 .map(|gpu| {
                     let ns = self.expert_ns(&work.expert_tokens[gpu], batch_share);
@@ -260,8 +287,7 @@ impl<'s, 'a> Builder<'s, 'a> {
             };
             let fused_starts = launched.as_ref().map(|l| &l.1[..]);
             let returns = self.comm_kernels(&outputs, fused_starts, label(Phase::Combine));
-            let returned =
-                self.all_to_all(&work.combine, piece_share, label(Phase::Combine), &returns);
+            let returned = self.all_to_all(combine, piece_share, label(Phase::Combine), &returns);
             for (gpu, end) in ends.iter_mut().enumerate() {
                 end.push(returned[gpu]);
             }

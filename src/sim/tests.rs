@@ -227,6 +227,7 @@ pub(super) fn uniform_layers(cluster: &Cluster, layers: usize, tokens: u64) -> V
         // 32 experts per GPU, 1024 (token, expert) pairs per GPU: 32 each.
         expert_tokens: vec![vec![tokens as f64 / 4.0; 32]; gpus],
         source_tokens: vec![tokens as f64; gpus],
+        per_node: None,
     };
     vec![work; layers]
 }
@@ -379,9 +380,14 @@ fn deepep_bandwidths(ep: usize, algorithm: &str) -> (f64, f64) {
             .map(|dst| matrix.get(0, dst) as f64)
             .sum()
     };
+    // DeepEP's normal kernels count the bytes they move: once per destination machine.
+    let (dispatch, combine) = match (&work.per_node, algorithm) {
+        (Some((dispatch, combine)), "deepep-normal") => (dispatch, combine),
+        _ => (&work.dispatch, &work.combine),
+    };
     (
-        reported(&work.dispatch) / layer.dispatch_ns as f64,
-        reported(&work.combine) / layer.combine_ns as f64,
+        reported(dispatch) / layer.dispatch_ns as f64,
+        reported(combine) / layer.combine_ns as f64,
     )
 }
 
@@ -412,11 +418,43 @@ fn deepep_low_latency_kernel_latencies_are_reproduced_within_15_percent() {
 }
 
 #[test]
+fn deepep_normal_sends_a_token_to_a_machine_once() {
+    use crate::cost::DispatchPlan;
+    // GPU 0 sends the same 4096 tokens to GPUs 8 and 9 of the other machine.
+    let cluster = Cluster::preset("hgx-h800x2").unwrap();
+    let model = MoeModel::preset("deepseek-v3").unwrap();
+    let mut plan = DispatchPlan::empty(vec![1; 16]);
+    plan.count_per_node(8);
+    plan.add_flow(0, 8, 4096.0);
+    plan.add_flow(0, 9, 4096.0);
+    plan.add_node_tokens(0, 1, 4096.0);
+    let layers = [LayerWork::from_plan(&plan, 7168.0, 2.0 * 7168.0)];
+    let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
+    let dispatch_ns = |algorithm: &str| {
+        let setup = sim_setup(&format!("all_to_all = \"{algorithm}\""));
+        let spec = spec(&cluster, &costs, &layers, &setup);
+        simulate_step(&spec, &overlap("none"), "p").layers[0].dispatch_ns
+    };
+    // Direct: 2 x 29,360,128 B through GPU 0's 50 GB/s NIC; DeepEP normal: once, then NVLink
+    // from GPU 8 to GPU 9. Each is its bytes over the NIC plus the same route latency, so the
+    // difference is one copy's 587,203 ns.
+    let (direct, normal) = (dispatch_ns("direct"), dispatch_ns("deepep-normal"));
+    let one_copy = (29_360_128.0_f64 / 50.0).ceil() as u64;
+    assert!(
+        direct.abs_diff(normal + one_copy) < 2_000,
+        "{direct} vs {normal}"
+    );
+    assert!(normal.abs_diff(one_copy) < 20_000, "{normal} vs {one_copy}");
+}
+
+#[test]
 fn deepep_normal_kernel_bandwidths_are_reproduced_within_15_percent() {
     for (ep, algorithm, published) in [
         (8, "direct", (153.0, 158.0)),
         (32, "hierarchical", (58.0, 57.0)),
         (64, "hierarchical", (51.0, 50.0)),
+        (32, "deepep-normal", (58.0, 57.0)),
+        (64, "deepep-normal", (51.0, 50.0)),
     ] {
         let simulated = deepep_bandwidths(ep, algorithm);
         eprintln!("EP{ep}: simulated {simulated:?} GB/s, published {published:?}");

@@ -119,7 +119,8 @@ impl StrategyTotals {
             }
         }
         for work in spec.layers {
-            for matrix in [&work.dispatch, &work.combine] {
+            let (dispatch, combine) = work.traffic(spec.all_to_all);
+            for matrix in [dispatch, combine] {
                 for (src, dst, bytes) in matrix.pairs() {
                     if cluster.node_of(src) == cluster.node_of(dst) {
                         self.intra_node_bytes += bytes;
