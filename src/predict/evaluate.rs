@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::ExpertPredictor;
+use super::{Ask, ExpertPredictor};
 use crate::trace::RoutingTrace;
 
 /// Hits of one layer (or of all layers together).
@@ -130,7 +130,14 @@ fn score_layer(
             continue;
         }
         tally.tokens += 1;
-        let Some(predicted) = predictor.predict(trace, layer, token, actual.len()) else {
+        let Some(predicted) = predictor.predict(
+            trace,
+            Ask {
+                layer,
+                token,
+                k: actual.len(),
+            },
+        ) else {
             tally.unpredicted += 1;
             continue;
         };

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::ExpertPredictor;
+use super::{Ask, ExpertPredictor};
 use crate::registry::{NoSettings, Plugin};
 use crate::trace::{ExpertId, Phase, RoutingTrace};
 
@@ -51,13 +51,8 @@ impl ExpertPredictor for History {
         Ok(())
     }
 
-    fn predict(
-        &mut self,
-        trace: &RoutingTrace,
-        layer: usize,
-        token: usize,
-        k: usize,
-    ) -> Option<Vec<ExpertId>> {
+    fn predict(&mut self, trace: &RoutingTrace, ask: Ask) -> Option<Vec<ExpertId>> {
+        let Ask { layer, token, k } = ask;
         let previous = self.previous[token]?;
         let experts = trace.layer(layer).experts_of(previous);
         Some(experts.iter().take(k).copied().collect())

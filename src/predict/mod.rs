@@ -25,15 +25,18 @@ pub trait ExpertPredictor: std::fmt::Debug {
     /// reads; the message says what is missing.
     fn fit(&mut self, trace: &RoutingTrace, fit: Range<usize>) -> Result<(), String>;
 
-    /// At most `k` distinct experts predicted for `token` at `layer`, most likely first, or
-    /// `None` when the predictor has nothing to go on for this token.
-    fn predict(
-        &mut self,
-        trace: &RoutingTrace,
-        layer: usize,
-        token: usize,
-        k: usize,
-    ) -> Option<Vec<ExpertId>>;
+    /// At most `ask.k` distinct experts predicted for `ask.token` at `ask.layer`, most likely
+    /// first, or `None` when the predictor has nothing to go on for this token.
+    fn predict(&mut self, trace: &RoutingTrace, ask: Ask) -> Option<Vec<ExpertId>>;
+}
+
+/// One question to a predictor: which `k` experts will row `token` of the trace go to at
+/// `layer`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    pub layer: usize,
+    pub token: usize,
+    pub k: usize,
 }
 
 /// Every expert predictor, by name.

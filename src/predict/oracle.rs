@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use super::ExpertPredictor;
+use super::{Ask, ExpertPredictor};
 use crate::registry::Plugin;
 use crate::trace::{ExpertId, RoutingTrace};
 
@@ -60,13 +60,8 @@ impl ExpertPredictor for Oracle {
         Ok(())
     }
 
-    fn predict(
-        &mut self,
-        trace: &RoutingTrace,
-        layer: usize,
-        token: usize,
-        k: usize,
-    ) -> Option<Vec<ExpertId>> {
+    fn predict(&mut self, trace: &RoutingTrace, ask: Ask) -> Option<Vec<ExpertId>> {
+        let Ask { layer, token, k } = ask;
         let actual = trace.layer(layer).experts_of(token);
         let mut wrong: Vec<ExpertId> = (0..trace.num_experts() as ExpertId)
             .filter(|e| !actual.contains(e))

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::ExpertPredictor;
+use super::{Ask, ExpertPredictor};
 use crate::registry::{NoSettings, Plugin};
 use crate::trace::{ExpertId, RoutingTrace};
 
@@ -47,13 +47,8 @@ impl ExpertPredictor for Transition {
         Ok(())
     }
 
-    fn predict(
-        &mut self,
-        trace: &RoutingTrace,
-        layer: usize,
-        token: usize,
-        k: usize,
-    ) -> Option<Vec<ExpertId>> {
+    fn predict(&mut self, trace: &RoutingTrace, ask: Ask) -> Option<Vec<ExpertId>> {
+        let Ask { layer, token, k } = ask;
         let counts = self.counts.get(layer.checked_sub(1)?)?;
         let mut scores = vec![0u64; self.experts];
         for &a in trace.layer(layer - 1).experts_of(token) {
