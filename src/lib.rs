@@ -21,6 +21,7 @@ pub mod output;
 pub mod pipeline;
 pub mod placement;
 pub mod plan;
+pub mod predict;
 pub mod profile;
 pub mod registry;
 pub mod report;

@@ -8,6 +8,7 @@ mod capture;
 mod compare;
 mod place;
 mod plan;
+mod predict;
 mod profile;
 mod report;
 mod run;
@@ -41,7 +42,8 @@ Examples:
   moesim compare reports/baseline/quickstart reports/quickstart   metric changes; exit 1 on a regression
   moesim report reports/quickstart              rebuild a run's self-contained index.html
   moesim sweep sweep.toml -o results.parquet    run a scenario over a grid of settings
-  moesim plan plan.toml --out reports/plan      cheapest configuration meeting serving SLOs";
+  moesim plan plan.toml --out reports/plan      cheapest configuration meeting serving SLOs
+  moesim predict t.parquet --predictor transition   expert predictors judged out of sample";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -94,6 +96,9 @@ enum Command {
     /// Find the cheapest configuration of a sweep space that meets serving constraints
     /// (bisecting the GPU count per layout), with its runner-up and Pareto front.
     Plan(plan::PlanArgs),
+    /// Fit an expert predictor (transition, history, oracle) on the first part of a trace and
+    /// report its top-1 / top-k hit rates and recall per layer on the rest.
+    Predict(predict::PredictArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -121,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => args.execute(),
         Command::Sweep(args) => args.execute(),
         Command::Plan(args) => args.execute(),
+        Command::Predict(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
