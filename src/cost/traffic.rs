@@ -60,6 +60,12 @@ impl DispatchPlan {
         gpu / self.gpus_per_node.max(1)
     }
 
+    /// The GPUs of machine `node`.
+    pub fn machine_gpus(&self, node: usize) -> std::ops::Range<usize> {
+        let per_node = self.gpus_per_node.max(1);
+        node * per_node..((node + 1) * per_node).min(self.num_gpus)
+    }
+
     /// Counts `tokens` more distinct tokens sent from `src` to machine `node`.
     pub fn add_node_tokens(&mut self, src: usize, node: usize, tokens: f64) {
         let nodes = self.nodes();
@@ -75,9 +81,7 @@ impl DispatchPlan {
         if self.node_tokens.is_empty() || node == self.node_of(src) {
             return 1.0;
         }
-        let machine =
-            node * self.gpus_per_node..((node + 1) * self.gpus_per_node).min(self.num_gpus);
-        let sent: f64 = machine.map(|gpu| self.flow(src, gpu)).sum();
+        let sent: f64 = self.machine_gpus(node).map(|gpu| self.flow(src, gpu)).sum();
         match sent {
             0.0 => 1.0,
             sent => (self.node_tokens[src * self.nodes() + node] / sent).min(1.0),

@@ -174,6 +174,7 @@ impl Setup {
             hidden * f64::from(comm.dispatch_bytes_per_elem),
             hidden * f64::from(comm.combine_bytes_per_elem),
             self.tp,
+            self.sim.all_to_all.per_machine(),
         ))
     }
 

@@ -112,8 +112,10 @@ fn count_machines(plan: &mut DispatchPlan, gpus_per_node: usize, tokens: f64, to
     }
     for src in 0..gpus {
         for machine in 0..plan.nodes() {
-            let gpus_there = machine * gpus_per_node..((machine + 1) * gpus_per_node).min(gpus);
-            let pairs: f64 = gpus_there.map(|dst| plan.flow(src, dst)).sum();
+            let pairs: f64 = plan
+                .machine_gpus(machine)
+                .map(|dst| plan.flow(src, dst))
+                .sum();
             let p = (pairs / (tokens * top_k.max(1) as f64)).min(1.0);
             let reached = tokens * (1.0 - (1.0 - p).powi(top_k.max(1) as i32));
             plan.add_node_tokens(src, machine, reached);

@@ -61,7 +61,8 @@ pub struct LayerWork {
     /// Dispatch and combine bytes when each token crosses to a machine once and fans out over
     /// its NVLink there (DeepEP's normal kernels): the pairs between machines scaled by the
     /// plan's [`DispatchPlan::node_share`]; none within one machine, with tensor parallelism,
-    /// or when the plan does not count tokens per machine.
+    /// when the plan does not count tokens per machine, or when the all-to-all algorithm does not
+    /// deduplicate per machine (the builder was told so and skipped them).
     pub per_node: Option<(TrafficMatrix, TrafficMatrix)>,
 }
 
@@ -73,7 +74,13 @@ impl LayerWork {
         dispatch_bytes_per_token: f64,
         combine_bytes_per_token: f64,
     ) -> LayerWork {
-        LayerWork::from_plan_tp(plan, dispatch_bytes_per_token, combine_bytes_per_token, 1)
+        LayerWork::from_plan_tp(
+            plan,
+            dispatch_bytes_per_token,
+            combine_bytes_per_token,
+            1,
+            true,
+        )
     }
 
     /// [`LayerWork::from_plan_tp`] of every layer's plan.
@@ -82,11 +89,13 @@ impl LayerWork {
         dispatch_bytes_per_token: f64,
         combine_bytes_per_token: f64,
         tp: usize,
+        per_machine: bool,
     ) -> Vec<LayerWork> {
         plans
             .iter()
             .map(|plan| {
-                LayerWork::from_plan_tp(plan, dispatch_bytes_per_token, combine_bytes_per_token, tp)
+                let (dispatch, combine) = (dispatch_bytes_per_token, combine_bytes_per_token);
+                LayerWork::from_plan_tp(plan, dispatch, combine, tp, per_machine)
             })
             .collect()
     }
@@ -100,12 +109,15 @@ impl LayerWork {
     ///   outputs (the rank's tokens x `combine_bytes_per_token / tp`);
     /// - combine: each GPU of the rank returns its `1 / tp` slice of every token's output.
     ///
-    /// Byte counts are rounded up per pair. With `tp` = 1 this is the plan's own traffic.
+    /// Byte counts are rounded up per pair. With `tp` = 1 this is the plan's own traffic. The
+    /// per-machine traffic ([`LayerWork::per_node`]) is built only when `per_machine` asks for it
+    /// (the all-to-all algorithm deduplicates per machine), as it costs a pass over every pair.
     pub fn from_plan_tp(
         plan: &DispatchPlan,
         dispatch_bytes_per_token: f64,
         combine_bytes_per_token: f64,
         tp: usize,
+        per_machine: bool,
     ) -> LayerWork {
         let gpus = plan.source_tokens.len();
         let ranks = gpus / tp;
@@ -139,7 +151,7 @@ impl LayerWork {
                 }
             }
         }
-        let per_node = (tp == 1 && plan.nodes() > 1).then(|| {
+        let per_node = (per_machine && tp == 1 && plan.nodes() > 1).then(|| {
             let mut dispatch = TrafficMatrix::zeros(gpus);
             let mut combine = TrafficMatrix::zeros(gpus);
             for src in 0..gpus {

@@ -494,7 +494,13 @@ fn tp2_halves_the_expert_gemm_and_adds_a_reduce_scatter_over_nvswitch() {
     let routing = LayerRouting::fixed_k(8, experts, None).unwrap();
     let plan = crate::placement::dispatch::plan_tokens(&cluster, &placement, 0, &routing).unwrap();
     let hidden = 7168.0;
-    let work = [LayerWork::from_plan_tp(&plan, hidden, 2.0 * hidden, 2)];
+    let work = [LayerWork::from_plan_tp(
+        &plan,
+        hidden,
+        2.0 * hidden,
+        2,
+        true,
+    )];
     assert_eq!(work[0].expert_tokens[5], vec![32.0; 64]);
     let base = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
     let costs = base.clone().with_expert_tp(2);
