@@ -2,7 +2,7 @@
 //! published with the error (REFERENCE.md, "Kernel efficiency figures"):
 //! `cargo bench --bench kernels`.
 
-#[path = "../tests/published/mod.rs"]
+#[path = "../tests/it/published/mod.rs"]
 mod published;
 
 use published::*;

@@ -7,7 +7,7 @@
 #
 # Inside Slurm the same script runs each step: with SLURM_ARRAY_TASK_ID set it runs that shard,
 # with MOESIM_SWEEP_MERGE=1 it merges. Outside Slurm, set the variables yourself to run a step by
-# hand (tests/sweep.rs runs every shard this way and checks the merge byte for byte):
+# hand (tests/it/sweep.rs runs every shard this way and checks the merge byte for byte):
 #   SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_COUNT=8 docs/slurm-sweep.sh sweep.toml results.parquet
 #   MOESIM_SWEEP_MERGE=1 SLURM_ARRAY_TASK_COUNT=8 docs/slurm-sweep.sh sweep.toml results.parquet
 #

@@ -5,7 +5,7 @@
 //! to reports. Data flows one way: `trace`, `model` and `topology` at the bottom; `analysis` and
 //! `cost` above them; `placement` and `sim` are libraries that never import each other;
 //! `pipeline` conducts them; `report` reads its results; `cli` wires commands to all of it. The
-//! rules are in `docs/ARCHITECTURE.md`, and `tests/architecture.rs` enforces them.
+//! rules are in `docs/ARCHITECTURE.md`, and `tests/it/architecture.rs` enforces them.
 
 pub mod analysis;
 pub mod capture;

@@ -1,6 +1,7 @@
 //! The gating kernel on a real GPU against its CPU twin, bit for bit. Ignored by default (no
 //! GPU in CI); `scripts/gpu_run.sh test` runs them with `--include-ignored` on the lent GPU.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::gating_cases::{Case, assert_same_bits, cases_with_logits, logits};

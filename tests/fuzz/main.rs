@@ -13,7 +13,7 @@
 //! `target/tmp/fuzz-crashers/<target>`; copied into `tests/fuzz-corpus/<target>/`, it is replayed
 //! by `corpus_replays_clean` on every run.
 
-#[path = "../common/mod.rs"]
+#[path = "../it/common/mod.rs"]
 mod common;
 mod inputs;
 mod mutate;

@@ -1,7 +1,7 @@
 //! `moesim compare`: verdicts, thresholds and exit codes on summaries with hand-computed
 //! changes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Regression tests for issue 15's defects on the trace side: each reproducer gives one `error:`
 //! line naming the file (and the field or row), exit 1, no panic.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

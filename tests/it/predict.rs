@@ -1,6 +1,6 @@
 //! `moesim predict` through the binary: a hand-made trace judged by hand, and bad input.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! Chromium (scripts/setup.sh installs the Debian package `chromium`) the browser part skips
 //! with a notice.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

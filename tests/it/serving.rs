@@ -2,7 +2,7 @@
 //! the request list it can write for another simulator, the cached tier against full
 //! simulation, disaggregated pools, `moesim run` with a `[serving]` table, and bad input.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! `moesim sweep`: a grid of settings over a small quickstart, failed points recorded, shards
 //! merged into exactly the unsharded table, and one clear error per bad input.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

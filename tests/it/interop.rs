@@ -1,7 +1,7 @@
 //! Engine interop (issue 15): the SGLang expert-location file passes the checks SGLang's loader
 //! runs, vLLM's routed-experts capture and SGLang's recorder dumps import correctly.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! fresh run of the quickstart: a change that moves any number fails here, before CI's gate,
 //! with the table of what moved and the command that refreshes the baseline.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,5 +1,5 @@
 //! Published kernel figures (REFERENCE.md, "Kernel efficiency figures") and moesim's model of
-//! each, shared by `tests/kernels.rs` (rows within 15%) and `benches/kernels.rs` (every row).
+//! each, shared by `tests/it/kernels.rs` (rows within 15%) and `benches/kernels.rs` (every row).
 
 use moesim::cost::RooflineCompute;
 use moesim::cost::attention::AttentionCore;

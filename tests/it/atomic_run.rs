@@ -2,7 +2,7 @@
 //! complete report or the new one, byte for byte, never a mix, and nothing is left beside it
 //! but what the next run removes (`<folder>.<pid>.tmp`, `<folder>.<pid>.old`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

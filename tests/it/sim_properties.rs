@@ -6,7 +6,7 @@
 //!
 //! The flow network's own invariants (no link over its capacity, every byte drained) are
 //! checked in `src/sim/network/properties.rs`. Each property runs proptest's default number of
-//! cases; `PROPTEST_CASES=10000 cargo test --release --test sim_properties` runs a long budget.
+//! cases; `PROPTEST_CASES=10000 cargo test --release --test it sim_properties::` runs a long budget.
 
 use moesim::cost::{TrafficMatrix, all_to_all};
 use moesim::registry::Settings;

@@ -3,7 +3,7 @@
 //! host's decoder. Checks the kernel's logic and float order where no GPU is available; the GPU
 //! itself is checked by tests/capture_gpu.rs. Skips when no C++20 compiler (`g++`) is found.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! bottleneck is its own NVSwitch port, and exceed where flows with different bottlenecks
 //! share links (NICs and PCIe switches).
 
-mod common;
+use crate::common;
 
 use moesim::cost::all_to_all;
 use moesim::model::MoeModel;

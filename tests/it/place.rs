@@ -1,6 +1,6 @@
 //! `moesim place` and `moesim place eval` end to end.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

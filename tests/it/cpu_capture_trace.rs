@@ -3,7 +3,7 @@
 //! it is, its statistics are the ones reported in traces/README.md, and it runs through placement
 //! and simulation as a scenario's routing source.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

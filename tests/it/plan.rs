@@ -2,7 +2,7 @@
 //! with fewer points, the verdict names the winner and runner-up with the grid's numbers, the
 //! report is byte-identical run to run, and bad plans get one clear error each.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The binary on bad input: one clear error naming the problem, exit 1, no output file left.
 
-mod common;
+use crate::common;
 
 use common::{assert_fails_with, moesim, moesim_in};
 

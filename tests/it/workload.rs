@@ -2,7 +2,7 @@
 //! replay of every fixture format against hand-counted rows, the plain CSV round trip,
 //! determinism, and the command line on good and bad input.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

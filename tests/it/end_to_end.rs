@@ -1,7 +1,7 @@
 //! The binary end to end, as a user runs it: import real traces, summarise them, synthesise,
 //! run the quickstart scenario and check its report.
 
-mod common;
+use crate::common;
 
 use common::{moesim, moesim_in, shared_data, stderr, stdout};
 use serde_json::Value;

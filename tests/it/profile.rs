@@ -1,7 +1,7 @@
 //! `moesim profile`, `calibrate` and `validate` end to end, on the SYNTHETIC fixture in
 //! tests/fixtures/profile/ (roofline plus noise, not a GPU measurement; see its README).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ fn generate() -> (Measurements, Vec<moesim::profile::counters::CounterSample>) {
     synthetic_run(&h100, &preset_gemm_shapes(), FIXTURE_SEED, FIXTURE_DATE)
 }
 
-/// Rewrites the fixture: `cargo test --test profile -- --ignored regenerate_synthetic_fixture`.
+/// Rewrites the fixture: `cargo test --test it -- --ignored profile::regenerate_synthetic_fixture`.
 #[test]
 #[ignore]
 fn regenerate_synthetic_fixture() {

@@ -4,7 +4,7 @@
 //! outputs with `RAYON_NUM_THREADS=1` and `=2`, on the quickstart (a trace file, one machine)
 //! and on a synthetic trace over two machines.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! `moesim capture`: the one-line refusal without a GPU, and the CPU twin end to end.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

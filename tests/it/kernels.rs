@@ -1,7 +1,7 @@
 //! The kernel model against published kernel figures (REFERENCE.md, "Kernel efficiency
 //! figures"), each within 15%. `cargo bench --bench kernels` prints every published row.
 
-mod published;
+use crate::published;
 
 use published::*;
 

@@ -1,6 +1,6 @@
 //! `moesim simulate` end to end: JSON shape, determinism, trace files, bad input.
 
-mod common;
+use crate::common;
 
 use std::fs;
 
