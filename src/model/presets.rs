@@ -162,6 +162,7 @@ fn qwen15_moe_a27b() -> MoeModel {
         num_layers: 24,
         hidden_size: 2048,
         expert_ffn_size: 1408,
+        dense_ffn_size: 5632,
         num_experts: 60,
         top_k: 4,
         num_shared_experts: 1,
