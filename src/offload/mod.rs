@@ -97,6 +97,26 @@ pub struct OffloadRun {
     pub wasted_prefetch_bytes: u64,
 }
 
+/// The runs of a sweep of cache sizes and modes, with what they ran on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OffloadReport {
+    pub model: String,
+    pub cluster: String,
+    pub eviction: String,
+    pub predictor: String,
+    pub batch: usize,
+    pub context: u64,
+    /// Rows the predictor was fitted on and the cache warmed with.
+    pub fit_tokens: usize,
+    pub expert_bytes: u64,
+    /// The host-to-GPU path: its narrowest link and its latency.
+    pub pcie_gbps: f64,
+    pub pcie_latency_ns: u64,
+    /// One expert copied alone over that path: `ceil(expert_bytes / pcie_gbps) + latency`.
+    pub copy_ns: u64,
+    pub runs: Vec<OffloadRun>,
+}
+
 /// What a copy in flight is for.
 #[derive(Debug, Clone, Copy)]
 enum Copy {
@@ -445,6 +465,35 @@ impl<'a> Offload<'a> {
             now += self.kernels.lm_head_ns(tokens);
         }
         Ok(self.result(cache_size, mode, now, &tally))
+    }
+
+    /// The report of `runs` of `cluster` with these names of the eviction and the predictor.
+    pub fn report(
+        &self,
+        cluster: &str,
+        eviction: &str,
+        predictor: &str,
+        runs: Vec<OffloadRun>,
+    ) -> OffloadReport {
+        let pcie_gbps = self
+            .capacities
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        OffloadReport {
+            model: self.model.name.clone(),
+            cluster: cluster.to_string(),
+            eviction: eviction.to_string(),
+            predictor: predictor.to_string(),
+            batch: self.batch,
+            context: self.context,
+            fit_tokens: self.first_token,
+            expert_bytes: self.expert_bytes,
+            pcie_gbps,
+            pcie_latency_ns: self.latency_ns,
+            copy_ns: (self.expert_bytes as f64 / pcie_gbps).ceil() as u64 + self.latency_ns,
+            runs,
+        }
     }
 
     fn result(&self, cache: usize, mode: Mode, time_ns: u64, tally: &Tally) -> OffloadRun {
