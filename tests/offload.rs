@@ -99,11 +99,12 @@ fn prefetch_with_a_perfect_predictor_beats_on_demand_and_a_full_cache_never_miss
         assert_eq!(cell(&csv, mode, "8", "demand_bytes"), 0.0);
     }
     // Cache 2 of 8: on demand every miss stalls a whole copy (11.0 ms); a perfect predictor
-    // copies each a layer early, so only the very first layer, which nothing predicts, may
-    // copy its two experts on demand.
-    assert!(cell(&csv, "on-demand", "2", "hit_rate") < 1.0);
-    assert!(cell(&csv, "prefetch", "2", "demand_bytes") <= 2.0 * 352_321_536.0);
-    assert_eq!(cell(&csv, "prefetch", "2", "hit_rate"), 1.0);
+    // copies each a layer early, so only the very first layer, which nothing predicts, copies
+    // on demand: one of its two experts is not among the two the cache was warmed with. Of
+    // 40 steps x 32 layers x 2 experts = 2,560 picks, that one misses.
+    assert!(cell(&csv, "on-demand", "2", "hit_rate") < 0.5);
+    assert_eq!(cell(&csv, "prefetch", "2", "demand_bytes"), 352_321_536.0);
+    assert_eq!(cell(&csv, "prefetch", "2", "hit_rate"), 1.0 - 1.0 / 2560.0);
     assert!(
         cell(&csv, "prefetch", "2", "tokens_per_s") > cell(&csv, "on-demand", "2", "tokens_per_s")
     );
