@@ -131,9 +131,10 @@ impl Cluster {
         })
     }
 
-    /// A built-in cluster: `dgx-h100`, `hgx-h800`, `hgx-h200`, `gb200-nvl72`, `pcie-l40s`, each
-    /// optionally suffixed `xN` for N machines on a rail-optimised network (`hgx-h800x4` is 32
-    /// GPUs).
+    /// A built-in cluster: `dgx-h100`, `hgx-h800`, `hgx-h200`, `gb200-nvl72`, `pcie-l40s`, the
+    /// single-GPU workstations of expert offloading `rtx4090-host`, `l40s-host`, `h100-host`,
+    /// each optionally suffixed `xN` for N machines on a rail-optimised network (`hgx-h800x4` is
+    /// 32 GPUs).
     pub fn preset(name: &str) -> Result<Cluster> {
         Cluster::from_spec(presets::spec(name)?)
     }
