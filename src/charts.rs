@@ -86,7 +86,28 @@ pub struct GanttPanel<'a> {
 /// Writes `<stem>.png` and `<stem>.svg` with one line per series against the layer index.
 /// Returns the two paths written.
 pub fn line_chart(stem: &Path, labels: ChartLabels, series: &[Series]) -> Result<Vec<PathBuf>> {
-    render_both(stem, &Chart::Lines { labels, series }, CHART_SIZE)
+    let chart = Chart::Lines {
+        labels,
+        series,
+        x_names: None,
+    };
+    render_both(stem, &chart, CHART_SIZE)
+}
+
+/// Like [`line_chart`], with x position `i` labelled `x_names[i]` (a cache size, a setting)
+/// instead of its index.
+pub fn line_chart_named_x(
+    stem: &Path,
+    labels: ChartLabels,
+    x_names: &[String],
+    series: &[Series],
+) -> Result<Vec<PathBuf>> {
+    let chart = Chart::Lines {
+        labels,
+        series,
+        x_names: Some(x_names),
+    };
+    render_both(stem, &chart, CHART_SIZE)
 }
 
 /// Writes `<stem>.png` and `<stem>.svg` with one heatmap panel per matrix, side by side, sharing
@@ -172,6 +193,8 @@ enum Chart<'a> {
     Lines {
         labels: ChartLabels<'a>,
         series: &'a [Series<'a>],
+        /// Names of the x positions; `None`: their indices.
+        x_names: Option<&'a [String]>,
     },
     Heatmap {
         labels: ChartLabels<'a>,
@@ -204,7 +227,11 @@ impl Chart<'_> {
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
         let drawn = match self {
-            Chart::Lines { labels, series } => draw_lines(area, labels, series),
+            Chart::Lines {
+                labels,
+                series,
+                x_names,
+            } => draw_lines(area, labels, series, *x_names),
             Chart::Heatmap { labels, panels } => draw_heatmaps(area, labels, panels),
             Chart::StackedBars {
                 labels,
@@ -265,6 +292,7 @@ fn draw_lines<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     labels: &ChartLabels,
     series: &[Series],
+    x_names: Option<&[String]>,
 ) -> DrawResult<DB> {
     area.fill(&WHITE)?;
     let points = series
@@ -295,7 +323,10 @@ fn draw_lines<DB: DrawingBackend>(
         .x_desc(labels.x)
         .y_desc(labels.y)
         .x_labels(points.min(24))
-        .x_label_formatter(&|x| format!("{:.0}", x))
+        .x_label_formatter(&|x| match x_names {
+            Some(names) => names.get(x.round() as usize).cloned().unwrap_or_default(),
+            None => format!("{:.0}", x),
+        })
         .draw()?;
     for (index, s) in series.iter().enumerate() {
         let color = series_color(index);

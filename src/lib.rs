@@ -17,6 +17,7 @@ pub mod error;
 pub mod gpu;
 pub mod guard;
 pub mod model;
+pub mod offload;
 pub mod output;
 pub mod pipeline;
 pub mod placement;

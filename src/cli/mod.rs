@@ -6,6 +6,7 @@
 mod calibrate;
 mod capture;
 mod compare;
+mod offload;
 mod place;
 mod plan;
 mod predict;
@@ -43,7 +44,9 @@ Examples:
   moesim report reports/quickstart              rebuild a run's self-contained index.html
   moesim sweep sweep.toml -o results.parquet    run a scenario over a grid of settings
   moesim plan plan.toml --out reports/plan      cheapest configuration meeting serving SLOs
-  moesim predict t.parquet --predictor transition   expert predictors judged out of sample";
+  moesim predict t.parquet --predictor transition   expert predictors judged out of sample
+  moesim offload t.parquet --model mixtral-8x7b --cluster rtx4090-host --cache 1,2,4,8 --out o
+                                                expert offloading: on-demand vs prefetch copies";
 
 /// moesim: simulate and profile Mixture-of-Experts serving and training.
 ///
@@ -99,6 +102,10 @@ enum Command {
     /// Fit an expert predictor (transition, history, oracle) on the first part of a trace and
     /// report its top-1 / top-k hit rates and recall per layer on the rest.
     Predict(predict::PredictArgs),
+    /// Decode with the experts in host memory and a GPU cache of some per layer: hit rates,
+    /// PCIe traffic, stalls and tokens/s per cache size, on-demand copies against prefetch of
+    /// predicted experts.
+    Offload(Box<offload::OffloadArgs>),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -127,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Sweep(args) => args.execute(),
         Command::Plan(args) => args.execute(),
         Command::Predict(args) => args.execute(),
+        Command::Offload(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

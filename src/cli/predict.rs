@@ -78,7 +78,7 @@ impl PredictArgs {
 }
 
 /// The token-level trace of a trace file or of a scenario.
-fn read_trace(input: &Path) -> anyhow::Result<RoutingTrace> {
+pub(super) fn read_trace(input: &Path) -> anyhow::Result<RoutingTrace> {
     let loaded = if input.extension().is_some_and(|e| e == "toml") {
         let scenario = Scenario::load(input)?;
         match scenario.trace {

@@ -7,7 +7,9 @@ use super::{Attention, MoeModel};
 pub(super) const NAMES: &[&str] = &[
     "mixtral-8x7b",
     "deepseek-v3",
+    "deepseek-v2-lite",
     "qwen3-30b-a3b",
+    "qwen1.5-moe-a2.7b",
     "olmoe-1b-7b",
     "gpt-oss-120b",
     "gpt-oss-20b",
@@ -31,6 +33,8 @@ pub(super) fn preset(name: &str) -> Option<MoeModel> {
     let model = match name {
         "mixtral-8x7b" => mixtral_8x7b(),
         "deepseek-v3" => deepseek_v3(),
+        "deepseek-v2-lite" => deepseek_v2_lite(),
+        "qwen1.5-moe-a2.7b" => qwen15_moe_a27b(),
         "qwen3-30b-a3b" => qwen3_30b_a3b(),
         "olmoe-1b-7b" => olmoe_1b_7b(),
         "gpt-oss-120b" => gpt_oss(name, 36, 128),
@@ -122,6 +126,54 @@ fn deepseek_v3() -> MoeModel {
         expert_bytes_per_param: FP8_BYTES,
         dense_bytes_per_param: FP8_BYTES,
         ..all_moe_decoder("deepseek-v3")
+    }
+}
+
+/// DeepSeek-V2-Lite: 27 layers (the first dense), 64 routed experts top-6 + 2 shared, MLA
+/// without a query down-projection, bf16 (15.7B total, 2.4B active).
+fn deepseek_v2_lite() -> MoeModel {
+    MoeModel {
+        num_layers: 27,
+        first_moe_layer: 1,
+        hidden_size: 2048,
+        expert_ffn_size: 1408,
+        dense_ffn_size: 10944,
+        num_experts: 64,
+        top_k: 6,
+        num_shared_experts: 2,
+        shared_expert_ffn_size: 1408,
+        attention: Attention::Mla {
+            num_heads: 16,
+            q_lora_rank: 0,
+            kv_lora_rank: 512,
+            qk_nope_head_dim: 128,
+            qk_rope_head_dim: 64,
+            v_head_dim: 128,
+        },
+        vocab_size: 102400,
+        ..all_moe_decoder("deepseek-v2-lite")
+    }
+}
+
+/// Qwen1.5-MoE-A2.7B: 24 layers, 60 experts top-4 plus one shared expert 5632 wide (14.3B
+/// total, 2.7B active).
+fn qwen15_moe_a27b() -> MoeModel {
+    MoeModel {
+        num_layers: 24,
+        hidden_size: 2048,
+        expert_ffn_size: 1408,
+        dense_ffn_size: 5632,
+        num_experts: 60,
+        top_k: 4,
+        num_shared_experts: 1,
+        shared_expert_ffn_size: 5632,
+        attention: Attention::Gqa {
+            num_heads: 16,
+            num_kv_heads: 16,
+            head_dim: 128,
+        },
+        vocab_size: 151936,
+        ..all_moe_decoder("qwen1.5-moe-a2.7b")
     }
 }
 

@@ -38,8 +38,10 @@ fn mixtral_counts_match_a_hand_count() {
 #[test]
 fn presets_match_published_parameter_counts() {
     // (preset, published total, published active where the vendor counts the embedding table)
-    let published: [(&str, f64, Option<f64>); 7] = [
+    let published: [(&str, f64, Option<f64>); 9] = [
         ("mixtral-8x7b", 46.7e9, Some(12.9e9)),
+        ("deepseek-v2-lite", 15.7e9, None),
+        ("qwen1.5-moe-a2.7b", 14.3e9, Some(2.7e9)),
         ("deepseek-v3", 671e9, Some(37e9)),
         ("qwen3-30b-a3b", 30.5e9, Some(3.3e9)),
         ("olmoe-1b-7b", 6.9e9, Some(1.3e9)),
@@ -55,8 +57,13 @@ fn presets_match_published_parameter_counts() {
             assert_near_published(name, "active", m.active_params(), active);
         }
     }
-    // OpenAI's active counts (5.1B, 3.6B) leave the input embedding table out.
-    for (name, active) in [("gpt-oss-120b", 5.13e9), ("gpt-oss-20b", 3.61e9)] {
+    // OpenAI's active counts (5.1B, 3.6B) and DeepSeek-V2-Lite's (2.4B) leave the input
+    // embedding table out.
+    for (name, active) in [
+        ("gpt-oss-120b", 5.13e9),
+        ("gpt-oss-20b", 3.61e9),
+        ("deepseek-v2-lite", 2.4e9),
+    ] {
         let m = MoeModel::preset(name).unwrap();
         let table = (m.vocab_size * m.hidden_size) as u64;
         assert_near_published(name, "active", m.active_params() - table, active);
@@ -127,6 +134,14 @@ fn hf_configs_load_equal_to_their_presets() {
 #[test]
 fn qwen2_moe_maps_its_shared_expert() {
     let m = MoeModel::from_hf_config(&fixture("qwen1.5-moe-a2.7b.json")).unwrap();
+    let preset = MoeModel::preset("qwen1.5-moe-a2.7b").unwrap();
+    assert_eq!(
+        MoeModel {
+            name: preset.name.clone(),
+            ..m.clone()
+        },
+        preset
+    );
     assert_eq!((m.num_experts, m.top_k, m.expert_ffn_size), (60, 4, 1408));
     assert_eq!((m.num_shared_experts, m.shared_expert_ffn_size), (1, 5632));
     // Published: 14.3B total, 2.7B active.

@@ -5,6 +5,7 @@
 
 mod html;
 mod markdown;
+pub mod offload;
 pub mod plan;
 pub mod serving;
 mod sim_charts;

@@ -16,6 +16,7 @@ pub mod spec;
 use std::path::Path;
 
 use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
+use petgraph::visit::EdgeRef;
 
 pub use device::{DataType, GpuSpec};
 pub use spec::{ClusterSpec, NetworkSpec, NvLinkSpec, PcieSpec};
@@ -130,9 +131,10 @@ impl Cluster {
         })
     }
 
-    /// A built-in cluster: `dgx-h100`, `hgx-h800`, `hgx-h200`, `gb200-nvl72`, `pcie-l40s`, each
-    /// optionally suffixed `xN` for N machines on a rail-optimised network (`hgx-h800x4` is 32
-    /// GPUs).
+    /// A built-in cluster: `dgx-h100`, `hgx-h800`, `hgx-h200`, `gb200-nvl72`, `pcie-l40s`, the
+    /// single-GPU workstations of expert offloading `rtx4090-host`, `l40s-host`, `h100-host`,
+    /// each optionally suffixed `xN` for N machines on a rail-optimised network (`hgx-h800x4` is
+    /// 32 GPUs).
     pub fn preset(name: &str) -> Result<Cluster> {
         Cluster::from_spec(presets::spec(name)?)
     }
@@ -234,6 +236,32 @@ impl Cluster {
     /// The precomputed route from `src_gpu` to `dst_gpu`.
     pub fn route(&self, src_gpu: usize, dst_gpu: usize) -> &Route {
         &self.routes[src_gpu * self.num_gpus() + dst_gpu]
+    }
+
+    /// The path host memory takes to GPU `gpu`: the PCIe links from its machine's host root
+    /// complex down through the GPU's PCIe switch to the GPU (on a machine with a single PCIe
+    /// switch the switch stands for the root complex, so the path is the GPU's own PCIe link).
+    /// Expert offloading fetches weights over it.
+    pub fn host_route(&self, gpu: usize) -> Route {
+        let pcie_into = |node: NodeIndex, from: NodeKind| {
+            self.graph
+                .edges_directed(node, petgraph::Direction::Incoming)
+                .find(|e| e.weight().kind == LinkKind::Pcie && self.graph[e.source()].kind == from)
+        };
+        let mut links = Vec::new();
+        if let Some(down) = pcie_into(self.gpu_nodes[gpu], NodeKind::PcieSwitch) {
+            links.extend(pcie_into(down.source(), NodeKind::Host).map(|e| e.id()));
+            links.push(down.id());
+        }
+        let links: Vec<LinkId> = links.iter().map(|e| LinkId(e.index() as u32)).collect();
+        Route {
+            latency_ns: links.iter().map(|&l| self.link(l).latency_ns).sum(),
+            bottleneck_gbps: links
+                .iter()
+                .map(|&l| self.link(l).bandwidth_gbps)
+                .fold(f64::INFINITY, f64::min),
+            links,
+        }
     }
 
     /// The link with id `id`.

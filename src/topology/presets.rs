@@ -13,6 +13,9 @@ pub(super) const NAMES: &[&str] = &[
     "hgx-h200",
     "gb200-nvl72",
     "pcie-l40s",
+    "rtx4090-host",
+    "l40s-host",
+    "h100-host",
 ];
 
 /// PCIe Gen5 x16, per direction.
@@ -52,6 +55,11 @@ pub(super) fn spec_with_nodes(base: &str, nodes: usize) -> Result<ClusterSpec> {
         "gb200-nvl72" => machine("gb200", 72, Some(900.0), PCIE_GEN5_GBPS, 1),
         // No NVLink: 8 GPUs on two PCIe Gen4 switches of 4, joined by the host.
         "pcie-l40s" => machine("l40s", 8, None, PCIE_GEN4_GBPS, 4),
+        // One GPU in a workstation, its experts in host memory behind one PCIe x16 link
+        // (expert offloading): Gen4 for the RTX 4090 and L40S, Gen5 for the H100.
+        "rtx4090-host" => machine("rtx4090", 1, None, PCIE_GEN4_GBPS, 1),
+        "l40s-host" => machine("l40s", 1, None, PCIE_GEN4_GBPS, 1),
+        "h100-host" => machine("h100", 1, None, PCIE_GEN5_GBPS, 1),
         _ => {
             return Err(Error::invalid(format!(
                 "unknown cluster `{base}`; known presets: {} (append xN for N machines) or a .toml file",

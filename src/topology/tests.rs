@@ -282,3 +282,30 @@ fn the_first_gpus_form_a_cluster_of_their_own() {
         assert!(err.contains(&format!("`gpus` = {bad}")), "{err}");
     }
 }
+
+#[test]
+fn host_memory_reaches_a_gpu_over_its_pcie_path() {
+    // One RTX 4090 on PCIe Gen4 x16: a single 32 GB/s link of 400 ns.
+    let host = Cluster::preset("rtx4090-host").unwrap();
+    let route = host.host_route(0);
+    assert_eq!((host.num_gpus(), route.links.len()), (1, 1));
+    assert_eq!((route.bottleneck_gbps, route.latency_ns), (32.0, 400));
+    assert_eq!(host.link(route.links[0]).name, "n0/pcie0->n0/gpu0");
+    assert_eq!(
+        Cluster::preset("h100-host")
+            .unwrap()
+            .host_route(0)
+            .bottleneck_gbps,
+        64.0
+    );
+    // Two PCIe switches joined by the host: host -> switch -> GPU, 800 ns.
+    let l40s = Cluster::preset("pcie-l40s").unwrap();
+    let route = l40s.host_route(5);
+    let names: Vec<&str> = route
+        .links
+        .iter()
+        .map(|&l| l40s.link(l).name.as_str())
+        .collect();
+    assert_eq!(names, ["n0/host->n0/pcie1", "n0/pcie1->n0/gpu5"]);
+    assert_eq!(route.latency_ns, 800);
+}

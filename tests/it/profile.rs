@@ -47,8 +47,8 @@ fn fixture_is_what_its_generator_makes() {
     assert_eq!(committed, measurements);
     assert_eq!(committed.provenance.source, "synthetic");
     assert!(committed.provenance.gpu.starts_with("SYNTHETIC"));
-    // 12 preset GEMM shapes x 21 token counts + 6 HBM + 7 h2d + 7 d2h copies.
-    assert_eq!(committed.rows.len(), 12 * 21 + 6 + 7 + 7);
+    // 18 preset GEMM shapes x 21 token counts + 6 HBM + 7 h2d + 7 d2h copies.
+    assert_eq!(committed.rows.len(), 18 * 21 + 6 + 7 + 7);
     let pcie = read_pcie_counters(&fixture("counters.parquet")).unwrap();
     let expected: Vec<_> = samples
         .iter()
@@ -80,8 +80,8 @@ fn calibrate_then_validate_on_the_synthetic_fixture() {
     assert_eq!(fit.status.code(), Some(0), "{}", stderr(&fit));
     let text = fs::read_to_string(&calibration).unwrap();
     assert!(text.contains("source = \"synthetic\""));
-    // Shapes 0, 2, ..., 10 of the 12 sorted by (k, n).
-    assert_eq!(text.matches("[[gemm]]").count(), 6);
+    // Shapes 0, 2, ..., 16 of the 18 sorted by (k, n).
+    assert_eq!(text.matches("[[gemm]]").count(), 9);
     assert!(text.contains("k = 768\nn = 2048\n"));
     assert!(!text.contains("k = 768\nn = 3072\n"));
 
@@ -95,27 +95,27 @@ fn calibrate_then_validate_on_the_synthetic_fixture() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
-    // The held-out odd half: 6 shapes x 21 token counts and 3 sizes of each copy kind, within
+    // The held-out odd half: 9 shapes x 21 token counts and 3 sizes of each copy kind, within
     // 2% of the synthetic times (noise is +-2%). The largest HBM copy lies beyond the fitted
     // sizes: scaled, with one warning.
     assert!(
         stdout(&run).starts_with(
-            "held-out MAPE: 1.08% over 135 points (target <= 5%); SYNTHETIC measurements\n"
+            "held-out MAPE: 1.02% over 198 points (target <= 5%); SYNTHETIC measurements\n"
         ),
         "{}",
         stdout(&run)
     );
     let json: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("validation.json")).unwrap()).unwrap();
-    assert!((json["mape_pct"].as_f64().unwrap() - 1.08196).abs() < 1e-4);
+    assert!((json["mape_pct"].as_f64().unwrap() - 1.02421).abs() < 1e-4);
     assert_eq!(json["compared_half"], "odd");
-    assert_eq!(json["points"].as_array().unwrap().len(), 135);
+    assert_eq!(json["points"].as_array().unwrap().len(), 198);
     let gemm = &json["kinds"][0];
     assert_eq!(
         (gemm["kind"].as_str(), gemm["points"].as_u64()),
-        (Some("gemm"), Some(126))
+        (Some("gemm"), Some(189))
     );
-    assert!((gemm["mape_pct"].as_f64().unwrap() - 1.06477).abs() < 1e-4);
+    assert!((gemm["mape_pct"].as_f64().unwrap() - 1.03766).abs() < 1e-4);
     // PCIe copies whose window holds a 1 ms NVML sample: 1 MiB and up, both directions.
     let pcie = json["pcie"].as_array().unwrap();
     assert_eq!(pcie.len(), 10);
@@ -138,19 +138,19 @@ fn calibrate_then_validate_on_the_synthetic_fixture() {
         "--max-mape",
         "1.0",
     ]);
-    assert_fails_with(&strict, &["held-out MAPE 1.08% exceeds --max-mape 1%"]);
+    assert_fails_with(&strict, &["held-out MAPE 1.02% exceeds --max-mape 1%"]);
     let md = fs::read_to_string(out.join("validation.md")).unwrap();
     assert!(md.contains("**SYNTHETIC DATA"));
-    assert!(md.contains("| h2d | 1048576 | 38.08 | 38.28 | +0.52 |"));
+    assert!(md.contains("| h2d | 1048576 | 38.82 | 39.58 | +1.94 |"));
     let mut files: Vec<String> = fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 18, "{files:?}");
+    assert_eq!(files.len(), 24, "{files:?}");
     for chart in [
         "gemm_768x3072",
-        "gemm_4096x28672",
+        "gemm_14336x4096",
         "error_per_point",
         "pcie_counter",
     ] {
