@@ -18,6 +18,7 @@ mod html_report;
 mod interop;
 mod kernel_emulation;
 mod kernels;
+mod offload;
 mod place;
 mod plan;
 mod predict;
