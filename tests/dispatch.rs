@@ -104,7 +104,12 @@ fn a_capacity_factor_of_zero_or_less_is_one_error_naming_the_key_and_nothing_is_
         let dir = tempfile::tempdir().unwrap();
         let path = scenario(dir.path(), &format!("capacity_factor = {factor}"), "");
         let out = dir.path().join("out");
-        let output = moesim(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let output = moesim(&[
+            "run",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert_fails_with(&output, &["dispatch.toml", "`dispatch.capacity_factor`"]);
         assert_eq!(common::stderr(&output).lines().count(), 1);
         assert!(!out.exists(), "a failed run left {}", out.display());

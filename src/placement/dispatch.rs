@@ -63,8 +63,9 @@ impl DispatchPolicy {
     /// Pairs each expert may take in a layer of `pairs` pairs over `experts` experts:
     /// `ceil(capacity_factor * pairs / experts)`, unlimited without a capacity factor.
     pub fn capacity(&self, pairs: f64, experts: usize) -> f64 {
-        self.capacity_factor
-            .map_or(f64::INFINITY, |f| (f * pairs / experts.max(1) as f64).ceil())
+        self.capacity_factor.map_or(f64::INFINITY, |f| {
+            (f * pairs / experts.max(1) as f64).ceil()
+        })
     }
 }
 
@@ -159,7 +160,13 @@ pub fn plan_tokens(
     layer: usize,
     routing: &LayerRouting,
 ) -> Result<DispatchPlan> {
-    plan_tokens_with(cluster, placement, layer, routing, &DispatchPolicy::default())
+    plan_tokens_with(
+        cluster,
+        placement,
+        layer,
+        routing,
+        &DispatchPolicy::default(),
+    )
 }
 
 /// The plan for the tokens of `routing`, at placement layer `layer`, under `policy`.
@@ -235,11 +242,7 @@ pub fn plan_tokens_with(
 /// Sends each moved pair of `rebalance` to its new GPU and slot: of the pairs on an expert slot
 /// (`expert_tokens`, before the moves), the first in token order stay, the last move, in the
 /// order of the moves.
-fn reassign_pairs(
-    expert_tokens: &[Vec<f64>],
-    rebalance: &Rebalance,
-    pairs: &mut [(usize, usize)],
-) {
+fn reassign_pairs(expert_tokens: &[Vec<f64>], rebalance: &Rebalance, pairs: &mut [(usize, usize)]) {
     // Per slot moved from: the pairs that stay, then the moves still to fill.
     let mut queues: Vec<((usize, usize), f64, Vec<((usize, usize), f64)>)> = Vec::new();
     for m in &rebalance.moves {

@@ -81,13 +81,25 @@ impl SameNode {
 }
 
 impl ReplicaChoice for SameNode {
-    fn pick(&self, cluster: &Cluster, token: usize, src: usize, replicas: &[usize], _: &[f64]) -> usize {
+    fn pick(
+        &self,
+        cluster: &Cluster,
+        token: usize,
+        src: usize,
+        replicas: &[usize],
+        _: &[f64],
+    ) -> usize {
         // As `candidates`, without building the list (this runs for every pair).
         if replicas.contains(&src) {
             return src;
         }
         let machine = cluster.node_of(src);
-        let local = || replicas.iter().copied().filter(|&g| cluster.node_of(g) == machine);
+        let local = || {
+            replicas
+                .iter()
+                .copied()
+                .filter(|&g| cluster.node_of(g) == machine)
+        };
         match local().count() {
             0 => pick_by_token(replicas, token),
             count => local().nth(token % count).expect("within the count"),
@@ -155,7 +167,14 @@ impl Plugin for Even {
 pub struct LeastLoaded;
 
 impl ReplicaChoice for LeastLoaded {
-    fn pick(&self, _: &Cluster, _: usize, _: usize, replicas: &[usize], gpu_pairs: &[f64]) -> usize {
+    fn pick(
+        &self,
+        _: &Cluster,
+        _: usize,
+        _: usize,
+        replicas: &[usize],
+        gpu_pairs: &[f64],
+    ) -> usize {
         replicas
             .iter()
             .copied()
