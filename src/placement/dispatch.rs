@@ -244,30 +244,44 @@ pub fn plan_tokens_with(
 /// order of the moves.
 fn reassign_pairs(expert_tokens: &[Vec<f64>], rebalance: &Rebalance, pairs: &mut [(usize, usize)]) {
     // Per slot moved from: the pairs that stay, then the moves still to fill.
-    let mut queues: Vec<((usize, usize), f64, Vec<((usize, usize), f64)>)> = Vec::new();
+    let mut queues: Vec<Queue> = Vec::new();
     for m in &rebalance.moves {
-        let index = match queues.iter().position(|q| q.0 == m.from) {
+        let index = match queues.iter().position(|q| q.slot == m.from) {
             Some(index) => index,
             None => {
                 let (gpu, slot) = m.from;
-                queues.push((m.from, expert_tokens[gpu][slot], Vec::new()));
+                queues.push(Queue {
+                    slot: m.from,
+                    stay: expert_tokens[gpu][slot],
+                    moves: Vec::new(),
+                });
                 queues.len() - 1
             }
         };
-        queues[index].1 -= m.pairs;
-        queues[index].2.push((m.to, m.pairs));
+        queues[index].stay -= m.pairs;
+        queues[index].moves.push((m.to, m.pairs));
     }
     for pair in pairs.iter_mut() {
-        let Some(queue) = queues.iter_mut().find(|q| q.0 == *pair) else {
+        let Some(queue) = queues.iter_mut().find(|q| q.slot == *pair) else {
             continue;
         };
-        if queue.1 >= 1.0 {
-            queue.1 -= 1.0;
-        } else if let Some((to, left)) = queue.2.iter_mut().find(|(_, left)| *left >= 1.0) {
+        if queue.stay >= 1.0 {
+            queue.stay -= 1.0;
+        } else if let Some((to, left)) = queue.moves.iter_mut().find(|(_, left)| *left >= 1.0) {
             *left -= 1.0;
             *pair = *to;
         }
     }
+}
+
+/// The pairs of one expert slot that LLEP moves off.
+struct Queue {
+    /// (GPU, slot).
+    slot: (usize, usize),
+    /// Pairs still to keep there.
+    stay: f64,
+    /// Where the rest go: (GPU, slot) and pairs still to send.
+    moves: Vec<((usize, usize), f64)>,
 }
 
 /// Applies `rebalance`'s moves to `plan`'s expert slots: borrowed slots added, weights sent from
