@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result, parse_toml};
 use crate::placement::STRATEGIES;
+use crate::placement::dispatch::DispatchConfig;
 use crate::registry::Settings;
 use crate::serve::config::ServingConfig;
 use crate::sim::SimConfig;
@@ -81,6 +82,9 @@ pub struct Scenario {
     /// The serving engine `moesim serve` runs the workload through.
     #[serde(default)]
     pub serving: Option<ServingConfig>,
+    /// How each layer's pairs are dispatched: replica choice, capacity, least-loaded EP.
+    #[serde(default)]
+    pub dispatch: DispatchConfig,
 }
 
 /// The `[sequences]` table: how long the sequences of the simulated steps are, for traces
@@ -233,6 +237,7 @@ impl Scenario {
             sequences: Sequences::default(),
             workload: None,
             serving: None,
+            dispatch: DispatchConfig::default(),
         }
     }
 
@@ -310,6 +315,7 @@ impl Scenario {
                 return Err("`serving` needs a `[workload]` table: the requests to serve".into());
             }
         }
+        self.dispatch.resolve(0)?;
         self.sim.resolve().map(drop)
     }
 

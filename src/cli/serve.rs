@@ -131,6 +131,15 @@ pub fn print_summary(result: &ServeResult) {
         s.goodput_requests_per_s,
         s.cost_per_million_output_tokens
     );
+    for pool in &result.pools {
+        println!(
+            "{:?} pool dispatch: dropped {:.2}% of {} routed pairs in its simulated steps; LLEP moved {} pairs",
+            pool.config.role,
+            100.0 * pool.dropped_share,
+            pool.dispatch.routed_pairs,
+            pool.dispatch.moved_pairs
+        );
+    }
     if let Some(e) = &result.cached_error {
         println!(
             "cached step tier vs full simulation ({} steps): mean |error| {:.2}%, max {:.2}%",

@@ -69,6 +69,21 @@ impl SimulateArgs {
                 s.exposed_comm_share * 100.0
             )?;
         }
+        let d = &result.dispatch;
+        for p in &d.placements {
+            writeln!(
+                out,
+                "dispatch under {} (replica {}, capacity factor {}, LLEP {}): dropped {:.2}% of {} routed pairs; LLEP moved {} pairs, {:.1} MB of weights",
+                p.placement,
+                d.replica,
+                d.capacity_factor.map_or("none".into(), |f| f.to_string()),
+                if d.llep { "on" } else { "off" },
+                p.dropped_share * 100.0,
+                p.tally.routed_pairs,
+                p.tally.moved_pairs,
+                p.tally.weight_bytes / 1e6
+            )?;
+        }
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ pub mod traffic;
 pub use analytical::{AnalyticalCost, CostOptions, LayerEstimate};
 pub use comm::{CollectiveCost, TrafficMatrix, all_to_all};
 pub use compute::{ComputeCost, RooflineCompute};
-pub use traffic::DispatchPlan;
+pub use traffic::{DispatchPlan, DispatchTally};
 
 #[cfg(test)]
 mod tests;

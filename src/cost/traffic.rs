@@ -7,7 +7,43 @@
 //! there; the combine sends each result back the same way, so combine flows are the transpose
 //! of dispatch flows.
 
+use serde::Serialize;
+
 use super::comm::TrafficMatrix;
+
+/// What a dispatch policy did to a layer's (token, expert) pairs: how many the router chose,
+/// how many a capacity limit dropped (the quality proxy) and how many least-loaded EP moved to a
+/// GPU that borrowed the expert's weights. Tallies add up over layers and steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DispatchTally {
+    /// (token, expert) pairs the router chose.
+    pub routed_pairs: f64,
+    /// Pairs over their expert's capacity: neither sent nor computed.
+    pub dropped_pairs: f64,
+    /// Pairs computed on a GPU that borrowed their expert's weights (least-loaded EP).
+    pub moved_pairs: f64,
+    /// Expert weight bytes sent to the borrowing GPUs.
+    pub weight_bytes: f64,
+}
+
+impl DispatchTally {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &DispatchTally) {
+        self.routed_pairs += other.routed_pairs;
+        self.dropped_pairs += other.dropped_pairs;
+        self.moved_pairs += other.moved_pairs;
+        self.weight_bytes += other.weight_bytes;
+    }
+
+    /// Share of the routed pairs dropped (0 without any).
+    pub fn dropped_share(&self) -> f64 {
+        if self.routed_pairs > 0.0 {
+            self.dropped_pairs / self.routed_pairs
+        } else {
+            0.0
+        }
+    }
+}
 
 /// Token movement and expert work of one MoE layer under a placement.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +60,12 @@ pub struct DispatchPlan {
     /// Per sending GPU, per machine, the distinct tokens it sends there (a token bound for
     /// several GPUs of one machine counted once), row-major; empty until counted.
     node_tokens: Vec<f64>,
+    /// Expert weights sent for least-loaded EP: (holder GPU, borrowing GPU, bytes), one per
+    /// borrowed expert; the borrowed expert's pairs sit in an extra slot at the end of the
+    /// borrower's `expert_tokens`.
+    pub weights: Vec<(usize, usize, u64)>,
+    /// Pairs routed, dropped and moved.
+    pub tally: DispatchTally,
 }
 
 impl DispatchPlan {
@@ -38,6 +80,8 @@ impl DispatchPlan {
             source_tokens: vec![0.0; gpus],
             gpus_per_node: 0,
             node_tokens: Vec::new(),
+            weights: Vec::new(),
+            tally: DispatchTally::default(),
         }
     }
 
@@ -116,6 +160,15 @@ impl DispatchPlan {
     /// Combine bytes: results return along the transposed flows.
     pub fn combine_traffic(&self, bytes_per_token: f64) -> TrafficMatrix {
         self.traffic(bytes_per_token, |src, dst| self.flow(dst, src))
+    }
+
+    /// The expert weight bytes each GPU pair carries for least-loaded EP.
+    pub fn weight_traffic(&self) -> TrafficMatrix {
+        let mut matrix = TrafficMatrix::zeros(self.num_gpus);
+        for &(from, to, bytes) in &self.weights {
+            matrix.add(from, to, bytes);
+        }
+        matrix
     }
 
     /// A traffic matrix of `tokens(src, dst) * bytes_per_token` bytes per pair.

@@ -21,6 +21,7 @@ use super::Setup;
 use super::kv_transfer::NetworkTransport;
 use super::request_routing::RequestRouting;
 use super::steps::Step;
+use crate::cost::DispatchTally;
 use crate::cost::attention::{AttentionSpan, KV_BYTES};
 use crate::error::{Error, Result};
 use crate::placement::Placement;
@@ -96,6 +97,10 @@ pub struct PoolReport {
     pub shapes_simulated: usize,
     /// Steps simulated in the event simulator.
     pub steps_simulated: u64,
+    /// The dispatch policy's pairs over the simulated steps (`[dispatch]`).
+    pub dispatch: DispatchTally,
+    /// Share of the simulated steps' routed pairs dropped over capacity (the quality proxy).
+    pub dropped_share: f64,
     /// What its steps did.
     pub totals: PoolTotals,
     /// Prompt tokens per second per node while the pool was stepping (its saturated rate when
@@ -209,6 +214,8 @@ pub fn serve(
     for (report, pricer) in reports.iter_mut().zip(&pricers) {
         report.shapes_simulated = pricer.cache.len();
         report.steps_simulated = pricer.simulated;
+        report.dispatch = pricer.tally;
+        report.dropped_share = pricer.tally.dropped_share();
         report.totals = collector.pool_totals(report.config.role);
         let nodes = report.config.gpus.div_ceil(per_node) as f64;
         let per_busy_node = |tokens: u64| match report.totals.busy_s {
@@ -363,6 +370,8 @@ fn pool_config(
         weight_bytes_per_gpu: weights,
         shapes_simulated: 0,
         steps_simulated: 0,
+        dispatch: DispatchTally::default(),
+        dropped_share: 0.0,
         totals: PoolTotals::default(),
         busy_input_tokens_per_s_per_node: 0.0,
         busy_output_tokens_per_s_per_node: 0.0,
@@ -491,6 +500,8 @@ struct SimPricer {
     max_error_samples: usize,
     priced: u64,
     simulated: u64,
+    /// The dispatch policy's pairs over the simulated steps.
+    tally: DispatchTally,
 }
 
 impl SimPricer {
@@ -515,6 +526,7 @@ impl SimPricer {
             max_error_samples: serving.error_samples,
             priced: 0,
             simulated: 0,
+            tally: DispatchTally::default(),
         }
     }
 
@@ -567,6 +579,7 @@ impl SimPricer {
                 self.setup.layer_work_from(trace, &self.placement, &step)?
             }
         };
+        layers.iter().for_each(|layer| self.tally.add(&layer.tally));
         let setup = &self.setup;
         // Each rank's tokens start on its own GPUs (the plan spread the step's evenly).
         let gpus = setup.gpus();

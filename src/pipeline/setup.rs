@@ -9,6 +9,7 @@ use crate::cost::attention::AttentionSpan;
 use crate::cost::{AnalyticalCost, ComputeCost, CostOptions, DispatchPlan, RooflineCompute};
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
+use crate::placement::dispatch::DispatchPolicy;
 use crate::placement::{Placement, PlacementRequest, STRATEGIES, tp_expand};
 use crate::profile::{CalibratedCompute, Calibration};
 use crate::scenario::{Scenario, TraceSource};
@@ -44,6 +45,8 @@ pub struct Setup {
     pub compute: Arc<dyn ComputeCost>,
     /// The simulator's overlap strategies, all-to-all algorithm and link settings.
     pub sim: SimSetup,
+    /// How each layer's pairs are dispatched (`[dispatch]`).
+    pub dispatch: DispatchPolicy,
 }
 
 impl Setup {
@@ -79,6 +82,15 @@ impl Setup {
                 sim.all_to_all.sms_taken()
             )));
         }
+        let dispatch = scenario
+            .dispatch
+            .resolve(model.expert_weight_bytes())
+            .map_err(Error::invalid)?;
+        if dispatch.llep.is_some() && tp > 1 {
+            return Err(Error::invalid(format!(
+                "`dispatch.llep` needs `tp` = 1 (got {tp}): borrowed experts are whole experts"
+            )));
+        }
         let steps = cut_steps(&trace, &scenario.schedule, gpus, scenario.tokens_per_gpu);
         Ok(Setup {
             scenario: scenario.clone(),
@@ -92,6 +104,7 @@ impl Setup {
             steps,
             compute,
             sim,
+            dispatch,
         })
     }
 
@@ -149,6 +162,7 @@ impl Setup {
             &self.trace,
             step,
             self.model.top_k,
+            &self.dispatch,
         )
     }
 
@@ -168,7 +182,8 @@ impl Setup {
     ) -> Result<Vec<LayerWork>> {
         let hidden = self.model.hidden_size as f64;
         let comm = &self.scenario.comm;
-        let plans = step_plans(&self.cluster, placement, trace, step, self.model.top_k)?;
+        let top_k = self.model.top_k;
+        let plans = step_plans(&self.cluster, placement, trace, step, top_k, &self.dispatch)?;
         Ok(LayerWork::from_plans(
             &plans,
             hidden * f64::from(comm.dispatch_bytes_per_elem),

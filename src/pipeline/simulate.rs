@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::Setup;
+use crate::cost::DispatchTally;
 use crate::error::Result;
 use crate::placement::Placement;
 use crate::sim::kernels::{KernelCosts, KernelTime};
@@ -34,12 +35,59 @@ pub struct SimResult {
     pub comm_sms: u32,
     /// One entry per (placement, overlap) pair, placements outermost, in scenario order.
     pub strategies: Vec<StrategySim>,
+    /// The dispatch policy (`[dispatch]`) and what it did under each placement.
+    pub dispatch: DispatchSummary,
     /// The kernels of the first MoE layer of the first step under the first placement, on its
     /// GPU with the slowest routed experts (launch costs left out).
     pub kernels: Vec<KernelTime>,
     /// The Chrome / Perfetto trace of every strategy's first step, when asked for.
     #[serde(skip)]
     pub perfetto: Option<serde_json::Value>,
+}
+
+/// The dispatch policy of a run and its pairs per placement.
+#[derive(Debug, Clone, Serialize)]
+pub struct DispatchSummary {
+    /// Replica choice.
+    pub replica: String,
+    /// Expert capacity factor (`None`: no dropping).
+    pub capacity_factor: Option<f64>,
+    /// Whether least-loaded EP was on.
+    pub llep: bool,
+    /// Per placement, in scenario order: pairs routed, dropped and moved over every step and
+    /// layer.
+    pub placements: Vec<PlacementDispatch>,
+}
+
+/// What the dispatch policy did to every step's pairs under one placement.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlacementDispatch {
+    /// Placement strategy.
+    pub placement: String,
+    /// Share of the routed pairs dropped over capacity (the quality proxy).
+    pub dropped_share: f64,
+    /// The counts.
+    #[serde(flatten)]
+    pub tally: DispatchTally,
+}
+
+impl DispatchSummary {
+    /// The summary of `setup`'s policy with one tally per placement.
+    pub fn new(setup: &Setup, placements: Vec<(String, DispatchTally)>) -> DispatchSummary {
+        DispatchSummary {
+            replica: setup.dispatch.replica.name.to_string(),
+            capacity_factor: setup.dispatch.capacity_factor,
+            llep: setup.dispatch.llep.is_some(),
+            placements: placements
+                .into_iter()
+                .map(|(placement, tally)| PlacementDispatch {
+                    placement,
+                    dropped_share: tally.dropped_share(),
+                    tally,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// What to keep besides the summary.
@@ -72,8 +120,10 @@ pub fn simulate(
                 .map(|overlap| StrategyTotals::new(overlap.name, name, &setup.cluster))
                 .collect();
             let mut events = Vec::new();
+            let mut tally = DispatchTally::default();
             for (index, step) in setup.steps.iter().enumerate() {
                 let work = setup.layer_work(placement, step)?;
+                work.iter().for_each(|layer| tally.add(&layer.tally));
                 let spec = setup.step_spec(&costs, step, &work);
                 for (k, (total, overlap)) in totals.iter_mut().zip(&setup.sim.overlaps).enumerate()
                 {
@@ -93,14 +143,16 @@ pub fn simulate(
                 .into_iter()
                 .map(|t| t.finish(&setup.cluster))
                 .collect();
-            Ok((sims, events))
+            Ok((sims, events, (name.clone(), tally)))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut strategies = Vec::new();
     let mut events = Vec::new();
-    for (sims, placement_events) in per_placement {
+    let mut tallies = Vec::new();
+    for (sims, placement_events, tally) in per_placement {
         strategies.extend(sims);
         events.extend(placement_events);
+        tallies.push(tally);
     }
     let scenario = &setup.scenario;
     let kernels = match (placements.first(), setup.steps.first()) {
@@ -117,6 +169,7 @@ pub fn simulate(
         all_to_all: setup.sim.all_to_all.name.to_string(),
         comm_sms: setup.sim.all_to_all.sms_taken(),
         strategies,
+        dispatch: DispatchSummary::new(setup, tallies),
         kernels,
         perfetto: options.perfetto.then(|| perfetto::document(events)),
     })

@@ -16,7 +16,7 @@ use crate::cost::DispatchPlan;
 use crate::cost::attention::AttentionSpan;
 use crate::error::Result;
 use crate::placement::Placement;
-use crate::placement::dispatch::{plan_loads, plan_tokens};
+use crate::placement::dispatch::{DispatchPolicy, plan_loads_with, plan_tokens_with};
 use crate::scenario::{BatchSpec, Sequences};
 use crate::topology::Cluster;
 use crate::trace::{Phase, Trace};
@@ -146,21 +146,24 @@ pub fn attention_span(trace: &Trace, step: &Step, sequences: &Sequences) -> Atte
     }
 }
 
-/// Per MoE layer, the dispatch plan of `step` under `placement`: the step's tokens of a token
-/// trace, or aggregate loads rescaled to `step.tokens x top_k` (token, expert) pairs.
+/// Per MoE layer, the dispatch plan of `step` under `placement` and `policy`: the step's tokens
+/// of a token trace, or aggregate loads rescaled to `step.tokens x top_k` (token, expert) pairs.
 pub fn step_plans(
     cluster: &Cluster,
     placement: &Placement,
     trace: &Trace,
     step: &Step,
     top_k: usize,
+    policy: &DispatchPolicy,
 ) -> Result<Vec<DispatchPlan>> {
     match trace {
         Trace::Tokens(routing) => {
             let end = (step.first_token + step.tokens).min(routing.num_tokens());
             let tokens = routing.slice_tokens(step.first_token.min(end)..end);
             (0..tokens.num_layers())
-                .map(|layer| plan_tokens(cluster, placement, layer, tokens.layer(layer)))
+                .map(|layer| {
+                    plan_tokens_with(cluster, placement, layer, tokens.layer(layer), policy)
+                })
                 .collect()
         }
         Trace::Loads(loads) => (0..loads.num_layers())
@@ -172,7 +175,7 @@ pub fn step_plans(
                     0.0
                 };
                 let scaled: Vec<f64> = loads.layer(layer).iter().map(|l| l * scale).collect();
-                plan_loads(cluster, placement, layer, &scaled, top_k)
+                plan_loads_with(cluster, placement, layer, &scaled, top_k, policy)
             })
             .collect(),
     }

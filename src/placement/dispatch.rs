@@ -1,48 +1,231 @@
-//! Which tokens go where in one MoE layer's dispatch under a placement: the
-//! [`DispatchPlan`] of a step's routing.
+//! Which tokens go where in one MoE layer's dispatch under a placement and a dispatch policy:
+//! the [`DispatchPlan`] of a step's routing.
 //!
 //! Tokens are data-parallel: token `t` of a step of `T` tokens starts on GPU `t * P / T`
-//! (contiguous, even split; GPU `t / b` when each of the `P` GPUs holds `b` tokens). For each
-//! routed expert the token goes to one replica: the one on its own GPU if any, else one on its own
-//! machine, else any; among several candidates, by token (`t mod count`). Like DeepEP, a token
-//! crosses to each destination GPU once however many of its experts live there.
+//! (contiguous, even split; GPU `t / b` when each of the `P` GPUs holds `b` tokens). The policy
+//! ([`DispatchPolicy`], the scenario's `[dispatch]` table) then decides, pair by pair in token
+//! order:
+//! - capacity: with a capacity factor `f`, each expert takes at most `ceil(f * T * k / E)` of the
+//!   layer's `T * k` (token, expert) pairs (GShard / Switch, and capacity-aware inference's
+//!   token drop); later pairs over it are dropped (neither sent nor computed; the token keeps
+//!   its other experts);
+//! - replica: each kept pair goes to one replica of its expert, as the [`ReplicaChoice`] plug-in
+//!   says (default `same-node`: the token's own GPU, else its machine, else any, by token);
+//! - least-loaded EP ([`Llep`]): the last pairs of the hottest experts of overloaded GPUs move
+//!   to GPUs that borrow those experts' weights.
 //!
-//! From aggregate loads alone (no token identities), each expert's load is assumed to come
-//! evenly from all GPUs and to split evenly over the candidate replicas; every (token, expert)
-//! pair then counts as one send, an upper bound on DeepEP's deduplicated traffic.
+//! Like DeepEP, a token crosses to each destination GPU once however many of its experts live
+//! there.
+//!
+//! From aggregate loads alone (no token identities), each expert's kept load is assumed to come
+//! evenly from all GPUs and to split over the replicas as the choice's `split` says; every
+//! (token, expert) pair then counts as one send, an upper bound on DeepEP's deduplicated
+//! traffic. Pairs LLEP moves off a GPU are taken from its senders in proportion to what each sends
+//! it.
+
+mod llep;
+mod replica;
+
+pub use llep::{Llep, Move, Rebalance};
+pub use replica::{DEFAULT_REPLICA, Even, LeastLoaded, REPLICAS, ReplicaChoice, SameNode};
+
+use serde::Deserialize;
 
 use super::Placement;
 use crate::cost::DispatchPlan;
 use crate::error::{Error, Result};
+use crate::registry::{Named, Settings, non_negative, positive};
 use crate::topology::Cluster;
 use crate::trace::LayerRouting;
 
-/// The plan for the tokens of `routing`, at placement layer `layer`.
+/// How a layer's pairs are dispatched: the replica choice, the capacity limit and least-loaded
+/// EP.
+#[derive(Debug)]
+pub struct DispatchPolicy {
+    /// Which replica of a replicated expert a pair goes to.
+    pub replica: Named<dyn ReplicaChoice>,
+    /// Each expert's capacity as a multiple of the mean pairs per expert; `None`: unlimited.
+    pub capacity_factor: Option<f64>,
+    /// Least-loaded EP, when on.
+    pub llep: Option<Llep>,
+}
+
+impl Default for DispatchPolicy {
+    /// `same-node` replicas, no capacity limit, no LLEP (moesim's behaviour before policies).
+    fn default() -> Self {
+        DispatchConfig::default()
+            .resolve(0)
+            .expect("the default policy builds")
+    }
+}
+
+impl DispatchPolicy {
+    /// Pairs each expert may take in a layer of `pairs` pairs over `experts` experts:
+    /// `ceil(capacity_factor * pairs / experts)`, unlimited without a capacity factor.
+    pub fn capacity(&self, pairs: f64, experts: usize) -> f64 {
+        self.capacity_factor.map_or(f64::INFINITY, |f| {
+            (f * pairs / experts.max(1) as f64).ceil()
+        })
+    }
+}
+
+/// The `[dispatch]` table of a scenario (all optional):
+///
+/// ```toml
+/// [dispatch]
+/// replica = "least-loaded"   # same-node (default) | even | least-loaded
+/// capacity_factor = 1.25     # absent: no dropping
+/// [dispatch.llep]            # absent: off
+/// threshold = 1.3
+/// memory_budget_gb = 4
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Replica choice, by name ([`REPLICAS`]).
+    pub replica: String,
+    /// Expert capacity factor (positive).
+    pub capacity_factor: Option<f64>,
+    /// Least-loaded EP.
+    pub llep: Option<LlepConfig>,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            replica: DEFAULT_REPLICA.into(),
+            capacity_factor: None,
+            llep: None,
+        }
+    }
+}
+
+/// The `[dispatch.llep]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlepConfig {
+    /// Busiest GPU's pairs over the mean above which a layer is rebalanced. Default 1.3 (the
+    /// LLEP repository's example).
+    #[serde(default = "LlepConfig::default_threshold")]
+    pub threshold: f64,
+    /// Borrowed expert weights each GPU may hold, GB (10^9 bytes).
+    pub memory_budget_gb: f64,
+}
+
+impl LlepConfig {
+    fn default_threshold() -> f64 {
+        1.3
+    }
+}
+
+impl DispatchConfig {
+    /// The policy, with experts of `expert_bytes` bytes; the error names the key at fault.
+    pub fn resolve(&self, expert_bytes: u64) -> std::result::Result<DispatchPolicy, String> {
+        let replica = REPLICAS
+            .build(&self.replica, &Settings::new())
+            .map_err(|message| format!("`dispatch.replica`: {message}"))?;
+        if let Some(factor) = self.capacity_factor {
+            positive("dispatch.capacity_factor", factor)?;
+        }
+        let llep = match self.llep {
+            Some(config) => {
+                if !(config.threshold >= 1.0 && config.threshold.is_finite()) {
+                    return Err(format!(
+                        "`dispatch.llep.threshold` = {} must be a number of at least 1",
+                        config.threshold
+                    ));
+                }
+                let budget = config.memory_budget_gb;
+                non_negative("dispatch.llep.memory_budget_gb", budget)?;
+                Some(Llep {
+                    threshold: config.threshold,
+                    memory_budget_bytes: budget * 1e9,
+                    expert_bytes,
+                })
+            }
+            None => None,
+        };
+        Ok(DispatchPolicy {
+            replica,
+            capacity_factor: self.capacity_factor,
+            llep,
+        })
+    }
+}
+
+/// The plan for the tokens of `routing`, at placement layer `layer`, under the default policy.
 pub fn plan_tokens(
     cluster: &Cluster,
     placement: &Placement,
     layer: usize,
     routing: &LayerRouting,
 ) -> Result<DispatchPlan> {
-    let chooser = ReplicaChooser::new(cluster, placement, layer)?;
+    plan_tokens_with(
+        cluster,
+        placement,
+        layer,
+        routing,
+        &DispatchPolicy::default(),
+    )
+}
+
+/// The plan for the tokens of `routing`, at placement layer `layer`, under `policy`.
+pub fn plan_tokens_with(
+    cluster: &Cluster,
+    placement: &Placement,
+    layer: usize,
+    routing: &LayerRouting,
+    policy: &DispatchPolicy,
+) -> Result<DispatchPlan> {
+    let checker = Checker::new(cluster, placement, layer)?;
     let mut plan = empty_plan(placement, layer);
-    plan.count_per_node(cluster.gpus_per_node());
     let gpus = placement.num_gpus();
     let tokens = routing.num_tokens();
-    let (mut candidates, mut destinations, mut machines) = (Vec::new(), Vec::new(), Vec::new());
+    let capacity = policy.capacity(routing.num_entries() as f64, placement.num_experts());
+    let mut kept = vec![0.0; placement.num_experts()];
+    let mut gpu_pairs = vec![0.0; gpus];
+    // Each kept pair's (GPU, slot), token by token; `ends[t]`: the end of token t's pairs.
+    let mut pairs: Vec<(usize, usize)> = Vec::with_capacity(routing.num_entries());
+    let mut ends = Vec::with_capacity(tokens);
     for token in 0..tokens {
+        let src = token * gpus / tokens;
+        for &expert in routing.experts_of(token) {
+            let expert = checker.check_expert(expert as usize, token)?;
+            plan.tally.routed_pairs += 1.0;
+            if kept[expert] >= capacity {
+                plan.tally.dropped_pairs += 1.0;
+                continue;
+            }
+            kept[expert] += 1.0;
+            let replicas = placement.replicas_of(layer, expert);
+            let gpu = policy
+                .replica
+                .pick(cluster, token, src, replicas, &gpu_pairs);
+            gpu_pairs[gpu] += 1.0;
+            let slot = slot_of(placement, layer, gpu, expert);
+            plan.expert_tokens[gpu][slot] += 1.0;
+            pairs.push((gpu, slot));
+        }
+        ends.push(pairs.len());
+    }
+    if let Some(llep) = &policy.llep {
+        let rebalance = llep.rebalance(placement, layer, &plan.expert_tokens, true);
+        reassign_pairs(&plan.expert_tokens, &rebalance, &mut pairs);
+        borrow(&mut plan, &rebalance, llep.expert_bytes);
+    }
+    plan.count_per_node(cluster.gpus_per_node());
+    let (mut destinations, mut machines) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    for (token, &end) in ends.iter().enumerate() {
         let src = token * gpus / tokens;
         plan.source_tokens[src] += 1.0;
         destinations.clear();
-        for &expert in routing.experts_of(token) {
-            let expert = chooser.check_expert(expert as usize, token)?;
-            chooser.candidates(expert, src, &mut candidates);
-            let gpu = candidates[token % candidates.len()];
-            plan.expert_tokens[gpu][slot_of(placement, layer, gpu, expert)] += 1.0;
+        for &(gpu, _) in &pairs[start..end] {
             if !destinations.contains(&gpu) {
                 destinations.push(gpu);
             }
         }
+        start = end;
         machines.clear();
         for &dst in &destinations {
             plan.add_flow(src, dst, 1.0);
@@ -56,8 +239,68 @@ pub fn plan_tokens(
     Ok(plan)
 }
 
+/// Sends each moved pair of `rebalance` to its new GPU and slot: of the pairs on an expert slot
+/// (`expert_tokens`, before the moves), the first in token order stay, the last move, in the
+/// order of the moves.
+fn reassign_pairs(expert_tokens: &[Vec<f64>], rebalance: &Rebalance, pairs: &mut [(usize, usize)]) {
+    // Per slot moved from: the pairs that stay, then the moves still to fill.
+    let mut queues: Vec<Queue> = Vec::new();
+    for m in &rebalance.moves {
+        let index = match queues.iter().position(|q| q.slot == m.from) {
+            Some(index) => index,
+            None => {
+                let (gpu, slot) = m.from;
+                queues.push(Queue {
+                    slot: m.from,
+                    stay: expert_tokens[gpu][slot],
+                    moves: Vec::new(),
+                });
+                queues.len() - 1
+            }
+        };
+        queues[index].stay -= m.pairs;
+        queues[index].moves.push((m.to, m.pairs));
+    }
+    for pair in pairs.iter_mut() {
+        let Some(queue) = queues.iter_mut().find(|q| q.slot == *pair) else {
+            continue;
+        };
+        if queue.stay >= 1.0 {
+            queue.stay -= 1.0;
+        } else if let Some((to, left)) = queue.moves.iter_mut().find(|(_, left)| *left >= 1.0) {
+            *left -= 1.0;
+            *pair = *to;
+        }
+    }
+}
+
+/// The pairs of one expert slot that LLEP moves off.
+struct Queue {
+    /// (GPU, slot).
+    slot: (usize, usize),
+    /// Pairs still to keep there.
+    stay: f64,
+    /// Where the rest go: (GPU, slot) and pairs still to send.
+    moves: Vec<((usize, usize), f64)>,
+}
+
+/// Applies `rebalance`'s moves to `plan`'s expert slots: borrowed slots added, weights sent from
+/// the holder, counts tallied.
+fn borrow(plan: &mut DispatchPlan, rebalance: &Rebalance, expert_bytes: u64) {
+    for &(from, to) in &rebalance.borrowed {
+        plan.expert_tokens[to].push(0.0);
+        plan.weights.push((from, to, expert_bytes));
+        plan.tally.weight_bytes += expert_bytes as f64;
+    }
+    for m in &rebalance.moves {
+        plan.expert_tokens[m.from.0][m.from.1] -= m.pairs;
+        plan.expert_tokens[m.to.0][m.to.1] += m.pairs;
+        plan.tally.moved_pairs += m.pairs;
+    }
+}
+
 /// The expected plan for per-expert loads `loads` ((token, expert) pairs) of a model routing
-/// each token to `top_k` experts, at placement layer `layer`.
+/// each token to `top_k` experts, at placement layer `layer`, under the default policy.
 pub fn plan_loads(
     cluster: &Cluster,
     placement: &Placement,
@@ -65,7 +308,26 @@ pub fn plan_loads(
     loads: &[f64],
     top_k: usize,
 ) -> Result<DispatchPlan> {
-    let chooser = ReplicaChooser::new(cluster, placement, layer)?;
+    plan_loads_with(
+        cluster,
+        placement,
+        layer,
+        loads,
+        top_k,
+        &DispatchPolicy::default(),
+    )
+}
+
+/// The expected plan for per-expert loads `loads` under `policy` ([`plan_loads`]).
+pub fn plan_loads_with(
+    cluster: &Cluster,
+    placement: &Placement,
+    layer: usize,
+    loads: &[f64],
+    top_k: usize,
+    policy: &DispatchPolicy,
+) -> Result<DispatchPlan> {
+    Checker::new(cluster, placement, layer)?;
     if loads.len() != placement.num_experts() {
         return Err(Error::invalid(format!(
             "layer {layer}: {} expert loads for a placement of {} experts",
@@ -84,18 +346,41 @@ pub fn plan_loads(
     }
     let mut plan = empty_plan(placement, layer);
     let gpus = placement.num_gpus();
-    let tokens_per_gpu = loads.iter().sum::<f64>() / top_k.max(1) as f64 / gpus as f64;
+    let total: f64 = loads.iter().sum();
+    let tokens_per_gpu = total / top_k.max(1) as f64 / gpus as f64;
     plan.source_tokens.fill(tokens_per_gpu);
-    let mut candidates = Vec::new();
+    plan.tally.routed_pairs = total;
+    let capacity = policy.capacity(total, placement.num_experts());
+    let mut gpu_pairs = vec![0.0; gpus];
+    let mut shares = Vec::new();
     for (expert, &load) in loads.iter().enumerate().filter(|(_, l)| **l > 0.0) {
+        let kept = load.min(capacity);
+        plan.tally.dropped_pairs += load - kept;
+        let replicas = placement.replicas_of(layer, expert);
         for src in 0..gpus {
-            chooser.candidates(expert, src, &mut candidates);
-            let share = load / gpus as f64 / candidates.len() as f64;
-            for &gpu in &candidates {
+            shares.clear();
+            let pairs = kept / gpus as f64;
+            let choice = &policy.replica;
+            choice.split(cluster, src, replicas, pairs, &gpu_pairs, &mut shares);
+            for &(gpu, share) in &shares {
                 plan.expert_tokens[gpu][slot_of(placement, layer, gpu, expert)] += share;
                 plan.add_flow(src, gpu, share);
+                gpu_pairs[gpu] += share;
             }
         }
+    }
+    if let Some(llep) = &policy.llep {
+        let rebalance = llep.rebalance(placement, layer, &plan.expert_tokens, false);
+        for m in &rebalance.moves {
+            let (from, to) = (m.from.0, m.to.0);
+            let incoming: f64 = (0..gpus).map(|src| plan.flow(src, from)).sum();
+            for src in 0..gpus {
+                let moved = m.pairs * plan.flow(src, from) / incoming;
+                plan.add_flow(src, from, -moved);
+                plan.add_flow(src, to, moved);
+            }
+        }
+        borrow(&mut plan, &rebalance, llep.expert_bytes);
     }
     count_machines(&mut plan, cluster.gpus_per_node(), tokens_per_gpu, top_k);
     Ok(plan)
@@ -137,16 +422,15 @@ fn slot_of(placement: &Placement, layer: usize, gpu: usize, expert: usize) -> us
         .expect("replica GPUs hold the expert")
 }
 
-/// Picks the replicas a token on a given GPU may be sent to.
-struct ReplicaChooser<'a> {
-    cluster: &'a Cluster,
+/// Checks a placement layer against the cluster and the routing's experts.
+struct Checker<'a> {
     placement: &'a Placement,
     layer: usize,
 }
 
-impl<'a> ReplicaChooser<'a> {
+impl<'a> Checker<'a> {
     /// Checks `placement` fits `cluster` and has layer `layer`.
-    fn new(cluster: &'a Cluster, placement: &'a Placement, layer: usize) -> Result<Self> {
+    fn new(cluster: &Cluster, placement: &'a Placement, layer: usize) -> Result<Self> {
         if placement.num_gpus() != cluster.num_gpus() {
             return Err(Error::invalid(format!(
                 "placement for {} GPUs on cluster `{}` of {} GPUs",
@@ -161,11 +445,7 @@ impl<'a> ReplicaChooser<'a> {
                 placement.num_layers()
             )));
         }
-        Ok(ReplicaChooser {
-            cluster,
-            placement,
-            layer,
-        })
+        Ok(Checker { placement, layer })
     }
 
     /// `expert` if it is in range, else an error naming the token.
@@ -178,28 +458,6 @@ impl<'a> ReplicaChooser<'a> {
                 self.layer,
                 self.placement.num_experts()
             )))
-        }
-    }
-
-    /// Fills `out` with the preferred replicas of `expert` for a token on `src`: `src` itself if
-    /// it holds one, else those on `src`'s machine, else all of them (never empty: every expert
-    /// has a replica).
-    fn candidates(&self, expert: usize, src: usize, out: &mut Vec<usize>) {
-        let replicas = self.placement.replicas_of(self.layer, expert);
-        out.clear();
-        if replicas.contains(&src) {
-            out.push(src);
-            return;
-        }
-        let machine = self.cluster.node_of(src);
-        out.extend(
-            replicas
-                .iter()
-                .copied()
-                .filter(|&gpu| self.cluster.node_of(gpu) == machine),
-        );
-        if out.is_empty() {
-            out.extend_from_slice(replicas);
         }
     }
 }
@@ -321,6 +579,188 @@ mod tests {
         assert_eq!(expected.gpu_tokens(), plan.gpu_tokens());
         assert_eq!((expected.flow(1, 3), expected.flow(1, 0)), (0.5, 0.5));
         assert_eq!(expected.source_tokens, vec![1.0; 16]);
+    }
+
+    /// Two GPUs of one machine holding `gpu_experts`.
+    fn two_gpu_placement(experts: usize, gpu_experts: Vec<Vec<u16>>) -> Placement {
+        Placement::new(2, experts, 2, vec![LayerPlacement { gpu_experts }]).unwrap()
+    }
+
+    /// A policy from a `[dispatch]` table, experts of `expert_bytes`.
+    fn policy(table: &str, expert_bytes: u64) -> DispatchPolicy {
+        toml::from_str::<DispatchConfig>(table)
+            .unwrap()
+            .resolve(expert_bytes)
+            .unwrap()
+    }
+
+    #[test]
+    fn capacity_factor_1_drops_the_pairs_over_the_mean_in_token_order() {
+        let cluster = two_gpus();
+        let placement = two_gpu_placement(4, vec![vec![0, 1], vec![2, 3]]);
+        // 8 tokens, top-1, loads [5, 1, 1, 1]: capacity ceil(1.0 x 8 / 4) = 2, so expert 0's
+        // tokens 2, 3, 4 are dropped: 3 of 8 pairs.
+        let routing = LayerRouting::fixed_k(1, vec![0, 0, 0, 0, 0, 1, 2, 3], None).unwrap();
+        let plan = plan_tokens_with(
+            &cluster,
+            &placement,
+            0,
+            &routing,
+            &policy("capacity_factor = 1.0", 0),
+        )
+        .unwrap();
+        assert_eq!(
+            (plan.tally.routed_pairs, plan.tally.dropped_pairs),
+            (8.0, 3.0)
+        );
+        assert_eq!(plan.tally.dropped_share(), 0.375);
+        assert_eq!(plan.expert_tokens, vec![vec![2.0, 1.0], vec![1.0, 1.0]]);
+        // GPU 0 (tokens 0-3) keeps tokens 0 and 1; GPU 1 (tokens 4-7) drops token 4, sends
+        // token 5 to expert 1 on GPU 0, keeps 6 and 7. Every token still starts a step.
+        assert_eq!(
+            [
+                plan.flow(0, 0),
+                plan.flow(0, 1),
+                plan.flow(1, 0),
+                plan.flow(1, 1)
+            ],
+            [2.0, 0.0, 1.0, 2.0]
+        );
+        assert_eq!(plan.source_tokens, vec![4.0, 4.0]);
+        // Factor 1.25: capacity ceil(2.5) = 3, 2 dropped; no factor: none.
+        let loose = policy("capacity_factor = 1.25", 0);
+        let plan = plan_tokens_with(&cluster, &placement, 0, &routing, &loose).unwrap();
+        assert_eq!(plan.tally.dropped_pairs, 2.0);
+        let plan = plan_tokens(&cluster, &placement, 0, &routing).unwrap();
+        assert_eq!(plan.tally.dropped_pairs, 0.0);
+        // From the same loads: the same capacity and drops.
+        let strict = policy("capacity_factor = 1.0", 0);
+        let loads = [5.0, 1.0, 1.0, 1.0];
+        let expected = plan_loads_with(&cluster, &placement, 0, &loads, 1, &strict).unwrap();
+        assert_eq!(expected.tally.dropped_pairs, 3.0);
+        assert_eq!(expected.gpu_tokens(), vec![3.0, 2.0]);
+    }
+
+    #[test]
+    fn replica_choices_split_a_replicated_expert_as_each_rule_says() {
+        let cluster = two_gpus();
+        // Expert 0 on both GPUs, expert 1 on GPU 0 only.
+        let placement = two_gpu_placement(2, vec![vec![0, 1], vec![0]]);
+        let slots = |table: &str, experts: Vec<u16>| {
+            let routing = LayerRouting::fixed_k(1, experts, None).unwrap();
+            let plan = plan_tokens_with(&cluster, &placement, 0, &routing, &policy(table, 0));
+            plan.unwrap().expert_tokens
+        };
+        // 6 tokens (0-2 on GPU 0, 3-5 on GPU 1). Tokens 0, 1 to expert 1, then 2-5 to expert 0.
+        let a = vec![1, 1, 0, 0, 0, 0];
+        // same-node: each expert-0 token stays home (token 2 on GPU 0, 3-5 on GPU 1).
+        assert_eq!(slots("", a.clone()), [vec![1.0, 2.0], vec![3.0]]);
+        // even: tokens alternate by parity, 2 and 4 to GPU 0, 3 and 5 to GPU 1.
+        let even = "replica = \"even\"";
+        assert_eq!(slots(even, a.clone()), [vec![2.0, 2.0], vec![2.0]]);
+        // least-loaded: GPU 0 has 2 pairs, so tokens 2 and 3 go to GPU 1 (2-1, 2-2), token 4
+        // to GPU 0 on the tie (lowest index), token 5 to GPU 1.
+        let least = "replica = \"least-loaded\"";
+        assert_eq!(slots(least, a), [vec![1.0, 2.0], vec![3.0]]);
+        // Tokens 0-3 to expert 0, then 4, 5 to expert 1: same-node keeps 0-2 on GPU 0 and 3 on
+        // GPU 1; least-loaded alternates 0-3 between GPUs (ties to GPU 0).
+        let b = vec![0, 0, 0, 0, 1, 1];
+        assert_eq!(slots("", b.clone()), [vec![3.0, 2.0], vec![1.0]]);
+        assert_eq!(slots(least, b), [vec![2.0, 2.0], vec![2.0]]);
+        // From loads with expert 1 replicated instead (GPU 0: 0, 1; GPU 1: 1), loads [2, 4]:
+        // expert 0 puts 2 pairs on GPU 0; expert 1's 2 pairs from GPU 0 fill GPU 1 up to 2, its
+        // 2 from GPU 1 then split 1 and 1.
+        let placement = two_gpu_placement(2, vec![vec![0, 1], vec![1]]);
+        let policy = policy(least, 0);
+        let plan = plan_loads_with(&cluster, &placement, 0, &[2.0, 4.0], 1, &policy).unwrap();
+        assert_eq!(plan.expert_tokens, vec![vec![2.0, 1.0], vec![3.0]]);
+        assert_eq!(
+            [
+                plan.flow(0, 0),
+                plan.flow(0, 1),
+                plan.flow(1, 0),
+                plan.flow(1, 1)
+            ],
+            [1.0, 2.0, 2.0, 1.0]
+        );
+    }
+
+    #[test]
+    fn llep_moves_the_hottest_experts_excess_with_its_weights_within_the_budget() {
+        let cluster = two_gpus();
+        let placement = two_gpu_placement(4, vec![vec![0, 1], vec![2, 3]]);
+        // 8 tokens, top-1: expert 0 x6, 1, 2: GPU 0 computes 7 pairs, GPU 1 one; mean 4, ratio
+        // 1.75 > 1.3. GPU 0 sheds 3 pairs of expert 0 (its last: tokens 3, 4, 5) to GPU 1, which
+        // borrows expert 0's 1000 bytes (a budget of exactly one expert).
+        let routing = LayerRouting::fixed_k(1, vec![0, 0, 0, 0, 0, 0, 1, 2], None).unwrap();
+        let table = "[llep]\nmemory_budget_gb = 1e-6";
+        let plan = plan_tokens_with(&cluster, &placement, 0, &routing, &policy(table, 1000));
+        let plan = plan.unwrap();
+        assert_eq!(
+            plan.expert_tokens,
+            vec![vec![3.0, 1.0], vec![1.0, 0.0, 3.0]]
+        );
+        assert_eq!(plan.weights, vec![(0, 1, 1000)]);
+        assert_eq!(
+            (plan.tally.moved_pairs, plan.tally.weight_bytes),
+            (3.0, 1000.0)
+        );
+        // Token 3 now crosses to GPU 1, tokens 4 and 5 stay on it; token 6 still goes to GPU 0.
+        assert_eq!(
+            [
+                plan.flow(0, 0),
+                plan.flow(0, 1),
+                plan.flow(1, 0),
+                plan.flow(1, 1)
+            ],
+            [3.0, 1.0, 1.0, 3.0]
+        );
+        assert_eq!(plan.weight_traffic().get(0, 1), 1000);
+        // A budget below one expert, or a threshold above 1.75: nothing moves.
+        for table in [
+            "[llep]\nmemory_budget_gb = 0.999e-6",
+            "[llep]\nthreshold = 1.8\nmemory_budget_gb = 1",
+        ] {
+            let plan = plan_tokens_with(&cluster, &placement, 0, &routing, &policy(table, 1000));
+            assert_eq!(plan.unwrap().tally.moved_pairs, 0.0, "{table}");
+        }
+        // From loads [6, 1, 1, 0]: every expert's pairs come half from each GPU, so GPU 0
+        // receives 3.5 from each; moving 3 takes 1.5 of each sender's to GPU 1.
+        let policy = policy(table, 1000);
+        let loads = [6.0, 1.0, 1.0, 0.0];
+        let plan = plan_loads_with(&cluster, &placement, 0, &loads, 1, &policy).unwrap();
+        assert_eq!(plan.gpu_tokens(), vec![4.0, 4.0]);
+        assert_eq!(
+            [
+                plan.flow(0, 0),
+                plan.flow(0, 1),
+                plan.flow(1, 0),
+                plan.flow(1, 1)
+            ],
+            [2.0, 2.0, 2.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn dispatch_tables_name_the_bad_key() {
+        let error = |table: &str| {
+            toml::from_str::<DispatchConfig>(table)
+                .map_err(|e| e.to_string())
+                .and_then(|config| config.resolve(1).map(drop))
+                .unwrap_err()
+        };
+        for bad in ["capacity_factor = 0", "capacity_factor = -1.5"] {
+            assert!(
+                error(bad).contains("`dispatch.capacity_factor`"),
+                "{}",
+                error(bad)
+            );
+        }
+        assert!(error("replica = \"closest\"").contains("known: same-node, even, least-loaded"));
+        assert!(error("[llep]\nthreshold = 0.9\nmemory_budget_gb = 1").contains("threshold"));
+        assert!(error("[llep]\nmemory_budget_gb = -1").contains("memory_budget_gb"));
+        assert!(error("[llep]\nthreshold = 2").contains("memory_budget_gb"));
+        assert!(error("capacity = 1").contains("unknown field"));
     }
 
     #[test]

@@ -146,6 +146,30 @@ fn write_simulated(md: &mut String, sim: &SimResult) -> std::fmt::Result {
             per_step_mb(s.inter_node_bytes)
         )?;
     }
+    let d = &sim.dispatch;
+    writeln!(
+        md,
+        "\nDispatch: replica choice `{}`, capacity factor {}, least-loaded EP {}.\n",
+        d.replica,
+        d.capacity_factor.map_or("none".into(), |f| f.to_string()),
+        if d.llep { "on" } else { "off" }
+    )?;
+    writeln!(
+        md,
+        "| placement | routed pairs | dropped (quality proxy) | LLEP moved pairs | LLEP weights (MB) |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|---:|")?;
+    for p in &d.placements {
+        writeln!(
+            md,
+            "| {} | {:.0} | {:.2}% | {:.0} | {:.1} |",
+            p.placement,
+            p.tally.routed_pairs,
+            p.dropped_share * 100.0,
+            p.tally.moved_pairs,
+            p.tally.weight_bytes / 1e6
+        )?;
+    }
     write_kernels(md, sim)?;
     writeln!(
         md,

@@ -346,7 +346,7 @@ fn write_body(md: &mut String, r: &ServeResult) -> std::fmt::Result {
     for pool in &r.pools {
         writeln!(
             md,
-            "| {:?} pool | {} GPUs, {} DP ranks, {} all-to-all, budget {} tokens, {} running max, {} KV tokens per rank ({:.0} KiB per token per GPU), {:.1} GiB weights per GPU, {} step shapes / {} steps simulated; while stepping {:.0} input and {:.0} output tokens/s per node |",
+            "| {:?} pool | {} GPUs, {} DP ranks, {} all-to-all, budget {} tokens, {} running max, {} KV tokens per rank ({:.0} KiB per token per GPU), {:.1} GiB weights per GPU, {} step shapes / {} steps simulated ({:.2}% of their routed pairs dropped); while stepping {:.0} input and {:.0} output tokens/s per node |",
             pool.config.role,
             pool.config.gpus,
             pool.config.ranks,
@@ -358,6 +358,7 @@ fn write_body(md: &mut String, r: &ServeResult) -> std::fmt::Result {
             pool.weight_bytes_per_gpu / (1u64 << 30) as f64,
             pool.shapes_simulated,
             pool.steps_simulated,
+            100.0 * pool.dropped_share,
             pool.busy_input_tokens_per_s_per_node,
             pool.busy_output_tokens_per_s_per_node
         )?;

@@ -7,17 +7,21 @@
 //! Splitting (micro-batches, chunks, tiles) divides every token count and every pair's bytes
 //! evenly (bytes rounded up per pair), as the per-layer plan only knows totals.
 
-use super::all_to_all::AllToAllAlgorithm;
+use super::all_to_all::{AllToAllAlgorithm, Direct};
 use super::config::LinkSettings;
 use super::engine::{TaskGraph, TaskId, Work};
 use super::kernels::KernelCosts;
 use super::overlap::OverlapStrategy;
 use crate::cost::attention::AttentionSpan;
-use crate::cost::{DispatchPlan, TrafficMatrix};
+use crate::cost::{DispatchPlan, DispatchTally, TrafficMatrix};
 use crate::topology::Cluster;
 
 /// The GPU stream communication kernels run on (0 is the compute stream).
 pub const COMMUNICATION_STREAM: u8 = 1;
+
+/// How borrowed expert weights travel: each copy straight from holder to borrower over the
+/// cluster's route, whatever the all-to-all algorithm.
+static WEIGHT_COPY: Direct = Direct { comm_sms: 0 };
 
 /// Which part of a layer a task belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,11 @@ pub struct LayerWork {
     /// when the plan does not count tokens per machine, or when the all-to-all algorithm does not
     /// deduplicate per machine (the builder was told so and skipped them).
     pub per_node: Option<(TrafficMatrix, TrafficMatrix)>,
+    /// Expert weight bytes sent to GPUs that borrow experts (least-loaded EP): sent once per
+    /// layer, after the holder's first attention, received before the borrower's routed GEMMs.
+    pub weights: TrafficMatrix,
+    /// The plan's routed, dropped and moved pairs.
+    pub tally: DispatchTally,
 }
 
 impl LayerWork {
@@ -170,6 +179,8 @@ impl LayerWork {
             expert_tokens,
             source_tokens: plan.source_tokens.clone(),
             per_node,
+            weights: plan.weight_traffic(),
+            tally: plan.tally,
         }
     }
 
@@ -240,9 +251,10 @@ impl<'s, 'a> Builder<'s, 'a> {
         let gpus = self.spec.cluster.num_gpus();
         let mut ready: Vec<Vec<TaskId>> = vec![Vec::new(); self.batches * gpus];
         for (layer, work) in self.spec.layers.iter().enumerate() {
+            let mut weights = None;
             for batch in 0..self.batches {
                 let deps = &mut ready[batch * gpus..(batch + 1) * gpus];
-                let ends = self.layer(layer as u32, work, deps);
+                let ends = self.layer(layer as u32, work, deps, &mut weights);
                 for (gpu, end) in ends.into_iter().enumerate() {
                     deps[gpu] = vec![end];
                 }
@@ -251,9 +263,16 @@ impl<'s, 'a> Builder<'s, 'a> {
         self.graph
     }
 
-    /// One micro-batch of one layer; `deps[gpu]` are the tasks GPU `gpu` waits for first.
-    /// Returns each GPU's end-of-layer join.
-    fn layer(&mut self, layer: u32, work: &'a LayerWork, deps: &[Vec<TaskId>]) -> Vec<TaskId> {
+    /// One micro-batch of one layer; `deps[gpu]` are the tasks GPU `gpu` waits for first;
+    /// `weights` holds each GPU's receive of borrowed expert weights once the layer's first
+    /// micro-batch has sent them. Returns each GPU's end-of-layer join.
+    fn layer(
+        &mut self,
+        layer: u32,
+        work: &'a LayerWork,
+        deps: &[Vec<TaskId>],
+        weights: &mut Option<Vec<TaskId>>,
+    ) -> Vec<TaskId> {
         let gpus = deps.len();
         let costs = self.spec.costs;
         let batch_share = 1.0 / self.batches as f64;
@@ -273,6 +292,10 @@ impl<'s, 'a> Builder<'s, 'a> {
                 vec![self.compute(gpu, ns, label(Phase::Expert), &[gate[gpu]])]
             })
             .collect();
+        if weights.is_none() && work.weights.pairs().next().is_some() {
+            let copy = (&work.weights, &WEIGHT_COPY as &dyn AllToAllAlgorithm);
+            *weights = Some(self.collective(copy, 1.0, label(Phase::Dispatch), &gate));
+        }
         // A fused kernel runs each all-to-all over all its tiles: the kernel starts (and pays its
         // fixed cost) once, with the first tile.
         let mut launched: Option<(Vec<TaskId>, Vec<TaskId>)> = None;
@@ -283,7 +306,9 @@ impl<'s, 'a> Builder<'s, 'a> {
             let experts: Vec<TaskId> = (0..gpus)
                 .map(|gpu| {
                     let ns = self.expert_ns(&work.expert_tokens[gpu], batch_share);
-                    self.compute(gpu, ns, label(Phase::Expert), &[arrived[gpu]])
+                    let mut ready = vec![arrived[gpu]];
+                    ready.extend(weights.as_ref().map(|w| w[gpu]));
+                    self.compute(gpu, ns, label(Phase::Expert), &ready)
                 })
                 .collect();
             // With TP, a GPU's output slices are whole once its peers' partials have arrived.
@@ -387,9 +412,18 @@ impl<'s, 'a> Builder<'s, 'a> {
         label: Label,
         ready: &[TaskId],
     ) -> Vec<TaskId> {
-        let collective = self
-            .graph
-            .add_collective(matrix, share, self.spec.all_to_all);
+        self.collective((matrix, self.spec.all_to_all), share, label, ready)
+    }
+
+    /// [`Builder::all_to_all`] of a matrix moved by a given algorithm.
+    fn collective(
+        &mut self,
+        (matrix, algorithm): (&'a TrafficMatrix, &'a dyn AllToAllAlgorithm),
+        share: f64,
+        label: Label,
+        ready: &[TaskId],
+    ) -> Vec<TaskId> {
+        let collective = self.graph.add_collective(matrix, share, algorithm);
         for (src, &after) in ready.iter().enumerate() {
             let send = Work::Send {
                 collective,

@@ -228,6 +228,8 @@ pub(super) fn uniform_layers(cluster: &Cluster, layers: usize, tokens: u64) -> V
         expert_tokens: vec![vec![tokens as f64 / 4.0; 32]; gpus],
         source_tokens: vec![tokens as f64; gpus],
         per_node: None,
+        weights: TrafficMatrix::zeros(gpus),
+        tally: Default::default(),
     };
     vec![work; layers]
 }
@@ -530,4 +532,45 @@ fn tp2_halves_the_expert_gemm_and_adds_a_reduce_scatter_over_nvswitch() {
         layer.exposed_comm_ns,
         layer.dispatch_ns + layer.tp_reduce_ns + layer.combine_ns
     );
+}
+
+#[test]
+fn borrowed_expert_weights_take_bytes_over_bandwidth_plus_latency_before_the_borrowers_gemm() {
+    let cluster = Cluster::preset("dgx-h100").unwrap();
+    let model = MoeModel::preset("deepseek-v3").unwrap();
+    let costs = kernels::KernelCosts::new(&model, cluster.gpu_spec(0));
+    // No tokens to dispatch; GPU 0 lends GPU 1 45 MB of expert weights: 100,000 ns at
+    // 450 B/ns plus the 1000 ns route latency.
+    let mut layers = uniform_layers(&cluster, 1, 0);
+    layers[0].weights.add(0, 1, 45_000_000);
+    let setup = SimSetup::default();
+    let spec = spec(&cluster, &costs, &layers, &setup);
+    let graph = step::build(&spec, &*overlap("none"));
+    let timeline = engine::run(&graph, &cluster, &exact(1.0), LinkBusy::Skip);
+    let ids = 0..graph.len() as u32;
+    // The weights are the layer's first collective.
+    let receive = ids
+        .clone()
+        .find(|&id| {
+            graph.task(id).work
+                == Work::Receive {
+                    collective: 0,
+                    dst: 1,
+                }
+        })
+        .unwrap() as usize;
+    assert_eq!(
+        timeline.end_ns[receive] - timeline.start_ns[receive],
+        101_000
+    );
+    // GPU 1's routed GEMM (its last expert kernel) starts as the weights land.
+    let routed = ids
+        .filter(|&id| {
+            let task = graph.task(id);
+            task.label.phase == step::Phase::Expert
+                && matches!(task.work, Work::Compute { gpu: 1, .. })
+        })
+        .max()
+        .unwrap() as usize;
+    assert_eq!(timeline.start_ns[routed], timeline.end_ns[receive]);
 }

@@ -12,6 +12,7 @@ mod baseline;
 mod capture;
 mod compare;
 mod cpu_capture_trace;
+mod dispatch;
 mod end_to_end;
 mod hardening;
 mod html_report;

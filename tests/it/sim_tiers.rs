@@ -43,7 +43,8 @@ fn all_to_all_times(
         first_token: 0,
         tokens,
     };
-    let plans = step_plans(cluster, &placement, trace, &first, model.top_k).unwrap();
+    let policy = Default::default();
+    let plans = step_plans(cluster, &placement, trace, &first, model.top_k, &policy).unwrap();
     plans[layers]
         .iter()
         .map(|plan| {
