@@ -14,6 +14,7 @@ mod report;
 mod run;
 mod serve;
 mod simulate;
+mod speculate;
 mod sweep;
 mod trace;
 mod validate;
@@ -99,6 +100,9 @@ enum Command {
     /// Fit an expert predictor (transition, history, oracle) on the first part of a trace and
     /// report its top-1 / top-k hit rates and recall per layer on the rest.
     Predict(predict::PredictArgs),
+    /// Compare speculative token shuffling (tokens sent towards their predicted experts ahead
+    /// of the gate) with plain dispatch per interconnect and oracle accuracy, with break-even.
+    Speculate(speculate::SpeculateArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -127,6 +131,7 @@ pub fn main() -> ExitCode {
         Command::Sweep(args) => args.execute(),
         Command::Plan(args) => args.execute(),
         Command::Predict(args) => args.execute(),
+        Command::Speculate(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,7 @@ use super::Placement;
 use crate::cost::DispatchPlan;
 use crate::error::{Error, Result};
 use crate::topology::Cluster;
-use crate::trace::LayerRouting;
+use crate::trace::{ExpertId, LayerRouting};
 
 /// The plan for the tokens of `routing`, at placement layer `layer`.
 pub fn plan_tokens(
@@ -36,8 +36,7 @@ pub fn plan_tokens(
         destinations.clear();
         for &expert in routing.experts_of(token) {
             let expert = chooser.check_expert(expert as usize, token)?;
-            chooser.candidates(expert, src, &mut candidates);
-            let gpu = candidates[token % candidates.len()];
+            let gpu = chooser.choose(expert, token, src, &mut candidates);
             plan.expert_tokens[gpu][slot_of(placement, layer, gpu, expert)] += 1.0;
             if !destinations.contains(&gpu) {
                 destinations.push(gpu);
@@ -54,6 +53,57 @@ pub fn plan_tokens(
         }
     }
     Ok(plan)
+}
+
+/// The destination GPUs of single tokens of a step, each chosen as [`plan_tokens`] chooses
+/// them: speculative pre-scheduling asks where a token's predicted experts would send it.
+pub struct TokenRouter<'a> {
+    chooser: ReplicaChooser<'a>,
+    /// Tokens in the step (a token's source GPU depends on it).
+    tokens: usize,
+    candidates: Vec<usize>,
+}
+
+impl<'a> TokenRouter<'a> {
+    /// The router of a step of `tokens` tokens at placement layer `layer`.
+    pub fn new(
+        cluster: &'a Cluster,
+        placement: &'a Placement,
+        layer: usize,
+        tokens: usize,
+    ) -> Result<Self> {
+        Ok(TokenRouter {
+            chooser: ReplicaChooser::new(cluster, placement, layer)?,
+            tokens,
+            candidates: Vec::new(),
+        })
+    }
+
+    /// The GPU token `token` starts on.
+    pub fn source(&self, token: usize) -> usize {
+        token * self.chooser.placement.num_gpus() / self.tokens
+    }
+
+    /// Fills `out` with the distinct GPUs token `token` is sent to for `experts`.
+    pub fn destinations(
+        &mut self,
+        token: usize,
+        experts: &[ExpertId],
+        out: &mut Vec<usize>,
+    ) -> Result<()> {
+        out.clear();
+        let src = self.source(token);
+        for &expert in experts {
+            let expert = self.chooser.check_expert(expert as usize, token)?;
+            let gpu = self
+                .chooser
+                .choose(expert, token, src, &mut self.candidates);
+            if !out.contains(&gpu) {
+                out.push(gpu);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The expected plan for per-expert loads `loads` ((token, expert) pairs) of a model routing
@@ -179,6 +229,19 @@ impl<'a> ReplicaChooser<'a> {
                 self.placement.num_experts()
             )))
         }
+    }
+
+    /// The replica of `expert` token `token` on `src` goes to: among the preferred candidates
+    /// ([`ReplicaChooser::candidates`], left in `candidates`), by token.
+    fn choose(
+        &self,
+        expert: usize,
+        token: usize,
+        src: usize,
+        candidates: &mut Vec<usize>,
+    ) -> usize {
+        self.candidates(expert, src, candidates);
+        candidates[token % candidates.len()]
     }
 
     /// Fills `out` with the preferred replicas of `expert` for a token on `src`: `src` itself if

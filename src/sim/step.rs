@@ -64,6 +64,11 @@ pub struct LayerWork {
     /// when the plan does not count tokens per machine, or when the all-to-all algorithm does not
     /// deduplicate per machine (the builder was told so and skipped them).
     pub per_node: Option<(TrafficMatrix, TrafficMatrix)>,
+    /// Speculative pre-scheduling: bytes each GPU sends towards its tokens' predicted
+    /// destinations ahead of the gate, on the communication stream while the layer's attention
+    /// runs; [`LayerWork::dispatch`] then holds only the corrective transfer of the pairs the
+    /// prediction missed. `None` without speculation.
+    pub speculative: Option<TrafficMatrix>,
 }
 
 impl LayerWork {
@@ -170,6 +175,7 @@ impl LayerWork {
             expert_tokens,
             source_tokens: plan.source_tokens.clone(),
             per_node,
+            speculative: None,
         }
     }
 
@@ -267,6 +273,16 @@ impl<'s, 'a> Builder<'s, 'a> {
                 self.compute(gpu, ns, label(Phase::Attention), &deps[gpu])
             })
             .collect();
+        // Speculative sends leave as soon as the layer may start, beside its attention; every
+        // GPU's experts wait for what was sent to it.
+        let speculated: Option<Vec<TaskId>> = work.speculative.as_ref().map(|matrix| {
+            let starts: Vec<TaskId> = deps
+                .iter()
+                .map(|d| self.graph.add(Work::Join, label(Phase::Sync), d))
+                .collect();
+            let sends = self.comm_kernels(&starts, None, label(Phase::Dispatch));
+            self.all_to_all(matrix, batch_share, label(Phase::Dispatch), &sends)
+        });
         let mut ends: Vec<Vec<TaskId>> = (0..gpus)
             .map(|gpu| {
                 let ns = costs.shared_ns(work.source_tokens[gpu] * batch_share);
@@ -283,7 +299,9 @@ impl<'s, 'a> Builder<'s, 'a> {
             let experts: Vec<TaskId> = (0..gpus)
                 .map(|gpu| {
                     let ns = self.expert_ns(&work.expert_tokens[gpu], batch_share);
-                    self.compute(gpu, ns, label(Phase::Expert), &[arrived[gpu]])
+                    let inputs = [Some(arrived[gpu]), speculated.as_ref().map(|s| s[gpu])];
+                    let inputs: Vec<TaskId> = inputs.into_iter().flatten().collect();
+                    self.compute(gpu, ns, label(Phase::Expert), &inputs)
                 })
                 .collect();
             // With TP, a GPU's output slices are whole once its peers' partials have arrived.

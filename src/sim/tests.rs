@@ -228,6 +228,7 @@ pub(super) fn uniform_layers(cluster: &Cluster, layers: usize, tokens: u64) -> V
         expert_tokens: vec![vec![tokens as f64 / 4.0; 32]; gpus],
         source_tokens: vec![tokens as f64; gpus],
         per_node: None,
+        speculative: None,
     };
     vec![work; layers]
 }
