@@ -476,6 +476,7 @@ mod tests {
     use crate::placement::LayerPlacement;
     use crate::placement::dispatch::plan_tokens;
     use crate::trace::{LayerRouting, TokenMeta};
+    use std::path::Path;
 
     /// Bytes of one token to one GPU.
     const B: u64 = 1000;
@@ -551,6 +552,24 @@ mod tests {
             }
         );
         assert_eq!((work.dispatch.get(0, 1), work.dispatch.get(1, 0)), (B, B));
+    }
+
+    #[test]
+    fn speculation_knobs_out_of_range_are_refused_naming_the_key() {
+        let base = "name = \"t\"\nmodel = \"switch-base-8\"\ncluster = \"dgx-h100\"\n\
+                    tokens_per_gpu = 1\nplacements = [\"contiguous\"]\n[trace]\nfile = \"x\"\n";
+        let parse = |table: &str| {
+            Scenario::parse(&format!("{base}[speculation]\n{table}"), Path::new("")).unwrap_err()
+        };
+        let err = parse("predictor = \"oracle\"\naccuracy = 1.5\n");
+        assert!(err.contains("`speculation.accuracy` = 1.5"), "{err}");
+        let err = parse("predictor = \"transition\"\naccuracy = 0.5\n");
+        assert!(
+            err.contains("`speculation.accuracy` is the oracle's knob"),
+            "{err}"
+        );
+        let err = parse("predictor = \"transition\"\nfit_fraction = 1.0\n");
+        assert!(err.contains("`speculation.fit_fraction` = 1"), "{err}");
     }
 
     #[test]

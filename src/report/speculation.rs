@@ -206,11 +206,19 @@ fn markdown(sweep: &SpeculationSweep, command: &str) -> String {
 /// One sentence: where shuffling pays most, the break-even per interconnect and where the
 /// fitted predictor lands.
 fn verdict(sweep: &SpeculationSweep) -> String {
+    // The oracle run with the shortest step, its change and the microseconds it saves.
     let best = |c: &ClusterSweep| {
         c.oracle
             .iter()
-            .map(|r| r.step_change)
-            .fold(f64::INFINITY, f64::min)
+            .min_by(|a, b| a.step_change.total_cmp(&b.step_change))
+            .map_or(String::from("-"), |r| {
+                let saved = r.plain_step_ns as f64 - r.step_ns as f64;
+                format!(
+                    "{} ({:.1} µs per step)",
+                    percent(r.step_change),
+                    -saved / 1e3
+                )
+            })
     };
     let parts: Vec<String> = sweep
         .clusters
@@ -225,7 +233,7 @@ fn verdict(sweep: &SpeculationSweep) -> String {
             format!(
                 "{} {} at best (break-even {}{fitted})",
                 c.cluster,
-                percent(best(c)),
+                best(c),
                 break_even_text(even)
             )
         })
