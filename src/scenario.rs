@@ -85,6 +85,60 @@ pub struct Scenario {
     /// How each layer's pairs are dispatched: replica choice, capacity, least-loaded EP.
     #[serde(default)]
     pub dispatch: DispatchConfig,
+    /// Speculative pre-scheduling of the dispatch (`[speculation]`); absent: plain dispatch.
+    #[serde(default)]
+    pub speculation: Option<SpeculationSpec>,
+}
+
+/// The `[speculation]` table: tokens sent towards their predicted experts' GPUs ahead of the
+/// gate (Speculative MoE's token shuffling), by an expert predictor fitted on a trace.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpeculationSpec {
+    /// The predictor, by name (`moesim predict` lists them): `transition` or `oracle`.
+    pub predictor: String,
+    /// Share of the fitting trace's tokens (the first ones) the predictor learns from, in
+    /// (0, 1); without `fit_trace` the simulated steps are the scenario trace's later tokens.
+    #[serde(default = "SpeculationSpec::default_fit_fraction")]
+    pub fit_fraction: f64,
+    /// A token trace to fit the predictor on instead of the scenario's own (relative to the
+    /// scenario file); it must have the model's expert count.
+    #[serde(default)]
+    pub fit_trace: Option<PathBuf>,
+    /// The oracle's accuracy, in [0, 1].
+    #[serde(default)]
+    pub accuracy: Option<f64>,
+    /// The oracle's seed.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl SpeculationSpec {
+    fn default_fit_fraction() -> f64 {
+        0.5
+    }
+
+    /// Checks the fraction and that `accuracy` goes with the oracle, naming the key at fault.
+    fn check(&self) -> std::result::Result<(), String> {
+        if !(self.fit_fraction > 0.0 && self.fit_fraction < 1.0) {
+            return Err(format!(
+                "`speculation.fit_fraction` = {} must be strictly between 0 and 1",
+                self.fit_fraction
+            ));
+        }
+        if self.accuracy.is_some() && self.predictor != "oracle" {
+            return Err(format!(
+                "`speculation.accuracy` is the oracle's knob, not predictor `{}`'s",
+                self.predictor
+            ));
+        }
+        if let Some(accuracy) = self.accuracy.filter(|a| !(0.0..=1.0).contains(a)) {
+            return Err(format!(
+                "`speculation.accuracy` = {accuracy} must be between 0 and 1"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The `[sequences]` table: how long the sequences of the simulated steps are, for traces
@@ -238,6 +292,7 @@ impl Scenario {
             workload: None,
             serving: None,
             dispatch: DispatchConfig::default(),
+            speculation: None,
         }
     }
 
@@ -261,6 +316,13 @@ impl Scenario {
         }
         if let Some(file) = &mut scenario.sim.calibration {
             *file = relative_to(base, "sim.calibration", file)?;
+        }
+        if let Some(file) = scenario
+            .speculation
+            .as_mut()
+            .and_then(|s| s.fit_trace.as_mut())
+        {
+            *file = relative_to(base, "speculation.fit_trace", file)?;
         }
         for (key, spec, suffix) in [
             ("model", &mut scenario.model, ".json"),
@@ -306,6 +368,9 @@ impl Scenario {
                 .map_err(|message| format!("`placement.{name}`: {message}"))?;
         }
         self.sequences.check()?;
+        if let Some(speculation) = &self.speculation {
+            speculation.check()?;
+        }
         if let Some(workload) = &self.workload {
             workload.check()?;
         }

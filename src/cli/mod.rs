@@ -15,6 +15,7 @@ mod report;
 mod run;
 mod serve;
 mod simulate;
+mod speculate;
 mod sweep;
 mod trace;
 mod validate;
@@ -106,6 +107,9 @@ enum Command {
     /// PCIe traffic, stalls and tokens/s per cache size, on-demand copies against prefetch of
     /// predicted experts.
     Offload(Box<offload::OffloadArgs>),
+    /// Compare speculative token shuffling (tokens sent towards their predicted experts ahead
+    /// of the gate) with plain dispatch per interconnect and oracle accuracy, with break-even.
+    Speculate(speculate::SpeculateArgs),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -135,6 +139,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => args.execute(),
         Command::Predict(args) => args.execute(),
         Command::Offload(args) => args.execute(),
+        Command::Speculate(args) => args.execute(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

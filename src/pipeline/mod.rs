@@ -14,6 +14,7 @@ mod request_routing;
 pub mod serve;
 mod setup;
 pub mod simulate;
+pub mod speculation;
 pub mod steps;
 
 use serde::Serialize;

@@ -9,7 +9,7 @@ use crate::cost::attention::AttentionSpan;
 use crate::cost::{AnalyticalCost, ComputeCost, CostOptions, DispatchPlan, RooflineCompute};
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
-use crate::placement::dispatch::DispatchPolicy;
+use crate::placement::dispatch::{DEFAULT_REPLICA, DispatchPolicy};
 use crate::placement::{Placement, PlacementRequest, STRATEGIES, tp_expand};
 use crate::profile::{CalibratedCompute, Calibration};
 use crate::scenario::{Scenario, TraceSource};
@@ -19,7 +19,8 @@ use crate::sim::step::{LayerWork, StepSpec};
 use crate::topology::{Cluster, DataType, GpuSpec};
 use crate::trace::{self, Trace, synth};
 
-use super::steps::{Step, attention_span, cut_steps, step_plans};
+use super::speculation::Speculation;
+use super::steps::{Step, attention_span, cut_steps, step_plans, step_routing};
 
 /// Everything a scenario's placements are priced with.
 pub struct Setup {
@@ -47,6 +48,8 @@ pub struct Setup {
     pub sim: SimSetup,
     /// How each layer's pairs are dispatched (`[dispatch]`).
     pub dispatch: DispatchPolicy,
+    /// Speculative pre-scheduling of the dispatch (`[speculation]`), when the scenario asks.
+    pub speculation: Option<Speculation>,
 }
 
 impl Setup {
@@ -91,7 +94,15 @@ impl Setup {
                 "`dispatch.llep` needs `tp` = 1 (got {tp}): borrowed experts are whole experts"
             )));
         }
-        let steps = cut_steps(&trace, &scenario.schedule, gpus, scenario.tokens_per_gpu);
+        let mut steps = cut_steps(&trace, &scenario.schedule, gpus, scenario.tokens_per_gpu);
+        let speculation = match &scenario.speculation {
+            Some(spec) => {
+                let speculation = Speculation::resolve(spec, &trace, &model)?;
+                check_speculation(&speculation, &mut steps, tp, &sim, &dispatch)?;
+                Some(speculation)
+            }
+            None => None,
+        };
         Ok(Setup {
             scenario: scenario.clone(),
             model,
@@ -105,6 +116,7 @@ impl Setup {
             compute,
             sim,
             dispatch,
+            speculation,
         })
     }
 
@@ -182,15 +194,29 @@ impl Setup {
     ) -> Result<Vec<LayerWork>> {
         let hidden = self.model.hidden_size as f64;
         let comm = &self.scenario.comm;
-        let top_k = self.model.top_k;
-        let plans = step_plans(&self.cluster, placement, trace, step, top_k, &self.dispatch)?;
-        Ok(LayerWork::from_plans(
+        let plans = step_plans(&self.cluster, placement, trace, step, self.model.top_k, &self.dispatch)?;
+        let dispatch_bytes = hidden * f64::from(comm.dispatch_bytes_per_elem);
+        let mut works = LayerWork::from_plans(
             &plans,
-            hidden * f64::from(comm.dispatch_bytes_per_elem),
+            dispatch_bytes,
             hidden * f64::from(comm.combine_bytes_per_elem),
             self.tp,
             self.sim.all_to_all.per_machine(),
-        ))
+        );
+        // Speculation needs token identities: steps priced from loads dispatch plainly.
+        if let (Some(speculation), Trace::Tokens(routing)) = (&self.speculation, trace) {
+            let tokens = step_routing(routing, step);
+            let first = step.first_token;
+            speculation.apply(
+                &self.cluster,
+                placement,
+                &tokens,
+                first,
+                &mut works,
+                dispatch_bytes,
+            )?;
+        }
+        Ok(works)
     }
 
     /// What `step`'s tokens attend over ([`attention_span`]).
@@ -222,6 +248,46 @@ impl Setup {
         KernelCosts::with_compute(&self.model, self.cluster.gpu_spec(0), self.compute.clone())
             .with_expert_tp(self.tp as u64)
     }
+}
+
+/// Keeps the steps the predictor was not fitted on, and refuses what speculation does not
+/// model: tensor-parallel experts and an all-to-all that deduplicates per machine.
+fn check_speculation(
+    speculation: &Speculation,
+    steps: &mut Vec<Step>,
+    tp: usize,
+    sim: &SimSetup,
+    dispatch: &DispatchPolicy,
+) -> Result<()> {
+    let default_dispatch = dispatch.replica.name == DEFAULT_REPLICA
+        && dispatch.capacity_factor.is_none()
+        && dispatch.llep.is_none();
+    if !default_dispatch {
+        return Err(Error::invalid(
+            "`speculation` with a `[dispatch]` policy other than the default (same-node \
+             replicas, no capacity factor, no LLEP) is not modelled",
+        ));
+    }
+    if tp > 1 {
+        return Err(Error::invalid(
+            "`speculation` with `tp` > 1 is not modelled (a token's destination is a rank)",
+        ));
+    }
+    if sim.all_to_all.per_machine() {
+        return Err(Error::invalid(format!(
+            "`speculation` with `sim.all_to_all` = \"{}\" is not modelled (it sends a token to a \
+             machine once)",
+            sim.all_to_all.name
+        )));
+    }
+    steps.retain(|s| s.first_token >= speculation.fit_tokens);
+    if steps.is_empty() {
+        return Err(Error::invalid(format!(
+            "`speculation.fit_fraction` leaves no step after the {} fitted tokens",
+            speculation.fit_tokens
+        )));
+    }
+    Ok(())
 }
 
 /// One `warning:` line per data type of `model`'s weights that `gpu` has no tensor cores for

@@ -19,7 +19,7 @@ use crate::placement::Placement;
 use crate::placement::dispatch::{DispatchPolicy, plan_loads_with, plan_tokens_with};
 use crate::scenario::{BatchSpec, Sequences};
 use crate::topology::Cluster;
-use crate::trace::{Phase, Trace};
+use crate::trace::{Phase, RoutingTrace, Trace};
 
 /// One step: which of the trace's tokens it processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +146,12 @@ pub fn attention_span(trace: &Trace, step: &Step, sequences: &Sequences) -> Atte
     }
 }
 
+/// The tokens of `step` in `routing` (those past its end left out).
+pub fn step_routing(routing: &RoutingTrace, step: &Step) -> RoutingTrace {
+    let end = (step.first_token + step.tokens).min(routing.num_tokens());
+    routing.slice_tokens(step.first_token.min(end)..end)
+}
+
 /// Per MoE layer, the dispatch plan of `step` under `placement` and `policy`: the step's tokens
 /// of a token trace, or aggregate loads rescaled to `step.tokens x top_k` (token, expert) pairs.
 pub fn step_plans(
@@ -158,8 +164,7 @@ pub fn step_plans(
 ) -> Result<Vec<DispatchPlan>> {
     match trace {
         Trace::Tokens(routing) => {
-            let end = (step.first_token + step.tokens).min(routing.num_tokens());
-            let tokens = routing.slice_tokens(step.first_token.min(end)..end);
+            let tokens = step_routing(routing, step);
             (0..tokens.num_layers())
                 .map(|layer| {
                     plan_tokens_with(cluster, placement, layer, tokens.layer(layer), policy)
@@ -184,7 +189,7 @@ pub fn step_plans(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{ExpertLoads, LayerRouting, RoutingTrace, TokenMeta};
+    use crate::trace::{ExpertLoads, LayerRouting, TokenMeta};
 
     fn tokens(n: usize, meta: TokenMeta) -> Trace {
         let layer = LayerRouting::fixed_k(1, vec![0; n], None).unwrap();

@@ -36,7 +36,7 @@ use crate::cost::DispatchPlan;
 use crate::error::{Error, Result};
 use crate::registry::{Named, Settings, non_negative, positive};
 use crate::topology::Cluster;
-use crate::trace::LayerRouting;
+use crate::trace::{ExpertId, LayerRouting};
 
 /// How a layer's pairs are dispatched: the replica choice, the capacity limit and least-loaded
 /// EP.
@@ -296,6 +296,58 @@ fn borrow(plan: &mut DispatchPlan, rebalance: &Rebalance, expert_bytes: u64) {
         plan.expert_tokens[m.from.0][m.from.1] -= m.pairs;
         plan.expert_tokens[m.to.0][m.to.1] += m.pairs;
         plan.tally.moved_pairs += m.pairs;
+    }
+}
+
+/// The destination GPUs of single tokens of a step, each chosen as [`plan_tokens`] chooses
+/// them under the default policy (`same-node` replicas, no capacity, no LLEP): speculative
+/// pre-scheduling asks where a token's predicted experts would send it.
+pub struct TokenRouter<'a> {
+    cluster: &'a Cluster,
+    checker: Checker<'a>,
+    /// Tokens in the step (a token's source GPU depends on it).
+    tokens: usize,
+}
+
+impl<'a> TokenRouter<'a> {
+    /// The router of a step of `tokens` tokens at placement layer `layer`.
+    pub fn new(
+        cluster: &'a Cluster,
+        placement: &'a Placement,
+        layer: usize,
+        tokens: usize,
+    ) -> Result<Self> {
+        Ok(TokenRouter {
+            cluster,
+            checker: Checker::new(cluster, placement, layer)?,
+            tokens,
+        })
+    }
+
+    /// The GPU token `token` starts on.
+    pub fn source(&self, token: usize) -> usize {
+        token * self.checker.placement.num_gpus() / self.tokens
+    }
+
+    /// Fills `out` with the distinct GPUs token `token` is sent to for `experts`.
+    pub fn destinations(
+        &mut self,
+        token: usize,
+        experts: &[ExpertId],
+        out: &mut Vec<usize>,
+    ) -> Result<()> {
+        out.clear();
+        let src = self.source(token);
+        let (placement, layer) = (self.checker.placement, self.checker.layer);
+        for &expert in experts {
+            let expert = self.checker.check_expert(expert as usize, token)?;
+            let replicas = placement.replicas_of(layer, expert);
+            let gpu = SameNode.pick(self.cluster, token, src, replicas, &[]);
+            if !out.contains(&gpu) {
+                out.push(gpu);
+            }
+        }
+        Ok(())
     }
 }
 

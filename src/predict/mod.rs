@@ -20,7 +20,7 @@ pub use oracle::Oracle;
 pub use transition::Transition;
 
 /// Predicts a token's experts at a layer before its gate runs.
-pub trait ExpertPredictor: std::fmt::Debug {
+pub trait ExpertPredictor: std::fmt::Debug + Send {
     /// Learns from tokens `fit` of `trace` and checks the trace carries what the predictor
     /// reads; the message says what is missing.
     fn fit(&mut self, trace: &RoutingTrace, fit: Range<usize>) -> Result<(), String>;
@@ -28,6 +28,10 @@ pub trait ExpertPredictor: std::fmt::Debug {
     /// At most `ask.k` distinct experts predicted for `ask.token` at `ask.layer`, most likely
     /// first, or `None` when the predictor has nothing to go on for this token.
     fn predict(&mut self, trace: &RoutingTrace, ask: Ask) -> Option<Vec<ExpertId>>;
+
+    /// Restarts the predictor's random draws from `seed` (a no-op for deterministic ones), so
+    /// that a batch of predictions does not depend on which batches were asked before.
+    fn reseed(&mut self, _seed: u64) {}
 }
 
 /// One question to a predictor: which `k` experts will row `token` of the trace go to at

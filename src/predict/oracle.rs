@@ -79,4 +79,8 @@ impl ExpertPredictor for Oracle {
             .collect();
         Some(predicted)
     }
+
+    fn reseed(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+    }
 }

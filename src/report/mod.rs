@@ -10,6 +10,7 @@ pub mod plan;
 pub mod serving;
 mod sim_charts;
 mod sim_tables;
+pub mod speculation;
 pub mod sweep;
 
 use std::path::{Path, PathBuf};

@@ -73,6 +73,11 @@ pub struct LayerWork {
     pub weights: TrafficMatrix,
     /// The plan's routed, dropped and moved pairs.
     pub tally: DispatchTally,
+    /// Speculative pre-scheduling: bytes each GPU sends towards its tokens' predicted
+    /// destinations ahead of the gate, on the communication stream while the layer's attention
+    /// runs; [`LayerWork::dispatch`] then holds only the corrective transfer of the pairs the
+    /// prediction missed. `None` without speculation.
+    pub speculative: Option<TrafficMatrix>,
 }
 
 impl LayerWork {
@@ -181,6 +186,7 @@ impl LayerWork {
             per_node,
             weights: plan.weight_traffic(),
             tally: plan.tally,
+            speculative: None,
         }
     }
 
@@ -286,6 +292,16 @@ impl<'s, 'a> Builder<'s, 'a> {
                 self.compute(gpu, ns, label(Phase::Attention), &deps[gpu])
             })
             .collect();
+        // Speculative sends leave as soon as the layer may start, beside its attention; every
+        // GPU's experts wait for what was sent to it.
+        let speculated: Option<Vec<TaskId>> = work.speculative.as_ref().map(|matrix| {
+            let starts: Vec<TaskId> = deps
+                .iter()
+                .map(|d| self.graph.add(Work::Join, label(Phase::Sync), d))
+                .collect();
+            let sends = self.comm_kernels(&starts, None, label(Phase::Dispatch));
+            self.all_to_all(matrix, batch_share, label(Phase::Dispatch), &sends)
+        });
         let mut ends: Vec<Vec<TaskId>> = (0..gpus)
             .map(|gpu| {
                 let ns = costs.shared_ns(work.source_tokens[gpu] * batch_share);
@@ -308,6 +324,7 @@ impl<'s, 'a> Builder<'s, 'a> {
                     let ns = self.expert_ns(&work.expert_tokens[gpu], batch_share);
                     let mut ready = vec![arrived[gpu]];
                     ready.extend(weights.as_ref().map(|w| w[gpu]));
+                    ready.extend(speculated.as_ref().map(|s| s[gpu]));
                     self.compute(gpu, ns, label(Phase::Expert), &ready)
                 })
                 .collect();

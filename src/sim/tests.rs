@@ -230,6 +230,7 @@ pub(super) fn uniform_layers(cluster: &Cluster, layers: usize, tokens: u64) -> V
         per_node: None,
         weights: TrafficMatrix::zeros(gpus),
         tally: Default::default(),
+        speculative: None,
     };
     vec![work; layers]
 }

@@ -28,6 +28,7 @@ mod serving;
 mod sim_properties;
 mod sim_tiers;
 mod simulate;
+mod speculation;
 mod sweep;
 mod threads;
 mod workload;
