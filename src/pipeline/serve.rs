@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::Setup;
 use super::kv_transfer::NetworkTransport;
+use super::replacement::{Failures, ReplacementEvent, Replacer};
 use super::request_routing::RequestRouting;
 use super::steps::Step;
 use crate::cost::attention::{AttentionSpan, KV_BYTES};
@@ -96,6 +97,8 @@ pub struct PoolReport {
     pub shapes_simulated: usize,
     /// Steps simulated in the event simulator.
     pub steps_simulated: u64,
+    /// Its re-placements (`[replacement]`), in time order.
+    pub replacements: Vec<ReplacementEvent>,
     /// What its steps did.
     pub totals: PoolTotals,
     /// Prompt tokens per second per node while the pool was stepping (its saturated rate when
@@ -166,7 +169,15 @@ pub fn serve(
                 ));
             }
         };
-        pricers.push(SimPricer::new(setup, placed, serving, by_request));
+        let failures = Failures::new(&scenario.failures, &setup.cluster)?;
+        let replacer = scenario
+            .replacement
+            .as_ref()
+            .map(|config| Replacer::new(config, &setup, &placed));
+        let mut pricer = SimPricer::new(setup, placed, serving, by_request);
+        pricer.failures = failures;
+        pricer.replacer = replacer;
+        pricers.push(pricer);
     }
     let handoff = match layout.len() {
         2 => Some(handoff(scenario, &pricers[1].setup, &reports)?),
@@ -209,6 +220,10 @@ pub fn serve(
     for (report, pricer) in reports.iter_mut().zip(&pricers) {
         report.shapes_simulated = pricer.cache.len();
         report.steps_simulated = pricer.simulated;
+        report.replacements = pricer
+            .replacer
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.events.clone());
         report.totals = collector.pool_totals(report.config.role);
         let nodes = report.config.gpus.div_ceil(per_node) as f64;
         let per_busy_node = |tokens: u64| match report.totals.busy_s {
@@ -363,6 +378,7 @@ fn pool_config(
         weight_bytes_per_gpu: weights,
         shapes_simulated: 0,
         steps_simulated: 0,
+        replacements: Vec::new(),
         totals: PoolTotals::default(),
         busy_input_tokens_per_s_per_node: 0.0,
         busy_output_tokens_per_s_per_node: 0.0,
@@ -491,6 +507,12 @@ struct SimPricer {
     max_error_samples: usize,
     priced: u64,
     simulated: u64,
+    /// When the step being priced starts.
+    now_ns: u64,
+    /// Network failures still to come.
+    failures: Failures,
+    /// Re-placement state (`[replacement]`).
+    replacer: Option<Replacer>,
 }
 
 impl SimPricer {
@@ -515,6 +537,9 @@ impl SimPricer {
             max_error_samples: serving.error_samples,
             priced: 0,
             simulated: 0,
+            now_ns: 0,
+            failures: Failures::none(),
+            replacer: None,
         }
     }
 
@@ -567,6 +592,9 @@ impl SimPricer {
                 self.setup.layer_work_from(trace, &self.placement, &step)?
             }
         };
+        if let Some(replacer) = &mut self.replacer {
+            replacer.observe(&layers, &self.placement);
+        }
         let setup = &self.setup;
         // Each rank's tokens start on its own GPUs (the plan spread the step's evenly).
         let gpus = setup.gpus();
@@ -629,7 +657,38 @@ fn imbalance(layers: &[LayerWork]) -> f64 {
 }
 
 impl StepPricer for SimPricer {
+    /// Installs, before the step, a failure due by then (the cluster rerouted) and a placement
+    /// an asynchronous migration landed; either empties the cache of step costs.
+    fn starts_at(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+        if let Some(cluster) = self.failures.due(now_ns) {
+            self.setup.cluster = cluster;
+            self.cache.clear();
+        }
+        if let Some(placement) = self.replacer.as_mut().and_then(|r| r.landed(now_ns)) {
+            self.placement = placement;
+            self.cache.clear();
+        }
+    }
+
+    /// The step's cost, plus the stall of a synchronous re-placement it triggers.
     fn price(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost> {
+        let mut cost = self.price_step(ranks, runs)?;
+        if let Some(replacer) = &mut self.replacer
+            && let Some((placement, stall_ns)) =
+                replacer.step_done(&self.setup, &self.placement, self.now_ns, cost.ns)?
+        {
+            self.placement = placement;
+            self.cache.clear();
+            cost.ns += stall_ns;
+        }
+        Ok(cost)
+    }
+}
+
+impl SimPricer {
+    /// The step's cost under the current cluster and placement.
+    fn price_step(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost> {
         self.priced += 1;
         if self.fidelity == Fidelity::Full {
             return self.simulate(ranks, runs);

@@ -53,8 +53,7 @@ pub(super) fn all_pairs(
                 rail: graph[src].index,
                 failed,
             };
-            let usable =
-                EdgeFiltered::from_fn(graph, |e: EdgeReference<Link>| from_src.usable(&e));
+            let usable = EdgeFiltered::from_fn(graph, |e: EdgeReference<Link>| from_src.usable(&e));
             let mut cost = vec![None; graph.node_count()];
             for (node, c) in dijkstra(&usable, src, None, |e| from_src.link_cost(e.id())) {
                 cost[node.index()] = Some(c);

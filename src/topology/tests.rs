@@ -288,9 +288,13 @@ fn a_failed_nic_reroutes_over_another_nic_of_the_machine() {
     let c = Cluster::preset("dgx-h100x2").unwrap();
     assert_eq!(
         hops(&c, c.route(0, 8)),
-        ["n0/gpu0", "n0/pcie0", "n0/nic0", "leaf0", "n1/nic0", "n1/pcie0", "n1/gpu0"]
+        [
+            "n0/gpu0", "n0/pcie0", "n0/nic0", "leaf0", "n1/nic0", "n1/pcie0", "n1/gpu0"
+        ]
     );
-    let failed = c.with_failed_links(&c.component_links("n0/nic0").unwrap()).unwrap();
+    let failed = c
+        .with_failed_links(&c.component_links("n0/nic0").unwrap())
+        .unwrap();
     // Over the host to the next PCIe switch's NIC 1, up rail 1 and across the spine to rail 0.
     assert_eq!(
         hops(&failed, failed.route(0, 8)),
