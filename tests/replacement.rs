@@ -97,7 +97,8 @@ fn a_triggered_policy_below_its_threshold_never_re_places() {
         summary(&out)["pools"][0]["replacements"],
         serde_json::json!([])
     );
-    assert!(!out.join("imbalance.png").exists());
+    // The charts over time are drawn all the same, as the baseline of the other policies.
+    assert!(out.join("imbalance.png").is_file());
 }
 
 #[test]

@@ -64,6 +64,8 @@ pub struct ServeResult {
     pub overlap: String,
     /// How steps were priced.
     pub fidelity: Fidelity,
+    /// The `[replacement]` policy, when the scenario has one.
+    pub replacement: Option<String>,
     /// The pools, entry pool first.
     pub pools: Vec<PoolReport>,
     /// Latencies, throughput, SLO attainment, goodput and cost.
@@ -249,6 +251,7 @@ pub fn serve(
         placement,
         overlap: first.sim.overlaps[0].name.to_string(),
         fidelity: serving.fidelity,
+        replacement: scenario.replacement.as_ref().map(|r| r.policy.clone()),
         pools: reports,
         summary,
         cached_error: cached_error(&errors),

@@ -226,9 +226,10 @@ fn throughput_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
     )
 }
 
-/// Whether any pool re-placed its experts.
+/// Whether the scenario has a `[replacement]` table (even with policy `never`, whose imbalance
+/// over time is the baseline of the others).
 fn replaces(result: &ServeResult) -> bool {
-    result.pools.iter().any(|p| !p.replacements.is_empty())
+    result.replacement.is_some()
 }
 
 /// MoE imbalance and mean step time per second of simulated time: what re-placements change.
