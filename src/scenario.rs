@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result, parse_toml};
 use crate::placement::STRATEGIES;
 use crate::placement::dispatch::DispatchConfig;
+use crate::placement::replacement::ReplacementConfig;
 use crate::registry::Settings;
 use crate::serve::config::ServingConfig;
 use crate::sim::SimConfig;
@@ -88,6 +89,12 @@ pub struct Scenario {
     /// Speculative pre-scheduling of the dispatch (`[speculation]`); absent: plain dispatch.
     #[serde(default)]
     pub speculation: Option<SpeculationSpec>,
+    /// Re-placing experts while serving (`moesim serve`).
+    #[serde(default)]
+    pub replacement: Option<ReplacementConfig>,
+    /// Network components taken out of service while serving (`[[failures]]`).
+    #[serde(default)]
+    pub failures: Vec<Failure>,
 }
 
 /// The `[speculation]` table: tokens sent towards their predicted experts' GPUs ahead of the
@@ -139,6 +146,19 @@ impl SpeculationSpec {
         }
         Ok(())
     }
+}
+
+/// One `[[failures]]` entry: a NIC, switch or link of the cluster fails at `at_s` seconds of
+/// simulated serving and stays down; the routes between GPUs go around it where the topology
+/// allows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    /// When it fails, s of simulated time.
+    pub at_s: f64,
+    /// A graph node of the cluster (`n0/nic3`, `leaf2`, `spine`: every link touching it) or a
+    /// link (`n0/nic3->leaf3`: the cable, both directions).
+    pub component: String,
 }
 
 /// The `[sequences]` table: how long the sequences of the simulated steps are, for traces
@@ -293,6 +313,8 @@ impl Scenario {
             serving: None,
             dispatch: DispatchConfig::default(),
             speculation: None,
+            replacement: None,
+            failures: Vec::new(),
         }
     }
 
@@ -381,6 +403,17 @@ impl Scenario {
             }
         }
         self.dispatch.resolve(0)?;
+        if let Some(replacement) = &self.replacement {
+            replacement.check()?;
+        }
+        for (i, failure) in self.failures.iter().enumerate() {
+            if !(failure.at_s >= 0.0 && failure.at_s.is_finite()) {
+                return Err(format!(
+                    "`failures[{i}].at_s` = {} must be a non-negative number of seconds",
+                    failure.at_s
+                ));
+            }
+        }
         self.sim.resolve().map(drop)
     }
 

@@ -10,6 +10,7 @@
 pub mod estimate;
 pub mod evaluate;
 mod kv_transfer;
+mod replacement;
 mod request_routing;
 pub mod serve;
 mod setup;

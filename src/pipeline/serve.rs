@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::Setup;
 use super::kv_transfer::NetworkTransport;
+use super::replacement::{Failures, ReplacementEvent, Replacer};
 use super::request_routing::RequestRouting;
 use super::steps::Step;
 use crate::cost::DispatchTally;
@@ -64,6 +65,8 @@ pub struct ServeResult {
     pub overlap: String,
     /// How steps were priced.
     pub fidelity: Fidelity,
+    /// The `[replacement]` policy, when the scenario has one.
+    pub replacement: Option<String>,
     /// The pools, entry pool first.
     pub pools: Vec<PoolReport>,
     /// Latencies, throughput, SLO attainment, goodput and cost.
@@ -101,6 +104,8 @@ pub struct PoolReport {
     pub dispatch: DispatchTally,
     /// Share of the simulated steps' routed pairs dropped over capacity (the quality proxy).
     pub dropped_share: f64,
+    /// Its re-placements (`[replacement]`), in time order.
+    pub replacements: Vec<ReplacementEvent>,
     /// What its steps did.
     pub totals: PoolTotals,
     /// Prompt tokens per second per node while the pool was stepping (its saturated rate when
@@ -171,7 +176,15 @@ pub fn serve(
                 ));
             }
         };
-        pricers.push(SimPricer::new(setup, placed, serving, by_request));
+        let failures = Failures::new(&scenario.failures, &setup.cluster)?;
+        let replacer = scenario
+            .replacement
+            .as_ref()
+            .map(|config| Replacer::new(config, &setup, &placed));
+        let mut pricer = SimPricer::new(setup, placed, serving, by_request);
+        pricer.failures = failures;
+        pricer.replacer = replacer;
+        pricers.push(pricer);
     }
     let handoff = match layout.len() {
         2 => Some(handoff(scenario, &pricers[1].setup, &reports)?),
@@ -216,6 +229,10 @@ pub fn serve(
         report.steps_simulated = pricer.simulated;
         report.dispatch = pricer.tally;
         report.dropped_share = pricer.tally.dropped_share();
+        report.replacements = pricer
+            .replacer
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.events.clone());
         report.totals = collector.pool_totals(report.config.role);
         let nodes = report.config.gpus.div_ceil(per_node) as f64;
         let per_busy_node = |tokens: u64| match report.totals.busy_s {
@@ -241,6 +258,7 @@ pub fn serve(
         placement,
         overlap: first.sim.overlaps[0].name.to_string(),
         fidelity: serving.fidelity,
+        replacement: scenario.replacement.as_ref().map(|r| r.policy.clone()),
         pools: reports,
         summary,
         cached_error: cached_error(&errors),
@@ -372,6 +390,7 @@ fn pool_config(
         steps_simulated: 0,
         dispatch: DispatchTally::default(),
         dropped_share: 0.0,
+        replacements: Vec::new(),
         totals: PoolTotals::default(),
         busy_input_tokens_per_s_per_node: 0.0,
         busy_output_tokens_per_s_per_node: 0.0,
@@ -502,6 +521,12 @@ struct SimPricer {
     simulated: u64,
     /// The dispatch policy's pairs over the simulated steps.
     tally: DispatchTally,
+    /// When the step being priced starts.
+    now_ns: u64,
+    /// Network failures still to come.
+    failures: Failures,
+    /// Re-placement state (`[replacement]`).
+    replacer: Option<Replacer>,
 }
 
 impl SimPricer {
@@ -527,6 +552,9 @@ impl SimPricer {
             priced: 0,
             simulated: 0,
             tally: DispatchTally::default(),
+            now_ns: 0,
+            failures: Failures::none(),
+            replacer: None,
         }
     }
 
@@ -580,6 +608,9 @@ impl SimPricer {
             }
         };
         layers.iter().for_each(|layer| self.tally.add(&layer.tally));
+        if let Some(replacer) = &mut self.replacer {
+            replacer.observe(&layers, &self.placement);
+        }
         let setup = &self.setup;
         // Each rank's tokens start on its own GPUs (the plan spread the step's evenly).
         let gpus = setup.gpus();
@@ -642,7 +673,38 @@ fn imbalance(layers: &[LayerWork]) -> f64 {
 }
 
 impl StepPricer for SimPricer {
+    /// Installs, before the step, a failure due by then (the cluster rerouted) and a placement
+    /// an asynchronous migration landed; either empties the cache of step costs.
+    fn starts_at(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+        if let Some(cluster) = self.failures.due(now_ns) {
+            self.setup.cluster = cluster;
+            self.cache.clear();
+        }
+        if let Some(placement) = self.replacer.as_mut().and_then(|r| r.landed(now_ns)) {
+            self.placement = placement;
+            self.cache.clear();
+        }
+    }
+
+    /// The step's cost, plus the stall of a synchronous re-placement it triggers.
     fn price(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost> {
+        let mut cost = self.price_step(ranks, runs)?;
+        if let Some(replacer) = &mut self.replacer
+            && let Some((placement, stall_ns)) =
+                replacer.step_done(&self.setup, &self.placement, self.now_ns, cost.ns)?
+        {
+            self.placement = placement;
+            self.cache.clear();
+            cost.ns += stall_ns;
+        }
+        Ok(cost)
+    }
+}
+
+impl SimPricer {
+    /// The step's cost under the current cluster and placement.
+    fn price_step(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost> {
         self.priced += 1;
         if self.fidelity == Fidelity::Full {
             return self.simulate(ranks, runs);

@@ -17,7 +17,7 @@ use crate::sim::SimSetup;
 use crate::sim::kernels::KernelCosts;
 use crate::sim::step::{LayerWork, StepSpec};
 use crate::topology::{Cluster, DataType, GpuSpec};
-use crate::trace::{self, Trace, synth};
+use crate::trace::{self, ExpertLoads, Trace, synth};
 
 use super::speculation::Speculation;
 use super::steps::{Step, attention_span, cut_steps, step_plans, step_routing};
@@ -139,7 +139,12 @@ impl Setup {
     /// The experts placed by strategy `name` with the scenario's settings for it, as
     /// [`Setup::place_all`] places each.
     pub fn place(&self, name: &str) -> Result<Placement> {
-        let loads = self.trace.expert_loads();
+        self.place_with_loads(name, &self.trace.expert_loads())
+    }
+
+    /// The experts placed by strategy `name` for `loads` (per MoE layer of the trace) instead
+    /// of the trace's own: a re-placement from the loads of recent steps.
+    pub fn place_with_loads(&self, name: &str, loads: &ExpertLoads) -> Result<Placement> {
         let settings = self
             .scenario
             .placement_strategy_settings(name)
@@ -150,7 +155,7 @@ impl Setup {
             num_groups: self.model.num_expert_groups,
             transitions: self.trace.tokens(),
             cluster: (self.tp == 1).then_some(&self.cluster),
-            ..PlacementRequest::new(&loads, self.gpus() / self.tp)
+            ..PlacementRequest::new(loads, self.gpus() / self.tp)
         };
         tp_expand(&strategy.place(&request)?, self.tp)
     }

@@ -21,6 +21,7 @@ pub mod evaluate;
 pub mod export;
 pub mod holdout;
 mod ilp_balance;
+pub mod replacement;
 mod tensor_parallel;
 mod topology_aware;
 

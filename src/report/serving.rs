@@ -126,6 +126,9 @@ pub fn write_serving_files(result: &ServeResult, dir: &Path) -> Result<Vec<PathB
     written.extend(throughput_chart(result, dir)?);
     written.extend(queue_chart(result, dir)?);
     written.extend(slo_chart(result, dir)?);
+    if replaces(result) {
+        written.extend(replacement_charts(result, dir)?);
+    }
     written.extend(super::write_markdown(&render(result), dir)?);
     Ok(written)
 }
@@ -222,6 +225,80 @@ fn throughput_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
         ],
     )
 }
+
+/// Whether the scenario has a `[replacement]` table (even with policy `never`, whose imbalance
+/// over time is the baseline of the others).
+fn replaces(result: &ServeResult) -> bool {
+    result.replacement.is_some()
+}
+
+/// MoE imbalance and mean step time per second of simulated time: what re-placements change.
+fn replacement_charts(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (file, y, value) in [
+        (
+            "imbalance",
+            "MoE imbalance (GPU max / mean)",
+            (|s: &SecondRow| s.imbalance) as fn(&SecondRow) -> f64,
+        ),
+        ("step_time", "mean step time (ms)", |s: &SecondRow| {
+            s.step_ms
+        }),
+    ] {
+        let values: Vec<f64> = result.seconds.iter().map(value).collect();
+        let title = format!("{}: {y} over time", result.scenario);
+        written.extend(charts::line_chart(
+            &dir.join(file),
+            ChartLabels {
+                title: &title,
+                x: "simulated time (s)",
+                y,
+            },
+            &[Series {
+                name: y,
+                values: &values,
+            }],
+        )?);
+    }
+    Ok(written)
+}
+
+/// The re-placements of every pool, one row each.
+fn write_replacements(md: &mut String, r: &ServeResult) -> std::fmt::Result {
+    writeln!(
+        md,
+        "
+## Re-placements
+"
+    )?;
+    writeln!(
+        md,
+        "| pool | decided (s) | serving (s) | experts moved | GiB moved | planning (ms) | transfers (ms) | stall (ms) | extra GiB per GPU | imbalance before | after |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+    for pool in &r.pools {
+        for e in &pool.replacements {
+            writeln!(
+                md,
+                "| {:?} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {:.1} | {:.1} | {:.2} | {:.3} | {:.3} |",
+                pool.config.role,
+                e.at_s,
+                e.serving_s,
+                e.experts_moved,
+                e.bytes_moved as f64 / GIB,
+                e.planning_ms,
+                e.transfer_ms,
+                e.stall_ms,
+                e.extra_bytes_per_gpu as f64 / GIB,
+                e.imbalance_before,
+                e.imbalance_after
+            )?;
+        }
+    }
+    Ok(())
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 /// Requests running and waiting over simulated time.
 fn queue_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
@@ -444,6 +521,9 @@ fn write_body(md: &mut String, r: &ServeResult) -> std::fmt::Result {
             "\nEvery step was simulated (no cached tier error to state)."
         )?,
     }
+    if replaces(r) {
+        write_replacements(md, r)?;
+    }
     writeln!(md, "\n## Charts\n")?;
     // The latency charts exist for latencies some request has (TPOT needs 2 output tokens).
     let latencies = ["ttft", "tpot", "e2e"]
@@ -462,7 +542,14 @@ fn write_body(md: &mut String, r: &ServeResult) -> std::fmt::Result {
         ("SLO attainment by arrival second", "slo_attainment.png"),
     ]
     .map(|(alt, file)| (alt.to_string(), file.to_string()));
-    for (alt, file) in latencies.chain(over_time) {
+    let replacement = [
+        ("MoE imbalance over time", "imbalance.png"),
+        ("mean step time over time", "step_time.png"),
+    ]
+    .map(|(alt, file)| (alt.to_string(), file.to_string()))
+    .into_iter()
+    .filter(|_| replaces(r));
+    for (alt, file) in latencies.chain(over_time).chain(replacement) {
         writeln!(md, "![{alt}]({file})\n")?;
     }
     writeln!(

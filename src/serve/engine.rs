@@ -122,6 +122,7 @@ impl<'p> Pool<'p> {
                 count: l.scheduled,
             }));
         }
+        self.pricer.starts_at(now);
         let cost = self.pricer.price(&batches, &self.runs)?;
         let end = now + cost.ns.max(1);
         let kv_used: u64 = self

@@ -80,11 +80,18 @@ pub trait StepPricer {
     /// The cost of a step in which rank `r` runs `ranks[r]` (idle ranks run empty batches),
     /// made of the requests' `runs` (rank by rank).
     fn price(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost>;
+
+    /// The simulated time the next step starts at, told before it is priced (for pricers whose
+    /// cluster or placement change over time).
+    fn starts_at(&mut self, _now_ns: u64) {}
 }
 
 impl<T: StepPricer + ?Sized> StepPricer for &mut T {
     fn price(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost> {
         (**self).price(ranks, runs)
+    }
+    fn starts_at(&mut self, now_ns: u64) {
+        (**self).starts_at(now_ns);
     }
 }
 

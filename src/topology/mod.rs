@@ -122,7 +122,7 @@ impl Cluster {
     pub fn from_spec(spec: ClusterSpec) -> Result<Cluster> {
         spec.validate()?;
         let (graph, gpu_nodes) = build::graph(&spec);
-        let routes = routing::all_pairs(&graph, &gpu_nodes)?;
+        let routes = routing::all_pairs(&graph, &gpu_nodes, &[])?;
         Ok(Cluster {
             spec,
             graph,
@@ -196,6 +196,39 @@ impl Cluster {
         }
         spec.name = format!("{} (first {gpus} GPUs)", spec.name);
         Cluster::from_spec(spec)
+    }
+
+    /// The links of component `name`: a graph node's name (`n0/nic3`, `leaf2`, `n1/nvswitch`)
+    /// gives every link into or out of it; a link's name (`n0/nic3->leaf3`) gives the cable,
+    /// that link and its reverse. `None` when the cluster has no such component.
+    pub fn component_links(&self, name: &str) -> Option<Vec<LinkId>> {
+        let of_node = |node: usize| self.graph[NodeIndex::new(node)].name.as_str();
+        let links: Vec<LinkId> = self
+            .links()
+            .filter(|(_, link)| match name.split_once("->") {
+                Some((a, b)) => {
+                    (of_node(link.from), of_node(link.to)) == (a, b)
+                        || (of_node(link.from), of_node(link.to)) == (b, a)
+                }
+                None => of_node(link.from) == name || of_node(link.to) == name,
+            })
+            .map(|(id, _)| id)
+            .collect();
+        (!links.is_empty()).then_some(links)
+    }
+
+    /// The same cluster with links `failed` out of service: every GPU-to-GPU route is
+    /// recomputed around them (another NIC on the GPU's PCIe switch, another rail); link ids
+    /// stay the same. The error names the first GPU pair left without a path.
+    pub fn with_failed_links(&self, failed: &[LinkId]) -> Result<Cluster> {
+        let mut mask = vec![false; self.num_links()];
+        for link in failed {
+            mask[link.index()] = true;
+        }
+        Ok(Cluster {
+            routes: routing::all_pairs(&self.graph, &self.gpu_nodes, &mask)?,
+            ..self.clone()
+        })
     }
 
     /// The parameters the cluster was built from.

@@ -35,8 +35,13 @@ const HOP_WEIGHT: u64 = 1 << 8;
 /// Weight of one off-rail NIC link (below any hop difference).
 const OFF_RAIL_WEIGHT: u64 = 1;
 
-/// Routes between every ordered GPU pair, `routes[src * n + dst]` (sources in parallel).
-pub(super) fn all_pairs(graph: &DiGraph<Node, Link>, gpus: &[NodeIndex]) -> Result<Vec<Route>> {
+/// Routes between every ordered GPU pair, `routes[src * n + dst]` (sources in parallel), over
+/// the links not marked in `failed` (indexed by link id; empty: none failed).
+pub(super) fn all_pairs(
+    graph: &DiGraph<Node, Link>,
+    gpus: &[NodeIndex],
+    failed: &[bool],
+) -> Result<Vec<Route>> {
     let costs = LinkCosts::new(graph);
     let per_source = gpus
         .par_iter()
@@ -46,10 +51,9 @@ pub(super) fn all_pairs(graph: &DiGraph<Node, Link>, gpus: &[NodeIndex]) -> Resu
                 costs: &costs,
                 src,
                 rail: graph[src].index,
+                failed,
             };
-            let usable = EdgeFiltered::from_fn(graph, |e: EdgeReference<Link>| {
-                from_src.may_leave(e.source())
-            });
+            let usable = EdgeFiltered::from_fn(graph, |e: EdgeReference<Link>| from_src.usable(&e));
             let mut cost = vec![None; graph.node_count()];
             for (node, c) in dijkstra(&usable, src, None, |e| from_src.link_cost(e.id())) {
                 cost[node.index()] = Some(c);
@@ -101,12 +105,19 @@ struct FromSource<'a> {
     src: NodeIndex,
     /// The source GPU's index in its machine: the rail of its own NIC.
     rail: usize,
+    /// Per link id, whether it has failed (empty: none).
+    failed: &'a [bool],
 }
 
 impl FromSource<'_> {
     /// Whether a path may continue out of `node`: any node but a GPU other than the source.
     fn may_leave(&self, node: NodeIndex) -> bool {
         node == self.src || self.graph[node].kind != NodeKind::Gpu
+    }
+
+    /// Whether a path may take link `e`: it has not failed and leaves a node paths may leave.
+    fn usable(&self, e: &EdgeReference<Link>) -> bool {
+        !self.failed.get(e.id().index()).copied().unwrap_or(false) && self.may_leave(e.source())
     }
 
     /// The integer Dijkstra cost of one link (see the module docs); at least 1, so walking back
@@ -132,7 +143,7 @@ impl FromSource<'_> {
             let here = cost[node.index()].ok_or_else(unreachable)?;
             let step = graph
                 .edges_directed(node, Direction::Incoming)
-                .filter(|e| self.may_leave(e.source()))
+                .filter(|e| self.usable(e))
                 .filter(|e| {
                     cost[e.source().index()].map(|c| c + self.link_cost(e.id())) == Some(here)
                 })

@@ -309,3 +309,42 @@ fn host_memory_reaches_a_gpu_over_its_pcie_path() {
     assert_eq!(names, ["n0/host->n0/pcie1", "n0/pcie1->n0/gpu5"]);
     assert_eq!(route.latency_ns, 800);
 }
+
+#[test]
+fn a_failed_nic_reroutes_over_another_nic_of_the_machine() {
+    let c = Cluster::preset("dgx-h100x2").unwrap();
+    assert_eq!(
+        hops(&c, c.route(0, 8)),
+        [
+            "n0/gpu0", "n0/pcie0", "n0/nic0", "leaf0", "n1/nic0", "n1/pcie0", "n1/gpu0"
+        ]
+    );
+    let failed = c
+        .with_failed_links(&c.component_links("n0/nic0").unwrap())
+        .unwrap();
+    // Over the host to the next PCIe switch's NIC 1, up rail 1 and across the spine to rail 0.
+    assert_eq!(
+        hops(&failed, failed.route(0, 8)),
+        [
+            "n0/gpu0", "n0/pcie0", "n0/host", "n0/pcie1", "n0/nic1", "leaf1", "spine", "leaf0",
+            "n1/nic0", "n1/pcie0", "n1/gpu0"
+        ]
+    );
+    // Two more PCIe hops (host up and down) and two spine hops.
+    let (pcie, spine) = (c.spec().pcie.latency_ns, c.spec().network.spine_latency_ns);
+    assert_eq!(
+        failed.route(0, 8).latency_ns,
+        c.route(0, 8).latency_ns + 2 * pcie + 2 * spine
+    );
+    // Routes that never touched the NIC keep theirs.
+    assert_eq!(failed.route(2, 10), c.route(2, 10));
+    // A cable by its link name, either direction; an unknown name is `None`.
+    assert_eq!(c.component_links("leaf0->n0/nic0").unwrap().len(), 2);
+    assert_eq!(c.component_links("n0/nic9"), None);
+    // With every NIC of machine 0 gone, nothing reaches machine 1.
+    let all: Vec<LinkId> = (0..8)
+        .flat_map(|i| c.component_links(&format!("n0/nic{i}")).unwrap())
+        .collect();
+    let err = c.with_failed_links(&all).unwrap_err().to_string();
+    assert!(err.contains("no path from n0/gpu0 to n1/gpu0"), "{err}");
+}

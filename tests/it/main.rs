@@ -24,6 +24,7 @@ mod place;
 mod plan;
 mod predict;
 mod profile;
+mod replacement;
 mod serving;
 mod sim_properties;
 mod sim_tiers;
