@@ -15,6 +15,7 @@ use crate::error::{Error, Result, parse_toml};
 use crate::placement::STRATEGIES;
 use crate::registry::Settings;
 use crate::serve::config::ServingConfig;
+use crate::serve::scaling::{Failure, ScalingConfig};
 use crate::sim::SimConfig;
 use crate::trace::Phase;
 use crate::trace::synth::SynthParams;
@@ -81,6 +82,12 @@ pub struct Scenario {
     /// The serving engine `moesim serve` runs the workload through.
     #[serde(default)]
     pub serving: Option<ServingConfig>,
+    /// Elastic scaling of the serving pool (`moesim serve`).
+    #[serde(default)]
+    pub scaling: Option<ScalingConfig>,
+    /// GPUs that fail while serving (`[[failures]]`).
+    #[serde(default)]
+    pub failures: Vec<Failure>,
 }
 
 /// The `[sequences]` table: how long the sequences of the simulated steps are, for traces
@@ -233,6 +240,8 @@ impl Scenario {
             sequences: Sequences::default(),
             workload: None,
             serving: None,
+            scaling: None,
+            failures: Vec::new(),
         }
     }
 
@@ -309,6 +318,13 @@ impl Scenario {
             if self.workload.is_none() {
                 return Err("`serving` needs a `[workload]` table: the requests to serve".into());
             }
+        }
+        if let Some(scaling) = &self.scaling {
+            // The cluster's bounds are checked when it is resolved (`moesim serve`).
+            scaling.check(1, usize::MAX)?;
+        }
+        for (i, failure) in self.failures.iter().enumerate() {
+            failure.check(i, usize::MAX)?;
         }
         self.sim.resolve().map(drop)
     }
