@@ -384,7 +384,7 @@ impl Timing {
     }
 
     /// `bytes` from storage on each GPU in parallel, ns.
-    fn from_storage_ns(&self, bytes: f64) -> u64 {
+    fn storage_read_ns(&self, bytes: f64) -> u64 {
         (bytes / self.knobs.storage_gbps).ceil() as u64
     }
 
@@ -400,7 +400,7 @@ impl ScaleTiming for Timing {
             Mechanism::Horizontal if to > from => {
                 let w = self.per_gpu(self.unit_gpus);
                 Plan {
-                    ns: Self::seconds(self.knobs.provision_s) + self.from_storage_ns(w),
+                    ns: Self::seconds(self.knobs.provision_s) + self.storage_read_ns(w),
                     bytes: w * self.unit_gpus as f64,
                 }
             }
@@ -408,7 +408,7 @@ impl ScaleTiming for Timing {
             Mechanism::Vertical => {
                 let w = self.per_gpu(g1);
                 Plan {
-                    ns: Self::seconds(self.knobs.restart_s) + self.from_storage_ns(w),
+                    ns: Self::seconds(self.knobs.restart_s) + self.storage_read_ns(w),
                     bytes: w * g1 as f64,
                 }
             }
@@ -416,7 +416,7 @@ impl ScaleTiming for Timing {
                 // No peer left (the last GPU failed): the weights come from storage.
                 let w = self.per_gpu(g1);
                 Plan {
-                    ns: Self::seconds(self.knobs.join_s) + self.from_storage_ns(w),
+                    ns: Self::seconds(self.knobs.join_s) + self.storage_read_ns(w),
                     bytes: w * g1 as f64,
                 }
             }
@@ -440,7 +440,7 @@ impl ScaleTiming for Timing {
     fn restore(&mut self, from: usize, to: usize) -> Plan {
         let (g0, g1) = (from * self.unit_gpus, to * self.unit_gpus);
         let lost = self.expert_bytes / g0 as f64 * self.unit_gpus as f64;
-        let reload = self.from_storage_ns(lost / g1.max(1) as f64);
+        let reload = self.storage_read_ns(lost / g1.max(1) as f64);
         match self.mechanism {
             Mechanism::Horizontal => Plan::default(),
             Mechanism::Vertical => Plan {

@@ -151,3 +151,28 @@ fn policy_knobs_sit_beside_the_mechanism_keys_and_unknown_ones_are_named() {
     let beyond = config("max_units = 9").check(1, 8).unwrap_err();
     assert!(beyond.contains("`scaling.max_units`"), "{beyond}");
 }
+
+#[test]
+fn the_predictive_policy_sizes_for_the_extrapolated_rate() {
+    use crate::serve::autoscale::Predictive;
+    let mut policy = Predictive {
+        unit_rps: 10.0,
+        lookahead_s: 30.0,
+        headroom: 0.2,
+    };
+    // 25/s now, 15/s the window before: +1/s per s, 55/s in 30 s: ceil(5.5) = 6 units.
+    let rising = Signal {
+        arrival_rate: 25.0,
+        previous_rate: 15.0,
+        window_s: 10.0,
+        ..Signal::default()
+    };
+    assert_eq!(policy.desired(&rising, 2), 6);
+    // Flat at 25/s on 8 units: 25 x 1.2 = 30 <= 7 x 10, one unit fewer; on 3 units, 30 > 20.
+    let flat = Signal {
+        previous_rate: 25.0,
+        ..rising
+    };
+    assert_eq!(policy.desired(&flat, 8), 7);
+    assert_eq!(policy.desired(&flat, 3), 3);
+}
