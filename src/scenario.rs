@@ -17,6 +17,7 @@ use crate::placement::dispatch::DispatchConfig;
 use crate::placement::replacement::ReplacementConfig;
 use crate::registry::Settings;
 use crate::serve::config::ServingConfig;
+use crate::serve::scaling::{GpuFailure, ScalingConfig};
 use crate::sim::SimConfig;
 use crate::trace::Phase;
 use crate::trace::synth::SynthParams;
@@ -92,7 +93,10 @@ pub struct Scenario {
     /// Re-placing experts while serving (`moesim serve`).
     #[serde(default)]
     pub replacement: Option<ReplacementConfig>,
-    /// Network components taken out of service while serving (`[[failures]]`).
+    /// Elastic scaling of the serving pool (`moesim serve`).
+    #[serde(default)]
+    pub scaling: Option<ScalingConfig>,
+    /// GPUs and network components that fail while serving (`[[failures]]`).
     #[serde(default)]
     pub failures: Vec<Failure>,
 }
@@ -148,12 +152,22 @@ impl SpeculationSpec {
     }
 }
 
-/// One `[[failures]]` entry: a NIC, switch or link of the cluster fails at `at_s` seconds of
+/// One `[[failures]]` entry, by its `kind`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Failure {
+    /// `kind = "gpu"`: a GPU of an elastic pool fails (`[scaling]` recovers from it).
+    Gpu(GpuFailure),
+    /// `kind = "network"`: a NIC, switch or link fails.
+    Network(NetworkFailure),
+}
+
+/// A `kind = "network"` failure: a NIC, switch or link of the cluster fails at `at_s` seconds of
 /// simulated serving and stays down; the routes between GPUs go around it where the topology
 /// allows.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Failure {
+pub struct NetworkFailure {
     /// When it fails, s of simulated time.
     pub at_s: f64,
     /// A graph node of the cluster (`n0/nic3`, `leaf2`, `spine`: every link touching it) or a
@@ -314,6 +328,7 @@ impl Scenario {
             dispatch: DispatchConfig::default(),
             speculation: None,
             replacement: None,
+            scaling: None,
             failures: Vec::new(),
         }
     }
@@ -406,12 +421,21 @@ impl Scenario {
         if let Some(replacement) = &self.replacement {
             replacement.check()?;
         }
+        if let Some(scaling) = &self.scaling {
+            // The cluster's bounds are checked when it is resolved (`moesim serve`).
+            scaling.check(1, usize::MAX)?;
+        }
         for (i, failure) in self.failures.iter().enumerate() {
-            if !(failure.at_s >= 0.0 && failure.at_s.is_finite()) {
-                return Err(format!(
-                    "`failures[{i}].at_s` = {} must be a non-negative number of seconds",
-                    failure.at_s
-                ));
+            match failure {
+                // The GPU's bounds are checked against the cluster (`moesim serve`).
+                Failure::Gpu(gpu) => gpu.check(i, usize::MAX)?,
+                Failure::Network(network) if !(network.at_s >= 0.0 && network.at_s.is_finite()) => {
+                    return Err(format!(
+                        "`failures[{i}].at_s` = {} must be a non-negative number of seconds",
+                        network.at_s
+                    ));
+                }
+                Failure::Network(_) => {}
             }
         }
         self.sim.resolve().map(drop)

@@ -10,8 +10,10 @@ use crate::error::Error;
 use crate::output;
 use crate::pipeline::serve::{ServeResult, serve};
 use crate::report::check_replaceable;
+use crate::report::elastic::write_comparison;
 use crate::report::serving::{RequestWriter, write_serving_files};
 use crate::scenario::Scenario;
+use crate::serve::scaling::Mechanism;
 use crate::workload::plain::write_requests;
 
 /// Arguments of `moesim serve`.
@@ -35,6 +37,10 @@ pub struct ServeArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Serve once per scale mechanism (horizontal, vertical, fine-grained) of the scenario's
+    /// `[scaling]` table and write the runs side by side (each in a subfolder).
+    #[arg(long)]
+    compare_mechanisms: bool,
 }
 
 impl ServeArgs {
@@ -45,6 +51,15 @@ impl ServeArgs {
             .clone()
             .unwrap_or_else(|| scenario.output_dir().join("serving"));
         let in_file = |e: Error| e.in_file(&self.scenario);
+        if self.compare_mechanisms {
+            let runs = compare_mechanisms(&scenario, &self, &dir).map_err(in_file)?;
+            for (mechanism, result) in &runs {
+                println!("{}:", mechanism.name());
+                print_summary(result);
+            }
+            println!("report: {}", dir.display());
+            return Ok(());
+        }
         let result = serve_into(&scenario, self.placement.as_deref(), &dir).map_err(in_file)?;
         if let Some(path) = &self.requests_out {
             let workload = scenario
@@ -61,6 +76,39 @@ impl ServeArgs {
         }
         Ok(())
     }
+}
+
+/// Serves `scenario` once per scale mechanism into `dir/<mechanism>` and writes the comparison
+/// into `dir`.
+fn compare_mechanisms(
+    scenario: &Scenario,
+    args: &ServeArgs,
+    dir: &Path,
+) -> crate::error::Result<Vec<(Mechanism, ServeResult)>> {
+    if scenario.scaling.is_none() {
+        return Err(Error::invalid(
+            "`--compare-mechanisms` needs a `[scaling]` table",
+        ));
+    }
+    check_replaceable(dir)?;
+    let command = format!(
+        "moesim serve {} --compare-mechanisms --out {}",
+        args.scenario.display(),
+        dir.display()
+    );
+    output::replace_dir(dir, |tmp| {
+        let mut runs = Vec::new();
+        for mechanism in Mechanism::ALL {
+            let mut one = scenario.clone();
+            if let Some(scaling) = &mut one.scaling {
+                scaling.knobs.mechanism = mechanism;
+            }
+            let result = serve_into(&one, args.placement.as_deref(), &tmp.join(mechanism.name()))?;
+            runs.push((mechanism, result));
+        }
+        write_comparison(&runs, &command, tmp)?;
+        Ok(runs)
+    })
 }
 
 /// Serves `scenario` and writes its report as the folder `dir` (replaced whole, as
@@ -138,6 +186,16 @@ pub fn print_summary(result: &ServeResult) {
             100.0 * pool.dropped_share,
             pool.dispatch.routed_pairs,
             pool.dispatch.moved_pairs
+        );
+    }
+    if let Some(e) = &result.elastic {
+        println!(
+            "{} scaling: {} changes, scale-up {} s, scale-down {} s, {:.3} GPU-hours",
+            e.mechanism.name(),
+            e.events.len(),
+            e.scale_up_s.map_or("-".into(), |s| format!("{s:.2}")),
+            e.scale_down_s.map_or("-".into(), |s| format!("{s:.2}")),
+            e.gpu_hours
         );
     }
     if let Some(e) = &result.cached_error {

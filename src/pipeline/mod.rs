@@ -7,6 +7,7 @@
 //! ([`evaluate`]) all price those same steps. This module and `cli` are the only ones that know
 //! all the others; the libraries below never reach back up (`docs/ARCHITECTURE.md`).
 
+pub mod elastic;
 pub mod estimate;
 pub mod evaluate;
 mod kv_transfer;

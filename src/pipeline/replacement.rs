@@ -21,7 +21,7 @@ use crate::placement::replacement::{
     Check, MigrationMode, Move, ReplacementConfig, ReplacementPolicy, imbalance, keep_in_place,
     moves,
 };
-use crate::scenario::Failure;
+use crate::scenario::{Failure, NetworkFailure};
 use crate::sim::LinkSettings;
 use crate::sim::network::FlowNetwork;
 use crate::sim::step::LayerWork;
@@ -319,12 +319,19 @@ impl Failures {
     /// The failures of `failures` on `cluster`; the error names the entry whose component the
     /// cluster lacks or whose loss disconnects it.
     pub fn new(failures: &[Failure], cluster: &Cluster) -> Result<Failures> {
-        let mut order: Vec<usize> = (0..failures.len()).collect();
-        order.sort_by(|&a, &b| failures[a].at_s.total_cmp(&failures[b].at_s));
+        // The network failures, by (time, entry index).
+        let mut order: Vec<(usize, &NetworkFailure)> = failures
+            .iter()
+            .enumerate()
+            .filter_map(|(i, failure)| match failure {
+                Failure::Network(network) => Some((i, network)),
+                Failure::Gpu(_) => None,
+            })
+            .collect();
+        order.sort_by(|a, b| a.1.at_s.total_cmp(&b.1.at_s));
         let mut failed = Vec::new();
         let mut due = VecDeque::new();
-        for i in order {
-            let failure = &failures[i];
+        for (i, failure) in order {
             let links = cluster.component_links(&failure.component).ok_or_else(|| {
                 Error::invalid(format!(
                     "`failures[{i}].component`: cluster `{}` has no component `{}` (name a \
@@ -396,10 +403,10 @@ mod tests {
             alone + cluster.route(0, 8).latency_ns
         );
         // NIC 0 of machine 0 fails: GPU 0's bytes leave by NIC 1, shared with GPU 1's.
-        let failures = [Failure {
+        let failures = [Failure::Network(NetworkFailure {
             at_s: 30.0,
             component: "n0/nic0".into(),
-        }];
+        })];
         let mut schedule = Failures::new(&failures, &cluster).unwrap();
         assert!(schedule.due(29_999_999_999).is_none());
         let failed = schedule.due(30_000_000_000).unwrap();
@@ -469,9 +476,11 @@ mod tests {
     #[test]
     fn unknown_or_disconnecting_failures_name_the_entry() {
         let cluster = Cluster::preset("dgx-h100x2").unwrap();
-        let failure = |component: &str| Failure {
-            at_s: 1.0,
-            component: component.into(),
+        let failure = |component: &str| {
+            Failure::Network(NetworkFailure {
+                at_s: 1.0,
+                component: component.into(),
+            })
         };
         let err = Failures::new(&[failure("n0/nic0"), failure("n0/nic9")], &cluster)
             .err()

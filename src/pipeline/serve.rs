@@ -74,6 +74,9 @@ pub struct ServeResult {
     /// The cached tier against full simulation on a sample of steps (`None` under full
     /// fidelity or without samples).
     pub cached_error: Option<CachedError>,
+    /// Elastic scaling and failures (`[scaling]`, `[[failures]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elastic: Option<super::elastic::ElasticReport>,
     /// One row per second of simulated time.
     #[serde(skip)]
     pub seconds: Vec<SecondRow>,
@@ -151,57 +154,54 @@ pub fn serve(
     let placement = placement.unwrap_or(&scenario.placements[0]).to_string();
     let (trace, source) = super::load_trace(scenario)?;
     let layout = pool_layout(scenario, serving)?;
+    let elastic = super::elastic::ElasticPlan::of(scenario, serving)?;
     let mut configs = Vec::new();
     let mut reports = Vec::new();
     let mut pricers = Vec::new();
     for (role, gpus, settings) in &layout {
-        let mut pool_scenario = scenario.clone();
-        pool_scenario.gpus = Some(*gpus);
-        if let Some(all_to_all) = &settings.all_to_all {
-            pool_scenario.sim.all_to_all = all_to_all.clone();
+        let gpus = elastic.as_ref().map_or(*gpus, |e| e.base_gpus);
+        let (pricer, mut config, report) = pool_pricer(
+            scenario,
+            &trace,
+            &source,
+            &placement,
+            (*role, gpus, settings),
+        )?;
+        if let Some(elastic) = &elastic {
+            // Ranks for the most units; the scaler says how many serve.
+            config.ranks = elastic.max_ranks(config.gpus / config.ranks);
+            config.gpus = elastic.max_gpus();
         }
-        let setup = Setup::new(&pool_scenario, trace.clone(), source.clone())?;
-        let placed = setup.place(&placement)?;
-        let (config, report) = pool_config(&setup, serving, settings, *role)?;
         configs.push(config);
         reports.push(report);
-        let by_request = match (serving.routing, &setup.trace) {
-            (RoutingOrder::InOrder, _) => None,
-            (RoutingOrder::ByRequest, Trace::Tokens(routing)) => {
-                Some(RequestRouting::new(routing, scenario.seed))
-            }
-            (RoutingOrder::ByRequest, Trace::Loads(_)) => {
-                return Err(Error::invalid(
-                    "`serving.routing` = \"by-request\" needs a trace of tokens; the scenario's trace holds expert loads only",
-                ));
-            }
-        };
-        let failures = Failures::new(&scenario.failures, &setup.cluster)?;
-        let replacer = scenario
-            .replacement
-            .as_ref()
-            .map(|config| Replacer::new(config, &setup, &placed));
-        let mut pricer = SimPricer::new(setup, placed, serving, by_request);
-        pricer.failures = failures;
-        pricer.replacer = replacer;
         pricers.push(pricer);
     }
     let handoff = match layout.len() {
         2 => Some(handoff(scenario, &pricers[1].setup, &reports)?),
         _ => None,
     };
-    let gpus: usize = layout.iter().map(|(_, gpus, _)| gpus).sum();
+    let gpus: usize = match &elastic {
+        Some(plan) => plan.max_gpus(),
+        None => layout.iter().map(|(_, gpus, _)| gpus).sum(),
+    };
     let per_node = pricers[0].setup.cluster.gpus_per_node();
     let mut collector = Collector::new(serving.slo);
+    let mut controller = match &elastic {
+        Some(plan) => Some(plan.controller(scenario, serving, &pricers[0].setup, &reports[0])?),
+        None => None,
+    };
     {
         let mut pools = Vec::new();
         for (config, pricer) in configs.into_iter().zip(pricers.iter_mut()) {
-            pools.push(Pool::new(
-                config,
-                Box::new(pricer),
-                &serving.policy,
-                &serving.assign,
-            )?);
+            let per_rank = config.gpus / config.ranks;
+            let pricer: Box<dyn StepPricer> = match &elastic {
+                Some(plan) => Box::new(plan.pricer(pricer, per_rank, |gpus| {
+                    let pool = (Role::Colocated, gpus, &layout[0].2);
+                    Ok(pool_pricer(scenario, &trace, &source, &placement, pool)?.0)
+                })),
+                None => Box::new(pricer),
+            };
+            pools.push(Pool::new(config, pricer, &serving.policy, &serving.assign)?);
         }
         let mut engine = match handoff {
             Some(handoff) => {
@@ -211,6 +211,9 @@ pub fn serve(
             }
             None => Engine::colocated(pools.pop().expect("one pool")),
         };
+        if let Some(controller) = &mut controller {
+            engine = engine.with_scaler(controller);
+        }
         let mut tee = Tee {
             collector: &mut collector,
             records,
@@ -219,11 +222,17 @@ pub fn serve(
             progress(ns as f64 / 1e9)
         })?;
     }
-    let summary = collector.summary(
+    let mut summary = collector.summary(
         gpus as u64,
         gpus.div_ceil(per_node) as u64,
         serving.price_per_gpu_hour,
     );
+    let elastic = match (&elastic, &controller) {
+        (Some(plan), Some(controller)) => {
+            Some(plan.report(controller, &mut summary, collector.seconds()))
+        }
+        _ => None,
+    };
     for (report, pricer) in reports.iter_mut().zip(&pricers) {
         report.shapes_simulated = pricer.cache.len();
         report.steps_simulated = pricer.simulated;
@@ -262,9 +271,52 @@ pub fn serve(
         pools: reports,
         summary,
         cached_error: cached_error(&errors),
+        elastic,
         seconds: collector.seconds().to_vec(),
         latencies: collector.latencies(),
     })
+}
+
+/// The pricer of one pool of (role, GPUs, settings), its resolved settings and its report.
+fn pool_pricer(
+    scenario: &Scenario,
+    trace: &Trace,
+    source: &str,
+    placement: &str,
+    (role, gpus, settings): (Role, usize, &PoolSettings),
+) -> Result<(SimPricer, PoolConfig, PoolReport)> {
+    let serving = scenario
+        .serving
+        .as_ref()
+        .expect("serve checked `[serving]`");
+    let mut pool_scenario = scenario.clone();
+    pool_scenario.gpus = Some(gpus);
+    if let Some(all_to_all) = &settings.all_to_all {
+        pool_scenario.sim.all_to_all = all_to_all.clone();
+    }
+    let setup = Setup::new(&pool_scenario, trace.clone(), source.to_string())?;
+    let placed = setup.place(placement)?;
+    let (config, report) = pool_config(&setup, serving, settings, role)?;
+    let by_request = match (serving.routing, &setup.trace) {
+        (RoutingOrder::InOrder, _) => None,
+        (RoutingOrder::ByRequest, Trace::Tokens(routing)) => {
+            Some(RequestRouting::new(routing, scenario.seed))
+        }
+        (RoutingOrder::ByRequest, Trace::Loads(_)) => {
+            return Err(Error::invalid(
+                "`serving.routing` = \"by-request\" needs a trace of tokens; the scenario's trace holds expert loads only",
+            ));
+        }
+    };
+    let failures = Failures::new(&scenario.failures, &setup.cluster)?;
+    let replacer = scenario
+        .replacement
+        .as_ref()
+        .map(|config| Replacer::new(config, &setup, &placed));
+    let mut pricer = SimPricer::new(setup, placed, serving, by_request);
+    pricer.failures = failures;
+    pricer.replacer = replacer;
+    Ok((pricer, config, report))
 }
 
 /// A pool's own knobs over the `[serving]` table's.
@@ -501,8 +553,8 @@ fn span_of(ranks: &[RankBatch]) -> AttentionSpan {
 }
 
 /// Prices a pool's steps with the event simulator.
-struct SimPricer {
-    setup: Setup,
+pub(super) struct SimPricer {
+    pub(super) setup: Setup,
     placement: Placement,
     costs: KernelCosts,
     /// The trace's expert loads, for steps it has no tokens for.

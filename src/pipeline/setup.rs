@@ -199,7 +199,14 @@ impl Setup {
     ) -> Result<Vec<LayerWork>> {
         let hidden = self.model.hidden_size as f64;
         let comm = &self.scenario.comm;
-        let plans = step_plans(&self.cluster, placement, trace, step, self.model.top_k, &self.dispatch)?;
+        let plans = step_plans(
+            &self.cluster,
+            placement,
+            trace,
+            step,
+            self.model.top_k,
+            &self.dispatch,
+        )?;
         let dispatch_bytes = hidden * f64::from(comm.dispatch_bytes_per_elem);
         let mut works = LayerWork::from_plans(
             &plans,

@@ -3,6 +3,7 @@
 //!
 //! `report` only reads results; it never computes them.
 
+pub mod elastic;
 mod html;
 mod markdown;
 pub mod offload;

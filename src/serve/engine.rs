@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::assign::{ASSIGNERS, RankAssigner};
+use super::autoscale::Signal;
 use super::batching::{BATCH_POLICIES, BatchBuilder, BatchPolicy};
 use super::config::{PoolConfig, Role};
 use super::metrics::{RequestRecord, StepRecord};
 use super::rank::{Live, PREFIX_BLOCK_TOKENS, Rank};
+use super::scaling::{Change, Moved, Scaler};
 use super::transfer::Handoff;
 use super::{Observer, RankBatch, StepPricer, TokenRun};
 use crate::error::{Error, Result};
@@ -22,6 +24,10 @@ pub struct Pool<'p> {
     policy: Named<dyn BatchPolicy>,
     assigner: Named<dyn RankAssigner>,
     ranks: Vec<Rank>,
+    /// Ranks serving: the first `active` of `ranks` (all without elastic scaling).
+    active: usize,
+    /// The pool steps no earlier than this (a restart under way), ns.
+    resume_ns: u64,
     clock_ns: u64,
     /// Requests on their way in, by (ready time, order of arrival).
     inbox: BTreeMap<(u64, u64), Live>,
@@ -49,6 +55,8 @@ impl<'p> Pool<'p> {
             .map(|_| Rank::new(config.kv_blocks, entry_blocks))
             .collect();
         Ok(Pool {
+            active: config.ranks,
+            resume_ns: 0,
             config,
             pricer,
             policy,
@@ -65,6 +73,11 @@ impl<'p> Pool<'p> {
         self.ranks.iter().any(|r| r.requests() > 0)
     }
 
+    /// The serving ranks.
+    fn serving(&self) -> &[Rank] {
+        &self.ranks[..self.active]
+    }
+
     /// Whether `tokens` tokens of one request fit in one rank's KV cache.
     fn fits(&self, tokens: u64) -> bool {
         self.config.blocks_for(tokens) <= self.config.kv_blocks
@@ -72,7 +85,7 @@ impl<'p> Pool<'p> {
 
     /// The rank the next request goes to.
     fn choose_rank(&mut self) -> usize {
-        let mut held: Vec<usize> = self.ranks.iter().map(Rank::requests).collect();
+        let mut held: Vec<usize> = self.serving().iter().map(Rank::requests).collect();
         for live in self.inbox.values() {
             held[live.rank] += 1;
         }
@@ -91,20 +104,119 @@ impl<'p> Pool<'p> {
             if entry.key().0 > self.clock_ns {
                 break;
             }
-            let live = entry.remove();
+            let mut live = entry.remove();
+            if live.rank >= self.active {
+                // Its rank left while it was on its way in.
+                live.rank = self.choose_rank();
+            }
             self.ranks[live.rank].waiting.push_back(live);
         }
     }
 
+    /// What the autoscaler sees now.
+    fn signal(&self, now_ns: u64) -> Signal {
+        let serving = self.serving();
+        Signal {
+            now_ns,
+            queued: serving.iter().map(|r| r.waiting.len() as u64).sum::<u64>()
+                + self.inbox.len() as u64,
+            running: serving.iter().map(|r| r.running.len() as u64).sum(),
+            slots: (self.active * self.config.max_running) as u64,
+            ..Signal::default()
+        }
+    }
+
+    /// A fresh rank of this pool.
+    fn fresh_rank(&self) -> Rank {
+        Rank::new(
+            self.config.kv_blocks,
+            PREFIX_BLOCK_TOKENS / self.config.block_size,
+        )
+    }
+
+    /// Applies a capacity change: the failed ranks' requests lose their KV, the ranks beyond
+    /// `change.ranks` hand theirs over as `change.moved` says, a restart drops every running
+    /// request's KV; returns the requests (recomputed, handed over with their KV).
+    fn resize(&mut self, change: &Change) -> (u64, u64) {
+        let mut homeless: Vec<(Live, bool)> = Vec::new();
+        for &failed in change.failed.iter().rev() {
+            if failed >= self.active {
+                continue;
+            }
+            let fresh = self.fresh_rank();
+            let rank = std::mem::replace(&mut self.ranks[failed], fresh);
+            evict(rank, false, &mut homeless);
+            // The last serving rank takes the failed one's place.
+            self.active -= 1;
+            self.ranks.swap(failed, self.active);
+            let moved = self.active;
+            let rank = &mut self.ranks[failed];
+            for live in rank.waiting.iter_mut().chain(rank.running.iter_mut()) {
+                live.rank = failed;
+            }
+            for live in self.inbox.values_mut().filter(|l| l.rank == moved) {
+                live.rank = failed;
+            }
+        }
+        while self.active > change.ranks {
+            self.active -= 1;
+            let fresh = self.fresh_rank();
+            let rank = std::mem::replace(&mut self.ranks[self.active], fresh);
+            evict(rank, change.moved == Moved::KeepKv, &mut homeless);
+        }
+        self.active = change.ranks.clamp(1, self.ranks.len());
+        if change.restart {
+            for r in 0..self.active {
+                let fresh = self.fresh_rank();
+                let rank = std::mem::replace(&mut self.ranks[r], fresh);
+                evict(rank, false, &mut homeless);
+            }
+        }
+        self.resume_ns = self.resume_ns.max(change.pause_until_ns);
+        homeless.sort_by_key(|(live, _)| (live.arrival_ns, live.id));
+        let (mut recomputed, mut kept) = (0, 0);
+        for (mut live, keep) in homeless {
+            live.rank = self.choose_rank();
+            let rank = &mut self.ranks[live.rank];
+            let need = self.config.blocks_for(live.computed);
+            if keep && rank.running.len() < self.config.max_running && rank.take_blocks(need) {
+                live.blocks = need;
+                rank.running.push(live);
+                kept += 1;
+                continue;
+            }
+            if live.computed > 0 {
+                live.computed = 0;
+                live.preemptions += 1;
+                recomputed += 1;
+            }
+            rank.waiting.push_back(live);
+        }
+        (recomputed, kept)
+    }
+}
+
+/// Takes every request out of `rank`, releasing what it held; running ones keep their
+/// computed tokens (to hand over with their KV) when `keep`, else lose them.
+fn evict(mut rank: Rank, keep: bool, out: &mut Vec<(Live, bool)>) {
+    for mut live in std::mem::take(&mut rank.running) {
+        rank.release(&mut live);
+        live.scheduled = 0;
+        out.push((live, keep));
+    }
+    out.extend(rank.waiting.drain(..).map(|live| (live, false)));
+}
+
+impl Pool<'_> {
     /// Runs one step from the pool's clock: returns the requests that leave it (finished, or
     /// done with their prefill in a prefill pool), with the time they left.
     fn step(&mut self, observer: &mut dyn Observer) -> Result<(u64, Vec<Live>)> {
         let now = self.clock_ns;
-        for rank in &mut self.ranks {
+        for rank in &mut self.ranks[..self.active] {
             self.policy
                 .fill(&mut BatchBuilder::new(rank, &self.config, now));
         }
-        let batches: Vec<RankBatch> = self.ranks.iter().map(rank_batch).collect();
+        let batches: Vec<RankBatch> = self.serving().iter().map(rank_batch).collect();
         if batches.iter().all(|b| b.tokens() == 0) {
             return Err(Error::invalid(format!(
                 "the {:?} pool holds requests but can schedule none of them (a request larger \
@@ -113,7 +225,7 @@ impl<'p> Pool<'p> {
             )));
         }
         self.runs.clear();
-        for (rank, r) in self.ranks.iter().enumerate() {
+        for (rank, r) in self.ranks[..self.active].iter().enumerate() {
             let scheduled = r.running.iter().filter(|l| l.scheduled > 0);
             self.runs.extend(scheduled.map(|l| TokenRun {
                 request: l.id,
@@ -126,7 +238,7 @@ impl<'p> Pool<'p> {
         let cost = self.pricer.price(&batches, &self.runs)?;
         let end = now + cost.ns.max(1);
         let kv_used: u64 = self
-            .ranks
+            .serving()
             .iter()
             .map(|r| r.used_blocks(self.config.kv_blocks))
             .sum();
@@ -136,20 +248,20 @@ impl<'p> Pool<'p> {
             ns: end - now,
             prefill_tokens: batches.iter().map(|b| b.prefill_tokens).sum(),
             decode_tokens: batches.iter().map(|b| b.decode_tokens).sum(),
-            running: self.ranks.iter().map(|r| r.running.len() as u64).sum(),
-            waiting: self.ranks.iter().map(|r| r.waiting.len() as u64).sum(),
+            running: self.serving().iter().map(|r| r.running.len() as u64).sum(),
+            waiting: self.serving().iter().map(|r| r.waiting.len() as u64).sum(),
             kv_used_blocks: kv_used,
-            kv_blocks: self.config.kv_blocks * self.ranks.len() as u64,
+            kv_blocks: self.config.kv_blocks * self.active as u64,
             imbalance: cost.imbalance,
-            gpus: self.config.gpus as u64,
+            gpus: (self.config.gpus / self.config.ranks * self.active) as u64,
             saturated: self
-                .ranks
+                .serving()
                 .iter()
                 .all(|r| r.running.len() == self.config.max_running),
         });
         let mut leaving = Vec::new();
         let prefill_only = self.config.role == Role::Prefill;
-        for rank in &mut self.ranks {
+        for rank in &mut self.ranks[..self.active] {
             let mut i = 0;
             while i < rank.running.len() {
                 let request = &mut rank.running[i];
@@ -203,6 +315,8 @@ fn rank_batch(rank: &Rank) -> RankBatch {
 /// [`Handoff`].
 pub struct Engine<'p> {
     pools: Vec<Pool<'p>>,
+    /// Changes the entry pool's serving ranks over time (elastic scaling, failures).
+    scaler: Option<&'p mut dyn Scaler>,
     handoff: Option<Handoff<'p>>,
     /// KV transfers not started yet (they start when their prefill step ends), by (start time,
     /// ticket): the sending prefill rank, the request and its bytes.
@@ -226,11 +340,20 @@ impl<'p> Engine<'p> {
     fn new(pools: Vec<Pool<'p>>, handoff: Option<Handoff<'p>>) -> Engine<'p> {
         Engine {
             pools,
+            scaler: None,
             handoff,
             pending: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             next_ticket: 0,
         }
+    }
+
+    /// The entry pool's serving ranks change as `scaler` says, from its initial ranks.
+    pub fn with_scaler(mut self, scaler: &'p mut dyn Scaler) -> Engine<'p> {
+        let pool = &mut self.pools[0];
+        pool.active = scaler.initial_ranks().clamp(1, pool.ranks.len());
+        self.scaler = Some(scaler);
+        self
     }
 
     /// Serves every request of `requests`, reporting to `observer`; `progress` is told the
@@ -262,6 +385,17 @@ impl<'p> Engine<'p> {
                 while let Some(request) = requests.next_by(now)? {
                     self.arrive(request, observer)?;
                 }
+            }
+            if p == 0
+                && let Some(scaler) = &mut self.scaler
+                && let Some(change) = scaler.poll(self.pools[0].signal(now))
+            {
+                let (recomputed, kept) = self.pools[0].resize(&change);
+                scaler.applied(recomputed, kept);
+            }
+            if self.pools[p].resume_ns > now {
+                // Restarting: it steps again when rebuilt.
+                continue;
             }
             self.pools[p].admit_ready();
             if !self.pools[p].has_work() {
@@ -295,7 +429,8 @@ impl<'p> Engine<'p> {
                     .flatten()
                     .min()
                     .map(|t| t.max(pool.clock_ns))
-            };
+            }
+            .map(|t| t.max(pool.resume_ns));
             if let Some(time) = time
                 && best.is_none_or(|(b, _)| time < b)
             {
@@ -313,6 +448,9 @@ impl<'p> Engine<'p> {
         observer: &mut dyn Observer,
     ) -> Result<()> {
         observer.arrival(arrival_ns);
+        if let Some(scaler) = &mut self.scaler {
+            scaler.arrival(arrival_ns);
+        }
         let total = request.input_tokens + request.output_tokens;
         let fits = match self.pools.as_slice() {
             [colocated] => colocated.fits(total),
@@ -348,7 +486,13 @@ impl<'p> Engine<'p> {
                 self.next_ticket += 1;
                 Ok(())
             }
-            _ => observer.request(&RequestRecord::finished(&live, at_ns)),
+            _ => {
+                let record = RequestRecord::finished(&live, at_ns);
+                if let Some(scaler) = &mut self.scaler {
+                    scaler.finished(&record);
+                }
+                observer.request(&record)
+            }
         }
     }
 

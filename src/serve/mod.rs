@@ -16,11 +16,13 @@
 //! request is preempted and recomputed later (vLLM's `preempt` with recompute).
 
 pub mod assign;
+pub mod autoscale;
 pub mod batching;
 pub mod config;
 mod engine;
 pub mod metrics;
 mod rank;
+pub mod scaling;
 pub mod transfer;
 
 pub use config::{PoolConfig, Role};

@@ -13,6 +13,7 @@ mod capture;
 mod compare;
 mod cpu_capture_trace;
 mod dispatch;
+mod elastic;
 mod end_to_end;
 mod hardening;
 mod html_report;

@@ -50,7 +50,7 @@ fn periodic_sync_re_placements_stall_for_planning_and_transfers() {
         dir.path(),
         "[replacement]\npolicy = \"periodic\"\nwindow_steps = 50\ninterval_steps = 100\n\
          mode = \"sync\"\nplanning_s = 0.01\nplanning_per_layer_ms = 0.5\n\
-         [[failures]]\nat_s = 0.5\ncomponent = \"n0/gpu1->n0/pcie1\"",
+         [[failures]]\nat_s = 0.5\nkind = \"network\"\ncomponent = \"n0/gpu1->n0/pcie1\"",
     );
     let out = dir.path().join("out");
     let output = serve(&path, &out);
@@ -114,11 +114,11 @@ fn bad_replacement_and_failure_entries_name_their_field_and_write_nothing() {
             "`replacement.policy`: unknown re-placement policy `sometimes`",
         ),
         (
-            "[[failures]]\nat_s = 1.0\ncomponent = \"n0/nic9\"",
+            "[[failures]]\nkind = \"network\"\nat_s = 1.0\ncomponent = \"n0/nic9\"",
             "has no component `n0/nic9`",
         ),
         (
-            "[[failures]]\nat_s = -1.0\ncomponent = \"n0/nic0\"",
+            "[[failures]]\nkind = \"network\"\nat_s = -1.0\ncomponent = \"n0/nic0\"",
             "`failures[0].at_s` = -1 must be a non-negative number of seconds",
         ),
     ] {
