@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::predict::read_trace;
+use super::predict::{predictor_settings, read_trace};
 use crate::model::MoeModel;
 use crate::offload::cache::EVICTIONS;
 use crate::offload::{Mode, Offload};
@@ -74,20 +74,7 @@ pub struct OffloadArgs {
 
 impl OffloadArgs {
     pub fn execute(self) -> anyhow::Result<()> {
-        if !(self.fit_fraction > 0.0 && self.fit_fraction < 1.0) {
-            bail!(
-                "--fit-fraction {} must be strictly between 0 and 1",
-                self.fit_fraction
-            );
-        }
-        let mut settings = Settings::new();
-        if let Some(accuracy) = self.accuracy {
-            settings.insert("accuracy".into(), accuracy.into());
-        }
-        if let Some(seed) = self.seed {
-            let seed = i64::try_from(seed).context("--seed must be below 2^63")?;
-            settings.insert("seed".into(), seed.into());
-        }
+        let settings = predictor_settings(self.fit_fraction, self.accuracy, self.seed)?;
         let eviction = EVICTIONS
             .build(&self.eviction, &Settings::new())
             .map_err(|e| anyhow::anyhow!("--eviction: {e}"))?;

@@ -40,20 +40,7 @@ pub struct PredictArgs {
 
 impl PredictArgs {
     pub fn execute(self) -> anyhow::Result<()> {
-        if !(self.fit_fraction > 0.0 && self.fit_fraction < 1.0) {
-            bail!(
-                "--fit-fraction {} must be strictly between 0 and 1",
-                self.fit_fraction
-            );
-        }
-        let mut settings = Settings::new();
-        if let Some(accuracy) = self.accuracy {
-            settings.insert("accuracy".into(), accuracy.into());
-        }
-        if let Some(seed) = self.seed {
-            let seed = i64::try_from(seed).context("--seed must be below 2^63")?;
-            settings.insert("seed".into(), seed.into());
-        }
+        let settings = predictor_settings(self.fit_fraction, self.accuracy, self.seed)?;
         let mut predictor = PREDICTORS
             .build(&self.predictor, &settings)
             .map_err(anyhow::Error::msg)?;
@@ -95,4 +82,25 @@ pub(super) fn read_trace(input: &Path) -> anyhow::Result<RoutingTrace> {
             input.display()
         ),
     }
+}
+
+/// The predictor's settings from `--accuracy` and `--seed`, once `--fit-fraction` is checked
+/// to lie strictly between 0 and 1.
+pub(super) fn predictor_settings(
+    fit_fraction: f64,
+    accuracy: Option<f64>,
+    seed: Option<u64>,
+) -> anyhow::Result<Settings> {
+    if !(fit_fraction > 0.0 && fit_fraction < 1.0) {
+        bail!("--fit-fraction {fit_fraction} must be strictly between 0 and 1");
+    }
+    let mut settings = Settings::new();
+    if let Some(accuracy) = accuracy {
+        settings.insert("accuracy".into(), accuracy.into());
+    }
+    if let Some(seed) = seed {
+        let seed = i64::try_from(seed).context("--seed must be below 2^63")?;
+        settings.insert("seed".into(), seed.into());
+    }
+    Ok(settings)
 }

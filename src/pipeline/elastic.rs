@@ -28,7 +28,7 @@ use crate::serve::scaling::{
 };
 use crate::serve::{RankBatch, StepCost, StepPricer, TokenRun};
 use crate::sim::LinkSettings;
-use crate::sim::network::FlowNetwork;
+use crate::sim::transfer::transfers_ns;
 use crate::topology::Cluster;
 
 const NS: f64 = 1e9;
@@ -440,7 +440,7 @@ impl ScaleTiming for Timing {
                 };
                 Plan {
                     ns: Self::seconds(self.knobs.join_s)
-                        + transfer_ns(&self.cluster, &self.links, &flows),
+                        + transfers_ns(&self.cluster, &self.links, &flows),
                     bytes: flows.iter().map(|f| f.2 as f64).sum(),
                 }
             }
@@ -463,35 +463,6 @@ impl ScaleTiming for Timing {
             },
         }
     }
-}
-
-/// How long `flows` (source GPU, destination GPU, bytes), all starting together on `cluster`'s
-/// network and sharing its links max-min fairly, take until the last byte lands, ns.
-pub fn transfer_ns(cluster: &Cluster, links: &LinkSettings, flows: &[(usize, usize, u64)]) -> u64 {
-    let mut network = FlowNetwork::new(links.capacities(cluster));
-    let mut latency = Vec::new();
-    let mut end = 0;
-    for &(src, dst, bytes) in flows {
-        let route = cluster.route(src, dst);
-        if route.links.is_empty() {
-            continue;
-        }
-        let path: Vec<u32> = route.links.iter().map(|l| l.index() as u32).collect();
-        let flow = network.start(0, &path, bytes.max(1)) as usize;
-        latency.resize(latency.len().max(flow + 1), 0);
-        latency[flow] = route.latency_ns;
-    }
-    network.settle(0);
-    let mut drained = Vec::new();
-    while let Some(at) = network.next_drain_ns() {
-        drained.clear();
-        network.drain_at(at, &mut drained);
-        for &flow in &drained {
-            end = end.max(at + latency[flow as usize]);
-        }
-        network.settle(at);
-    }
-    end
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! [`Replacer`] keeps a moving window of the expert loads the pool's simulated steps routed,
 //! checks its policy every `interval_steps` steps (or `interval_s` seconds), computes the new
 //! placement with the configured strategy from the window, and times the weight transfers as
-//! flows on the pool's links ([`migration_ns`]: NVLink inside a machine, RDMA across, max-min
+//! flows on the pool's links ([`transfers_ns`]: NVLink inside a machine, RDMA across, max-min
 //! fair). Synchronous migrations stall the step that triggers them (planning plus transfers);
 //! asynchronous ones run beside serving, layer after layer, and the new placement serves once
 //! the last layer landed. [`Failures`] takes NICs, switches or links out of service at their
@@ -22,44 +22,10 @@ use crate::placement::replacement::{
     moves,
 };
 use crate::scenario::{Failure, NetworkFailure};
-use crate::sim::LinkSettings;
-use crate::sim::network::FlowNetwork;
 use crate::sim::step::LayerWork;
+use crate::sim::transfer::transfers_ns;
 use crate::topology::Cluster;
 use crate::trace::ExpertLoads;
-
-/// Time until the last of `transfers` (source GPU, destination GPU, bytes), all started
-/// together, has landed: flows on `cluster`'s links sharing them max-min fairly, each landing
-/// its route's latency after its last byte left. 0 for no transfers.
-pub fn migration_ns(
-    cluster: &Cluster,
-    links: &LinkSettings,
-    transfers: &[(usize, usize, u64)],
-) -> u64 {
-    let mut network = FlowNetwork::new(links.capacities(cluster));
-    let mut latency = Vec::new();
-    let mut path = Vec::new();
-    for &(from, to, bytes) in transfers.iter().filter(|t| t.0 != t.1 && t.2 > 0) {
-        let route = cluster.route(from, to);
-        path.clear();
-        path.extend(route.links.iter().map(|l| l.index() as u32));
-        let flow = network.start(0, &path, bytes) as usize;
-        latency.resize(latency.len().max(flow + 1), 0);
-        latency[flow] = route.latency_ns;
-    }
-    network.settle(0);
-    let mut end = 0;
-    let mut drained = Vec::new();
-    while let Some(ns) = network.next_drain_ns() {
-        drained.clear();
-        network.drain_at(ns, &mut drained);
-        for &flow in &drained {
-            end = end.max(ns + latency[flow as usize]);
-        }
-        network.settle(ns);
-    }
-    end
-}
 
 /// One re-placement, as reported.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -244,13 +210,13 @@ impl Replacer {
         let planning_ns = self.config.planning_ns(placement.num_layers());
         let sync = self.config.mode == MigrationMode::Sync;
         let transfer_ns = if sync {
-            migration_ns(&setup.cluster, &setup.sim.links, &self.transfers(&moved))
+            transfers_ns(&setup.cluster, &setup.sim.links, &self.transfers(&moved))
         } else {
             (0..placement.num_layers())
                 .map(|layer| {
                     let layer_moves: Vec<Move> =
                         moved.iter().filter(|m| m.layer == layer).copied().collect();
-                    migration_ns(
+                    transfers_ns(
                         &setup.cluster,
                         &setup.sim.links,
                         &self.transfers(&layer_moves),
@@ -366,6 +332,7 @@ impl Failures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::LinkSettings;
 
     const EXACT: LinkSettings = LinkSettings {
         nvlink_efficiency: 1.0,
@@ -383,11 +350,11 @@ mod tests {
         // Three Qwen3-30B-A3B experts: 3 x 2048 x 768 x 2 bytes = 9,437,184 bytes each.
         let b = 9_437_184;
         let k = 3;
-        let ns = migration_ns(&cluster, &EXACT, &vec![(0, 1, b); k]);
+        let ns = transfers_ns(&cluster, &EXACT, &vec![(0, 1, b); k]);
         assert_eq!(ns, (k as f64 * b as f64 / g).ceil() as u64 + latency);
         // 62,915 ns of bytes plus the two NVLink hops.
         assert_eq!(ns, 62_915 + latency);
-        assert_eq!(migration_ns(&cluster, &EXACT, &[]), 0);
+        assert_eq!(transfers_ns(&cluster, &EXACT, &[]), 0);
     }
 
     #[test]
@@ -399,7 +366,7 @@ mod tests {
         // Each GPU on its own NIC: B / G each.
         let alone = (b as f64 / g).ceil() as u64;
         assert_eq!(
-            migration_ns(&cluster, &EXACT, &both),
+            transfers_ns(&cluster, &EXACT, &both),
             alone + cluster.route(0, 8).latency_ns
         );
         // NIC 0 of machine 0 fails: GPU 0's bytes leave by NIC 1, shared with GPU 1's.
@@ -419,7 +386,7 @@ mod tests {
                 .any(|&l| failed.link(l).name == "n0/nic1->leaf1")
         );
         assert_eq!(
-            migration_ns(&failed, &EXACT, &both),
+            transfers_ns(&failed, &EXACT, &both),
             (2.0 * b as f64 / g).ceil() as u64 + rerouted.latency_ns
         );
     }

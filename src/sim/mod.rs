@@ -19,6 +19,7 @@ mod replay;
 mod rounding;
 pub mod step;
 mod totals;
+pub mod transfer;
 
 pub use all_to_all::{ALL_TO_ALLS, AllToAllAlgorithm};
 pub use config::{LinkSettings, SimConfig, SimSetup};

@@ -15,12 +15,12 @@ fn moving_b_bytes_over_a_link_of_g_gbps_takes_b_over_g_plus_the_latency() {
     // (GPU -> NVSwitch -> GPU, 2 x 500 ns).
     let b = 4_500_000_000;
     assert_eq!(
-        transfer_ns(&dgx, &links(), &[(0, 1, b)]),
+        transfers_ns(&dgx, &links(), &[(0, 1, b)]),
         10_000_000 + 1_000
     );
     // Two senders into GPU 1 share its NVLink port: 2 B / G + latency.
     assert_eq!(
-        transfer_ns(&dgx, &links(), &[(0, 1, b), (2, 1, b)]),
+        transfers_ns(&dgx, &links(), &[(0, 1, b), (2, 1, b)]),
         20_000_000 + 1_000
     );
 }
