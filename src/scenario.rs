@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result, parse_toml};
+use crate::offload::spec::OffloadSpec;
 use crate::placement::STRATEGIES;
 use crate::placement::dispatch::DispatchConfig;
 use crate::placement::replacement::ReplacementConfig;
@@ -99,6 +100,9 @@ pub struct Scenario {
     /// GPUs and network components that fail while serving (`[[failures]]`).
     #[serde(default)]
     pub failures: Vec<Failure>,
+    /// Experts in host memory, a cache of them on the one GPU (`[offload]`).
+    #[serde(default)]
+    pub offload: Option<OffloadSpec>,
 }
 
 /// The `[speculation]` table: tokens sent towards their predicted experts' GPUs ahead of the
@@ -330,6 +334,7 @@ impl Scenario {
             replacement: None,
             scaling: None,
             failures: Vec::new(),
+            offload: None,
         }
     }
 
@@ -407,6 +412,9 @@ impl Scenario {
         self.sequences.check()?;
         if let Some(speculation) = &self.speculation {
             speculation.check()?;
+        }
+        if let Some(offload) = &self.offload {
+            offload.check()?;
         }
         if let Some(workload) = &self.workload {
             workload.check()?;

@@ -9,14 +9,12 @@ use clap::Args;
 use super::predict::{predictor_settings, read_trace};
 use crate::model::MoeModel;
 use crate::offload::cache::EVICTIONS;
-use crate::offload::{Mode, Offload};
+use crate::offload::spec::GIB;
+use crate::offload::{Mode, Offload, cache_for_budget, check_cache};
 use crate::predict::PREDICTORS;
 use crate::registry::Settings;
 use crate::report::offload::write_offload_report;
 use crate::topology::Cluster;
-
-/// GiB in bytes.
-const GIB: f64 = (1u64 << 30) as f64;
 
 /// Arguments of `moesim offload`.
 #[derive(Debug, Args)]
@@ -75,9 +73,12 @@ pub struct OffloadArgs {
 impl OffloadArgs {
     pub fn execute(self) -> anyhow::Result<()> {
         let settings = predictor_settings(self.fit_fraction, self.accuracy, self.seed)?;
-        let eviction = EVICTIONS
-            .build(&self.eviction, &Settings::new())
-            .map_err(|e| anyhow::anyhow!("--eviction: {e}"))?;
+        let eviction = || {
+            EVICTIONS
+                .build(&self.eviction, &Settings::new())
+                .map_err(|e| anyhow::anyhow!("--eviction: {e}"))
+        };
+        let eviction_name = eviction()?.name;
         // Built once here so that a bad name or knob fails before the trace is read.
         PREDICTORS
             .build(&self.predictor, &settings)
@@ -99,9 +100,7 @@ impl OffloadArgs {
         .with_context(|| format!("{input} with --model {}", self.model))?;
         let caches = if self.memory_gib.is_empty() {
             for &c in &self.cache {
-                offload
-                    .check_cache(c)
-                    .map_err(|e| anyhow::anyhow!("--cache: {e}"))?;
+                check_cache(&model, c, "cache").map_err(|e| anyhow::anyhow!("--cache: {e}"))?;
             }
             self.cache.clone()
         } else {
@@ -111,8 +110,7 @@ impl OffloadArgs {
                     if !(gib > 0.0 && gib.is_finite()) {
                         bail!("--memory-gib {gib} must be a positive number");
                     }
-                    offload
-                        .cache_for_budget((gib * GIB) as u64)
+                    cache_for_budget(&model, (gib * GIB) as u64, "cache")
                         .map_err(|e| anyhow::anyhow!("--memory-gib {gib}: {e}"))
                 })
                 .collect::<anyhow::Result<_>>()?
@@ -131,10 +129,10 @@ impl OffloadArgs {
                     .strategy
                     .fit(&trace, 0..fit_tokens)
                     .map_err(|e| anyhow::anyhow!("{input}: --predictor {e}"))?;
-                runs.push(offload.run(cache, mode, &*eviction, predictor.strategy.as_mut())?);
+                runs.push(offload.run(cache, mode, eviction()?.strategy, predictor.strategy)?);
             }
         }
-        let report = offload.report(cluster.name(), eviction.name, &self.predictor, runs);
+        let report = offload.report(cluster.name(), eviction_name, &self.predictor, runs);
         write_offload_report(&report, &self.out)?;
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -159,10 +157,10 @@ impl OffloadArgs {
                 "{:>10} {:>6} {:>7.1}% {:>9.2} {:>6.1}% {:>10.1} {:>11}",
                 r.mode.name(),
                 r.cache,
-                r.hit_rate * 100.0,
+                r.copies.hit_rate * 100.0,
                 r.tokens_per_s,
                 r.stall_share * 100.0,
-                (r.demand_bytes + r.prefetch_bytes) as f64 / 1e9,
+                (r.copies.demand_bytes + r.copies.prefetch_bytes) as f64 / 1e9,
                 if r.fits_memory { "yes" } else { "no" }
             )?;
         }

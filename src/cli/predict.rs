@@ -94,13 +94,5 @@ pub(super) fn predictor_settings(
     if !(fit_fraction > 0.0 && fit_fraction < 1.0) {
         bail!("--fit-fraction {fit_fraction} must be strictly between 0 and 1");
     }
-    let mut settings = Settings::new();
-    if let Some(accuracy) = accuracy {
-        settings.insert("accuracy".into(), accuracy.into());
-    }
-    if let Some(seed) = seed {
-        let seed = i64::try_from(seed).context("--seed must be below 2^63")?;
-        settings.insert("seed".into(), seed.into());
-    }
-    Ok(settings)
+    crate::predict::settings(accuracy, seed).map_err(|e| anyhow::anyhow!("--seed: {e}"))
 }

@@ -187,6 +187,9 @@ pub fn print_summary(result: &ServeResult) {
             pool.dispatch.routed_pairs,
             pool.dispatch.moved_pairs
         );
+        if let Some(offload) = &pool.offload {
+            println!("{:?} pool {offload}", pool.config.role);
+        }
     }
     if let Some(e) = &result.elastic {
         println!(

@@ -69,6 +69,9 @@ impl SimulateArgs {
                 s.exposed_comm_share * 100.0
             )?;
         }
+        if let Some(offload) = &result.offload {
+            writeln!(out, "{offload}")?;
+        }
         let d = &result.dispatch;
         for p in &d.placements {
             writeln!(

@@ -2,7 +2,7 @@
 //! 400 ns) over hand-made traces, with hand-computed stalls.
 
 use super::cache::EVICTIONS;
-use super::{Mode, Offload, OffloadRun};
+use super::{Mode, Offload, OffloadRun, cache_for_budget, check_cache};
 use crate::model::MoeModel;
 use crate::predict::PREDICTORS;
 use crate::topology::Cluster;
@@ -29,7 +29,7 @@ fn run(trace: &RoutingTrace, batch: usize, context: u64, cache: usize, mode: Mod
     let lru = EVICTIONS.build("lru", &Default::default()).unwrap();
     let mut oracle = PREDICTORS.build("oracle", &Default::default()).unwrap();
     offload
-        .run(cache, mode, &*lru, oracle.strategy.as_mut())
+        .run(cache, mode, lru.strategy, oracle.strategy)
         .unwrap()
 }
 
@@ -45,13 +45,23 @@ fn one_miss_on_one_link_costs_its_bytes_over_the_bandwidth_plus_the_latency() {
     let t = trace(2, |row, layer| if row == 1 && layer == 5 { 3 } else { 0 });
     let all = run(&t, 1, 512, 8, Mode::OnDemand);
     let one = run(&t, 1, 512, 1, Mode::OnDemand);
-    assert_eq!((all.hit_rate, all.stall_ns, all.demand_bytes), (1.0, 0, 0));
-    assert_eq!(one.stall_ns, ONE_COPY_NS);
+    assert_eq!(
+        (
+            all.copies.hit_rate,
+            all.copies.stall_ns,
+            all.copies.demand_bytes
+        ),
+        (1.0, 0, 0)
+    );
+    assert_eq!(one.copies.stall_ns, ONE_COPY_NS);
     assert_eq!(one.time_ns - all.time_ns, ONE_COPY_NS);
-    assert_eq!((one.demand_bytes, one.prefetch_bytes), (EXPERT_BYTES, 0));
-    assert_eq!(one.hit_rate, 31.0 / 32.0);
-    assert_eq!(one.layer_hit_rates[5], 0.0);
-    assert_eq!(one.layer_hit_rates[4], 1.0);
+    assert_eq!(
+        (one.copies.demand_bytes, one.copies.prefetch_bytes),
+        (EXPERT_BYTES, 0)
+    );
+    assert_eq!(one.copies.hit_rate, 31.0 / 32.0);
+    assert_eq!(one.copies.layer_hit_rates[5], 0.0);
+    assert_eq!(one.copies.layer_hit_rates[4], 1.0);
 }
 
 #[test]
@@ -65,8 +75,8 @@ fn two_misses_at_once_share_the_link() {
     let shared = run(&t, 2, 512, 3, Mode::OnDemand);
     // Warm: 0, then 1 and 2 (unused, by id); experts 4 and 5 both miss, copied side by side:
     // 2 x 352,321,536 B at 32 B/ns = 22,020,096 ns, plus 400 ns.
-    assert_eq!(shared.stall_ns, 22_020_096 + 400);
-    assert_eq!(shared.demand_bytes, 2 * EXPERT_BYTES);
+    assert_eq!(shared.copies.stall_ns, 22_020_096 + 400);
+    assert_eq!(shared.copies.demand_bytes, 2 * EXPERT_BYTES);
 }
 
 #[test]
@@ -74,9 +84,13 @@ fn a_cache_holding_every_expert_never_misses() {
     let t = trace(40, |row, layer| ((row * 7 + layer * 3) % 8) as ExpertId);
     for mode in [Mode::OnDemand, Mode::Prefetch] {
         let r = run(&t, 2, 512, 8, mode);
-        assert_eq!((r.hit_rate, r.stall_ns), (1.0, 0), "{mode:?}");
-        assert_eq!((r.demand_bytes, r.prefetch_bytes), (0, 0), "{mode:?}");
-        assert!(r.layer_hit_rates.iter().all(|&h| h == 1.0));
+        assert_eq!((r.copies.hit_rate, r.copies.stall_ns), (1.0, 0), "{mode:?}");
+        assert_eq!(
+            (r.copies.demand_bytes, r.copies.prefetch_bytes),
+            (0, 0),
+            "{mode:?}"
+        );
+        assert!(r.copies.layer_hit_rates.iter().all(|&h| h == 1.0));
     }
 }
 
@@ -92,16 +106,22 @@ fn a_perfect_prefetch_never_stalls_when_compute_outlasts_a_copy() {
     // 1,008 GB/s), longer than one copy (11 ms).
     let context = 4 << 20;
     let prefetch = run(&t, 1, context, 1, Mode::Prefetch);
-    assert_eq!((prefetch.stall_ns, prefetch.hit_rate), (0, 1.0));
-    // 3 steps x 32 layers of experts copied ahead, each a layer early.
-    assert_eq!(prefetch.prefetch_bytes, 96 * EXPERT_BYTES);
     assert_eq!(
-        (prefetch.demand_bytes, prefetch.wasted_prefetch_bytes),
+        (prefetch.copies.stall_ns, prefetch.copies.hit_rate),
+        (0, 1.0)
+    );
+    // 3 steps x 32 layers of experts copied ahead, each a layer early.
+    assert_eq!(prefetch.copies.prefetch_bytes, 96 * EXPERT_BYTES);
+    assert_eq!(
+        (
+            prefetch.copies.demand_bytes,
+            prefetch.copies.wasted_prefetch_bytes
+        ),
         (0, 0)
     );
     // On demand the same 96 copies each stall the whole copy.
     let on_demand = run(&t, 1, context, 1, Mode::OnDemand);
-    assert_eq!(on_demand.stall_ns, 96 * ONE_COPY_NS);
+    assert_eq!(on_demand.copies.stall_ns, 96 * ONE_COPY_NS);
     assert_eq!(on_demand.time_ns - prefetch.time_ns, 96 * ONE_COPY_NS);
 }
 
@@ -110,19 +130,23 @@ fn bad_inputs_name_what_does_not_fit() {
     let model = MoeModel::preset("mixtral-8x7b").unwrap();
     let cluster = Cluster::preset("rtx4090-host").unwrap();
     let t = trace(4, |_, _| 0);
-    let offload = Offload::new(&model, &cluster, &t, 1, 512, 1, None).unwrap();
+    Offload::new(&model, &cluster, &t, 1, 512, 1, None).unwrap();
     for bad in [0, 9] {
-        let err = offload.check_cache(bad).unwrap_err().to_string();
+        let err = check_cache(&model, bad, "cache").unwrap_err().to_string();
         assert!(
             err.contains(&format!("`cache` = {bad}")) && err.contains("8 experts"),
             "{err}"
         );
     }
     // 24 GiB hold the 3.2 GB of non-expert weights and 2 experts x 32 layers x 352 MB.
-    assert_eq!(offload.cache_for_budget(24 << 30).unwrap(), 2);
-    let err = offload.cache_for_budget(4 << 30).unwrap_err().to_string();
+    assert_eq!(cache_for_budget(&model, 24 << 30, "memory").unwrap(), 2);
+    let err = cache_for_budget(&model, 4 << 30, "memory")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("holds 0 experts"), "{err}");
-    let err = offload.cache_for_budget(200 << 30).unwrap_err().to_string();
+    let err = cache_for_budget(&model, 200 << 30, "memory")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("larger than the model"), "{err}");
     // A trace of 16 experts for a model of 8.
     let layers = (0..32)

@@ -11,6 +11,7 @@ pub mod elastic;
 pub mod estimate;
 pub mod evaluate;
 mod kv_transfer;
+pub mod offload;
 mod replacement;
 mod request_routing;
 pub mod serve;

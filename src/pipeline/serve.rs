@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::Setup;
 use super::kv_transfer::NetworkTransport;
+use super::offload::{OffloadSummary, ServeOffload};
 use super::replacement::{Failures, ReplacementEvent, Replacer};
 use super::request_routing::RequestRouting;
 use super::steps::Step;
@@ -109,6 +110,9 @@ pub struct PoolReport {
     pub dropped_share: f64,
     /// Its re-placements (`[replacement]`), in time order.
     pub replacements: Vec<ReplacementEvent>,
+    /// What its expert copies from host memory did (`[offload]`), stalls in its step times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offload: Option<OffloadSummary>,
     /// What its steps did.
     pub totals: PoolTotals,
     /// Prompt tokens per second per node while the pool was stepping (its saturated rate when
@@ -242,6 +246,7 @@ pub fn serve(
             .replacer
             .as_ref()
             .map_or_else(Vec::new, |r| r.events.clone());
+        report.offload = pricer.offload.as_ref().map(|o| o.summary(&pricer.setup));
         report.totals = collector.pool_totals(report.config.role);
         let nodes = report.config.gpus.div_ceil(per_node) as f64;
         let per_busy_node = |tokens: u64| match report.totals.busy_s {
@@ -316,6 +321,7 @@ fn pool_pricer(
     let mut pricer = SimPricer::new(setup, placed, serving, by_request);
     pricer.failures = failures;
     pricer.replacer = replacer;
+    pricer.offload = ServeOffload::of(&pricer.setup)?;
     Ok((pricer, config, report))
 }
 
@@ -388,10 +394,15 @@ fn pool_config(
     let gpus_per_rank = (gpus / ranks) as f64;
     // Experts are spread over the expert-parallel ranks; every other weight is held whole by
     // each attention rank, split over its GPUs.
+    // With `[offload]` only the cached experts are on the GPU.
     let experts_per_gpu = model.num_experts.div_ceil(gpus / setup.tp) as f64 / setup.tp as f64;
-    let weights =
-        model.num_moe_layers() as f64 * experts_per_gpu * model.expert_weight_bytes() as f64
-            + model.non_expert_weight_bytes() / gpus_per_rank;
+    let expert_bytes = match &setup.offload {
+        Some(plan) => plan.cached_expert_bytes(model),
+        None => {
+            model.num_moe_layers() as f64 * experts_per_gpu * model.expert_weight_bytes() as f64
+        }
+    };
+    let weights = expert_bytes + model.non_expert_weight_bytes() / gpus_per_rank;
     let activations = settings.max_batch_tokens as f64
         * model.hidden_size as f64
         * ACTIVATION_HIDDEN_COPIES
@@ -443,6 +454,7 @@ fn pool_config(
         dispatch: DispatchTally::default(),
         dropped_share: 0.0,
         replacements: Vec::new(),
+        offload: None,
         totals: PoolTotals::default(),
         busy_input_tokens_per_s_per_node: 0.0,
         busy_output_tokens_per_s_per_node: 0.0,
@@ -579,6 +591,8 @@ pub(super) struct SimPricer {
     failures: Failures,
     /// Re-placement state (`[replacement]`).
     replacer: Option<Replacer>,
+    /// The GPU's expert cache and copies (`[offload]`).
+    offload: Option<ServeOffload>,
 }
 
 impl SimPricer {
@@ -607,6 +621,7 @@ impl SimPricer {
             now_ns: 0,
             failures: Failures::none(),
             replacer: None,
+            offload: None,
         }
     }
 
@@ -739,9 +754,22 @@ impl StepPricer for SimPricer {
         }
     }
 
-    /// The step's cost, plus the stall of a synchronous re-placement it triggers.
+    /// The step's cost, plus its wait for experts copied from host memory and the stall of a
+    /// synchronous re-placement it triggers.
     fn price(&mut self, ranks: &[RankBatch], runs: &[TokenRun]) -> Result<StepCost> {
         let mut cost = self.price_step(ranks, runs)?;
+        if let Some(offload) = &mut self.offload {
+            let tokens = ranks.iter().map(RankBatch::tokens).sum::<u64>() as usize;
+            let span = span_of(ranks);
+            cost.ns += offload.stall(
+                &self.setup,
+                &self.costs,
+                self.now_ns,
+                tokens,
+                &span,
+                cost.ns,
+            )?;
+        }
         if let Some(replacer) = &mut self.replacer
             && let Some((placement, stall_ns)) =
                 replacer.step_done(&self.setup, &self.placement, self.now_ns, cost.ns)?

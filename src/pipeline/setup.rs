@@ -19,6 +19,7 @@ use crate::sim::step::{LayerWork, StepSpec};
 use crate::topology::{Cluster, DataType, GpuSpec};
 use crate::trace::{self, ExpertLoads, Trace, synth};
 
+use super::offload::OffloadPlan;
 use super::speculation::Speculation;
 use super::steps::{Step, attention_span, cut_steps, step_plans, step_routing};
 
@@ -50,6 +51,8 @@ pub struct Setup {
     pub dispatch: DispatchPolicy,
     /// Speculative pre-scheduling of the dispatch (`[speculation]`), when the scenario asks.
     pub speculation: Option<Speculation>,
+    /// Experts in host memory and a cache of them on the one GPU (`[offload]`).
+    pub offload: Option<OffloadPlan>,
 }
 
 impl Setup {
@@ -103,6 +106,12 @@ impl Setup {
             }
             None => None,
         };
+        let offload = match &scenario.offload {
+            Some(spec) => Some(OffloadPlan::resolve(
+                spec, &model, &cluster, &trace, &mut steps,
+            )?),
+            None => None,
+        };
         Ok(Setup {
             scenario: scenario.clone(),
             model,
@@ -117,6 +126,7 @@ impl Setup {
             sim,
             dispatch,
             speculation,
+            offload,
         })
     }
 

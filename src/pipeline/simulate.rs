@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::Setup;
+use super::offload::{OffloadSummary, StepStalls};
 use crate::cost::DispatchTally;
 use crate::error::Result;
 use crate::placement::Placement;
@@ -40,6 +41,10 @@ pub struct SimResult {
     /// The kernels of the first MoE layer of the first step under the first placement, on its
     /// GPU with the slowest routed experts (launch costs left out).
     pub kernels: Vec<KernelTime>,
+    /// What the expert copies from host memory did (`[offload]`); each step's stall is in its
+    /// `step_ns` (the stall share is over the first strategy's time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offload: Option<OffloadSummary>,
     /// The Chrome / Perfetto trace of every strategy's first step, when asked for.
     #[serde(skip)]
     pub perfetto: Option<serde_json::Value>,
@@ -107,6 +112,11 @@ pub fn simulate(
 ) -> Result<SimResult> {
     let costs = setup.kernel_costs();
     let overlaps = setup.sim.overlaps.len();
+    // The copies do not depend on the placement or the overlap (one GPU): walked once.
+    let offload = match &setup.offload {
+        Some(plan) => Some((plan, StepStalls::walk(setup, plan)?)),
+        None => None,
+    };
     // Placements are simulated in parallel; each keeps its own totals and Perfetto events, joined
     // in placement order, so the result does not depend on the thread count.
     let per_placement = placements
@@ -137,6 +147,9 @@ pub fn simulate(
                         excerpt: first && options.timeline_excerpt,
                     };
                     total.simulate(&spec, &**overlap, step.phase, recording);
+                    if let Some((_, walked)) = &offload {
+                        total.add_wait(walked.stalls[index]);
+                    }
                 }
             }
             let sims: Vec<_> = totals
@@ -154,6 +167,10 @@ pub fn simulate(
         events.extend(placement_events);
         tallies.push(tally);
     }
+    let offload = offload.map(|(plan, walked)| {
+        let time_ns = strategies.first().map_or(0, |s| s.total_ns);
+        walked.summary(setup, plan, time_ns)
+    });
     let scenario = &setup.scenario;
     let kernels = match (placements.first(), setup.steps.first()) {
         (Some((_, placement)), Some(step)) => layer_kernels(setup, &costs, placement, step)?,
@@ -170,6 +187,7 @@ pub fn simulate(
         comm_sms: setup.sim.all_to_all.sms_taken(),
         strategies,
         dispatch: DispatchSummary::new(setup, tallies),
+        offload,
         kernels,
         perfetto: options.perfetto.then(|| perfetto::document(events)),
     })

@@ -12,7 +12,7 @@ mod transition;
 use std::ops::Range;
 
 use crate::plugin_entry;
-use crate::registry::Registry;
+use crate::registry::{Registry, Settings};
 use crate::trace::{ExpertId, RoutingTrace};
 
 pub use history::History;
@@ -52,6 +52,21 @@ pub static PREDICTORS: Registry<dyn ExpertPredictor> = Registry {
         plugin_entry!(ExpertPredictor, Oracle),
     ],
 };
+
+/// A predictor's settings from the oracle's knobs, as flags and scenario tables give them: its
+/// `accuracy` and `seed` (a predictor without such a knob refuses it when built). The error
+/// says the seed does not fit.
+pub fn settings(accuracy: Option<f64>, seed: Option<u64>) -> Result<Settings, String> {
+    let mut settings = Settings::new();
+    if let Some(accuracy) = accuracy {
+        settings.insert("accuracy".into(), accuracy.into());
+    }
+    if let Some(seed) = seed {
+        let seed = i64::try_from(seed).map_err(|_| format!("seed {seed} must be below 2^63"))?;
+        settings.insert("seed".into(), seed.into());
+    }
+    Ok(settings)
+}
 
 #[cfg(test)]
 mod tests;

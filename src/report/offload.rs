@@ -38,15 +38,15 @@ fn runs_csv(runs: &[OffloadRun]) -> String {
             "{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.mode.name(),
             r.cache,
-            r.hit_rate,
+            r.copies.hit_rate,
             r.tokens_per_s,
             r.stall_share,
             r.time_ns,
-            r.stall_ns,
+            r.copies.stall_ns,
             r.tokens,
-            r.demand_bytes,
-            r.prefetch_bytes,
-            r.wasted_prefetch_bytes,
+            r.copies.demand_bytes,
+            r.copies.prefetch_bytes,
+            r.copies.wasted_prefetch_bytes,
             r.gpu_bytes,
             r.fits_memory
         );
@@ -57,7 +57,7 @@ fn runs_csv(runs: &[OffloadRun]) -> String {
 fn layers_csv(runs: &[OffloadRun]) -> String {
     let mut csv = String::from("mode,cache,layer,hit_rate\n");
     for r in runs {
-        for (layer, rate) in r.layer_hit_rates.iter().enumerate() {
+        for (layer, rate) in r.copies.layer_hit_rates.iter().enumerate() {
             let _ = writeln!(csv, "{},{},{layer},{rate}", r.mode.name(), r.cache);
         }
     }
@@ -79,8 +79,8 @@ fn charts(report: &OffloadReport, dir: &Path) -> Result<Vec<PathBuf>> {
     };
     let title = format!("{} on {}", report.model, report.cluster);
     let (hit_od, hit_pf) = (
-        metric(&on_demand, |r| r.hit_rate * 100.0),
-        metric(&prefetch, |r| r.hit_rate * 100.0),
+        metric(&on_demand, |r| r.copies.hit_rate * 100.0),
+        metric(&prefetch, |r| r.copies.hit_rate * 100.0),
     );
     let on_demand_name = format!("on-demand ({})", report.eviction);
     let prefetch_name = format!("prefetch ({})", report.predictor);
@@ -132,7 +132,7 @@ fn charts(report: &OffloadReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let names: Vec<String> = shown.iter().map(|r| format!("cache {}", r.cache)).collect();
     let values: Vec<Vec<f64>> = shown
         .iter()
-        .map(|r| r.layer_hit_rates.iter().map(|h| h * 100.0).collect())
+        .map(|r| r.copies.layer_hit_rates.iter().map(|h| h * 100.0).collect())
         .collect();
     let series: Vec<Series> = names
         .iter()

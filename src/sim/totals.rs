@@ -49,7 +49,8 @@ pub struct StrategySim {
     pub events: u64,
     /// Per step.
     pub steps: Vec<StepTime>,
-    /// Per MoE layer, summed over steps: the critical-path shares add up to `total_ns`.
+    /// Per MoE layer, summed over steps: the critical-path shares add up to `total_ns` (less
+    /// any wait outside the step graph: [`StrategyTotals::add_wait`]).
     pub layers: Vec<LayerTimes>,
     /// Links that carried bytes.
     pub links: Vec<LinkUse>,
@@ -141,6 +142,14 @@ impl StrategyTotals {
             tokens: tokens.round() as usize,
             step_ns: timeline.makespan_ns(),
         });
+    }
+
+    /// Adds `ns` the last step added waited outside its task graph (its experts copied from host
+    /// memory: `[offload]`) to its time; the per-layer shares leave it out.
+    pub fn add_wait(&mut self, ns: u64) {
+        if let Some(step) = self.steps.last_mut() {
+            step.step_ns += ns;
+        }
     }
 
     /// The totals over every step added, with mean, median and 99th-percentile step times.

@@ -21,6 +21,7 @@ mod interop;
 mod kernel_emulation;
 mod kernels;
 mod offload;
+mod offserve;
 mod place;
 mod plan;
 mod predict;
