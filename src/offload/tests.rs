@@ -27,7 +27,7 @@ fn run(trace: &RoutingTrace, batch: usize, context: u64, cache: usize, mode: Mod
     let cluster = Cluster::preset("rtx4090-host").unwrap();
     let offload = Offload::new(&model, &cluster, trace, batch, context, 1, None).unwrap();
     let lru = EVICTIONS.build("lru", &Default::default()).unwrap();
-    let mut oracle = PREDICTORS.build("oracle", &Default::default()).unwrap();
+    let oracle = PREDICTORS.build("oracle", &Default::default()).unwrap();
     offload
         .run(cache, mode, lru.strategy, oracle.strategy)
         .unwrap()
