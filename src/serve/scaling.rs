@@ -349,7 +349,8 @@ pub struct ScaleEvent {
     pub kind: &'static str,
     /// When it was decided (or the GPU failed), s.
     pub start_s: f64,
-    /// When the new capacity served, s.
+    /// When the mechanism was done and the new capacity could serve, s (a failure's pause in
+    /// between delays it further: that is the failure's recovery).
     pub ready_s: f64,
     /// Units before.
     pub from_units: usize,
@@ -632,7 +633,6 @@ impl<'t> Elastic<'t> {
         for pending in done {
             self.units = self.units.saturating_add_signed(pending.delta);
             self.bill(pending.ready_ns);
-            self.events[pending.event].ready_s = pending.ready_ns as f64 / NS;
             self.cooldown_until_ns = self
                 .cooldown_until_ns
                 .max(pending.ready_ns + (self.knobs.cooldown_s * NS) as u64);
