@@ -106,7 +106,10 @@ fn a_gpu_failure_leaves_the_scale_up_in_flight_and_the_spare_restores_the_count(
     let events = &summary["elastic"]["events"];
     let span = |i: usize| {
         let e = &events[i];
-        (e["start_s"].as_f64().unwrap(), e["ready_s"].as_f64().unwrap())
+        (
+            e["start_s"].as_f64().unwrap(),
+            e["ready_s"].as_f64().unwrap(),
+        )
     };
     // The replica decided before the failure loads as long as the spare (10 s + its weights).
     let ((up_start, up_ready), (spare_start, spare_ready)) = (span(0), span(2));

@@ -279,10 +279,7 @@ fn a_failure_does_not_cancel_a_scale_up_in_flight() {
         .iter()
         .map(|e| (e.kind, e.from_units, e.to_units))
         .collect();
-    assert_eq!(
-        kinds,
-        [("up", 3, 4), ("failure", 3, 2), ("spare", 3, 4)]
-    );
+    assert_eq!(kinds, [("up", 3, 4), ("failure", 3, 2), ("spare", 3, 4)]);
     assert_eq!(elastic.events()[0].ready_s, 190.0);
     // Billed: 3 GPUs to 100 s, then 4 (the new replica from its decision; after the failure 2
     // serving + 2 loading) to the end at 300 s: 300 + 800 GPU-seconds.
