@@ -15,6 +15,10 @@ pub struct Signal {
     pub now_ns: u64,
     /// Requests waiting (queued on the ranks or on their way in).
     pub queued: u64,
+    /// Of `queued`, what the pool's last pause (a vertical restart, a failure's rebuild) left
+    /// waiting and has not worked off yet (the lowest queue since it resumed): the capacity
+    /// there serves it, so it asks for none more, but it is not idleness either.
+    pub backlog: u64,
     /// Requests running.
     pub running: u64,
     /// Requests the active ranks may run at once (`ranks x max_running`).
@@ -91,7 +95,8 @@ impl Plugin for Fixed {
 
 /// One unit more while the metric is above `up`, one fewer while it is below `down`: between
 /// them (the hysteresis band) nothing changes, so a load that a scale step moves across less
-/// than the band never oscillates.
+/// than the band never oscillates. Scaling up reads the metric without the backlog of the last
+/// pause (only a queue that grows after a restart asks for another), scaling down with it.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Threshold {
@@ -115,10 +120,13 @@ impl Default for Threshold {
 
 impl Autoscaler for Threshold {
     fn desired(&mut self, signal: &Signal, units: usize) -> usize {
-        let value = self.metric.of(signal);
-        if value > self.up {
+        let grown = Signal {
+            queued: signal.queued.saturating_sub(signal.backlog),
+            ..*signal
+        };
+        if self.metric.of(&grown) > self.up {
             units + 1
-        } else if value < self.down {
+        } else if self.metric.of(signal) < self.down {
             units.saturating_sub(1)
         } else {
             units

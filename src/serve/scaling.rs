@@ -349,7 +349,8 @@ pub struct ScaleEvent {
     pub kind: &'static str,
     /// When it was decided (or the GPU failed), s.
     pub start_s: f64,
-    /// When the new capacity served, s.
+    /// When the mechanism was done and the new capacity could serve, s (a failure's pause in
+    /// between delays it further: that is the failure's recovery).
     pub ready_s: f64,
     /// Units before.
     pub from_units: usize,
@@ -368,7 +369,12 @@ pub struct ScaleEvent {
 struct Pending {
     event: usize,
     ready_ns: u64,
+    /// Units it adds to (or takes from) the serving ones when done (a vertical restart: 0, its
+    /// units counted at once).
     delta: isize,
+    /// Units billed beyond the serving ones until it is done (new ones loading, or a vertical
+    /// restart's leaving ones).
+    held: usize,
 }
 
 /// The controller: policy, cooldown, failures and mechanism timing.
@@ -382,8 +388,17 @@ pub struct Elastic<'t> {
     units: usize,
     /// Failures not happened yet, by time.
     failures: VecDeque<GpuFailure>,
-    pending: Option<Pending>,
+    /// Changes in flight, in the order decided (a failure cancels none of them).
+    pending: Vec<Pending>,
     cooldown_until_ns: u64,
+    /// The pool stops (a restart, a failure's rebuild) until this, ns.
+    paused_until_ns: u64,
+    /// Whether the queue left by the last pause is still to be read (at the pool's first step
+    /// boundary after it).
+    backlog_unread: bool,
+    /// The queue the last pause left and the pool has not worked off yet: the lowest queue
+    /// since it resumed.
+    backlog: u64,
     arrivals: VecDeque<u64>,
     finished: VecDeque<(u64, bool)>,
     events: Vec<ScaleEvent>,
@@ -419,8 +434,11 @@ impl<'t> Elastic<'t> {
             gpus_per_rank,
             units,
             failures: failures.into(),
-            pending: None,
+            pending: Vec::new(),
             cooldown_until_ns: 0,
+            paused_until_ns: 0,
+            backlog_unread: false,
+            backlog: 0,
             arrivals: VecDeque::new(),
             finished: VecDeque::new(),
             events: Vec::new(),
@@ -465,10 +483,26 @@ impl<'t> Elastic<'t> {
         hours
     }
 
-    fn bill(&mut self, at_ns: u64, units: usize) {
-        let gpus = units * self.unit_gpus;
+    /// Bills, from `at_ns`, the serving units and those held by changes in flight.
+    fn bill(&mut self, at_ns: u64) {
+        let held: usize = self.pending.iter().map(|p| p.held).sum();
+        let gpus = (self.units + held) * self.unit_gpus;
+        // Several changes at one instant bill only what they leave.
+        while self.billed.last().is_some_and(|&(t, _)| t == at_ns) {
+            self.billed.pop();
+        }
         if self.billed.last().is_none_or(|&(_, g)| g != gpus) {
             self.billed.push((at_ns, gpus));
+        }
+    }
+
+    /// The pool stops until `until_ns`: changes in flight serve no earlier, and the queue it
+    /// leaves is read when it resumes.
+    fn pause(&mut self, until_ns: u64) {
+        self.paused_until_ns = self.paused_until_ns.max(until_ns);
+        self.backlog_unread = true;
+        for pending in &mut self.pending {
+            pending.ready_ns = pending.ready_ns.max(until_ns);
         }
     }
 
@@ -476,54 +510,62 @@ impl<'t> Elastic<'t> {
         (self.knobs.window_s * NS) as u64
     }
 
-    /// Starts a change of `delta` units at `now_ns`; returns what the engine does at once.
+    /// Starts a change of `delta` units at `now_ns` (from the units serving once the changes in
+    /// flight are done); returns what the engine does at once.
     fn start(&mut self, now_ns: u64, delta: isize, kind: &'static str) -> Option<Change> {
-        let to = self.units.checked_add_signed(delta)?;
-        let plan = self.timing.change(self.units, to);
+        let from = self
+            .units
+            .checked_add_signed(self.pending.iter().map(|p| p.delta).sum())?;
+        let to = from.checked_add_signed(delta)?;
+        let plan = self.timing.change(from, to);
         let ready_ns = now_ns + plan.ns;
         self.events.push(ScaleEvent {
             kind,
             start_s: now_ns as f64 / NS,
             ready_s: ready_ns as f64 / NS,
-            from_units: self.units,
+            from_units: from,
             to_units: to,
             bytes: plan.bytes,
             recomputed: 0,
             kept_kv: 0,
         });
-        // New GPUs are billed from the decision, leaving ones until they are released.
-        self.bill(now_ns, self.units.max(to));
         let event = self.events.len() - 1;
         self.change_event = event;
         if self.knobs.mechanism == Mechanism::Vertical {
-            // The group restarts at the new size at once; it serves again when rebuilt.
+            // The group restarts at the new size at once (a restart in flight restarts with
+            // it); it serves again when rebuilt. Leaving GPUs are billed until then.
             self.units = to;
-            self.pending = Some(Pending {
+            self.pending.push(Pending {
                 event,
                 ready_ns,
                 delta: 0,
+                held: from.saturating_sub(to),
             });
+            self.pause(ready_ns);
+            self.bill(now_ns);
             return Some(Change {
                 failed: Vec::new(),
                 ranks: to * self.ranks_per_unit,
                 moved: Moved::Recompute,
                 restart: true,
-                pause_until_ns: ready_ns,
+                pause_until_ns: self.paused_until_ns,
             });
         }
-        let immediate = delta < 0 && self.knobs.mechanism == Mechanism::Horizontal;
-        if immediate {
-            self.units = to;
-            self.bill(now_ns, to);
-            self.pending = None;
+        if delta < 0 && self.knobs.mechanism == Mechanism::Horizontal {
+            // A replica leaves at once.
+            self.units = self.units.checked_add_signed(delta)?;
+            self.bill(now_ns);
             self.cooldown_until_ns = now_ns + (self.knobs.cooldown_s * NS) as u64;
             return Some(self.resize(now_ns, Moved::Recompute));
         }
-        self.pending = Some(Pending {
+        // New GPUs are billed from the decision, leaving ones until they are released.
+        self.pending.push(Pending {
             event,
             ready_ns,
             delta,
+            held: delta.max(0) as usize,
         });
+        self.bill(now_ns);
         None
     }
 
@@ -544,7 +586,8 @@ impl<'t> Elastic<'t> {
             return None;
         }
         // The failed GPU's unit is lost; the others serve on, the expert-parallel group
-        // rebuilding its lost experts (vertical: a restart) before it steps again.
+        // rebuilding its lost experts (vertical: a restart) before it steps again. Changes in
+        // flight go on.
         let unit = rank / self.ranks_per_unit;
         let failed: Vec<usize> =
             (unit * self.ranks_per_unit..(unit + 1) * self.ranks_per_unit).collect();
@@ -562,16 +605,41 @@ impl<'t> Elastic<'t> {
             kept_kv: 0,
         });
         self.units = to;
-        self.bill(now_ns, to);
-        self.pending = None;
-        let change = Change {
+        self.bill(now_ns);
+        if plan.ns > 0 {
+            self.pause(now_ns + plan.ns);
+        }
+        Some(Change {
             failed,
             ranks: to * self.ranks_per_unit,
             moved: Moved::KeepKv,
             restart: self.knobs.mechanism == Mechanism::Vertical,
             pause_until_ns: now_ns + plan.ns,
-        };
-        Some(change)
+        })
+    }
+
+    /// The changes in flight done by `now_ns` (and before `before_ns`) take effect; returns
+    /// what the engine does, `None` when nothing was done or nothing changes the ranks.
+    fn land(&mut self, now_ns: u64, before_ns: u64) -> Option<Option<Change>> {
+        let (mut done, left): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.ready_ns <= now_ns && p.ready_ns <= before_ns);
+        self.pending = left;
+        if done.is_empty() {
+            return None;
+        }
+        done.sort_by_key(|p| p.ready_ns);
+        let mut resized = false;
+        for pending in done {
+            self.units = self.units.saturating_add_signed(pending.delta);
+            self.bill(pending.ready_ns);
+            self.cooldown_until_ns = self
+                .cooldown_until_ns
+                .max(pending.ready_ns + (self.knobs.cooldown_s * NS) as u64);
+            self.change_event = pending.event;
+            resized |= pending.delta != 0;
+        }
+        Some(resized.then(|| self.resize(now_ns, Moved::KeepKv)))
     }
 }
 
@@ -610,44 +678,47 @@ impl Scaler for Elastic<'_> {
         signal.previous_rate = (self.arrivals.len() - recent) as f64 / self.knobs.window_s;
         let missed = self.finished.iter().filter(|(_, met)| !met).count();
         signal.slo_miss = missed as f64 / self.finished.len().max(1) as f64;
+        // What waited through the last pause is worked off by the capacity there: it is read
+        // when the pool resumes and shrinks with the queue.
+        if self.backlog_unread && now >= self.paused_until_ns {
+            self.backlog_unread = false;
+            self.backlog = signal.queued;
+        }
+        self.backlog = self.backlog.min(signal.queued);
+        signal.backlog = self.backlog;
 
-        if let Some(failure) = self.failures.front().copied()
-            && (failure.at_s * NS) as u64 <= now
-        {
-            self.failures.pop_front();
+        let failure_ns = self
+            .failures
+            .front()
+            .map(|f| (f.at_s * NS) as u64)
+            .filter(|&at| at <= now);
+        // Changes done before the failure take effect first.
+        if let Some(change) = self.land(now, failure_ns.unwrap_or(u64::MAX)) {
+            return change;
+        }
+        if let Some(failure_ns) = failure_ns {
+            let failure = self.failures.pop_front()?;
             // Seen at this step boundary, dated when it happened.
-            let now = (failure.at_s * NS) as u64;
-            let mut change = self.fail(now, failure)?;
+            let mut change = self.fail(failure_ns, failure)?;
             let failure_event = self.events.len() - 1;
             // Nothing serves without a unit: the last one is always replaced.
             if (failure.recover == Recover::Spare || self.units == 0)
-                && let Some(spare) = self.start(now, 1, "spare")
+                && let Some(spare) = self.start(failure_ns, 1, "spare")
             {
                 // A vertical spare joins in the same restart.
                 change.ranks = spare.ranks;
                 change.pause_until_ns = change.pause_until_ns.max(spare.pause_until_ns);
             }
             if self.units == 0
-                && let Some(pending) = self.pending
+                && let Some(ready_ns) = self.pending.iter().map(|p| p.ready_ns).max()
             {
-                change.pause_until_ns = change.pause_until_ns.max(pending.ready_ns);
+                change.pause_until_ns = change.pause_until_ns.max(ready_ns);
+                self.pause(ready_ns);
             }
             self.change_event = failure_event;
             return Some(change);
         }
-        if let Some(pending) = self.pending {
-            if now < pending.ready_ns {
-                return None;
-            }
-            self.pending = None;
-            self.units = self.units.saturating_add_signed(pending.delta);
-            self.bill(pending.ready_ns, self.units);
-            self.events[pending.event].ready_s = pending.ready_ns as f64 / NS;
-            self.cooldown_until_ns = pending.ready_ns + (self.knobs.cooldown_s * NS) as u64;
-            self.change_event = pending.event;
-            return (pending.delta != 0).then(|| self.resize(now, Moved::KeepKv));
-        }
-        if now < self.cooldown_until_ns {
+        if !self.pending.is_empty() || now < self.cooldown_until_ns {
             return None;
         }
         let wanted = self

@@ -14,6 +14,7 @@ mod compare;
 mod cpu_capture_trace;
 mod dispatch;
 mod elastic;
+mod elastic2;
 mod end_to_end;
 mod hardening;
 mod html_report;

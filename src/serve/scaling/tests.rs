@@ -15,6 +15,21 @@ impl ScaleTiming for Fixed {
     }
 }
 
+/// A horizontal replica: every scale-up takes `ns`, a failed replica just stops.
+struct Replicas(u64);
+
+impl ScaleTiming for Replicas {
+    fn change(&mut self, _: usize, _: usize) -> Plan {
+        Plan {
+            ns: self.0,
+            bytes: 0.0,
+        }
+    }
+    fn restore(&mut self, _: usize, _: usize) -> Plan {
+        Plan::default()
+    }
+}
+
 fn config(text: &str) -> ScalingConfig {
     toml::from_str::<ScalingConfig>(text).unwrap()
 }
@@ -174,4 +189,104 @@ fn the_predictive_policy_sizes_for_the_extrapolated_rate() {
     };
     assert_eq!(policy.desired(&flat, 8), 7);
     assert_eq!(policy.desired(&flat, 3), 3);
+}
+
+/// A vertical group of 1 to 4 units serving a fluid queue, polled once a second: `rate`
+/// requests/s arrive for the first 120 s, each unit serves 20 a second, nothing is served while
+/// the group restarts (30 s); threshold on the queue, up 10, never down, 20 s cooldown.
+/// Returns the restarts decided in 300 s.
+fn vertical_burst(rate: u64) -> Vec<f64> {
+    let text = "policy = \"threshold\"\nmetric = \"queue\"\nup = 10\ndown = 0\ncooldown_s = 20\n\
+                mechanism = \"vertical\"\nmin_units = 1\nmax_units = 4";
+    let mut elastic = Elastic::new(
+        &config(text),
+        &[],
+        1,
+        1,
+        Slo::default(),
+        Box::new(Fixed(30_000_000_000)),
+    )
+    .unwrap();
+    let (mut queue, mut units, mut resume_ns) = (0, 1, 0);
+    for second in 0..300u64 {
+        let now_ns = second * 1_000_000_000;
+        if let Some(change) = elastic.poll(Signal {
+            now_ns,
+            queued: queue,
+            ..Signal::default()
+        }) {
+            units = change.ranks as u64;
+            resume_ns = change.pause_until_ns;
+        }
+        let arrived = if second < 120 { rate } else { 0 };
+        let served = if now_ns < resume_ns { 0 } else { 20 * units };
+        queue = (queue + arrived).saturating_sub(served);
+    }
+    elastic.events().iter().map(|e| e.start_s).collect()
+}
+
+#[test]
+fn one_burst_one_more_unit_absorbs_restarts_the_vertical_group_once() {
+    // 30/s on one unit (20/s): the queue is 20 > 10 at t = 2, restart to 2 units until 32 s.
+    // 30 s of arrivals wait meanwhile: 920 at 32 s. Two units (40/s) work it off at 10/s, so it
+    // only shrinks (720 at the end of the cooldown, 52 s): no second restart. Reading the raw
+    // queue restarted again at 52 s (to 3 units, 1,620 queued at 82 s) and at 102 s.
+    assert_eq!(vertical_burst(30), [2.0]);
+}
+
+#[test]
+fn a_queue_that_grows_after_the_restart_still_asks_for_more() {
+    // 50/s: 30 > 10 at t = 1, restart to 2 units until 31 s (1,530 queued). Two units fall
+    // 10/s behind: at 51 s the queue has grown by 200 > 10 since the restart: restart to 3
+    // (60/s, the queue shrinks from then on).
+    assert_eq!(vertical_burst(50), [1.0, 51.0]);
+}
+
+#[test]
+fn a_failure_does_not_cancel_a_scale_up_in_flight() {
+    // Horizontal, 3 units, up = 10: one more replica decided at 100 s (90 s to load); GPU 1
+    // fails at 150 s and a spare comes in (90 s).
+    let text = "policy = \"threshold\"\nmetric = \"queue\"\nup = 10\ndown = 0\ncooldown_s = 20\n\
+                mechanism = \"horizontal\"\nmin_units = 1\nmax_units = 4\ninitial_units = 3";
+    let failure = GpuFailure {
+        gpu: 1,
+        at_s: 150.0,
+        recover: Recover::Spare,
+    };
+    let mut elastic = Elastic::new(
+        &config(text),
+        &[failure],
+        1,
+        1,
+        Slo::default(),
+        Box::new(Replicas(90_000_000_000)),
+    )
+    .unwrap();
+    let at = |s: u64| Signal {
+        now_ns: s * 1_000_000_000,
+        queued: 11,
+        ..Signal::default()
+    };
+    assert_eq!(elastic.poll(at(100)), None);
+    let failed = elastic.poll(at(150)).unwrap();
+    assert_eq!((failed.failed.clone(), failed.ranks), (vec![1], 2));
+    // The replica decided at 100 s serves at 190 s, the spare at 240 s: 4 again.
+    assert_eq!(elastic.poll(at(189)), None);
+    assert_eq!(elastic.poll(at(190)).unwrap().ranks, 3);
+    assert_eq!(elastic.poll(at(240)).unwrap().ranks, 4);
+    let kinds: Vec<(&str, usize, usize)> = elastic
+        .events()
+        .iter()
+        .map(|e| (e.kind, e.from_units, e.to_units))
+        .collect();
+    assert_eq!(kinds, [("up", 3, 4), ("failure", 3, 2), ("spare", 3, 4)]);
+    assert_eq!(elastic.events()[0].ready_s, 190.0);
+    // Billed: 3 GPUs to 100 s, then 4 (the new replica from its decision; after the failure 2
+    // serving + 2 loading) to the end at 300 s: 300 + 800 GPU-seconds.
+    assert_eq!(
+        elastic.billed(),
+        [(0, 3), (100_000_000_000, 4)],
+        "the failure at 150 s leaves 2 serving + 2 loading"
+    );
+    assert!((elastic.gpu_hours(300_000_000_000) - 1100.0 / 3600.0).abs() < 1e-12);
 }
