@@ -86,8 +86,12 @@ impl<'p> Pool<'p> {
     /// The rank the next request goes to.
     fn choose_rank(&mut self) -> usize {
         let mut held: Vec<usize> = self.serving().iter().map(Rank::requests).collect();
+        // Requests whose rank left while they were on their way in count nowhere: they choose
+        // again when they arrive (`admit_ready`).
         for live in self.inbox.values() {
-            held[live.rank] += 1;
+            if let Some(count) = held.get_mut(live.rank) {
+                *count += 1;
+            }
         }
         self.assigner.strategy.choose(&held)
     }
@@ -154,8 +158,14 @@ impl<'p> Pool<'p> {
             for live in rank.waiting.iter_mut().chain(rank.running.iter_mut()) {
                 live.rank = failed;
             }
-            for live in self.inbox.values_mut().filter(|l| l.rank == moved) {
-                live.rank = failed;
+            // Requests on their way to the failed rank choose again when they arrive; those on
+            // their way to the moved one follow it.
+            for live in self.inbox.values_mut() {
+                if live.rank == failed {
+                    live.rank = usize::MAX;
+                } else if live.rank == moved {
+                    live.rank = failed;
+                }
             }
         }
         while self.active > change.ranks {
@@ -562,5 +572,104 @@ impl Arrivals {
             Some(ns) if ns <= now_ns => self.next.take(),
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::{RankBatch, StepCost};
+
+    /// Every step costs 1 ns.
+    struct Free;
+
+    impl StepPricer for Free {
+        fn price(&mut self, _ranks: &[RankBatch], _runs: &[TokenRun]) -> Result<StepCost> {
+            Ok(StepCost {
+                ns: 1,
+                imbalance: 1.0,
+            })
+        }
+    }
+
+    fn live(id: u64, rank: usize) -> Live {
+        let request = Request {
+            id,
+            arrival_s: 0.0,
+            input_tokens: 16,
+            output_tokens: 4,
+            prefix_blocks: None,
+        };
+        Live {
+            rank,
+            ..Live::new(request, 0)
+        }
+    }
+
+    fn pool(ranks: usize) -> Pool<'static> {
+        let config = PoolConfig {
+            role: Role::Colocated,
+            ranks,
+            gpus: ranks,
+            max_batch_tokens: 8192,
+            max_running: 256,
+            chunked_prefill: true,
+            block_size: 16,
+            kv_blocks: 1_000,
+            prefix_caching: false,
+        };
+        Pool::new(config, Box::new(Free), "decode-first", "least-loaded").unwrap()
+    }
+
+    #[test]
+    fn requests_in_flight_to_ranks_that_leave_choose_again_on_arrival() {
+        // Two ranks; rank 1 holds a queued request and another is on its way to it (ready at
+        // 1 us) when the pool shrinks to one rank.
+        let mut pool = pool(2);
+        pool.ranks[1].waiting.push_back(live(0, 1));
+        pool.receive(live(1, 1), 1_000);
+        let change = Change {
+            failed: Vec::new(),
+            ranks: 1,
+            moved: Moved::Recompute,
+            restart: false,
+            pause_until_ns: 0,
+        };
+        assert_eq!(pool.resize(&change), (0, 0));
+        pool.clock_ns = 1_000;
+        pool.admit_ready();
+        let ids: Vec<u64> = pool.ranks[0].waiting.iter().map(|l| l.id).collect();
+        assert_eq!(ids, [0, 1]);
+        assert!(pool.ranks[0].waiting.iter().all(|l| l.rank == 0));
+    }
+
+    #[test]
+    fn a_failed_ranks_requests_in_flight_choose_again_and_the_moved_ranks_follow_it() {
+        // Three ranks; rank 0 fails, rank 2 takes its place. Rank 1 already holds a request, so
+        // the one on its way to the failed rank lands on the least loaded serving rank: 0.
+        let mut pool = pool(3);
+        pool.ranks[1].waiting.push_back(live(0, 1));
+        pool.receive(live(1, 0), 1_000);
+        pool.receive(live(2, 2), 1_000);
+        let change = Change {
+            failed: vec![0],
+            ranks: 2,
+            moved: Moved::Recompute,
+            restart: false,
+            pause_until_ns: 0,
+        };
+        pool.resize(&change);
+        let heading: Vec<usize> = pool.inbox.values().map(|l| l.rank).collect();
+        assert_eq!(heading, [usize::MAX, 0]);
+        pool.clock_ns = 1_000;
+        pool.admit_ready();
+        let on = |r: usize| {
+            pool.ranks[r]
+                .waiting
+                .iter()
+                .map(|l| l.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!((on(0), on(1)), (vec![1, 2], vec![0]));
     }
 }
