@@ -151,6 +151,14 @@ pub fn check_trace(model: &MoeModel, trace: &RoutingTrace) -> Result<()> {
     Ok(())
 }
 
+/// How experts reach a GPU's cache: when they are copied, which one leaves, and what predicts
+/// the next layer's experts (for prefetch and predicted eviction).
+pub struct Strategy {
+    pub mode: Mode,
+    pub eviction: Box<dyn EvictionPolicy>,
+    pub predictor: Box<dyn ExpertPredictor>,
+}
+
 /// A decode run's fixed inputs, checked against each other.
 pub struct Offload<'a> {
     model: &'a MoeModel,
@@ -335,17 +343,19 @@ impl OffloadGpu {
     /// copying over `path` in `mode`, evicting by `eviction` and predicting with `predictor`
     /// (fitted on `trace`'s rows `warm`, whose most used experts per layer the cache starts
     /// with, by id among equals).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         model: &MoeModel,
         path: &HostPath,
         trace: &RoutingTrace,
         warm: std::ops::Range<usize>,
         capacity: usize,
-        mode: Mode,
-        eviction: Box<dyn EvictionPolicy>,
-        predictor: Box<dyn ExpertPredictor>,
+        strategy: Strategy,
     ) -> OffloadGpu {
+        let Strategy {
+            mode,
+            eviction,
+            predictor,
+        } = strategy;
         let layers = trace.num_layers();
         let warm: Vec<Vec<ExpertId>> = (0..layers)
             .map(|layer| {
@@ -617,9 +627,11 @@ impl<'a> Offload<'a> {
             self.trace,
             0..self.first_token,
             cache_size,
-            mode,
-            eviction,
-            predictor,
+            Strategy {
+                mode,
+                eviction,
+                predictor,
+            },
         );
         let span = AttentionSpan {
             prefill_keys: 0.0,

@@ -18,7 +18,7 @@ use crate::model::MoeModel;
 use crate::offload::cache::EVICTIONS;
 use crate::offload::spec::{GIB, OffloadSpec};
 use crate::offload::{
-    CopyStats, HostPath, Mode, OffloadGpu, cache_for_budget, check_cache, check_trace,
+    CopyStats, HostPath, Mode, OffloadGpu, Strategy, cache_for_budget, check_cache, check_trace,
 };
 use crate::predict::PREDICTORS;
 use crate::registry::Settings;
@@ -150,9 +150,11 @@ impl OffloadPlan {
             routing,
             0..self.fit_tokens,
             self.cache,
-            spec.mode(),
-            eviction,
-            predictor,
+            Strategy {
+                mode: spec.mode(),
+                eviction,
+                predictor,
+            },
         ))
     }
 
