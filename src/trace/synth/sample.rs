@@ -312,35 +312,106 @@ fn best_first(candidates: &mut [usize], scores: &[f64], k: usize) {
     candidates[..k.min(count)].sort_by(order);
 }
 
-/// How many of `tokens` group-limited draws from popularity `weights` (as at layer 0 without
-/// drift, each token on its own stream of `seed`) include each expert, and how many of the same
-/// tokens' draws would without the limit (the top k of the same scores). The two counts differ
-/// only where the limit changes a token's choice, so their ratio estimates the limit's effect
-/// with far less noise than either count.
-pub(super) fn grouped_inclusion_counts(
+/// Each expert's inclusion in `tokens` draws from popularity `weights` (as at layer 0 without
+/// drift, each token on its own stream of `seed`), with the group limit and, from the same
+/// scores, without it. Every token contributes each expert's probability of being chosen given
+/// the other experts' scores (conditioning on them, not counting the one draw), which takes most
+/// of the sampling noise out; the two estimates share their scores, so their ratio is the limit's
+/// effect with less noise still.
+///
+/// Given the others' scores, expert i (of group g) is chosen when its score exceeds a threshold:
+/// `kappa`, the k-th best score other than its own among g and the `topk_groups - 1` other groups
+/// with the best maxima, and also `beta`, the `topk_groups`-th best maximum of the other groups,
+/// unless g's other experts already beat `beta` (then g is chosen whatever i scores). Without the
+/// limit the threshold is the k-th best score of the others. A Gumbel score `ln p + G` exceeds
+/// `theta` with probability `1 - exp(-exp(ln p - theta))`.
+pub(super) fn grouped_inclusion_estimates(
     weights: &[f64],
     k: usize,
     groups: GroupLimit,
     tokens: usize,
     seed: u64,
-) -> (Vec<u64>, Vec<u64>) {
+) -> (Vec<f64>, Vec<f64>) {
+    let n = weights.len();
     let ln_probs: Vec<f64> = Popularity::by_expert(weights)
         .by_expert_id()
         .iter()
         .map(|p| p.ln())
         .collect();
-    let mut limited = vec![0u64; weights.len()];
-    let mut plain = vec![0u64; weights.len()];
-    let mut order: Vec<usize> = (0..weights.len()).collect();
+    let group_size = n / groups.n_groups;
+    let exceeds = |expert: usize, theta: f64| {
+        if ln_probs[expert] == f64::NEG_INFINITY {
+            0.0
+        } else {
+            -(-(ln_probs[expert] - theta).exp()).exp_m1()
+        }
+    };
+    let mut limited = vec![0.0; n];
+    let mut plain = vec![0.0; n];
     for token in 0..tokens {
         let scores = gumbel_scores(&ln_probs, &mut token_rng(seed, token));
-        for e in grouped_top_k(&scores, k, groups) {
-            limited[e as usize] += 1;
+        let all: Vec<usize> = (0..n).collect();
+        let best = best_scores(&scores, all, k + 1);
+        for (i, total) in plain.iter_mut().enumerate() {
+            *total += exceeds(i, kth_other(&best, &scores, i, k));
         }
-        best_first(&mut order, &scores, k);
-        for &e in &order[..k] {
-            plain[e] += 1;
+        // Per group: its experts' best k + 1 scores (best first).
+        let group_best: Vec<Vec<usize>> = (0..groups.n_groups)
+            .map(|g| {
+                best_scores(
+                    &scores,
+                    (g * group_size..(g + 1) * group_size).collect(),
+                    k + 1,
+                )
+            })
+            .collect();
+        let mut ranked: Vec<usize> = (0..groups.n_groups).collect();
+        ranked.sort_by(|&a, &b| scores[group_best[b][0]].total_cmp(&scores[group_best[a][0]]));
+        for g in 0..groups.n_groups {
+            let others: Vec<usize> = ranked.iter().copied().filter(|&h| h != g).collect();
+            let beta = others
+                .get(groups.topk_groups - 1)
+                .map_or(f64::NEG_INFINITY, |&h| scores[group_best[h][0]]);
+            let pool: Vec<usize> = std::iter::once(g)
+                .chain(others.iter().copied().take(groups.topk_groups - 1))
+                .flat_map(|h| group_best[h].iter().copied())
+                .collect();
+            let best = best_scores(&scores, pool, k + 1);
+            let mine = &group_best[g];
+            let members = limited.iter_mut().enumerate().skip(g * group_size);
+            for (i, total) in members.take(group_size) {
+                let kappa = kth_other(&best, &scores, i, k);
+                // The best score of g other than i's.
+                let rest_of_group = mine
+                    .iter()
+                    .find(|&&e| e != i)
+                    .map_or(f64::NEG_INFINITY, |&e| scores[e]);
+                let theta = if rest_of_group > beta {
+                    kappa
+                } else {
+                    kappa.max(beta)
+                };
+                *total += exceeds(i, theta);
+            }
         }
     }
-    (limited, plain)
+    let per_token = |totals: Vec<f64>| totals.iter().map(|t| t / tokens as f64).collect();
+    (per_token(limited), per_token(plain))
+}
+
+/// The `count` best-scoring of `candidates`, best first.
+fn best_scores(scores: &[f64], mut candidates: Vec<usize>, count: usize) -> Vec<usize> {
+    best_first(&mut candidates, scores, count);
+    candidates.truncate(count);
+    candidates
+}
+
+/// The k-th best score other than expert `i`'s, from the k + 1 best (`best`, best first);
+/// minus infinity when fewer than k others exist.
+fn kth_other(best: &[usize], scores: &[f64], i: usize, k: usize) -> f64 {
+    let others = best.iter().filter(|&&e| e != i);
+    others
+        .copied()
+        .nth(k - 1)
+        .map_or(f64::NEG_INFINITY, |e| scores[e])
 }
