@@ -15,6 +15,7 @@
 //! [`SynthParams`] is embedded in scenario files and written by `moesim trace fit`, so it is plain
 //! serde with defaults on every field and unknown keys rejected.
 
+mod inclusion;
 mod model;
 mod sample;
 
@@ -28,6 +29,8 @@ use crate::output::write_bytes_atomic;
 use crate::trace::{ExpertId, LayerRouting, MAX_LAYERS, RoutingTrace, TokenMeta};
 
 use model::Model;
+
+pub use inclusion::top_k_inclusion;
 
 /// The most routed entries (layers x tokens x top-k) one synthetic trace may hold: 2^30, each
 /// a 2-byte expert id, a 4-byte gate weight and its share of the offsets.
@@ -357,6 +360,26 @@ impl FittedRouting {
 /// How far above 1 a successor list's probabilities may sum (they are rounded decimals).
 const PROB_SUM_TOLERANCE: f64 = 1e-4;
 
+/// Per expert, how much the group limit changes how often the generator's draw from popularity
+/// `weights` includes it: the ratio of its inclusion with the limit to that of the same tokens'
+/// scores without it, estimated over `tokens` draws of stream `seed` (1 for an expert of zero
+/// weight). Multiplying [`top_k_inclusion`] by it gives the group-limited inclusion.
+pub fn group_limit_ratio(
+    weights: &[f64],
+    top_k: usize,
+    groups: GroupLimit,
+    tokens: usize,
+    seed: u64,
+) -> Vec<f64> {
+    let (limited, plain) =
+        sample::grouped_inclusion_estimates(weights, top_k, groups, tokens, seed);
+    limited
+        .iter()
+        .zip(&plain)
+        .map(|(&l, &p)| if p > 0.0 { l / p } else { 1.0 })
+        .collect()
+}
+
 /// Tokens generated per parallel work item.
 const TOKENS_PER_BLOCK: usize = 2048;
 
@@ -465,6 +488,33 @@ mod tests {
             experts.sort();
             assert_eq!(experts, vec![0, 1, 2, 3]);
         }
+    }
+
+    #[test]
+    fn group_limit_ratio_matches_closed_forms() {
+        // Weights 0.5, 0.1 | 0.3, 0.1 in two groups of two, top-2 from one group: a token takes
+        // both experts of the group with the best maximum score, group 0 with probability 0.6.
+        // Without the limit, top-2 includes i with p_i + sum over j != i of p_j p_i / (1 - p_j):
+        // 0.825397, 0.253968, 0.666667, 0.253968.
+        let weights = [0.5, 0.1, 0.3, 0.1];
+        let limit = GroupLimit {
+            n_groups: 2,
+            topk_groups: 1,
+        };
+        let ratio = group_limit_ratio(&weights, 2, limit, 20_000, 5);
+        let expected = [
+            0.6 / 0.825_397,
+            0.6 / 0.253_968,
+            0.4 / 0.666_667,
+            0.4 / 0.253_968,
+        ];
+        // The estimate's sampling noise over 20,000 tokens is about 0.7% (sd).
+        for (r, e) in ratio.iter().zip(expected) {
+            assert!((r / e - 1.0).abs() < 0.03, "{ratio:?} vs {expected:?}");
+        }
+        // The plain inclusion it multiplies is exact.
+        let plain = top_k_inclusion(&weights, 2);
+        assert!((plain[0] - 0.825_397).abs() < 1e-6, "{plain:?}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod html_report;
 mod interop;
 mod kernel_emulation;
 mod kernels;
+mod loadfit;
 mod offload;
 mod offserve;
 mod place;

@@ -262,30 +262,156 @@ impl Mixture<'_> {
     /// groups with the best single score are kept, and the k best-scoring experts inside them
     /// are chosen, best first.
     fn sample_grouped(&self, k: usize, groups: GroupLimit, rng: &mut ChaCha8Rng) -> Vec<ExpertId> {
-        let scores: Vec<f64> = self
-            .dense_probs()
-            .iter()
-            .map(|p| {
-                let u = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                p.ln() - (-u.ln()).ln()
+        let ln_probs: Vec<f64> = self.dense_probs().iter().map(|p| p.ln()).collect();
+        grouped_top_k(&gumbel_scores(&ln_probs, rng), k, groups)
+    }
+}
+
+/// `ln q + Gumbel noise` for every expert, from its `ln q`: the top k of these scores are a draw
+/// of k distinct experts without replacement from q.
+fn gumbel_scores(ln_probs: &[f64], rng: &mut ChaCha8Rng) -> Vec<f64> {
+    ln_probs
+        .iter()
+        .map(|ln_p| {
+            let u = rng.random::<f64>().max(f64::MIN_POSITIVE);
+            ln_p - (-u.ln()).ln()
+        })
+        .collect()
+}
+
+/// The `k` best `scores` inside the `topk_groups` groups with the best single score, best first
+/// (ties: lower id).
+fn grouped_top_k(scores: &[f64], k: usize, groups: GroupLimit) -> Vec<ExpertId> {
+    let group_size = scores.len() / groups.n_groups;
+    let best_in_group: Vec<f64> = scores
+        .chunks(group_size)
+        .map(|group| group.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        .collect();
+    let mut ranked_groups: Vec<usize> = (0..groups.n_groups).collect();
+    ranked_groups.sort_by(|&a, &b| best_in_group[b].total_cmp(&best_in_group[a]));
+    let mut candidates: Vec<usize> = ranked_groups[..groups.topk_groups]
+        .iter()
+        .flat_map(|g| g * group_size..(g + 1) * group_size)
+        .collect();
+    best_first(&mut candidates, scores, k);
+    candidates
+        .into_iter()
+        .take(k)
+        .map(|e| e as ExpertId)
+        .collect()
+}
+
+/// Moves the `k` best-scoring of `candidates` to the front, best first (ties: lower id; a total
+/// order, so the result is that of a full sort).
+fn best_first(candidates: &mut [usize], scores: &[f64], k: usize) {
+    let order = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+    let count = candidates.len();
+    if k < count {
+        candidates.select_nth_unstable_by(k, order);
+    }
+    candidates[..k.min(count)].sort_by(order);
+}
+
+/// Each expert's inclusion in `tokens` draws from popularity `weights` (as at layer 0 without
+/// drift, each token on its own stream of `seed`), with the group limit and, from the same
+/// scores, without it. Every token contributes each expert's probability of being chosen given
+/// the other experts' scores (conditioning on them, not counting the one draw), which takes most
+/// of the sampling noise out; the two estimates share their scores, so their ratio is the limit's
+/// effect with less noise still.
+///
+/// Given the others' scores, expert i (of group g) is chosen when its score exceeds a threshold:
+/// `kappa`, the k-th best score other than its own among g and the `topk_groups - 1` other groups
+/// with the best maxima, and also `beta`, the `topk_groups`-th best maximum of the other groups,
+/// unless g's other experts already beat `beta` (then g is chosen whatever i scores). Without the
+/// limit the threshold is the k-th best score of the others. A Gumbel score `ln p + G` exceeds
+/// `theta` with probability `1 - exp(-exp(ln p - theta))`.
+pub(super) fn grouped_inclusion_estimates(
+    weights: &[f64],
+    k: usize,
+    groups: GroupLimit,
+    tokens: usize,
+    seed: u64,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = weights.len();
+    let ln_probs: Vec<f64> = Popularity::by_expert(weights)
+        .by_expert_id()
+        .iter()
+        .map(|p| p.ln())
+        .collect();
+    let group_size = n / groups.n_groups;
+    let exceeds = |expert: usize, theta: f64| {
+        if ln_probs[expert] == f64::NEG_INFINITY {
+            0.0
+        } else {
+            -(-(ln_probs[expert] - theta).exp()).exp_m1()
+        }
+    };
+    let mut limited = vec![0.0; n];
+    let mut plain = vec![0.0; n];
+    for token in 0..tokens {
+        let scores = gumbel_scores(&ln_probs, &mut token_rng(seed, token));
+        let all: Vec<usize> = (0..n).collect();
+        let best = best_scores(&scores, all, k + 1);
+        for (i, total) in plain.iter_mut().enumerate() {
+            *total += exceeds(i, kth_other(&best, &scores, i, k));
+        }
+        // Per group: its experts' best k + 1 scores (best first).
+        let group_best: Vec<Vec<usize>> = (0..groups.n_groups)
+            .map(|g| {
+                best_scores(
+                    &scores,
+                    (g * group_size..(g + 1) * group_size).collect(),
+                    k + 1,
+                )
             })
             .collect();
-        let group_size = self.num_experts / groups.n_groups;
-        let best_in_group: Vec<f64> = scores
-            .chunks(group_size)
-            .map(|group| group.iter().copied().fold(f64::NEG_INFINITY, f64::max))
-            .collect();
-        let mut ranked_groups: Vec<usize> = (0..groups.n_groups).collect();
-        ranked_groups.sort_by(|&a, &b| best_in_group[b].total_cmp(&best_in_group[a]));
-        let mut candidates: Vec<usize> = ranked_groups[..groups.topk_groups]
-            .iter()
-            .flat_map(|g| g * group_size..(g + 1) * group_size)
-            .collect();
-        candidates.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        candidates
-            .into_iter()
-            .take(k)
-            .map(|e| e as ExpertId)
-            .collect()
+        let mut ranked: Vec<usize> = (0..groups.n_groups).collect();
+        ranked.sort_by(|&a, &b| scores[group_best[b][0]].total_cmp(&scores[group_best[a][0]]));
+        for g in 0..groups.n_groups {
+            let others: Vec<usize> = ranked.iter().copied().filter(|&h| h != g).collect();
+            let beta = others
+                .get(groups.topk_groups - 1)
+                .map_or(f64::NEG_INFINITY, |&h| scores[group_best[h][0]]);
+            let pool: Vec<usize> = std::iter::once(g)
+                .chain(others.iter().copied().take(groups.topk_groups - 1))
+                .flat_map(|h| group_best[h].iter().copied())
+                .collect();
+            let best = best_scores(&scores, pool, k + 1);
+            let mine = &group_best[g];
+            let members = limited.iter_mut().enumerate().skip(g * group_size);
+            for (i, total) in members.take(group_size) {
+                let kappa = kth_other(&best, &scores, i, k);
+                // The best score of g other than i's.
+                let rest_of_group = mine
+                    .iter()
+                    .find(|&&e| e != i)
+                    .map_or(f64::NEG_INFINITY, |&e| scores[e]);
+                let theta = if rest_of_group > beta {
+                    kappa
+                } else {
+                    kappa.max(beta)
+                };
+                *total += exceeds(i, theta);
+            }
+        }
     }
+    let per_token = |totals: Vec<f64>| totals.iter().map(|t| t / tokens as f64).collect();
+    (per_token(limited), per_token(plain))
+}
+
+/// The `count` best-scoring of `candidates`, best first.
+fn best_scores(scores: &[f64], mut candidates: Vec<usize>, count: usize) -> Vec<usize> {
+    best_first(&mut candidates, scores, count);
+    candidates.truncate(count);
+    candidates
+}
+
+/// The k-th best score other than expert `i`'s, from the k + 1 best (`best`, best first);
+/// minus infinity when fewer than k others exist.
+fn kth_other(best: &[usize], scores: &[f64], i: usize, k: usize) -> f64 {
+    let others = best.iter().filter(|&&e| e != i);
+    others
+        .copied()
+        .nth(k - 1)
+        .map_or(f64::NEG_INFINITY, |e| scores[e])
 }
