@@ -9,7 +9,7 @@ use crate::cost::attention::AttentionSpan;
 use crate::cost::{AnalyticalCost, ComputeCost, CostOptions, DispatchPlan, RooflineCompute};
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
-use crate::placement::dispatch::{DEFAULT_REPLICA, DispatchPolicy};
+use crate::placement::dispatch::DispatchPolicy;
 use crate::placement::{Placement, PlacementRequest, STRATEGIES, tp_expand};
 use crate::profile::{CalibratedCompute, Calibration};
 use crate::scenario::{Scenario, TraceSource};
@@ -98,7 +98,7 @@ impl Setup {
         let speculation = match &scenario.speculation {
             Some(spec) => {
                 let speculation = Speculation::resolve(spec, &trace, &model)?;
-                check_speculation(&speculation, &mut steps, tp, &sim, &dispatch)?;
+                check_speculation(&speculation, &mut steps, tp, &sim)?;
                 Some(speculation)
             }
             None => None,
@@ -222,6 +222,7 @@ impl Setup {
             speculation.apply(
                 &self.cluster,
                 placement,
+                &self.dispatch,
                 &tokens,
                 first,
                 &mut works,
@@ -269,17 +270,7 @@ fn check_speculation(
     steps: &mut Vec<Step>,
     tp: usize,
     sim: &SimSetup,
-    dispatch: &DispatchPolicy,
 ) -> Result<()> {
-    let default_dispatch = dispatch.replica.name == DEFAULT_REPLICA
-        && dispatch.capacity_factor.is_none()
-        && dispatch.llep.is_none();
-    if !default_dispatch {
-        return Err(Error::invalid(
-            "`speculation` with a `[dispatch]` policy other than the default (same-node \
-             replicas, no capacity factor, no LLEP) is not modelled",
-        ));
-    }
     if tp > 1 {
         return Err(Error::invalid(
             "`speculation` with `tp` > 1 is not modelled (a token's destination is a rank)",
