@@ -25,7 +25,7 @@ use crate::scenario::{Scenario, SpeculationSpec};
 use crate::sim::StrategySim;
 use crate::sim::step::LayerWork;
 use crate::topology::Cluster;
-use crate::trace::{self, LayerRouting, RoutingTrace, Trace};
+use crate::trace::{self, ExpertId, LayerRouting, RoutingTrace, Trace};
 
 use super::Setup;
 use super::simulate::{SimOptions, simulate};
@@ -144,6 +144,46 @@ impl Speculation {
             work.speculative = Some(speculative);
         }
         Ok(())
+    }
+}
+
+/// The yardstick of a fitted predictor in the report: each layer's `k` most loaded experts over
+/// the fitted tokens, whatever the token (no prediction at layer 0, where the transition
+/// predictor has none either). A predictor that only matches it learned popularity, not
+/// affinity: on a trace whose layers are drawn independently that is all there is to learn.
+#[derive(Debug, Default)]
+struct Popularity {
+    /// Per layer, its experts most loaded first (ties: lower id first).
+    ranked: Vec<Vec<ExpertId>>,
+}
+
+impl ExpertPredictor for Popularity {
+    fn fit(
+        &mut self,
+        trace: &RoutingTrace,
+        fit: std::ops::Range<usize>,
+    ) -> std::result::Result<(), String> {
+        self.ranked = trace
+            .layers()
+            .iter()
+            .map(|layer| {
+                let mut loads = vec![0u64; trace.num_experts()];
+                for token in fit.clone() {
+                    for &e in layer.experts_of(token) {
+                        loads[e as usize] += 1;
+                    }
+                }
+                let mut ranked: Vec<ExpertId> = (0..loads.len() as ExpertId).collect();
+                ranked.sort_by_key(|&e| std::cmp::Reverse(loads[e as usize]));
+                ranked
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn predict(&mut self, _: &RoutingTrace, ask: Ask) -> Option<Vec<ExpertId>> {
+        let ranked = self.ranked.get(ask.layer).filter(|_| ask.layer > 0)?;
+        Some(ranked.iter().take(ask.k).copied().collect())
     }
 }
 
@@ -389,6 +429,8 @@ pub struct SpeculationSweep {
     pub dispatch_bytes_per_token: u64,
     /// The scenario's fitted predictor judged out of sample, when it has one.
     pub predictor: Option<Evaluation>,
+    /// The yardstick it is read against, judged alike: [`Popularity`].
+    pub baseline: Option<Evaluation>,
     pub clusters: Vec<ClusterSweep>,
 }
 
@@ -453,18 +495,25 @@ pub fn sweep(
     let Some(setup) = first else {
         return Err(Error::invalid("no cluster to sweep"));
     };
-    let predictor = match (&own.predictor[..], &setup.trace, &own.fit_trace) {
-        ("oracle", _, _) | (_, _, Some(_)) => None,
+    let (predictor, baseline) = match (&own.predictor[..], &setup.trace, &own.fit_trace) {
+        ("oracle", _, _) | (_, _, Some(_)) => (None, None),
         (name, Trace::Tokens(routing), None) => {
             let mut built = PREDICTORS
                 .build(name, &Settings::new())
                 .map_err(Error::invalid)?;
-            Some(
-                evaluate(name, built.strategy.as_mut(), routing, own.fit_fraction)
-                    .map_err(Error::invalid)?,
+            let judged = evaluate(name, built.strategy.as_mut(), routing, own.fit_fraction);
+            let baseline = evaluate(
+                "popularity",
+                &mut Popularity::default(),
+                routing,
+                own.fit_fraction,
+            );
+            (
+                Some(judged.map_err(Error::invalid)?),
+                Some(baseline.map_err(Error::invalid)?),
             )
         }
-        _ => None,
+        _ => (None, None),
     };
     let hidden = setup.model.hidden_size as u64;
     Ok(SpeculationSweep {
@@ -475,6 +524,7 @@ pub fn sweep(
         step_tokens: setup.steps.first().map_or(0, |s| s.tokens),
         dispatch_bytes_per_token: hidden * u64::from(scenario.comm.dispatch_bytes_per_elem),
         predictor,
+        baseline,
         clusters: sweeps,
     })
 }
@@ -484,7 +534,7 @@ mod tests {
     use super::*;
     use crate::placement::LayerPlacement;
     use crate::placement::dispatch::{DispatchConfig, plan_tokens_with};
-    use crate::trace::TokenMeta;
+    use crate::trace::{LayerRouting, TokenMeta};
     use std::path::Path;
 
     /// Bytes of one token to one GPU.
@@ -667,6 +717,24 @@ mod tests {
                 wasted: B,
             }
         );
+    }
+
+    #[test]
+    fn the_popularity_yardstick_predicts_each_layers_most_loaded_experts() {
+        // Two layers, top-1, 8 tokens: fitted on the first 4 (layer 1: experts 1, 1, 0, 1, so
+        // expert 1 is the most loaded), judged on tokens 4-7 (layer 1: 1, 0, 0, 1): two hits in
+        // four; layer 0 is not predicted.
+        let layers = vec![
+            LayerRouting::fixed_k(1, vec![0, 1, 0, 1, 0, 1, 0, 1], None).unwrap(),
+            LayerRouting::fixed_k(1, vec![1, 1, 0, 1, 1, 0, 0, 1], None).unwrap(),
+        ];
+        let trace = RoutingTrace::new(2, layers, TokenMeta::default()).unwrap();
+        let judged = evaluate("popularity", &mut Popularity::default(), &trace, 0.5);
+        let judged = judged.unwrap();
+        assert_eq!((judged.fit_tokens, judged.eval_tokens), (4, 4));
+        assert_eq!(judged.layers[0].unpredicted, 4);
+        assert_eq!(judged.layers[1].top1_hit_rate, Some(0.5));
+        assert_eq!(judged.overall.recall, Some(0.5));
     }
 
     #[test]
