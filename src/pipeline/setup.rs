@@ -19,7 +19,7 @@ use crate::sim::step::{LayerWork, StepSpec};
 use crate::topology::{Cluster, DataType, GpuSpec};
 use crate::trace::{self, ExpertLoads, Trace, synth};
 
-use super::speculation::Speculation;
+use super::speculation::{Speculation, Target};
 use super::steps::{Step, attention_span, cut_steps, step_plans, step_routing};
 
 /// Everything a scenario's placements are priced with.
@@ -219,15 +219,12 @@ impl Setup {
         if let (Some(speculation), Trace::Tokens(routing)) = (&self.speculation, trace) {
             let tokens = step_routing(routing, step);
             let first = step.first_token;
-            speculation.apply(
-                &self.cluster,
+            let target = Target {
+                cluster: &self.cluster,
                 placement,
-                &self.dispatch,
-                &tokens,
-                first,
-                &mut works,
-                dispatch_bytes,
-            )?;
+                policy: &self.dispatch,
+            };
+            speculation.apply(target, &tokens, first, &mut works, dispatch_bytes)?;
         }
         Ok(works)
     }

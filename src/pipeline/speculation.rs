@@ -30,6 +30,14 @@ use crate::trace::{self, ExpertId, LayerRouting, RoutingTrace, Trace};
 use super::Setup;
 use super::simulate::{SimOptions, simulate};
 
+/// Where a step's tokens are dispatched: the cluster, the placement and the dispatch policy.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub cluster: &'a Cluster,
+    pub placement: &'a Placement,
+    pub policy: &'a DispatchPolicy,
+}
+
 /// A fitted predictor and how it pre-schedules the dispatch.
 #[derive(Debug)]
 pub struct Speculation {
@@ -89,21 +97,23 @@ impl Speculation {
     }
 
     /// Splits the dispatch of every layer of `works` (the plain work of the step whose tokens
-    /// are `routing`, starting at trace token `first_token`, under `placement` and `policy` on
-    /// `cluster`) into a speculative and a corrective transfer of `bytes_per_token` per token
+    /// are `routing`, starting at trace token `first_token`, dispatched as `target` says) into a speculative and a corrective transfer of `bytes_per_token` per token
     /// and GPU. The predicted experts are dispatched by the same policy as the real ones (one
     /// routing of predictions run through it, capacity a share of the real pairs), so a
     /// predictor right every time leaves no corrective pair under any policy.
     pub fn apply(
         &self,
-        cluster: &Cluster,
-        placement: &Placement,
-        policy: &DispatchPolicy,
+        target: Target,
         routing: &RoutingTrace,
         first_token: usize,
         works: &mut [LayerWork],
         bytes_per_token: f64,
     ) -> Result<()> {
+        let Target {
+            cluster,
+            placement,
+            policy,
+        } = target;
         let mut predictor = self.fitted.lock().unwrap_or_else(|e| e.into_inner());
         predictor.reseed(self.seed.wrapping_add(first_token as u64));
         let tokens = routing.num_tokens();
@@ -594,7 +604,17 @@ mod tests {
             Speculation::resolve(&spec, &Trace::Tokens(trace.clone()), &model).unwrap();
         let mut works = vec![plain.clone()];
         speculation
-            .apply(cluster, placement, policy, trace, 0, &mut works, B as f64)
+            .apply(
+                Target {
+                    cluster,
+                    placement,
+                    policy,
+                },
+                trace,
+                0,
+                &mut works,
+                B as f64,
+            )
             .unwrap();
         (Volumes::of(&plain, &works[0]), works.remove(0))
     }
