@@ -52,6 +52,14 @@ pub struct Series<'a> {
     pub values: &'a [f64],
 }
 
+/// A named line through `(x, y)` points.
+pub struct XySeries<'a> {
+    /// Legend text.
+    pub name: &'a str,
+    /// Points in drawing order.
+    pub points: &'a [(f64, f64)],
+}
+
 /// A named matrix for a heatmap panel: `rows[y][x]`.
 pub struct HeatmapPanel<'a> {
     /// Panel title.
@@ -106,6 +114,24 @@ pub fn line_chart_named_x(
         labels,
         series,
         x_names: Some(x_names),
+    };
+    render_both(stem, &chart, CHART_SIZE)
+}
+
+/// Writes `<stem>.png` and `<stem>.svg` with one line per series over a numeric x axis. Both axes
+/// span the data (y with a 5% margin, not from zero, so that small differences show), with a
+/// dashed black horizontal line at `reference` (legend text, value) when given; the legend sits
+/// in the corner holding the fewest points. Returns the two paths written.
+pub fn xy_lines(
+    stem: &Path,
+    labels: ChartLabels,
+    series: &[XySeries],
+    reference: Option<(&str, f64)>,
+) -> Result<Vec<PathBuf>> {
+    let chart = Chart::XyLines {
+        labels,
+        series,
+        reference,
     };
     render_both(stem, &chart, CHART_SIZE)
 }
@@ -196,6 +222,11 @@ enum Chart<'a> {
         /// Names of the x positions; `None`: their indices.
         x_names: Option<&'a [String]>,
     },
+    XyLines {
+        labels: ChartLabels<'a>,
+        series: &'a [XySeries<'a>],
+        reference: Option<(&'a str, f64)>,
+    },
     Heatmap {
         labels: ChartLabels<'a>,
         panels: &'a [HeatmapPanel<'a>],
@@ -232,6 +263,11 @@ impl Chart<'_> {
                 series,
                 x_names,
             } => draw_lines(area, labels, series, *x_names),
+            Chart::XyLines {
+                labels,
+                series,
+                reference,
+            } => draw_xy_lines(area, labels, series, *reference),
             Chart::Heatmap { labels, panels } => draw_heatmaps(area, labels, panels),
             Chart::StackedBars {
                 labels,
@@ -349,15 +385,143 @@ fn draw_lines<DB: DrawingBackend>(
     draw_legend(&mut chart)
 }
 
+fn draw_xy_lines<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    labels: &ChartLabels,
+    series: &[XySeries],
+    reference: Option<(&str, f64)>,
+) -> DrawResult<DB> {
+    area.fill(&WHITE)?;
+    let points = || {
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().copied())
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+    };
+    let x = padded_span(points().map(|p| p.0), 0.02);
+    let y = padded_span(points().map(|p| p.1).chain(reference.map(|r| r.1)), 0.05);
+    let ends = reference
+        .into_iter()
+        .flat_map(|r| [(x.start, r.1), (x.end, r.1)]);
+    let corner = emptiest_corner(points().chain(ends), x.clone(), y.clone());
+    let mut chart = ChartBuilder::on(area)
+        .caption(labels.title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x.clone(), y)?;
+    chart
+        .configure_mesh()
+        .label_style(TICK_FONT)
+        .axis_desc_style(AXIS_FONT)
+        .x_desc(labels.x)
+        .y_desc(labels.y)
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .draw()?;
+    if let Some((name, level)) = reference {
+        let style = BLACK.stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x.start, level), (x.end, level)],
+                10,
+                6,
+                style,
+            ))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    for (index, s) in series.iter().enumerate() {
+        let color = series_color(index);
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))?
+            .label(s.name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    draw_legend_at(&mut chart, corner)
+}
+
+/// A tick label: at most three decimals, trailing zeros dropped (10, -2.5, 0.125).
+fn tick(value: f64) -> String {
+    if value.abs() < 5e-4 {
+        return "0".into();
+    }
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The range of `values` widened by `margin` of its length on each side (by 1 when all are
+/// equal; 0..1 without values).
+fn padded_span(values: impl Iterator<Item = f64>, margin: f64) -> std::ops::Range<f64> {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if lo > hi {
+        return 0.0..1.0;
+    }
+    let pad = if hi > lo { (hi - lo) * margin } else { 1.0 };
+    lo - pad..hi + pad
+}
+
+/// The legend corner whose quarter-and-a-bit of the plot (45% of each axis) holds the fewest
+/// `points` (a reference line counts by its ends); upper right first on a tie.
+fn emptiest_corner(
+    points: impl Iterator<Item = (f64, f64)>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> SeriesLabelPosition {
+    // Per corner: whether it is at the right and at the top, and the points inside it.
+    let mut corners = [
+        (true, true, 0),
+        (false, true, 0),
+        (true, false, 0),
+        (false, false, 0),
+    ];
+    for (px, py) in points {
+        let fx = (px - x.start) / (x.end - x.start);
+        let fy = (py - y.start) / (y.end - y.start);
+        for (right, top, count) in &mut corners {
+            let in_x = if *right { fx >= 0.55 } else { fx <= 0.45 };
+            let in_y = if *top { fy >= 0.55 } else { fy <= 0.45 };
+            *count += usize::from(in_x && in_y);
+        }
+    }
+    let (right, top, _) = corners
+        .iter()
+        .copied()
+        .min_by_key(|c| c.2)
+        .expect("four corners");
+    match (right, top) {
+        (true, true) => SeriesLabelPosition::UpperRight,
+        (false, true) => SeriesLabelPosition::UpperLeft,
+        (true, false) => SeriesLabelPosition::LowerRight,
+        (false, false) => SeriesLabelPosition::LowerLeft,
+    }
+}
+
 /// The legend of a chart's labelled series, in its upper right corner.
 fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
+) -> DrawResult<DB> {
+    draw_legend_at(chart, SeriesLabelPosition::UpperRight)
+}
+
+/// The legend of a chart's labelled series, at `position`.
+fn draw_legend_at<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
 ) -> DrawResult<DB> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .draw()
 }
 
@@ -679,6 +843,42 @@ mod tests {
         let svg = std::fs::read_to_string(&written[1]).unwrap();
         assert!(svg.contains("<svg"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn xy_axes_span_the_data_and_the_legend_avoids_it() {
+        // y from -6 to 2 (and the reference 0), 25% of 8 either side: not from zero.
+        let y = padded_span([-6.0, 2.0, 0.0].into_iter(), 0.25);
+        assert_eq!(y, -8.0..4.0);
+        assert_eq!(padded_span([3.0].into_iter(), 0.05), 2.0..4.0);
+        let ticks: Vec<String> = [10.0, -2.5, 0.125, -1e-9].into_iter().map(tick).collect();
+        assert_eq!(ticks, ["10", "-2.5", "0.125", "0"]);
+        // Lines falling from the top left to the bottom right, and a reference line at 0 across
+        // the top, leave the lower left empty.
+        let points = [(0.0, 2.0), (10.0, 1.5), (90.0, -5.0), (100.0, -6.0)];
+        let ends = [(0.0, 0.0), (100.0, 0.0)];
+        let corner = emptiest_corner(points.into_iter().chain(ends), 0.0..100.0, y.clone());
+        assert!(matches!(corner, SeriesLabelPosition::LowerLeft));
+        // Without the reference the upper right is empty too, and wins the tie.
+        let corner = emptiest_corner(points.into_iter(), 0.0..100.0, y);
+        assert!(matches!(corner, SeriesLabelPosition::UpperRight));
+        let dir = tempfile::tempdir().unwrap();
+        let labels = ChartLabels {
+            title: "t",
+            x: "accuracy %",
+            y: "change %",
+        };
+        let line = XySeries {
+            name: "a",
+            points: &points,
+        };
+        let written = xy_lines(
+            &dir.path().join("xy"),
+            labels,
+            &[line],
+            Some(("plain", 0.0)),
+        );
+        assert_eq!(written.unwrap().len(), 2);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::scenario::Scenario;
 /// Arguments of `moesim speculate`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  moesim speculate scenarios/switch-base-128-speculation.toml --clusters dgx-h100,pcie-l40s,hgx-h800x4 --out reports/speculation-example"
+    after_help = "Example:\n  moesim speculate scenarios/switch-base-128-speculation.toml --clusters dgx-h100,pcie-l40s,hgx-h800x4 --out reports/speculation-example/switch-base-128"
 )]
 pub struct SpeculateArgs {
     /// Scenario TOML; its `[speculation]` predictor is compared too (default: the oracle only).

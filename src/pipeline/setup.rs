@@ -9,7 +9,7 @@ use crate::cost::attention::AttentionSpan;
 use crate::cost::{AnalyticalCost, ComputeCost, CostOptions, DispatchPlan, RooflineCompute};
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
-use crate::placement::dispatch::{DEFAULT_REPLICA, DispatchPolicy};
+use crate::placement::dispatch::DispatchPolicy;
 use crate::placement::{Placement, PlacementRequest, STRATEGIES, tp_expand};
 use crate::profile::{CalibratedCompute, Calibration};
 use crate::scenario::{Scenario, TraceSource};
@@ -20,7 +20,7 @@ use crate::topology::{Cluster, DataType, GpuSpec};
 use crate::trace::{self, ExpertLoads, Trace, synth};
 
 use super::offload::OffloadPlan;
-use super::speculation::Speculation;
+use super::speculation::{Speculation, Target};
 use super::steps::{Step, attention_span, cut_steps, step_plans, step_routing};
 
 /// Everything a scenario's placements are priced with.
@@ -101,7 +101,7 @@ impl Setup {
         let speculation = match &scenario.speculation {
             Some(spec) => {
                 let speculation = Speculation::resolve(spec, &trace, &model)?;
-                check_speculation(&speculation, &mut steps, tp, &sim, &dispatch)?;
+                check_speculation(&speculation, &mut steps, tp, &sim)?;
                 Some(speculation)
             }
             None => None,
@@ -229,14 +229,12 @@ impl Setup {
         if let (Some(speculation), Trace::Tokens(routing)) = (&self.speculation, trace) {
             let tokens = step_routing(routing, step);
             let first = step.first_token;
-            speculation.apply(
-                &self.cluster,
+            let target = Target {
+                cluster: &self.cluster,
                 placement,
-                &tokens,
-                first,
-                &mut works,
-                dispatch_bytes,
-            )?;
+                policy: &self.dispatch,
+            };
+            speculation.apply(target, &tokens, first, &mut works, dispatch_bytes)?;
         }
         Ok(works)
     }
@@ -279,17 +277,7 @@ fn check_speculation(
     steps: &mut Vec<Step>,
     tp: usize,
     sim: &SimSetup,
-    dispatch: &DispatchPolicy,
 ) -> Result<()> {
-    let default_dispatch = dispatch.replica.name == DEFAULT_REPLICA
-        && dispatch.capacity_factor.is_none()
-        && dispatch.llep.is_none();
-    if !default_dispatch {
-        return Err(Error::invalid(
-            "`speculation` with a `[dispatch]` policy other than the default (same-node \
-             replicas, no capacity factor, no LLEP) is not modelled",
-        ));
-    }
     if tp > 1 {
         return Err(Error::invalid(
             "`speculation` with `tp` > 1 is not modelled (a token's destination is a rank)",

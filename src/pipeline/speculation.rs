@@ -6,8 +6,8 @@
 //!
 //! The speculative transfer rides the communication stream beside the layer's attention (see
 //! [`LayerWork::speculative`]); the combine is unchanged (outputs return to each token's own
-//! GPU). Destinations are chosen exactly as the plain dispatch chooses them
-//! ([`TokenRouter`]), so a predictor right every time leaves no corrective pair.
+//! GPU). Predicted destinations are chosen by the scenario's dispatch policy exactly as the real
+//! ones ([`route_tokens`]), so a predictor right every time leaves no corrective pair.
 
 use std::sync::Mutex;
 
@@ -17,7 +17,7 @@ use crate::cost::TrafficMatrix;
 use crate::error::{Error, Result};
 use crate::model::MoeModel;
 use crate::placement::Placement;
-use crate::placement::dispatch::TokenRouter;
+use crate::placement::dispatch::{DispatchPolicy, route_tokens};
 use crate::predict::evaluate::{Evaluation, evaluate};
 use crate::predict::{Ask, ExpertPredictor, PREDICTORS};
 use crate::registry::Settings;
@@ -25,10 +25,18 @@ use crate::scenario::{Scenario, SpeculationSpec};
 use crate::sim::StrategySim;
 use crate::sim::step::LayerWork;
 use crate::topology::Cluster;
-use crate::trace::{self, RoutingTrace, Trace};
+use crate::trace::{self, ExpertId, LayerRouting, RoutingTrace, Trace};
 
 use super::Setup;
 use super::simulate::{SimOptions, simulate};
+
+/// Where a step's tokens are dispatched: the cluster, the placement and the dispatch policy.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub cluster: &'a Cluster,
+    pub placement: &'a Placement,
+    pub policy: &'a DispatchPolicy,
+}
 
 /// A fitted predictor and how it pre-schedules the dispatch.
 #[derive(Debug)]
@@ -89,45 +97,56 @@ impl Speculation {
     }
 
     /// Splits the dispatch of every layer of `works` (the plain work of the step whose tokens
-    /// are `routing`, starting at trace token `first_token`, under `placement` on `cluster`) into
-    /// a speculative and a corrective transfer of `bytes_per_token` per token and GPU.
+    /// are `routing`, starting at trace token `first_token`, dispatched as `target` says) into a speculative and a corrective transfer of `bytes_per_token` per token
+    /// and GPU. The predicted experts are dispatched by the same policy as the real ones (one
+    /// routing of predictions run through it, capacity a share of the real pairs), so a
+    /// predictor right every time leaves no corrective pair under any policy.
     pub fn apply(
         &self,
-        cluster: &Cluster,
-        placement: &Placement,
+        target: Target,
         routing: &RoutingTrace,
         first_token: usize,
         works: &mut [LayerWork],
         bytes_per_token: f64,
     ) -> Result<()> {
+        let Target {
+            cluster,
+            placement,
+            policy,
+        } = target;
         let mut predictor = self.fitted.lock().unwrap_or_else(|e| e.into_inner());
         predictor.reseed(self.seed.wrapping_add(first_token as u64));
         let tokens = routing.num_tokens();
         let bytes = bytes_per_token.ceil() as u64;
-        let (mut actual, mut predicted) = (Vec::new(), Vec::new());
         for (layer, work) in works.iter_mut().enumerate() {
-            let mut router = TokenRouter::new(cluster, placement, layer, tokens)?;
+            let real = routing.layer(layer);
+            let (mut offsets, mut guessed) = (vec![0u32], Vec::new());
+            for token in 0..tokens {
+                let k = real.experts_of(token).len();
+                if k > 0 {
+                    let ask = Ask { layer, token, k };
+                    guessed.extend(predictor.predict(routing, ask).unwrap_or_default());
+                }
+                offsets.push(guessed.len() as u32);
+            }
+            let guess = LayerRouting::new(offsets, guessed, None)?;
+            let pairs = real.num_entries() as f64;
+            let actual = route_tokens(cluster, placement, layer, real, policy, pairs)?;
+            let predicted = route_tokens(cluster, placement, layer, &guess, policy, pairs)?;
             let gpus = work.dispatch.num_gpus();
             let mut speculative = TrafficMatrix::zeros(gpus);
             let mut corrective = TrafficMatrix::zeros(gpus);
             for token in 0..tokens {
-                let experts = routing.layer(layer).experts_of(token);
-                if experts.is_empty() {
-                    continue;
-                }
-                let ask = Ask {
-                    layer,
-                    token,
-                    k: experts.len(),
-                };
-                let guess = predictor.predict(routing, ask).unwrap_or_default();
-                router.destinations(token, experts, &mut actual)?;
-                router.destinations(token, &guess, &mut predicted)?;
-                let src = router.source(token);
-                for &dst in &predicted {
+                let src = actual.source(token);
+                let ahead = predicted.destinations(token);
+                for &dst in ahead {
                     speculative.add(src, dst, bytes);
                 }
-                for &dst in actual.iter().filter(|d| !predicted.contains(d)) {
+                for &dst in actual
+                    .destinations(token)
+                    .iter()
+                    .filter(|d| !ahead.contains(d))
+                {
                     corrective.add(src, dst, bytes);
                 }
             }
@@ -135,6 +154,46 @@ impl Speculation {
             work.speculative = Some(speculative);
         }
         Ok(())
+    }
+}
+
+/// The yardstick of a fitted predictor in the report: each layer's `k` most loaded experts over
+/// the fitted tokens, whatever the token (no prediction at layer 0, where the transition
+/// predictor has none either). A predictor that only matches it learned popularity, not
+/// affinity: on a trace whose layers are drawn independently that is all there is to learn.
+#[derive(Debug, Default)]
+struct Popularity {
+    /// Per layer, its experts most loaded first (ties: lower id first).
+    ranked: Vec<Vec<ExpertId>>,
+}
+
+impl ExpertPredictor for Popularity {
+    fn fit(
+        &mut self,
+        trace: &RoutingTrace,
+        fit: std::ops::Range<usize>,
+    ) -> std::result::Result<(), String> {
+        self.ranked = trace
+            .layers()
+            .iter()
+            .map(|layer| {
+                let mut loads = vec![0u64; trace.num_experts()];
+                for token in fit.clone() {
+                    for &e in layer.experts_of(token) {
+                        loads[e as usize] += 1;
+                    }
+                }
+                let mut ranked: Vec<ExpertId> = (0..loads.len() as ExpertId).collect();
+                ranked.sort_by_key(|&e| std::cmp::Reverse(loads[e as usize]));
+                ranked
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn predict(&mut self, _: &RoutingTrace, ask: Ask) -> Option<Vec<ExpertId>> {
+        let ranked = self.ranked.get(ask.layer).filter(|_| ask.layer > 0)?;
+        Some(ranked.iter().take(ask.k).copied().collect())
     }
 }
 
@@ -380,6 +439,8 @@ pub struct SpeculationSweep {
     pub dispatch_bytes_per_token: u64,
     /// The scenario's fitted predictor judged out of sample, when it has one.
     pub predictor: Option<Evaluation>,
+    /// The yardstick it is read against, judged alike: [`Popularity`].
+    pub baseline: Option<Evaluation>,
     pub clusters: Vec<ClusterSweep>,
 }
 
@@ -444,18 +505,25 @@ pub fn sweep(
     let Some(setup) = first else {
         return Err(Error::invalid("no cluster to sweep"));
     };
-    let predictor = match (&own.predictor[..], &setup.trace, &own.fit_trace) {
-        ("oracle", _, _) | (_, _, Some(_)) => None,
+    let (predictor, baseline) = match (&own.predictor[..], &setup.trace, &own.fit_trace) {
+        ("oracle", _, _) | (_, _, Some(_)) => (None, None),
         (name, Trace::Tokens(routing), None) => {
             let mut built = PREDICTORS
                 .build(name, &Settings::new())
                 .map_err(Error::invalid)?;
-            Some(
-                evaluate(name, built.strategy.as_mut(), routing, own.fit_fraction)
-                    .map_err(Error::invalid)?,
+            let judged = evaluate(name, built.strategy.as_mut(), routing, own.fit_fraction);
+            let baseline = evaluate(
+                "popularity",
+                &mut Popularity::default(),
+                routing,
+                own.fit_fraction,
+            );
+            (
+                Some(judged.map_err(Error::invalid)?),
+                Some(baseline.map_err(Error::invalid)?),
             )
         }
-        _ => None,
+        _ => (None, None),
     };
     let hidden = setup.model.hidden_size as u64;
     Ok(SpeculationSweep {
@@ -466,6 +534,7 @@ pub fn sweep(
         step_tokens: setup.steps.first().map_or(0, |s| s.tokens),
         dispatch_bytes_per_token: hidden * u64::from(scenario.comm.dispatch_bytes_per_elem),
         predictor,
+        baseline,
         clusters: sweeps,
     })
 }
@@ -474,7 +543,7 @@ pub fn sweep(
 mod tests {
     use super::*;
     use crate::placement::LayerPlacement;
-    use crate::placement::dispatch::plan_tokens;
+    use crate::placement::dispatch::{DispatchConfig, plan_tokens_with};
     use crate::trace::{LayerRouting, TokenMeta};
     use std::path::Path;
 
@@ -485,12 +554,18 @@ mod tests {
     /// top-1 tokens (tokens 0-1 start on GPU 0, 2-3 on GPU 1) routed to experts 1, 0, 1, 0:
     /// token 0 crosses 0 -> 1, token 3 crosses 1 -> 0, tokens 1 and 2 stay.
     fn fixture() -> (Cluster, Placement, RoutingTrace) {
-        let cluster = Cluster::resolve("dgx-h100").unwrap().first_gpus(2).unwrap();
-        let layers = vec![LayerPlacement {
-            gpu_experts: vec![vec![0], vec![1]],
-        }];
-        let placement = Placement::new(2, 2, 1, layers).unwrap();
         let layer = LayerRouting::fixed_k(1, vec![1, 0, 1, 0], None).unwrap();
+        fixture_with(vec![vec![0], vec![1]], layer)
+    }
+
+    /// Two GPUs of a DGX H100 holding `gpu_experts` of two experts, and one layer `layer`.
+    fn fixture_with(
+        gpu_experts: Vec<Vec<u16>>,
+        layer: LayerRouting,
+    ) -> (Cluster, Placement, RoutingTrace) {
+        let cluster = Cluster::resolve("dgx-h100").unwrap().first_gpus(2).unwrap();
+        let layers = vec![LayerPlacement { gpu_experts }];
+        let placement = Placement::new(2, 2, 2, layers).unwrap();
         let trace = RoutingTrace::new(2, vec![layer], TokenMeta::default()).unwrap();
         (cluster, placement, trace)
     }
@@ -498,7 +573,24 @@ mod tests {
     /// The volumes of the oracle at `accuracy` on the fixture.
     fn oracle_volumes(accuracy: f64) -> (Volumes, LayerWork) {
         let (cluster, placement, trace) = fixture();
-        let plan = plan_tokens(&cluster, &placement, 0, trace.layer(0)).unwrap();
+        oracle_volumes_on(
+            &cluster,
+            &placement,
+            &trace,
+            &DispatchPolicy::default(),
+            accuracy,
+        )
+    }
+
+    /// The volumes of the oracle at `accuracy` on `trace`'s one layer under `policy`.
+    fn oracle_volumes_on(
+        cluster: &Cluster,
+        placement: &Placement,
+        trace: &RoutingTrace,
+        policy: &DispatchPolicy,
+        accuracy: f64,
+    ) -> (Volumes, LayerWork) {
+        let plan = plan_tokens_with(cluster, placement, 0, trace.layer(0), policy).unwrap();
         let plain = LayerWork::from_plan(&plan, B as f64, B as f64);
         let spec = SpeculationSpec {
             predictor: "oracle".into(),
@@ -512,7 +604,17 @@ mod tests {
             Speculation::resolve(&spec, &Trace::Tokens(trace.clone()), &model).unwrap();
         let mut works = vec![plain.clone()];
         speculation
-            .apply(&cluster, &placement, &trace, 0, &mut works, B as f64)
+            .apply(
+                Target {
+                    cluster,
+                    placement,
+                    policy,
+                },
+                trace,
+                0,
+                &mut works,
+                B as f64,
+            )
             .unwrap();
         (Volumes::of(&plain, &works[0]), works.remove(0))
     }
@@ -552,6 +654,107 @@ mod tests {
             }
         );
         assert_eq!((work.dispatch.get(0, 1), work.dispatch.get(1, 0)), (B, B));
+    }
+
+    #[test]
+    fn predicted_experts_take_the_replica_the_dispatch_policy_picks() {
+        // Expert 0 on both GPUs, expert 1 on GPU 0; four top-1 tokens all to expert 0.
+        let layer = LayerRouting::fixed_k(1, vec![0, 0, 0, 0], None).unwrap();
+        let (cluster, placement, trace) = fixture_with(vec![vec![0, 1], vec![0]], layer);
+        let least = DispatchConfig {
+            replica: "least-loaded".into(),
+            ..DispatchConfig::default()
+        };
+        let least = least.resolve(0).unwrap();
+        // Least-loaded sends token 0 to GPU 0 (tie, lowest), 1 to GPU 1 (crosses 0 -> 1), 2 to
+        // GPU 0 (tie; crosses 1 -> 0), 3 to GPU 1: 2 B of plain dispatch. The perfect oracle's
+        // predictions run through the same policy land on the same GPUs: all of it saved.
+        let (volumes, _) = oracle_volumes_on(&cluster, &placement, &trace, &least, 1.0);
+        assert_eq!(
+            volumes,
+            Volumes {
+                plain: 2 * B,
+                speculative: 2 * B,
+                corrective: 0,
+                saved: 2 * B,
+                wasted: 0,
+            }
+        );
+        // Wrong every time: every guess is expert 1, on GPU 0 only. Tokens 2 and 3 are sent
+        // 1 -> 0 ahead (2 B); token 2 needed it (saved B), token 3 did not (wasted B); token 1's
+        // 0 -> 1 is corrected after the gate (B); token 0 stays home either way.
+        let (volumes, work) = oracle_volumes_on(&cluster, &placement, &trace, &least, 0.0);
+        assert_eq!(
+            volumes,
+            Volumes {
+                plain: 2 * B,
+                speculative: 2 * B,
+                corrective: B,
+                saved: B,
+                wasted: B,
+            }
+        );
+        assert_eq!((work.dispatch.get(0, 1), work.dispatch.get(1, 0)), (B, 0));
+        // Same-node keeps every expert-0 token home: nothing to save, the same guesses waste
+        // 2 B.
+        let policy = DispatchPolicy::default();
+        let (volumes, _) = oracle_volumes_on(&cluster, &placement, &trace, &policy, 0.0);
+        assert_eq!((volumes.plain, volumes.wasted), (0, 2 * B));
+    }
+
+    #[test]
+    fn predicted_pairs_over_the_capacity_are_not_sent_ahead() {
+        // The fixture (routing 1, 0, 1, 0) at capacity factor 0.5: ceil(0.5 x 4 / 2) = 1 pair
+        // per expert, so tokens 2 and 3 are dropped; plain dispatch is token 0's 0 -> 1 (B).
+        let (cluster, placement, trace) = fixture();
+        let strict = DispatchConfig {
+            capacity_factor: Some(0.5),
+            ..DispatchConfig::default()
+        };
+        let strict = strict.resolve(0).unwrap();
+        let (volumes, _) = oracle_volumes_on(&cluster, &placement, &trace, &strict, 1.0);
+        assert_eq!(
+            volumes,
+            Volumes {
+                plain: B,
+                speculative: B,
+                corrective: 0,
+                saved: B,
+                wasted: 0,
+            }
+        );
+        // Wrong every time (guesses 0, 1, 0, 1), capped alike (tokens 2-3's guesses are over the
+        // cap, so not sent ahead): token 1 goes 0 -> 1 ahead for nothing (its expert 0 is home)
+        // and token 0's real 0 -> 1, guessed home, goes after the gate.
+        let (volumes, _) = oracle_volumes_on(&cluster, &placement, &trace, &strict, 0.0);
+        assert_eq!(
+            volumes,
+            Volumes {
+                plain: B,
+                speculative: B,
+                corrective: B,
+                saved: 0,
+                wasted: B,
+            }
+        );
+    }
+
+    #[test]
+    fn the_popularity_yardstick_predicts_each_layers_most_loaded_experts() {
+        // Two layers, top-1, 8 tokens: fitted on the first 4 (layer 1: experts 1, 1, 0, 1, so
+        // expert 1 is the most loaded), judged on tokens 4-7 (layer 1: 1, 0, 0, 1): two hits in
+        // four; layer 0 is not predicted.
+        let layers = vec![
+            LayerRouting::fixed_k(1, vec![0, 1, 0, 1, 0, 1, 0, 1], None).unwrap(),
+            LayerRouting::fixed_k(1, vec![1, 1, 0, 1, 1, 0, 0, 1], None).unwrap(),
+        ];
+        let trace = RoutingTrace::new(2, layers, TokenMeta::default()).unwrap();
+        let judged = evaluate("popularity", &mut Popularity::default(), &trace, 0.5);
+        let judged = judged.unwrap();
+        assert_eq!((judged.fit_tokens, judged.eval_tokens), (4, 4));
+        assert_eq!(judged.layers[0].unpredicted, 4);
+        assert_eq!(judged.layers[1].top1_hit_rate, Some(0.5));
+        assert_eq!(judged.overall.recall, Some(0.5));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use crate::cost::DispatchPlan;
 use crate::error::{Error, Result};
 use crate::registry::{Named, Settings, non_negative, positive};
 use crate::topology::Cluster;
-use crate::trace::{ExpertId, LayerRouting};
+use crate::trace::LayerRouting;
 
 /// How a layer's pairs are dispatched: the replica choice, the capacity limit and least-loaded
 /// EP.
@@ -177,11 +177,86 @@ pub fn plan_tokens_with(
     routing: &LayerRouting,
     policy: &DispatchPolicy,
 ) -> Result<DispatchPlan> {
+    let pairs = routing.num_entries() as f64;
+    let (mut plan, routes) = assign(cluster, placement, layer, routing, policy, pairs)?;
+    plan.count_per_node(cluster.gpus_per_node());
+    let mut machines = Vec::new();
+    for token in 0..routes.num_tokens() {
+        let src = routes.source(token);
+        plan.source_tokens[src] += 1.0;
+        machines.clear();
+        for &dst in routes.destinations(token) {
+            plan.add_flow(src, dst, 1.0);
+            let machine = plan.node_of(dst);
+            if !machines.contains(&machine) {
+                machines.push(machine);
+                plan.add_node_tokens(src, machine, 1.0);
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Each token's distinct destination GPUs in the dispatch of `routing` at placement layer
+/// `layer` under `policy`, exactly as [`plan_tokens_with`] sends them (replica choice, capacity,
+/// LLEP's moves). `pairs` is the layer's routed pair count the capacity is a share of: the
+/// routing's own, or the real routing's when `routing` is a prediction of it (speculative
+/// pre-scheduling asks where a token's predicted experts would send it).
+pub fn route_tokens(
+    cluster: &Cluster,
+    placement: &Placement,
+    layer: usize,
+    routing: &LayerRouting,
+    policy: &DispatchPolicy,
+    pairs: f64,
+) -> Result<TokenRoutes> {
+    Ok(assign(cluster, placement, layer, routing, policy, pairs)?.1)
+}
+
+/// Where each token of one layer's step goes: its source GPU and its distinct destination GPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRoutes {
+    /// GPUs of the placement (a token's source GPU depends on it).
+    gpus: usize,
+    /// Destination GPUs, token after token.
+    destinations: Vec<usize>,
+    /// `ends[t]`: the end of token `t`'s destinations.
+    ends: Vec<usize>,
+}
+
+impl TokenRoutes {
+    /// Tokens in the step.
+    pub fn num_tokens(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The GPU token `token` starts on.
+    pub fn source(&self, token: usize) -> usize {
+        token * self.gpus / self.ends.len()
+    }
+
+    /// The distinct GPUs token `token` is sent to (none when all its pairs were dropped).
+    pub fn destinations(&self, token: usize) -> &[usize] {
+        let start = token.checked_sub(1).map_or(0, |t| self.ends[t]);
+        &self.destinations[start..self.ends[token]]
+    }
+}
+
+/// A layer's pairs under `policy`, each expert's capacity a share of `routed` pairs: the plan's
+/// expert slots, tallies and borrowed weights (no flows yet) and each token's destinations.
+fn assign(
+    cluster: &Cluster,
+    placement: &Placement,
+    layer: usize,
+    routing: &LayerRouting,
+    policy: &DispatchPolicy,
+    routed: f64,
+) -> Result<(DispatchPlan, TokenRoutes)> {
     let checker = Checker::new(cluster, placement, layer)?;
     let mut plan = empty_plan(placement, layer);
     let gpus = placement.num_gpus();
     let tokens = routing.num_tokens();
-    let capacity = policy.capacity(routing.num_entries() as f64, placement.num_experts());
+    let capacity = policy.capacity(routed, placement.num_experts());
     let mut kept = vec![0.0; placement.num_experts()];
     let mut gpu_pairs = vec![0.0; gpus];
     // Each kept pair's (GPU, slot), token by token; `ends[t]`: the end of token t's pairs.
@@ -213,30 +288,23 @@ pub fn plan_tokens_with(
         reassign_pairs(&plan.expert_tokens, &rebalance, &mut pairs);
         borrow(&mut plan, &rebalance, llep.expert_bytes);
     }
-    plan.count_per_node(cluster.gpus_per_node());
-    let (mut destinations, mut machines) = (Vec::new(), Vec::new());
+    let mut routes = TokenRoutes {
+        gpus,
+        destinations: Vec::with_capacity(pairs.len()),
+        ends: Vec::with_capacity(tokens),
+    };
     let mut start = 0;
-    for (token, &end) in ends.iter().enumerate() {
-        let src = token * gpus / tokens;
-        plan.source_tokens[src] += 1.0;
-        destinations.clear();
+    for &end in &ends {
+        let first = routes.destinations.len();
         for &(gpu, _) in &pairs[start..end] {
-            if !destinations.contains(&gpu) {
-                destinations.push(gpu);
+            if !routes.destinations[first..].contains(&gpu) {
+                routes.destinations.push(gpu);
             }
         }
+        routes.ends.push(routes.destinations.len());
         start = end;
-        machines.clear();
-        for &dst in &destinations {
-            plan.add_flow(src, dst, 1.0);
-            let machine = plan.node_of(dst);
-            if !machines.contains(&machine) {
-                machines.push(machine);
-                plan.add_node_tokens(src, machine, 1.0);
-            }
-        }
     }
-    Ok(plan)
+    Ok((plan, routes))
 }
 
 /// Sends each moved pair of `rebalance` to its new GPU and slot: of the pairs on an expert slot
@@ -296,58 +364,6 @@ fn borrow(plan: &mut DispatchPlan, rebalance: &Rebalance, expert_bytes: u64) {
         plan.expert_tokens[m.from.0][m.from.1] -= m.pairs;
         plan.expert_tokens[m.to.0][m.to.1] += m.pairs;
         plan.tally.moved_pairs += m.pairs;
-    }
-}
-
-/// The destination GPUs of single tokens of a step, each chosen as [`plan_tokens`] chooses
-/// them under the default policy (`same-node` replicas, no capacity, no LLEP): speculative
-/// pre-scheduling asks where a token's predicted experts would send it.
-pub struct TokenRouter<'a> {
-    cluster: &'a Cluster,
-    checker: Checker<'a>,
-    /// Tokens in the step (a token's source GPU depends on it).
-    tokens: usize,
-}
-
-impl<'a> TokenRouter<'a> {
-    /// The router of a step of `tokens` tokens at placement layer `layer`.
-    pub fn new(
-        cluster: &'a Cluster,
-        placement: &'a Placement,
-        layer: usize,
-        tokens: usize,
-    ) -> Result<Self> {
-        Ok(TokenRouter {
-            cluster,
-            checker: Checker::new(cluster, placement, layer)?,
-            tokens,
-        })
-    }
-
-    /// The GPU token `token` starts on.
-    pub fn source(&self, token: usize) -> usize {
-        token * self.checker.placement.num_gpus() / self.tokens
-    }
-
-    /// Fills `out` with the distinct GPUs token `token` is sent to for `experts`.
-    pub fn destinations(
-        &mut self,
-        token: usize,
-        experts: &[ExpertId],
-        out: &mut Vec<usize>,
-    ) -> Result<()> {
-        out.clear();
-        let src = self.source(token);
-        let (placement, layer) = (self.checker.placement, self.checker.layer);
-        for &expert in experts {
-            let expert = self.checker.check_expert(expert as usize, token)?;
-            let replicas = placement.replicas_of(layer, expert);
-            let gpu = SameNode.pick(self.cluster, token, src, replicas, &[]);
-            if !out.contains(&gpu) {
-                out.push(gpu);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -1,11 +1,11 @@
 //! The report of a speculation sweep (`moesim speculate`): report.md (the verdict first, a table
 //! per interconnect, per-layer bytes), summary.json (every comparison, per layer and per step)
-//! and a chart of step time against the oracle's accuracy per interconnect.
+//! and a chart of the step-time change against the oracle's accuracy per interconnect.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::charts::{self, ChartLabels, Series};
+use crate::charts::{self, ChartLabels, XySeries};
 use crate::error::{Error, Result};
 use crate::output::{replace_dir, write_bytes_atomic};
 use crate::pipeline::speculation::{ClusterSweep, Comparison, SpeculationSweep};
@@ -22,46 +22,33 @@ pub fn write_speculation(dir: &Path, sweep: &SpeculationSweep, command: &str) ->
     })
 }
 
-/// Step time relative to plain dispatch against the oracle's accuracy, one line per cluster
-/// and placement.
+/// Step-time change against plain dispatch (%) over the oracle's accuracy (%), one line per
+/// cluster and placement (its plain step time in the legend), plain dispatch the dashed zero.
 fn chart(stem: &Path, sweep: &SpeculationSweep) -> Result<()> {
-    let lines: Vec<(String, Vec<f64>)> = sweep
+    let lines: Vec<(String, Vec<(f64, f64)>)> = sweep
         .clusters
         .iter()
         .flat_map(|c| {
             placements(c).into_iter().map(move |p| {
-                let values = oracle_of(c, &p).map(|r| 1.0 + r.step_change).collect();
-                (format!("{} / {p}", c.cluster), values)
+                let points: Vec<(f64, f64)> = oracle_of(c, &p)
+                    .filter_map(|r| Some((r.accuracy? * 100.0, r.step_change * 100.0)))
+                    .collect();
+                let plain = oracle_of(c, &p).next().map_or(0, |r| r.plain_step_ns);
+                let name = format!("{} / {p} (plain {:.1} µs)", c.cluster, us(plain));
+                (name, points)
             })
         })
         .collect();
-    let points = lines.first().map_or(0, |l| l.1.len());
-    let plain = vec![1.0; points];
-    let mut series: Vec<Series> = lines
+    let series: Vec<XySeries> = lines
         .iter()
-        .map(|(name, values)| Series { name, values })
+        .map(|(name, points)| XySeries { name, points })
         .collect();
-    series.push(Series {
-        name: "plain dispatch",
-        values: &plain,
-    });
-    let accuracies: Vec<String> = sweep
-        .clusters
-        .first()
-        .map(|c| {
-            oracle_of(c, &placements(c)[0])
-                .filter_map(|r| r.accuracy)
-                .map(|a| format!("{:.0}", a * 100.0))
-                .collect()
-        })
-        .unwrap_or_default();
-    let x = format!("oracle accuracy: point i of {} %", accuracies.join(", "));
     let labels = ChartLabels {
-        title: "Step time with speculative token shuffling / plain dispatch",
-        x: &x,
-        y: "step time relative to plain",
+        title: "Speculative token shuffling: mean step time vs plain dispatch",
+        x: "oracle accuracy (% of experts predicted right)",
+        y: "step time change vs plain (%)",
     };
-    charts::line_chart(stem, labels, &series).map(drop)
+    charts::xy_lines(stem, labels, &series, Some(("plain dispatch", 0.0))).map(drop)
 }
 
 /// The placements of a cluster's sweep, in order.
@@ -115,29 +102,44 @@ fn markdown(sweep: &SpeculationSweep, command: &str) -> String {
     );
     if let Some(eval) = &sweep.predictor {
         let rate = |r: Option<f64>| r.map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
-        let _ = writeln!(
+        let _ = write!(
             md,
             "Predictor `{}` out of sample (fitted on the first {} tokens, judged on {}): top-1 \
-             hit rate {}, recall {}; per layer:\n",
+             hit rate {}, recall {}",
             eval.predictor,
             eval.fit_tokens,
             eval.eval_tokens,
             rate(eval.overall.top1_hit_rate),
             rate(eval.overall.recall)
         );
+        let baseline = sweep.baseline.as_ref();
+        if let Some(base) = baseline {
+            let _ = write!(
+                md,
+                "; the popularity yardstick (each layer's k experts most loaded over the same \
+                 fitted tokens, whatever the token) scores top-1 {}, recall {}",
+                rate(base.overall.top1_hit_rate),
+                rate(base.overall.recall)
+            );
+        }
+        md.push_str(". Per layer:\n\n");
         let _ = writeln!(
             md,
-            "| layer | tokens | unpredicted | top-1 | recall |\n|---|---|---|---|---|"
+            "| layer | tokens | unpredicted | top-1 | recall | popularity top-1 | popularity \
+             recall |\n|---|---|---|---|---|---|---|"
         );
-        for s in &eval.layers {
+        for (index, s) in eval.layers.iter().enumerate() {
+            let base = baseline.and_then(|b| b.layers.get(index));
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 s.layer.unwrap_or(0),
                 s.tokens,
                 s.unpredicted,
                 rate(s.top1_hit_rate),
-                rate(s.recall)
+                rate(s.recall),
+                rate(base.and_then(|b| b.top1_hit_rate)),
+                rate(base.and_then(|b| b.recall))
             );
         }
         md.push('\n');

@@ -33,6 +33,7 @@ mod serving;
 mod sim_properties;
 mod sim_tiers;
 mod simulate;
+mod spec;
 mod speculation;
 mod sweep;
 mod threads;
