@@ -11,7 +11,7 @@ pub mod elastic;
 pub mod estimate;
 pub mod evaluate;
 mod kv_transfer;
-mod replacement;
+pub mod replacement;
 mod request_routing;
 pub mod serve;
 mod setup;

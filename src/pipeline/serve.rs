@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::Setup;
 use super::kv_transfer::NetworkTransport;
-use super::replacement::{Failures, ReplacementEvent, Replacer};
+use super::replacement::{Failures, ReplacementEvent, Replacer, StepSample, initial_placement};
 use super::request_routing::RequestRouting;
 use super::steps::Step;
 use crate::cost::DispatchTally;
@@ -109,6 +109,9 @@ pub struct PoolReport {
     pub dropped_share: f64,
     /// Its re-placements (`[replacement]`), in time order.
     pub replacements: Vec<ReplacementEvent>,
+    /// Its steps over time (`[replacement]`), for the charts.
+    #[serde(skip)]
+    pub timeline: Vec<StepSample>,
     /// What its steps did.
     pub totals: PoolTotals,
     /// Prompt tokens per second per node while the pool was stepping (its saturated rate when
@@ -238,10 +241,10 @@ pub fn serve(
         report.steps_simulated = pricer.simulated;
         report.dispatch = pricer.tally;
         report.dropped_share = pricer.tally.dropped_share();
-        report.replacements = pricer
-            .replacer
-            .as_ref()
-            .map_or_else(Vec::new, |r| r.events.clone());
+        if let Some(replacer) = &pricer.replacer {
+            report.replacements = replacer.events.clone();
+            report.timeline = replacer.timeline.clone();
+        }
         report.totals = collector.pool_totals(report.config.role);
         let nodes = report.config.gpus.div_ceil(per_node) as f64;
         let per_busy_node = |tokens: u64| match report.totals.busy_s {
@@ -295,7 +298,7 @@ fn pool_pricer(
         pool_scenario.sim.all_to_all = all_to_all.clone();
     }
     let setup = Setup::new(&pool_scenario, trace.clone(), source.to_string())?;
-    let placed = setup.place(placement)?;
+    let placed = initial_placement(scenario.replacement.as_ref(), &setup, placement)?;
     let (config, report) = pool_config(&setup, serving, settings, role)?;
     let by_request = match (serving.routing, &setup.trace) {
         (RoutingOrder::InOrder, _) => None,
@@ -443,6 +446,7 @@ fn pool_config(
         dispatch: DispatchTally::default(),
         dropped_share: 0.0,
         replacements: Vec::new(),
+        timeline: Vec::new(),
         totals: PoolTotals::default(),
         busy_input_tokens_per_s_per_node: 0.0,
         busy_output_tokens_per_s_per_node: 0.0,
@@ -744,7 +748,7 @@ impl StepPricer for SimPricer {
         let mut cost = self.price_step(ranks, runs)?;
         if let Some(replacer) = &mut self.replacer
             && let Some((placement, stall_ns)) =
-                replacer.step_done(&self.setup, &self.placement, self.now_ns, cost.ns)?
+                replacer.step_done(&self.setup, &self.placement, self.now_ns, cost)?
         {
             self.placement = placement;
             self.cache.clear();
