@@ -1,20 +1,25 @@
 #!/bin/sh
-# Regenerates this report from the repository root: serves scenario.toml with each re-placement
-# policy (never, periodic, triggered, all synchronous; periodic asynchronous) into its own
-# folder, keeping the report, the summary and the charts over time.
-#   sh reports/replacement-example/regenerate.sh [path/to/moesim]
+# Regenerates this report from the repository root:
+#   MOESIM=path/to/moesim sh reports/replacement-example/regenerate.sh
+# Serves light.toml and heavy.toml with every re-placement variant (`moesim serve
+# --compare-replacement`: never, periodic, triggered synchronously; periodic and triggered
+# asynchronously), each into its folder, keeping per variant the report, the summary, the
+# per-second table and the charts over time. Then the workload switch on real DeepSeek-V3
+# loads, when the shared data is beside the repository (skipped with a notice otherwise).
 set -e
-MOESIM=${1:-target/release/moesim}
+MOESIM=${MOESIM:-target/release/moesim}
 HERE=reports/replacement-example
-for run in never:sync periodic:sync triggered:sync periodic:async; do
-    policy=${run%:*}
-    mode=${run#*:}
-    name=$policy
-    [ "$mode" = async ] && name=$policy-async
-    sed -e "s/^policy = .*/policy = \"$policy\"/" -e "s/^mode = .*/mode = \"$mode\"/" \
-        "$HERE/scenario.toml" > "$HERE/$name.toml"
-    rm -rf "$HERE/$name"
-    "$MOESIM" serve "$HERE/$name.toml" --out "$HERE/$name"
-    rm "$HERE/$name.toml"
-    (cd "$HERE/$name" && rm -f requests.parquet index.html latency_* queue.* throughput.* ./*.svg)
+
+# Drops what the comparison does not need from a comparison folder (the requests table, the
+# web pages, the latency, queue and throughput charts, the SVG copies).
+trim() {
+    rm -f "$1"/*.svg
+    for run in "$1"/*/; do
+        (cd "$run" && rm -f requests.parquet index.html latency_* queue.* throughput.* ./*.svg)
+    done
+}
+
+for case in light heavy; do
+    "$MOESIM" serve "$HERE/$case.toml" --compare-replacement --out "$HERE/$case"
+    trim "$HERE/$case"
 done

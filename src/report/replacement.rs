@@ -66,7 +66,8 @@ impl VariantRow {
     /// The row of `result`, served as `variant`.
     pub fn of(variant: &str, result: &ServeResult) -> VariantRow {
         let events = result.pools.iter().flat_map(|p| &p.replacements);
-        let sum = |f: fn(&ReplacementEvent) -> f64| -> f64 { events.clone().map(f).sum() };
+        // Folded from +0: an empty float `sum` is -0 (printed "-0").
+        let sum = |f: fn(&ReplacementEvent) -> f64| events.clone().map(f).fold(0.0, |a, b| a + b);
         let s = &result.summary;
         VariantRow {
             variant: variant.to_string(),
