@@ -123,14 +123,14 @@ fn check_fittable(trace: &RoutingTrace) -> Result<()> {
 
 /// `x` rounded to [`SIGNIFICANT_DIGITS`] significant digits (the shortest decimal that reads back
 /// as the same f64, so TOML output round-trips).
-fn significant(x: f64) -> f64 {
+pub(super) fn significant(x: f64) -> f64 {
     format!("{:.*e}", SIGNIFICANT_DIGITS - 1, x)
         .parse()
         .unwrap_or(x)
 }
 
 /// Expert shares of one layer with [`POPULARITY_PSEUDO_COUNT`] added to every expert.
-fn smoothed(counts: &[f64]) -> Vec<f64> {
+pub(super) fn smoothed(counts: &[f64]) -> Vec<f64> {
     let total: f64 = counts.iter().sum::<f64>() + POPULARITY_PSEUDO_COUNT * counts.len() as f64;
     counts
         .iter()
@@ -170,7 +170,7 @@ fn zipf_weights(n: usize, exponent: f64) -> Vec<f64> {
 
 /// The Zipf exponent in 0..=4 whose rank weights are closest (least squares over all layers) to
 /// the sorted popularity, to 4 decimals: a 0.01 grid, then a 0.0001 grid around its best point.
-fn best_zipf_exponent(popularity: &[Vec<f64>]) -> f64 {
+pub(super) fn best_zipf_exponent(popularity: &[Vec<f64>]) -> f64 {
     let sorted: Vec<Vec<f64>> = popularity
         .iter()
         .map(|row| {

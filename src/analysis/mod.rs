@@ -11,6 +11,7 @@ pub mod affinity;
 pub mod builder;
 pub mod coactivation;
 pub mod fit;
+pub mod fit_loads;
 pub mod imbalance;
 pub mod locality;
 pub mod pairs;

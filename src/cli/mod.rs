@@ -34,6 +34,8 @@ Examples:
   moesim trace stats t.parquet --json           the same as one JSON object, for scripts
   moesim trace fit t.parquet -o fit.toml        learn a generator from a real trace
   moesim trace synth --params fit.toml --tokens 1000000 -o long.parquet
+  moesim trace fit loads.json --model deepseek-v3 -o ds.toml   learn one from recorded loads
+  moesim trace concat a.parquet b.parquet -o switch.parquet    a workload switch
   moesim place --trace loads.json --strategy eplb --gpus 32 --nodes 4 --slots 288 --groups 8 -o p.json
   moesim place eval --placement p.json --trace other.json --json
   moesim profile --out prof                     GPU micro-benchmarks + NVML counters

@@ -428,6 +428,75 @@ impl RoutingTrace {
     }
 }
 
+impl RoutingTrace {
+    /// Appends `other`'s tokens after this trace's, so traces of different workloads play one
+    /// after the other (a workload switch). Both must have the same experts and layers. Gate
+    /// weights and metadata columns are kept only when both traces have them; `step` and
+    /// `request_id` of `other` are shifted past this trace's largest, so steps and requests of the
+    /// two parts stay distinct. Fails, changing nothing, on a shape mismatch or when a layer
+    /// would exceed 2^32 entries.
+    pub fn append(&mut self, other: &RoutingTrace) -> Result<()> {
+        if (other.num_experts, other.num_layers()) != (self.num_experts, self.num_layers()) {
+            return Err(Error::invalid(format!(
+                "has {} experts x {} layers but the traces before it have {} x {}",
+                other.num_experts,
+                other.num_layers(),
+                self.num_experts,
+                self.num_layers()
+            )));
+        }
+        if let Some(layer) = self
+            .layers
+            .iter()
+            .zip(&other.layers)
+            .position(|(a, b)| a.experts.len() + b.experts.len() > u32::MAX as usize)
+        {
+            return Err(Error::invalid(format!(
+                "layer {layer} would hold more than 2^32 routed entries"
+            )));
+        }
+        for (mine, theirs) in self.layers.iter_mut().zip(&other.layers) {
+            let base = mine.experts.len() as u32;
+            mine.offsets
+                .extend(theirs.offsets[1..].iter().map(|o| base + o));
+            mine.experts.extend_from_slice(&theirs.experts);
+            mine.weights = match (mine.weights.take(), &theirs.weights) {
+                (Some(mut w), Some(more)) => {
+                    w.extend_from_slice(more);
+                    Some(w)
+                }
+                _ => None,
+            };
+        }
+        let meta = &mut self.meta;
+        meta.step = shifted_column(meta.step.take(), &other.meta.step);
+        meta.request_id = shifted_column(meta.request_id.take(), &other.meta.request_id);
+        meta.position = joined_column(meta.position.take(), &other.meta.position);
+        meta.phase = joined_column(meta.phase.take(), &other.meta.phase);
+        meta.dp_rank = joined_column(meta.dp_rank.take(), &other.meta.dp_rank);
+        self.num_tokens += other.num_tokens;
+        Ok(())
+    }
+}
+
+/// `first` followed by `second`, when both are present.
+fn joined_column<T: Clone>(first: Option<Vec<T>>, second: &Option<Vec<T>>) -> Option<Vec<T>> {
+    let (mut first, second) = (first?, second.as_ref()?);
+    first.extend_from_slice(second);
+    Some(first)
+}
+
+/// `first` followed by `second` shifted past `first`'s largest value (ids that must not collide).
+fn shifted_column<T>(first: Option<Vec<T>>, second: &Option<Vec<T>>) -> Option<Vec<T>>
+where
+    T: Copy + Ord + std::ops::Add<Output = T> + From<u8>,
+{
+    let (mut first, second) = (first?, second.as_ref()?);
+    let shift = first.iter().max().map_or(T::from(0), |&m| m + T::from(1));
+    first.extend(second.iter().map(|&v| v + shift));
+    Some(first)
+}
+
 /// Tokens `rows` of an optional metadata column.
 fn gather_column<T: Clone>(
     column: &Option<Vec<T>>,
@@ -598,6 +667,31 @@ mod tests {
         assert_eq!(s.num_tokens(), 2);
         assert_eq!(s.layer(0).experts_of(0), &[1, 2]);
         assert_eq!(s.meta().position.as_deref(), Some(&[11, 12][..]));
+    }
+
+    #[test]
+    fn appending_joins_tokens_weights_and_shifted_metadata() {
+        let mut a = two_layer_trace();
+        a.meta.step = Some(vec![0, 0, 1]);
+        a.meta.position = Some(vec![0, 1, 0]);
+        let mut b = two_layer_trace().slice_tokens(1..3);
+        b.meta.step = Some(vec![0, 4]);
+        a.append(&b).unwrap();
+        assert_eq!(a.num_tokens(), 5);
+        assert_eq!(a.layer(0).offsets(), &[0, 2, 4, 6, 8, 10]);
+        // b's tokens are a's tokens 1 and 2.
+        assert_eq!(a.layer(0).experts_of(3), &[1, 2]);
+        assert_eq!(a.layer(1).experts_of(4), &[2, 1]);
+        // Steps continue after a's last (1): 0 + 2, 4 + 2; positions were only in a: dropped.
+        assert_eq!(a.meta().step.as_deref(), Some(&[0, 0, 1, 2, 6][..]));
+        assert_eq!(a.meta().position, None);
+        let other_shape = RoutingTrace::from_dense(8, 2, 1, &[0, 1]).unwrap();
+        let err = a.append(&other_shape).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "has 8 experts x 2 layers but the traces before it have 4 x 2"
+        );
+        assert_eq!(a.num_tokens(), 5);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! [`SynthParams`] is embedded in scenario files and written by `moesim trace fit`, so it is plain
 //! serde with defaults on every field and unknown keys rejected.
 
+mod inclusion;
 mod model;
 mod sample;
 
@@ -28,6 +29,8 @@ use crate::output::write_bytes_atomic;
 use crate::trace::{ExpertId, LayerRouting, MAX_LAYERS, RoutingTrace, TokenMeta};
 
 use model::Model;
+
+pub use inclusion::top_k_inclusion;
 
 /// The most routed entries (layers x tokens x top-k) one synthetic trace may hold: 2^30, each
 /// a 2-byte expert id, a 4-byte gate weight and its share of the offsets.
@@ -356,6 +359,25 @@ impl FittedRouting {
 
 /// How far above 1 a successor list's probabilities may sum (they are rounded decimals).
 const PROB_SUM_TOLERANCE: f64 = 1e-4;
+
+/// Per expert, how much the group limit changes how often the generator's draw from popularity
+/// `weights` includes it: the ratio of its inclusions with the limit to those of the same tokens'
+/// scores without it, over `tokens` draws of stream `seed` (1 where the expert was never drawn).
+/// Multiplying [`top_k_inclusion`] by it gives the group-limited inclusion.
+pub fn group_limit_ratio(
+    weights: &[f64],
+    top_k: usize,
+    groups: GroupLimit,
+    tokens: usize,
+    seed: u64,
+) -> Vec<f64> {
+    let (limited, plain) = sample::grouped_inclusion_counts(weights, top_k, groups, tokens, seed);
+    limited
+        .iter()
+        .zip(&plain)
+        .map(|(&l, &p)| if p > 0 { l as f64 / p as f64 } else { 1.0 })
+        .collect()
+}
 
 /// Tokens generated per parallel work item.
 const TOKENS_PER_BLOCK: usize = 2048;

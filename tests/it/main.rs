@@ -20,6 +20,7 @@ mod html_report;
 mod interop;
 mod kernel_emulation;
 mod kernels;
+mod loadfit;
 mod offload;
 mod place;
 mod plan;

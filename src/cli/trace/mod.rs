@@ -1,5 +1,6 @@
 //! `moesim trace ...`: routing trace subcommands.
 
+mod concat;
 mod convert;
 mod fit;
 mod import;
@@ -30,9 +31,18 @@ pub enum TraceCommand {
         after_help = "Examples:\n  moesim trace synth --experts 64 --layers 16 --top-k 8 --tokens 100000 --zipf 1.1 -o t.parquet\n  moesim trace synth --params fit.toml --tokens 1000000 --seed 3 -o long.parquet"
     )]
     Synth(synth::SynthArgs),
-    /// Fit the synthetic generator to a real trace; `trace synth --params` then reproduces it.
-    #[command(after_help = "Example:\n  moesim trace fit switch32.parquet -o switch32-fit.toml")]
+    /// Fit the synthetic generator to a real trace, or to per-expert loads (then with the
+    /// model's top-k); `trace synth --params` then reproduces it.
+    #[command(
+        after_help = "Examples:\n  moesim trace fit switch32.parquet -o switch32-fit.toml\n  moesim trace fit prefill_in1024.json --model deepseek-v3 -o prefill-fit.toml"
+    )]
     Fit(fit::FitArgs),
+    /// Join token-level traces one after the other (a workload switch), e.g. synthetic traces
+    /// of two fitted workloads.
+    #[command(
+        after_help = "Example:\n  moesim trace concat prefill.parquet decode.parquet -o switch.parquet"
+    )]
+    Concat(concat::ConcatArgs),
     /// Check a trace: expert ids in range, no duplicate expert in a token's top-k, finite
     /// weights. Lists every violation with its row and column; exits 1 if there is any.
     #[command(
@@ -54,6 +64,7 @@ impl TraceCommand {
             TraceCommand::Stats(args) => args.execute(),
             TraceCommand::Synth(args) => args.execute(),
             TraceCommand::Fit(args) => args.execute(),
+            TraceCommand::Concat(args) => args.execute(),
             TraceCommand::Validate(args) => args.execute(),
             TraceCommand::Convert(args) => args.execute(),
         }

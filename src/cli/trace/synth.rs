@@ -91,7 +91,8 @@ fn share(text: &str) -> Result<f64, String> {
     number_that(text, |v| (0.0..=1.0).contains(&v), "from 0 to 1")
 }
 
-fn parse_groups(text: &str) -> Result<GroupLimit, String> {
+/// `GROUPS:TOPK_GROUPS` as a group limit.
+pub(super) fn parse_groups(text: &str) -> Result<GroupLimit, String> {
     let (groups, chosen) = text
         .split_once(':')
         .ok_or_else(|| format!("expected GROUPS:TOPK_GROUPS such as 8:4, got `{text}`"))?;

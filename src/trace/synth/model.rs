@@ -68,7 +68,7 @@ impl Popularity {
     }
 
     /// Popularity proportional to `weights[expert]`; ranks follow the weights (ties: lower id).
-    fn by_expert(weights: &[f64]) -> Self {
+    pub(super) fn by_expert(weights: &[f64]) -> Self {
         let mut order: Vec<ExpertId> = (0..weights.len() as u32).map(|e| e as ExpertId).collect();
         order.sort_by(|&a, &b| weights[b as usize].total_cmp(&weights[a as usize]));
         let ranked = order.iter().map(|&e| weights[e as usize]).collect();
@@ -95,7 +95,7 @@ impl Popularity {
     }
 
     /// The probability of every expert, indexed by expert id, without rotation.
-    fn by_expert_id(&self) -> Vec<f64> {
+    pub(super) fn by_expert_id(&self) -> Vec<f64> {
         (0..self.weights.len())
             .map(|e| self.prob(e as ExpertId, Rotation::NONE))
             .collect()

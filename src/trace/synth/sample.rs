@@ -262,30 +262,85 @@ impl Mixture<'_> {
     /// groups with the best single score are kept, and the k best-scoring experts inside them
     /// are chosen, best first.
     fn sample_grouped(&self, k: usize, groups: GroupLimit, rng: &mut ChaCha8Rng) -> Vec<ExpertId> {
-        let scores: Vec<f64> = self
-            .dense_probs()
-            .iter()
-            .map(|p| {
-                let u = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                p.ln() - (-u.ln()).ln()
-            })
-            .collect();
-        let group_size = self.num_experts / groups.n_groups;
-        let best_in_group: Vec<f64> = scores
-            .chunks(group_size)
-            .map(|group| group.iter().copied().fold(f64::NEG_INFINITY, f64::max))
-            .collect();
-        let mut ranked_groups: Vec<usize> = (0..groups.n_groups).collect();
-        ranked_groups.sort_by(|&a, &b| best_in_group[b].total_cmp(&best_in_group[a]));
-        let mut candidates: Vec<usize> = ranked_groups[..groups.topk_groups]
-            .iter()
-            .flat_map(|g| g * group_size..(g + 1) * group_size)
-            .collect();
-        candidates.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        candidates
-            .into_iter()
-            .take(k)
-            .map(|e| e as ExpertId)
-            .collect()
+        let ln_probs: Vec<f64> = self.dense_probs().iter().map(|p| p.ln()).collect();
+        grouped_top_k(&gumbel_scores(&ln_probs, rng), k, groups)
     }
+}
+
+/// `ln q + Gumbel noise` for every expert, from its `ln q`: the top k of these scores are a draw
+/// of k distinct experts without replacement from q.
+fn gumbel_scores(ln_probs: &[f64], rng: &mut ChaCha8Rng) -> Vec<f64> {
+    ln_probs
+        .iter()
+        .map(|ln_p| {
+            let u = rng.random::<f64>().max(f64::MIN_POSITIVE);
+            ln_p - (-u.ln()).ln()
+        })
+        .collect()
+}
+
+/// The `k` best `scores` inside the `topk_groups` groups with the best single score, best first
+/// (ties: lower id).
+fn grouped_top_k(scores: &[f64], k: usize, groups: GroupLimit) -> Vec<ExpertId> {
+    let group_size = scores.len() / groups.n_groups;
+    let best_in_group: Vec<f64> = scores
+        .chunks(group_size)
+        .map(|group| group.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        .collect();
+    let mut ranked_groups: Vec<usize> = (0..groups.n_groups).collect();
+    ranked_groups.sort_by(|&a, &b| best_in_group[b].total_cmp(&best_in_group[a]));
+    let mut candidates: Vec<usize> = ranked_groups[..groups.topk_groups]
+        .iter()
+        .flat_map(|g| g * group_size..(g + 1) * group_size)
+        .collect();
+    best_first(&mut candidates, scores, k);
+    candidates
+        .into_iter()
+        .take(k)
+        .map(|e| e as ExpertId)
+        .collect()
+}
+
+/// Moves the `k` best-scoring of `candidates` to the front, best first (ties: lower id; a total
+/// order, so the result is that of a full sort).
+fn best_first(candidates: &mut [usize], scores: &[f64], k: usize) {
+    let order = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+    let count = candidates.len();
+    if k < count {
+        candidates.select_nth_unstable_by(k, order);
+    }
+    candidates[..k.min(count)].sort_by(order);
+}
+
+/// How many of `tokens` group-limited draws from popularity `weights` (as at layer 0 without
+/// drift, each token on its own stream of `seed`) include each expert, and how many of the same
+/// tokens' draws would without the limit (the top k of the same scores). The two counts differ
+/// only where the limit changes a token's choice, so their ratio estimates the limit's effect
+/// with far less noise than either count.
+pub(super) fn grouped_inclusion_counts(
+    weights: &[f64],
+    k: usize,
+    groups: GroupLimit,
+    tokens: usize,
+    seed: u64,
+) -> (Vec<u64>, Vec<u64>) {
+    let ln_probs: Vec<f64> = Popularity::by_expert(weights)
+        .by_expert_id()
+        .iter()
+        .map(|p| p.ln())
+        .collect();
+    let mut limited = vec![0u64; weights.len()];
+    let mut plain = vec![0u64; weights.len()];
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    for token in 0..tokens {
+        let scores = gumbel_scores(&ln_probs, &mut token_rng(seed, token));
+        for e in grouped_top_k(&scores, k, groups) {
+            limited[e as usize] += 1;
+        }
+        best_first(&mut order, &scores, k);
+        for &e in &order[..k] {
+            plain[e] += 1;
+        }
+    }
+    (limited, plain)
 }
