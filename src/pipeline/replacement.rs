@@ -202,7 +202,7 @@ impl Replacer {
         Ok(outcome)
     }
 
-    /// [`Replacer::step_done`] but the timeline.
+    /// The policy check and re-placement of [`Replacer::step_done`], without the timeline.
     fn check(
         &mut self,
         setup: &Setup,
