@@ -189,9 +189,9 @@ fn timeline(result: &ServeResult) -> &[StepSample] {
 /// Labels of the bins: their start time, s.
 fn bin_names(bin_ns: u64, bins: usize) -> Vec<String> {
     let decimals = match bin_ns {
-        ..10_000_000 => 3,
-        ..100_000_000 => 2,
-        ..1_000_000_000 => 1,
+        0..10_000_000 => 3,
+        10_000_000..100_000_000 => 2,
+        100_000_000..1_000_000_000 => 1,
         _ => 0,
     };
     (0..bins)
