@@ -9,8 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::error::Error;
 use crate::output;
 use crate::pipeline::serve::{ServeResult, serve};
+use crate::placement::replacement::comparison_variants;
 use crate::report::check_replaceable;
 use crate::report::elastic::write_comparison;
+use crate::report::replacement::write_comparison as write_replacement_comparison;
 use crate::report::serving::{RequestWriter, write_serving_files};
 use crate::scenario::Scenario;
 use crate::serve::scaling::Mechanism;
@@ -19,7 +21,7 @@ use crate::workload::plain::write_requests;
 /// Arguments of `moesim serve`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  moesim serve scenarios/qwen3-30b-a3b-serve.toml\n  moesim serve scenarios/qwen3-30b-a3b-serve.toml --requests-out requests.csv --out /tmp/serve\n  moesim serve scenarios/deepseek-v3-pd-decode.toml --placement eplb --json"
+    after_help = "Examples:\n  moesim serve scenarios/qwen3-30b-a3b-serve.toml\n  moesim serve scenarios/qwen3-30b-a3b-serve.toml --requests-out requests.csv --out /tmp/serve\n  moesim serve scenarios/deepseek-v3-pd-decode.toml --placement eplb --json\n  moesim serve reports/replacement-example/scenario.toml --compare-replacement --out reports/replacement-example"
 )]
 pub struct ServeArgs {
     /// Scenario TOML with `[serving]` and `[workload]` tables.
@@ -41,6 +43,19 @@ pub struct ServeArgs {
     /// `[scaling]` table and write the runs side by side (each in a subfolder).
     #[arg(long)]
     compare_mechanisms: bool,
+    /// Serve once per re-placement variant with the scenario's `[replacement]` table (its
+    /// window, interval, threshold, planning) and write the runs side by side (each in a
+    /// subfolder). Variants: a policy (synchronous) or a policy with `-async`; without a list,
+    /// never, periodic, triggered, periodic-async, triggered-async.
+    #[arg(
+        long,
+        value_name = "VARIANT,...",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        conflicts_with = "compare_mechanisms"
+    )]
+    compare_replacement: Option<String>,
 }
 
 impl ServeArgs {
@@ -55,6 +70,15 @@ impl ServeArgs {
             let runs = compare_mechanisms(&scenario, &self, &dir).map_err(in_file)?;
             for (mechanism, result) in &runs {
                 println!("{}:", mechanism.name());
+                print_summary(result);
+            }
+            println!("report: {}", dir.display());
+            return Ok(());
+        }
+        if let Some(variants) = &self.compare_replacement {
+            let runs = compare_replacement(&scenario, &self, variants, &dir).map_err(in_file)?;
+            for (variant, result) in &runs {
+                println!("{variant}:");
                 print_summary(result);
             }
             println!("report: {}", dir.display());
@@ -107,6 +131,60 @@ fn compare_mechanisms(
             runs.push((mechanism, result));
         }
         write_comparison(&runs, &command, tmp)?;
+        Ok(runs)
+    })
+}
+
+/// Serves `scenario` once per re-placement variant (`variants`, comma-separated; every default
+/// one when empty) into `dir/<variant>` and writes the comparison into `dir`.
+fn compare_replacement(
+    scenario: &Scenario,
+    args: &ServeArgs,
+    variants: &str,
+    dir: &Path,
+) -> crate::error::Result<Vec<(String, ServeResult)>> {
+    let Some(config) = &scenario.replacement else {
+        return Err(Error::invalid(
+            "`--compare-replacement` needs a `[replacement]` table",
+        ));
+    };
+    let mut names: Vec<String> = variants
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+        .collect();
+    if names.is_empty() {
+        names = comparison_variants();
+    }
+    let mut configs = Vec::new();
+    for name in &names {
+        if configs.iter().any(|(seen, _)| seen == name) {
+            return Err(Error::invalid(format!(
+                "`--compare-replacement`: variant `{name}` named twice"
+            )));
+        }
+        let one = config
+            .variant(name)
+            .map_err(|m| Error::invalid(format!("`--compare-replacement`: {m}")))?;
+        configs.push((name.clone(), one));
+    }
+    check_replaceable(dir)?;
+    let command = format!(
+        "moesim serve {} --compare-replacement={} --out {}",
+        args.scenario.display(),
+        names.join(","),
+        dir.display()
+    );
+    output::replace_dir(dir, |tmp| {
+        let mut runs = Vec::new();
+        for (name, config) in configs {
+            let mut one = scenario.clone();
+            one.replacement = Some(config);
+            let result = serve_into(&one, args.placement.as_deref(), &tmp.join(&name))?;
+            runs.push((name, result));
+        }
+        write_replacement_comparison(&runs, &command, tmp)?;
         Ok(runs)
     })
 }

@@ -12,7 +12,7 @@ pub mod estimate;
 pub mod evaluate;
 mod kv_transfer;
 pub mod offload;
-mod replacement;
+pub mod replacement;
 mod request_routing;
 pub mod serve;
 mod setup;

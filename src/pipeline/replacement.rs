@@ -22,6 +22,7 @@ use crate::placement::replacement::{
     moves,
 };
 use crate::scenario::{Failure, NetworkFailure};
+use crate::serve::StepCost;
 use crate::sim::step::LayerWork;
 use crate::sim::transfer::transfers_ns;
 use crate::topology::Cluster;
@@ -51,6 +52,17 @@ pub struct ReplacementEvent {
     pub imbalance_before: f64,
     /// The same under the new placement.
     pub imbalance_after: f64,
+}
+
+/// One priced step of a pool with `[replacement]`, for the charts over time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepSample {
+    /// When it started, ns.
+    pub start_ns: u64,
+    /// Its duration with the stall of a synchronous re-placement it triggered, ns.
+    pub ns: u64,
+    /// Busiest GPU's routed tokens over the mean, averaged over the MoE layers.
+    pub imbalance: f64,
 }
 
 /// The expert loads of the recent steps, in blocks of a tenth of the window: the window holds
@@ -123,6 +135,8 @@ pub struct Replacer {
     window: LoadWindow,
     /// Weight bytes of one expert slot on one GPU.
     slot_bytes: u64,
+    /// MoE layers of the model (the trace may have fewer; see [`model_moves`]).
+    model_layers: usize,
     steps: u64,
     last_check_step: u64,
     last_check_ns: u64,
@@ -130,6 +144,8 @@ pub struct Replacer {
     pending: Option<(u64, Placement)>,
     /// The re-placements so far.
     pub events: Vec<ReplacementEvent>,
+    /// Every step priced so far, in time order.
+    pub timeline: Vec<StepSample>,
 }
 
 impl Replacer {
@@ -143,12 +159,14 @@ impl Replacer {
                 placement.num_experts(),
             ),
             slot_bytes: setup.model.expert_weight_bytes() / setup.tp as u64,
+            model_layers: setup.model.num_moe_layers().max(placement.num_layers()),
             config: config.clone(),
             steps: 0,
             last_check_step: 0,
             last_check_ns: 0,
             pending: None,
             events: Vec::new(),
+            timeline: Vec::new(),
         }
     }
 
@@ -165,10 +183,27 @@ impl Replacer {
         self.window.add(self.steps, layers, placement);
     }
 
-    /// After a step that started at `now_ns` and took `step_ns` under `placement`: checks the
+    /// After a step that started at `now_ns` and cost `cost` under `placement`: checks the
     /// policy when an interval has passed and, when it re-places synchronously, returns the new
-    /// placement and the stall to add to the step.
+    /// placement and the stall to add to the step. The step joins the timeline.
     pub fn step_done(
+        &mut self,
+        setup: &Setup,
+        placement: &Placement,
+        now_ns: u64,
+        cost: StepCost,
+    ) -> Result<Option<(Placement, u64)>> {
+        let outcome = self.check(setup, placement, now_ns, cost.ns)?;
+        self.timeline.push(StepSample {
+            start_ns: now_ns,
+            ns: cost.ns + outcome.as_ref().map_or(0, |(_, stall)| *stall),
+            imbalance: cost.imbalance,
+        });
+        Ok(outcome)
+    }
+
+    /// The policy check and re-placement of [`Replacer::step_done`], without the timeline.
+    fn check(
         &mut self,
         setup: &Setup,
         placement: &Placement,
@@ -206,13 +241,18 @@ impl Replacer {
         if self.config.move_cost {
             new = keep_in_place(placement, &new)?;
         }
-        let moved = moves(placement, &new, &setup.cluster);
-        let planning_ns = self.config.planning_ns(placement.num_layers());
+        let moved = model_moves(
+            &moves(placement, &new, &setup.cluster),
+            placement.num_layers(),
+            self.model_layers,
+        );
+        let layers = self.model_layers;
+        let planning_ns = self.config.planning_ns(layers);
         let sync = self.config.mode == MigrationMode::Sync;
         let transfer_ns = if sync {
             transfers_ns(&setup.cluster, &setup.sim.links, &self.transfers(&moved))
         } else {
-            (0..placement.num_layers())
+            (0..layers)
                 .map(|layer| {
                     let layer_moves: Vec<Move> =
                         moved.iter().filter(|m| m.layer == layer).copied().collect();
@@ -224,7 +264,7 @@ impl Replacer {
                 })
                 .sum()
         };
-        let mut incoming = vec![vec![0u64; placement.num_layers()]; placement.num_gpus()];
+        let mut incoming = vec![vec![0u64; layers]; placement.num_gpus()];
         for m in &moved {
             incoming[m.to][m.layer] += self.slot_bytes;
         }
@@ -264,6 +304,48 @@ impl Replacer {
             .map(|m| (m.from, m.to, self.slot_bytes))
             .collect()
     }
+}
+
+/// `moved` on a trace's `traced` layers for every one of the model's `model_layers` MoE layers:
+/// a layer the trace lacks moves what the trace's layer of its index modulo `traced` moves, as
+/// the step pricer prices the layers a trace lacks like those it has.
+fn model_moves(moved: &[Move], traced: usize, model_layers: usize) -> Vec<Move> {
+    if model_layers == traced {
+        return moved.to_vec();
+    }
+    (0..model_layers)
+        .flat_map(|layer| {
+            moved
+                .iter()
+                .filter(move |m| m.layer == layer % traced)
+                .map(move |m| Move { layer, ..*m })
+        })
+        .collect()
+}
+
+/// The placement a pool starts with: strategy `strategy` on the trace's loads, or with
+/// `[replacement] initial_tokens` on the loads of the trace's first tokens only. The error names
+/// the field when the trace has no tokens or too few.
+pub fn initial_placement(
+    config: Option<&ReplacementConfig>,
+    setup: &Setup,
+    strategy: &str,
+) -> Result<Placement> {
+    let Some(tokens) = config.and_then(|c| c.initial_tokens) else {
+        return setup.place(strategy);
+    };
+    let field =
+        |message: String| Error::invalid(format!("`replacement.initial_tokens`: {message}"));
+    let routing = setup.trace.tokens().ok_or_else(|| {
+        field("needs a trace of tokens; the scenario's trace holds expert loads only".into())
+    })?;
+    if tokens > routing.num_tokens() {
+        return Err(field(format!(
+            "{tokens} tokens but the trace has {}",
+            routing.num_tokens()
+        )));
+    }
+    setup.place_with_loads(strategy, &routing.slice_tokens(0..tokens).expert_loads())
 }
 
 /// The `[[failures]]` of a pool: its cluster with each failure's links out of service from its
@@ -412,8 +494,12 @@ mod tests {
                 &setup.layer_work(&placement, &setup.steps[0]).unwrap(),
                 &placement,
             );
+            let cost = StepCost {
+                ns: 1000,
+                imbalance: 1.5,
+            };
             if let Some((new, stall)) = replacer
-                .step_done(&setup, &placement, step * 1000, 1000)
+                .step_done(&setup, &placement, step * 1000, cost)
                 .unwrap()
             {
                 placement = new;
@@ -438,6 +524,50 @@ mod tests {
         );
         assert!(first.transfer_ms > 0.0);
         assert_eq!(stalls[1..], [500_000_000, 500_000_000]);
+        // Every step joins the timeline, the checked ones with their stall.
+        let timeline: Vec<(u64, u64)> = replacer
+            .timeline
+            .iter()
+            .map(|s| (s.start_ns, s.ns))
+            .collect();
+        assert_eq!(
+            timeline,
+            [
+                (0, 1000),
+                (1000, 1000 + stalls[0]),
+                (2000, 1000),
+                (3000, 1000 + stalls[1]),
+                (4000, 1000),
+                (5000, 1000 + stalls[2])
+            ]
+        );
+        assert!(replacer.timeline.iter().all(|s| s.imbalance == 1.5));
+    }
+
+    #[test]
+    fn layers_the_trace_lacks_move_what_the_trace_layer_of_their_index_moves() {
+        let m = |layer, expert| Move {
+            layer,
+            expert,
+            from: 0,
+            to: 1,
+        };
+        // A 2-layer trace of a 5-layer model: model layers 0, 2, 4 move like trace layer 0.
+        let traced = [m(0, 7), m(1, 3), m(1, 4)];
+        let all = model_moves(&traced, 2, 5);
+        assert_eq!(
+            all,
+            [
+                m(0, 7),
+                m(1, 3),
+                m(1, 4),
+                m(2, 7),
+                m(3, 3),
+                m(3, 4),
+                m(4, 7)
+            ]
+        );
+        assert_eq!(model_moves(&traced, 2, 2), traced);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::Setup;
 use super::kv_transfer::NetworkTransport;
 use super::offload::{OffloadSummary, ServeOffload};
-use super::replacement::{Failures, ReplacementEvent, Replacer};
+use super::replacement::{Failures, ReplacementEvent, Replacer, StepSample, initial_placement};
 use super::request_routing::RequestRouting;
 use super::steps::Step;
 use crate::cost::DispatchTally;
@@ -113,6 +113,9 @@ pub struct PoolReport {
     /// What its expert copies from host memory did (`[offload]`), stalls in its step times.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offload: Option<OffloadSummary>,
+    /// Its steps over time (`[replacement]`), for the charts.
+    #[serde(skip)]
+    pub timeline: Vec<StepSample>,
     /// What its steps did.
     pub totals: PoolTotals,
     /// Prompt tokens per second per node while the pool was stepping (its saturated rate when
@@ -242,10 +245,10 @@ pub fn serve(
         report.steps_simulated = pricer.simulated;
         report.dispatch = pricer.tally;
         report.dropped_share = pricer.tally.dropped_share();
-        report.replacements = pricer
-            .replacer
-            .as_ref()
-            .map_or_else(Vec::new, |r| r.events.clone());
+        if let Some(replacer) = &pricer.replacer {
+            report.replacements = replacer.events.clone();
+            report.timeline = replacer.timeline.clone();
+        }
         report.offload = pricer.offload.as_ref().map(|o| o.summary(&pricer.setup));
         report.totals = collector.pool_totals(report.config.role);
         let nodes = report.config.gpus.div_ceil(per_node) as f64;
@@ -300,7 +303,7 @@ fn pool_pricer(
         pool_scenario.sim.all_to_all = all_to_all.clone();
     }
     let setup = Setup::new(&pool_scenario, trace.clone(), source.to_string())?;
-    let placed = setup.place(placement)?;
+    let placed = initial_placement(scenario.replacement.as_ref(), &setup, placement)?;
     let (config, report) = pool_config(&setup, serving, settings, role)?;
     let by_request = match (serving.routing, &setup.trace) {
         (RoutingOrder::InOrder, _) => None,
@@ -455,6 +458,7 @@ fn pool_config(
         dropped_share: 0.0,
         replacements: Vec::new(),
         offload: None,
+        timeline: Vec::new(),
         totals: PoolTotals::default(),
         busy_input_tokens_per_s_per_node: 0.0,
         busy_output_tokens_per_s_per_node: 0.0,
@@ -772,7 +776,7 @@ impl StepPricer for SimPricer {
         }
         if let Some(replacer) = &mut self.replacer
             && let Some((placement, stall_ns)) =
-                replacer.step_done(&self.setup, &self.placement, self.now_ns, cost.ns)?
+                replacer.step_done(&self.setup, &self.placement, self.now_ns, cost)?
         {
             self.placement = placement;
             self.cache.clear();

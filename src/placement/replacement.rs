@@ -148,6 +148,10 @@ pub struct ReplacementConfig {
     /// Keep experts where they are when that balances as well (fewer bytes moved).
     #[serde(default = "yes")]
     pub move_cost: bool,
+    /// Fit the initial placement on the trace's first this many tokens (the workload the
+    /// deployment was profiled on) instead of the whole trace.
+    #[serde(default)]
+    pub initial_tokens: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -207,6 +211,9 @@ impl ReplacementConfig {
             }
             _ => {}
         }
+        if self.initial_tokens == Some(0) {
+            return Err(field("initial_tokens", "must be at least 1 token".into()));
+        }
         if !(self.threshold >= 1.0 && self.threshold.is_finite()) {
             return Err(field(
                 "threshold",
@@ -229,6 +236,48 @@ impl ReplacementConfig {
     /// Planning time of a re-placement of `layers` MoE layers, ns.
     pub fn planning_ns(&self, layers: usize) -> u64 {
         ((self.planning_s + self.planning_per_layer_ms * 1e-3 * layers as f64) * 1e9).round() as u64
+    }
+}
+
+/// Suffix of a comparison variant that migrates asynchronously (`periodic-async`).
+const ASYNC_SUFFIX: &str = "-async";
+
+/// The variants `moesim serve --compare-replacement` serves when none are named: every policy
+/// synchronously (as vLLM's and SGLang's EPLB migrate), then every policy that moves experts
+/// asynchronously (`never` has nothing to migrate).
+pub fn comparison_variants() -> Vec<String> {
+    let policies: Vec<&str> = REPLACEMENT_POLICIES.names().collect();
+    let asynchronous = policies
+        .iter()
+        .filter(|&&name| name != Never::NAME)
+        .map(|name| format!("{name}{ASYNC_SUFFIX}"));
+    policies
+        .iter()
+        .map(|name| name.to_string())
+        .chain(asynchronous)
+        .collect()
+}
+
+impl ReplacementConfig {
+    /// This table with the policy and mode of `variant`: a policy's name migrates
+    /// synchronously, the name with `-async` asynchronously. The error names the variant.
+    pub fn variant(&self, variant: &str) -> std::result::Result<ReplacementConfig, String> {
+        let (policy, mode) = match variant.strip_suffix(ASYNC_SUFFIX) {
+            Some(policy) => (policy, MigrationMode::Async),
+            None => (variant, MigrationMode::Sync),
+        };
+        if !REPLACEMENT_POLICIES.contains(policy) {
+            return Err(format!(
+                "unknown re-placement variant `{variant}`; known: a policy ({}), optionally \
+                 followed by `{ASYNC_SUFFIX}`",
+                REPLACEMENT_POLICIES.names().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(ReplacementConfig {
+            policy: policy.to_string(),
+            mode,
+            ..self.clone()
+        })
     }
 }
 
@@ -380,6 +429,37 @@ mod tests {
         let loads = ExpertLoads::new(4, vec![vec![3.0, 3.0, 1.0, 1.0]]).unwrap();
         // GPU loads 6 and 2, mean 4.
         assert_eq!(imbalance(&p, &loads).unwrap(), 1.5);
+    }
+
+    #[test]
+    fn comparison_variants_are_every_policy_then_the_moving_ones_asynchronously() {
+        assert_eq!(
+            comparison_variants(),
+            [
+                "never",
+                "periodic",
+                "triggered",
+                "periodic-async",
+                "triggered-async"
+            ]
+        );
+        let base: ReplacementConfig =
+            toml::from_str("policy = \"never\"\nmode = \"async\"\nthreshold = 1.2").unwrap();
+        let periodic = base.variant("periodic").unwrap();
+        assert_eq!(
+            (periodic.policy.as_str(), periodic.mode, periodic.threshold),
+            ("periodic", MigrationMode::Sync, 1.2)
+        );
+        let triggered = base.variant("triggered-async").unwrap();
+        assert_eq!(
+            (triggered.policy.as_str(), triggered.mode),
+            ("triggered", MigrationMode::Async)
+        );
+        let err = base.variant("sometimes-async").unwrap_err();
+        assert!(
+            err.starts_with("unknown re-placement variant `sometimes-async`; known: a policy (never, periodic, triggered)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod html;
 mod markdown;
 pub mod offload;
 pub mod plan;
+pub mod replacement;
 pub mod serving;
 mod sim_charts;
 mod sim_tables;

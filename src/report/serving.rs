@@ -127,7 +127,7 @@ pub fn write_serving_files(result: &ServeResult, dir: &Path) -> Result<Vec<PathB
     written.extend(queue_chart(result, dir)?);
     written.extend(slo_chart(result, dir)?);
     if replaces(result) {
-        written.extend(replacement_charts(result, dir)?);
+        written.extend(super::replacement::run_charts(result, dir)?);
     }
     written.extend(super::write_markdown(&render(result), dir)?);
     Ok(written)
@@ -230,37 +230,6 @@ fn throughput_chart(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
 /// over time is the baseline of the others).
 fn replaces(result: &ServeResult) -> bool {
     result.replacement.is_some()
-}
-
-/// MoE imbalance and mean step time per second of simulated time: what re-placements change.
-fn replacement_charts(result: &ServeResult, dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    for (file, y, value) in [
-        (
-            "imbalance",
-            "MoE imbalance (GPU max / mean)",
-            (|s: &SecondRow| s.imbalance) as fn(&SecondRow) -> f64,
-        ),
-        ("step_time", "mean step time (ms)", |s: &SecondRow| {
-            s.step_ms
-        }),
-    ] {
-        let values: Vec<f64> = result.seconds.iter().map(value).collect();
-        let title = format!("{}: {y} over time", result.scenario);
-        written.extend(charts::line_chart(
-            &dir.join(file),
-            ChartLabels {
-                title: &title,
-                x: "simulated time (s)",
-                y,
-            },
-            &[Series {
-                name: y,
-                values: &values,
-            }],
-        )?);
-    }
-    Ok(written)
 }
 
 /// The re-placements of every pool, one row each.

@@ -1,6 +1,6 @@
 //! `moesim serve` with `[replacement]` and `[[failures]]`: re-placements reported with their
-//! bytes and stalls, a policy that never fires, and bad input naming its field with nothing
-//! written.
+//! bytes and stalls, a policy that never fires, the variants side by side
+//! (`--compare-replacement`), and bad input naming its field with nothing written.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -133,5 +133,123 @@ fn bad_replacement_and_failure_entries_name_their_field_and_write_nothing() {
         );
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(!out.exists(), "{extra}: wrote {out:?}");
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn compare_replacement_serves_each_variant_and_sums_its_re_placements() {
+    let dir = tempfile::tempdir().unwrap();
+    // The variants override the policy and mode; the table's other knobs hold for all.
+    let path = scenario(
+        dir.path(),
+        "[replacement]\npolicy = \"triggered\"\nmode = \"async\"\nwindow_steps = 50\n\
+         interval_steps = 100\nplanning_s = 0.01\nplanning_per_layer_ms = 0.5\n\
+         initial_tokens = 1024",
+    );
+    let out = dir.path().join("out");
+    let output = moesim(&[
+        "serve",
+        path.to_str().unwrap(),
+        "--compare-replacement=never,periodic",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows = json(&out.join("summary.json"));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, variant) in rows.iter().zip(["never", "periodic"]) {
+        assert_eq!(row["variant"], variant);
+        let run = json(&out.join(variant).join("summary.json"));
+        assert_eq!(run["replacement"], variant);
+        let events = run["pools"][0]["replacements"].as_array().unwrap();
+        let sum = |key: &str| events.iter().map(|e| e[key].as_f64().unwrap()).sum::<f64>();
+        assert_eq!(row["replacements"].as_u64().unwrap(), events.len() as u64);
+        assert_eq!(row["bytes_moved"].as_f64().unwrap(), sum("bytes_moved"));
+        assert!((row["stall_ms"].as_f64().unwrap() - sum("stall_ms")).abs() < 1e-9);
+        assert_eq!(row["mean_step_ms"], run["summary"]["mean_step_ms"]);
+        assert_eq!(row["slo_attainment"], run["summary"]["slo_attainment"]);
+        assert!(out.join(variant).join("imbalance.png").is_file());
+    }
+    // never moves nothing; periodic (synchronous) stalls for 10 ms + 16 x 0.5 ms of planning
+    // and its transfers at every re-placement.
+    assert_eq!(rows[0]["replacements"], 0);
+    assert_eq!(rows[0]["bytes_moved"], 0);
+    let periodic = rows[1]["replacements"].as_u64().unwrap();
+    assert!(periodic > 0);
+    assert!(
+        (rows[1]["stall_ms"].as_f64().unwrap()
+            - 18.0 * periodic as f64
+            - rows[1]["transfer_ms"].as_f64().unwrap())
+        .abs()
+            < 1e-6
+    );
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.starts_with("Re-placement "), "{readme}");
+    assert!(readme.contains("| periodic | "), "{readme}");
+    assert!(
+        readme.contains("--compare-replacement=never,periodic"),
+        "{readme}"
+    );
+    for chart in ["imbalance_by_policy.png", "step_time_by_policy.png"] {
+        assert!(out.join(chart).is_file(), "{chart}");
+    }
+}
+
+#[test]
+fn bad_comparison_variants_and_initial_tokens_name_their_field_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, flag, message) in [
+        (
+            "[replacement]\npolicy = \"never\"",
+            "--compare-replacement=never,sometimes-async",
+            "`--compare-replacement`: unknown re-placement variant `sometimes-async`",
+        ),
+        (
+            "[replacement]\npolicy = \"never\"",
+            "--compare-replacement=never,never",
+            "`--compare-replacement`: variant `never` named twice",
+        ),
+        (
+            "",
+            "--compare-replacement",
+            "`--compare-replacement` needs a `[replacement]` table",
+        ),
+        (
+            "[replacement]\npolicy = \"never\"\ninitial_tokens = 9000",
+            "--json",
+            "`replacement.initial_tokens`: 9000 tokens but the trace has 8192",
+        ),
+        (
+            "[replacement]\npolicy = \"never\"\ninitial_tokens = 0",
+            "--json",
+            "`replacement.initial_tokens`: must be at least 1 token",
+        ),
+    ] {
+        let path = scenario(dir.path(), extra);
+        let out = dir.path().join("bad");
+        let output = moesim(&[
+            "serve",
+            path.to_str().unwrap(),
+            flag,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{extra} {flag}");
+        assert!(
+            stderr.starts_with("error:") && stderr.contains(message),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!out.exists(), "{extra} {flag}: wrote {out:?}");
     }
 }
