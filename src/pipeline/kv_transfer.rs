@@ -1,11 +1,14 @@
 //! KV hand-offs as flows on the simulated network: a request's KV cache runs from the GPUs of
 //! its prefill rank to those of its decode rank over the cluster's links (NVLink inside a node,
 //! the NICs and the spine across nodes), sharing every link max-min fairly with the other
-//! transfers in flight, and lands one route latency after its last byte left.
+//! transfers in flight, and lands one route latency after its last byte left. A network failure
+//! (`[[failures]] kind = "network"`) reroutes the hand-offs that start after it; those already
+//! in flight finish on the route they started on.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
+use super::replacement::Failures;
 use crate::serve::KvTransport;
 use crate::sim::LinkSettings;
 use crate::sim::network::{FlowId, FlowNetwork};
@@ -15,6 +18,8 @@ use crate::topology::Cluster;
 /// joined by the cluster's network.
 pub struct NetworkTransport {
     cluster: Cluster,
+    /// Network failures still to come: each replaces `cluster` by its rerouted self.
+    failures: Failures,
     network: FlowNetwork,
     prefill_gpus_per_rank: usize,
     decode_first_gpu: usize,
@@ -32,9 +37,10 @@ pub struct NetworkTransport {
 impl NetworkTransport {
     /// Transfers on `cluster` (links as `links` sets them) from a prefill pool of
     /// `prefill_gpus` GPUs in ranks of `prefill_gpus_per_rank` to a decode pool on the next
-    /// GPUs in ranks of `decode_gpus_per_rank`.
+    /// GPUs in ranks of `decode_gpus_per_rank`, rerouted as `failures` take parts out.
     pub fn new(
         cluster: Cluster,
+        failures: Failures,
         links: &LinkSettings,
         prefill_gpus: usize,
         prefill_gpus_per_rank: usize,
@@ -43,6 +49,7 @@ impl NetworkTransport {
         NetworkTransport {
             network: FlowNetwork::new(links.capacities(&cluster)),
             cluster,
+            failures,
             prefill_gpus_per_rank,
             decode_first_gpu: prefill_gpus,
             decode_gpus_per_rank,
@@ -59,6 +66,9 @@ impl KvTransport for NetworkTransport {
     /// One flow per GPU pair of the two ranks (the KV is split over a rank's GPUs), each with an
     /// equal share of the bytes.
     fn start(&mut self, at_ns: u64, from: usize, to: usize, bytes: u64, ticket: u64) {
+        if let Some(rerouted) = self.failures.due(at_ns) {
+            self.cluster = rerouted;
+        }
         let parts = self.prefill_gpus_per_rank.max(self.decode_gpus_per_rank);
         let part_bytes = bytes.div_ceil(parts as u64).max(1);
         for part in 0..parts {
@@ -121,6 +131,7 @@ impl KvTransport for NetworkTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::{Failure, NetworkFailure};
 
     /// Drives `transport` to the end, returning (ticket, landing ns) in landing order.
     fn run(transport: &mut NetworkTransport) -> Vec<(u64, u64)> {
@@ -136,7 +147,7 @@ mod tests {
     fn two_nodes() -> NetworkTransport {
         // Prefill on node 0 (8 GPUs, one per rank), decode on node 1.
         let cluster = Cluster::preset("dgx-h100x2").unwrap();
-        NetworkTransport::new(cluster, &LinkSettings::default(), 8, 1, 1)
+        NetworkTransport::new(cluster, Failures::none(), &LinkSettings::default(), 8, 1, 1)
     }
 
     #[test]
@@ -171,6 +182,41 @@ mod tests {
         assert_eq!(
             run(&mut transport),
             [(3, one + from_0), (4, one + from_1_to_9)]
+        );
+    }
+
+    #[test]
+    fn after_a_decode_nic_fails_two_hand_offs_share_the_other_nic() {
+        // Decode GPU 8's NIC (n1/nic0) fails at 0 s: its KV enters machine 1 by n1/nic1, the
+        // NIC of decode GPU 9, so two hand-offs into ranks 0 and 1 share it: 2 B / G each
+        // instead of B / G, plus the rerouted route's latency.
+        let cluster = Cluster::preset("dgx-h100x2").unwrap();
+        let failures = [Failure::Network(NetworkFailure {
+            at_s: 0.0,
+            component: "n1/nic0".into(),
+        })];
+        let schedule = Failures::new(&failures, &cluster).unwrap();
+        let failed = Failures::new(&failures, &cluster).unwrap().due(0).unwrap();
+        let g = cluster.route(0, 8).bottleneck_gbps;
+        let mut transport =
+            NetworkTransport::new(cluster, schedule, &LinkSettings::default(), 8, 1, 1);
+        let rerouted = failed.route(0, 8);
+        assert!(
+            rerouted
+                .links
+                .iter()
+                .any(|&l| failed.link(l).name.ends_with("->n1/nic1"))
+        );
+        let bytes = 50_000_000;
+        transport.start(0, 0, 0, bytes, 1);
+        transport.start(0, 1, 1, bytes, 2);
+        let shared = (2.0 * bytes as f64 / g).ceil() as u64;
+        assert_eq!(
+            run(&mut transport),
+            [
+                (2, shared + failed.route(1, 9).latency_ns),
+                (1, shared + rerouted.latency_ns)
+            ]
         );
     }
 }

@@ -479,8 +479,10 @@ fn handoff(
 ) -> Result<Handoff<'static>> {
     let per_rank = |report: &PoolReport| report.config.gpus / report.config.ranks;
     let (prefill, decode_report) = (&reports[0], &reports[1]);
+    let cluster = Cluster::resolve(&scenario.cluster)?;
     let transport = NetworkTransport::new(
-        Cluster::resolve(&scenario.cluster)?,
+        cluster.clone(),
+        Failures::new(&scenario.failures, &cluster)?,
         &decode.sim.links,
         prefill.config.gpus,
         per_rank(prefill),
