@@ -50,9 +50,7 @@ pub fn write_comparison(
             })
         })
         .collect::<Result<_>>()?;
-    let json = serde_json::to_vec_pretty(&rows).map_err(|e| Error::invalid(e.to_string()))?;
-    let summary = dir.join("summary.json");
-    write_bytes_atomic(&summary, &json)?;
+    let summary = super::write_summary(&rows, dir)?;
     let readme = dir.join("README.md");
     let text = render(&rows, runs, command).map_err(|e| Error::invalid(e.to_string()))?;
     write_bytes_atomic(&readme, text.as_bytes())?;
