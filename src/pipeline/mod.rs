@@ -10,6 +10,7 @@
 pub mod elastic;
 pub mod estimate;
 pub mod evaluate;
+pub mod failure_impact;
 mod kv_transfer;
 pub mod offload;
 pub mod replacement;

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::Setup;
+use super::failure_impact::{NetworkFailureImpact, network_failure_impacts};
 use super::kv_transfer::NetworkTransport;
 use super::offload::{OffloadSummary, ServeOffload};
 use super::replacement::{Failures, ReplacementEvent, Replacer, StepSample, initial_placement};
@@ -78,6 +79,9 @@ pub struct ServeResult {
     /// Elastic scaling and failures (`[scaling]`, `[[failures]]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elastic: Option<super::elastic::ElasticReport>,
+    /// What each network failure (`[[failures]] kind = "network"`) did to serving.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_failures: Vec<NetworkFailureImpact>,
     /// One row per second of simulated time.
     #[serde(skip)]
     pub seconds: Vec<SecondRow>,
@@ -280,6 +284,7 @@ pub fn serve(
         summary,
         cached_error: cached_error(&errors),
         elastic,
+        network_failures: network_failure_impacts(&scenario.failures, collector.seconds()),
         seconds: collector.seconds().to_vec(),
         latencies: collector.latencies(),
     })

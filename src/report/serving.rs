@@ -11,6 +11,7 @@ use polars::prelude::*;
 use crate::charts::{self, ChartLabels, Series};
 use crate::error::{Error, Result};
 use crate::output::write_parquet_frame;
+use crate::pipeline::failure_impact::IMPACT_WINDOW_S;
 use crate::pipeline::serve::ServeResult;
 use crate::serve::RequestRecord;
 use crate::serve::metrics::{Latency, SecondRow};
@@ -267,6 +268,35 @@ fn write_replacements(md: &mut String, r: &ServeResult) -> std::fmt::Result {
     Ok(())
 }
 
+/// Each network failure, the seconds before it against those after.
+fn write_network_failures(md: &mut String, r: &ServeResult) -> std::fmt::Result {
+    writeln!(
+        md,
+        "\n## Network failures\n\nRoutes go around a failed component and it stays down: no \
+         request is lost, those running are slowed. Windows: up to {IMPACT_WINDOW_S} whole \
+         seconds before and after the failure's second.\n"
+    )?;
+    writeln!(
+        md,
+        "| component | at (s) | requests running | output tok/s before / after | mean step (ms) before / after |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|")?;
+    for f in &r.network_failures {
+        writeln!(
+            md,
+            "| {} | {:.2} | {:.1} | {:.0} / {:.0} | {:.2} / {:.2} |",
+            f.component,
+            f.at_s,
+            f.requests_running,
+            f.before.output_tokens_per_s,
+            f.after.output_tokens_per_s,
+            f.before.step_ms,
+            f.after.step_ms
+        )?;
+    }
+    Ok(())
+}
+
 const GIB: f64 = (1u64 << 30) as f64;
 
 /// Requests running and waiting over simulated time.
@@ -492,6 +522,9 @@ fn write_body(md: &mut String, r: &ServeResult) -> std::fmt::Result {
     }
     if replaces(r) {
         write_replacements(md, r)?;
+    }
+    if !r.network_failures.is_empty() {
+        write_network_failures(md, r)?;
     }
     writeln!(md, "\n## Charts\n")?;
     // The latency charts exist for latencies some request has (TPOT needs 2 output tokens).

@@ -77,6 +77,17 @@ fn periodic_sync_re_placements_stall_for_planning_and_transfers() {
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("## Re-placements"), "{report}");
     assert!(out.join("imbalance.png").is_file() && out.join("step_time.png").is_file());
+    // The link failed in second 0: nothing before it to compare, the seconds after it counted.
+    let failure = &s["network_failures"][0];
+    assert_eq!(failure["component"], "n0/gpu1->n0/pcie1");
+    assert_eq!(failure["at_s"], 0.5);
+    assert_eq!(failure["before"]["seconds"], 0);
+    let seconds_after = s["summary"]["duration_s"].as_f64().unwrap().ceil() as u64 - 1;
+    assert_eq!(
+        failure["after"]["seconds"].as_u64().unwrap(),
+        seconds_after.min(10)
+    );
+    assert!(report.contains("## Network failures"), "{report}");
 }
 
 #[test]
