@@ -21,7 +21,7 @@ use crate::workload::plain::write_requests;
 /// Arguments of `moesim serve`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  moesim serve scenarios/qwen3-30b-a3b-serve.toml\n  moesim serve scenarios/qwen3-30b-a3b-serve.toml --requests-out requests.csv --out /tmp/serve\n  moesim serve scenarios/deepseek-v3-pd-decode.toml --placement eplb --json\n  moesim serve reports/replacement-example/scenario.toml --compare-replacement --out reports/replacement-example"
+    after_help = "Examples:\n  moesim serve scenarios/qwen3-30b-a3b-serve.toml\n  moesim serve scenarios/qwen3-30b-a3b-serve.toml --requests-out requests.csv --out /tmp/serve\n  moesim serve scenarios/deepseek-v3-pd-decode.toml --placement eplb --json\n  moesim serve reports/replacement-example/light.toml --compare-replacement --out reports/replacement-example/light"
 )]
 pub struct ServeArgs {
     /// Scenario TOML with `[serving]` and `[workload]` tables.
